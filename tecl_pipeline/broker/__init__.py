@@ -1,0 +1,1 @@
+"""Broker domain models, the `Broker` protocol, and its implementations."""

@@ -1,0 +1,107 @@
+"""`tecl`: run the daily trading job for one session and print what happened.
+
+Exit status: 0 traded or had nothing to do; 2 refused to trade (reason on stderr); 1 error.
+"""
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+from tecl_pipeline.run_report import EXIT_ERROR, EXIT_REFUSED, RunOutcome
+
+
+def _parse_session(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tecl", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run daily_trading_job for one session")
+    run.add_argument("--verbose", action="store_true", help="also print Dagster's own event log")
+    run.add_argument(
+        "--session",
+        type=_parse_session,
+        help="trading session YYYY-MM-DD (default: the latest session of the market data)",
+    )
+    return parser
+
+
+# Local instance defaults: no telemetry from an offline trading machine.
+DAGSTER_YAML = "telemetry:\n  enabled: false\n"
+
+
+def ensure_dagster_home() -> Path:
+    """A persistent DAGSTER_HOME (default ./.dagster), so runs show up in `make dev`."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path.cwd() / ".dagster")))
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML)
+    return home
+
+
+def run_session(session: date | None, *, verbose: bool = False) -> RunOutcome:
+    # Imported here so that `tecl --help` answers at once and a bad setting is reported
+    # as such, not as an import failure.
+    from dagster import DagsterInstance
+
+    from tecl_pipeline.definitions import build_definitions, resources_for
+    from tecl_pipeline.defs.partitions import CALENDAR, session_partitions
+    from tecl_pipeline.errors import RefusedToTrade
+    from tecl_pipeline.run_report import explain_result
+    from tecl_pipeline.settings import Settings
+    from tecl_pipeline.universe import SYMBOLS
+
+    settings = Settings.from_env(os.environ, cwd=Path.cwd())
+    resources = resources_for(settings)
+    try:
+        if session is None:
+            session = resources["market_data_source"].open(CALENDAR).latest_session(SYMBOLS)
+        CALENDAR.require_session(session)
+    except RefusedToTrade as exc:
+        return RunOutcome(EXIT_REFUSED, "", str(exc))
+    if not session_partitions.has_partition_key(session.isoformat()):
+        return RunOutcome(EXIT_REFUSED, "", f"session {session} is outside the trading partitions")
+    job = build_definitions(settings).resolve_job_def("daily_trading_job")
+    with DagsterInstance.get() as instance:
+        result = job.execute_in_process(
+            partition_key=session.isoformat(),
+            instance=instance,
+            raise_on_error=False,
+            # The report below says what happened; the full event log is in the UI.
+            run_config={
+                "loggers": {
+                    "console": {"config": {"log_level": "DEBUG" if verbose else "CRITICAL"}}
+                }
+            },
+        )
+    return explain_result(result, session)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    ensure_dagster_home()
+    from tecl_pipeline.settings import ConfigError
+
+    try:
+        outcome = run_session(args.session, verbose=args.verbose)
+    except ConfigError as exc:
+        print(f"tecl: configuration error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if outcome.report:
+        print(outcome.report)
+    if outcome.reason:
+        label = "refused to trade" if outcome.exit_code == EXIT_REFUSED else "error"
+        print(f"tecl: {label}: {outcome.reason}", file=sys.stderr)
+    return outcome.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The Dagster layer: assets, checks, jobs and resources around the pure core."""

@@ -1,0 +1,287 @@
+"""The daily trading chain, one partition per session:
+market data -> indicators -> signal -> target allocation -> executed orders -> positions.
+
+Each asset loads its inputs, calls the pure core, and returns the result with the metadata
+a person checks in the UI. Anything that makes trading unsafe stops the chain as a refusal.
+"""
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+
+import pandas as pd
+from dagster import AssetExecutionContext, MetadataValue, Output, asset
+
+from tecl_pipeline.data_quality import require_trustworthy
+from tecl_pipeline.defs.partitions import CALENDAR, session_partitions
+from tecl_pipeline.defs.presentation import ORDER_HEADERS, markdown_table, order_rows, percent
+from tecl_pipeline.defs.refusals import refusing_to_trade
+from tecl_pipeline.defs.resources import (
+    BrokerResource,
+    MarketDataResource,
+    StateResource,
+    TradingPolicyResource,
+)
+from tecl_pipeline.execution import ExecutionReport, execute, plan_from_broker
+from tecl_pipeline.indicators import indicator_table
+from tecl_pipeline.portfolio import RebalancePlan, round_price, to_decimal
+from tecl_pipeline.state.journal import SessionRecord
+from tecl_pipeline.state.locks import session_lock
+from tecl_pipeline.strategy import Decision, evaluate_tecl
+from tecl_pipeline.universe import HOLDINGS, SYMBOLS
+
+GROUP = "trading"
+
+
+@dataclass(frozen=True)
+class TargetAllocation:
+    session: date
+    weights: dict[str, Decimal]
+    prices: dict[str, Decimal]
+    equity: Decimal
+    held: dict[str, Decimal]
+    preview: RebalancePlan
+
+
+@dataclass(frozen=True)
+class PostTradePositions:
+    session: date
+    positions: dict[str, Decimal]
+    targets: dict[str, Decimal]
+    residuals: dict[str, Decimal]
+    cash: Decimal
+    equity: Decimal
+    journal_record: str
+
+
+def _session(context: AssetExecutionContext) -> date:
+    return date.fromisoformat(context.partition_key)
+
+
+def session_prices(closes: pd.DataFrame, symbols: tuple[str, ...]) -> dict[str, Decimal]:
+    """Reference prices at the session close, at the broker's tick size."""
+    last = closes.iloc[-1]
+    return {s: round_price(to_decimal(float(last[s]), f"{s} close")) for s in symbols}
+
+
+@asset(group_name=GROUP, partitions_def=session_partitions, compute_kind="pandas")
+def market_data(context: AssetExecutionContext, market_data_source: MarketDataResource) -> Output:
+    """Adjusted daily closes of the ten symbols up to and including the session."""
+    session = _session(context)
+    with refusing_to_trade():
+        CALENDAR.require_session(session)
+        source = market_data_source.open(CALENDAR)
+        closes = source.closes(SYMBOLS, through=session)
+    latest = closes.apply(lambda col: col.last_valid_index())
+    rows = [
+        (s, latest[s].date() if latest[s] is not None else "-", f"{closes[s].iloc[-1]:.4f}")
+        for s in closes.columns
+    ]
+    context.log.info(f"market data: {source.description}")
+    return Output(
+        closes,
+        metadata={
+            "source": source.description,
+            "demo_data": source.is_demo,
+            "session": session.isoformat(),
+            "rows": len(closes),
+            "first_date": str(closes.index[0].date()) if len(closes) else "-",
+            "latest_bars": markdown_table(("symbol", "latest bar", "close"), rows),
+        },
+    )
+
+
+@asset(group_name=GROUP, partitions_def=session_partitions, compute_kind="pandas")
+def indicators(context: AssetExecutionContext, market_data: pd.DataFrame) -> Output:
+    """Price, SMA(200), RSI(10) and RSI(9) per symbol at the session (Wilder RSI)."""
+    session = _session(context)
+    with refusing_to_trade():
+        require_trustworthy(market_data, session)
+        table = indicator_table(market_data[list(SYMBOLS)])
+    rows = [
+        (s, f"{r.price:.4f}", f"{r.sma_200:.4f}", f"{r.rsi_10:.2f}", f"{r.rsi_9:.2f}")
+        for s, r in table.iterrows()
+    ]
+    return Output(
+        table,
+        metadata={
+            "session": session.isoformat(),
+            "indicators": markdown_table(("symbol", "price", "SMA200", "RSI10", "RSI9"), rows),
+        },
+    )
+
+
+@asset(group_name=GROUP, partitions_def=session_partitions, compute_kind="python")
+def signal(context: AssetExecutionContext, indicators: pd.DataFrame) -> Output:
+    """The strategy's decision: leaf, the path that led to it, and the target weights."""
+    with refusing_to_trade():
+        decision = evaluate_tecl(indicators.to_dict(orient="index"))
+    context.log.info(f"leaf {decision.leaf}: {decision.reason}")
+    return Output(
+        decision,
+        metadata={
+            "leaf": decision.leaf,
+            "regime": decision.regime,
+            "reason": MetadataValue.md(decision.reason),
+            "allocation": markdown_table(
+                ("symbol", "weight"),
+                [(s, percent(w)) for s, w in decision.allocation.items()],
+            ),
+        },
+    )
+
+
+@asset(group_name=GROUP, partitions_def=session_partitions, compute_kind="python")
+def target_allocation(
+    context: AssetExecutionContext,
+    signal: Decision,
+    market_data: pd.DataFrame,
+    broker: BrokerResource,
+    trading_policy: TradingPolicyResource,
+) -> Output:
+    """Weights turned into share quantities at the account's equity, and the planned orders."""
+    session = _session(context)
+    with refusing_to_trade():
+        policy = trading_policy.policy()
+        prices = session_prices(market_data, HOLDINGS)
+        snapshot = plan_from_broker(
+            broker.connect(session, prices), signal.allocation, prices, policy
+        )
+    plan = snapshot.plan
+    target = TargetAllocation(
+        session=session,
+        weights=dict(signal.allocation),
+        prices=prices,
+        equity=snapshot.account.equity,
+        held=dict(snapshot.held),
+        preview=plan,
+    )
+    rows = [
+        (
+            s,
+            percent(signal.allocation.get(s, Decimal(0))),
+            prices[s],
+            plan.targets.get(s, Decimal(0)),
+            snapshot.held.get(s, Decimal(0)),
+        )
+        for s in HOLDINGS
+        if s in signal.allocation or s in snapshot.held
+    ]
+    return Output(
+        target,
+        metadata={
+            "equity": float(snapshot.account.equity),
+            "cash": float(snapshot.account.cash),
+            "targets": markdown_table(("symbol", "weight", "price", "target qty", "held"), rows),
+            "planned_orders": markdown_table(
+                ("side", "symbol", "qty", "notional"),
+                [(o.side, o.symbol, o.qty, o.notional) for o in plan.orders],
+            ),
+        },
+    )
+
+
+@asset(group_name=GROUP, partitions_def=session_partitions, compute_kind="broker")
+def executed_orders(
+    context: AssetExecutionContext,
+    target_allocation: TargetAllocation,
+    broker: BrokerResource,
+    trading_policy: TradingPolicyResource,
+    state: StateResource,
+) -> Output:
+    """Orders sent to the broker for the session, sells first, each under a deterministic
+    client order id so that a re-run or a second trigger cannot trade twice."""
+    session = _session(context)
+    with refusing_to_trade(), session_lock(state.lock_dir, session):
+        client = broker.connect(session, target_allocation.prices)
+        context.log.info(f"trading through {client.description}")
+        report = execute(
+            client,
+            session,
+            target_allocation.weights,
+            target_allocation.prices,
+            trading_policy.policy(),
+        )
+    return Output(
+        report,
+        metadata={
+            "broker": report.broker,
+            "orders_sent": len(report.sent),
+            "orders": markdown_table(ORDER_HEADERS, order_rows(report.sent)),
+            "session_orders": markdown_table(ORDER_HEADERS, order_rows(report.session_orders)),
+            "skipped": markdown_table(("symbol", "reason"), report.skipped),
+        },
+    )
+
+
+@asset(group_name=GROUP, partitions_def=session_partitions, compute_kind="broker")
+def post_trade_positions(
+    context: AssetExecutionContext,
+    executed_orders: ExecutionReport,
+    target_allocation: TargetAllocation,
+    signal: Decision,
+    market_data_source: MarketDataResource,
+    broker: BrokerResource,
+    state: StateResource,
+) -> Output:
+    """Positions at the broker after trading, their distance from the target, journaled."""
+    session = _session(context)
+    client = broker.connect(session, target_allocation.prices)
+    account = client.get_account()
+    positions = {s: p.qty for s, p in client.get_positions().items()}
+    targets = dict(executed_orders.plan.targets)
+    residuals = {
+        s: targets.get(s, Decimal(0)) - positions.get(s, Decimal(0))
+        for s in sorted(set(targets) | set(positions))
+        if targets.get(s, Decimal(0)) != positions.get(s, Decimal(0))
+    }
+    record = SessionRecord(
+        session=session,
+        run_id=context.run.run_id,
+        written_at=datetime.now().astimezone(),
+        data_source=market_data_source.open(CALENDAR).description,
+        broker=executed_orders.broker,
+        leaf=signal.leaf,
+        reason=signal.reason,
+        weights=dict(signal.allocation),
+        orders=list(executed_orders.session_orders),
+        positions=positions,
+        cash=account.cash,
+        equity=account.equity,
+    )
+    path = state.journal().append(record)
+    result = PostTradePositions(
+        session=session,
+        positions=positions,
+        targets=targets,
+        residuals=residuals,
+        cash=account.cash,
+        equity=account.equity,
+        journal_record=str(path),
+    )
+    return Output(
+        result,
+        metadata={
+            "equity": float(account.equity),
+            "cash": float(account.cash),
+            "positions": markdown_table(
+                ("symbol", "qty", "target", "price"),
+                [
+                    (s, q, targets.get(s, Decimal(0)), target_allocation.prices.get(s, "-"))
+                    for s, q in positions.items()
+                ],
+            ),
+            "residuals": markdown_table(("symbol", "target - held"), residuals.items()),
+            "journal_record": MetadataValue.path(str(path)),
+        },
+    )
+
+
+TRADING_ASSETS = [
+    market_data,
+    indicators,
+    signal,
+    target_allocation,
+    executed_orders,
+    post_trade_positions,
+]

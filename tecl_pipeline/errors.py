@@ -1,0 +1,48 @@
+"""Errors that mean "stop before trading, and say why".
+
+The Dagster layer turns every `RefusedToTrade` into a refusal (the run stops before any
+order, with the reason in the event log and on the CLI's stderr) instead of a crash.
+Input problems are also `ValueError`s: the input, not the program, is wrong.
+"""
+
+
+class RefusedToTrade(Exception):
+    """The pipeline will not send orders for this session; the message says why."""
+
+
+class UntrustedInputError(RefusedToTrade, ValueError):
+    """Input the pipeline must not trade on: missing, stale, malformed or inconsistent."""
+
+
+class MarketDataError(UntrustedInputError):
+    """Market data that are missing, stale, too short, NaN or non-positive."""
+
+
+class MissingIndicatorError(UntrustedInputError):
+    """An indicator the decision path needs is missing, NaN or infinite."""
+
+    def __init__(self, symbol: str, indicator: str, problem: str = "missing") -> None:
+        self.symbol = symbol
+        self.indicator = indicator
+        self.problem = problem
+        super().__init__(f"{symbol} {indicator} is {problem}; refusing to decide without it")
+
+
+class UnknownSessionError(UntrustedInputError):
+    """A date that is not an XNYS trading session where a session is required."""
+
+
+class PortfolioInputError(UntrustedInputError):
+    """Weights, prices, quantities or account figures that cannot be turned into orders."""
+
+
+class RiskLimitError(RefusedToTrade):
+    """The plan breaks a configured risk limit or the kill switch is on (T9)."""
+
+
+class SessionBusyError(RefusedToTrade):
+    """Another run holds this session's trading lock (C2)."""
+
+
+class AccountError(RefusedToTrade):
+    """The account cannot be traded as configured (e.g. not a USD account, X8)."""

@@ -1,0 +1,85 @@
+"""Deployment settings read from the environment, validated before anything runs (C4).
+
+Only where the pipeline runs and what it talks to lives here. Trading policy (cash reserve,
+minimum trade, risk limits) is Dagster resource config, visible and editable in the UI.
+Secrets never pass through here: they reach resources through Dagster `EnvVar`.
+"""
+
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+
+class Mode(StrEnum):
+    DEMO = "demo"
+    PAPER = "paper"
+    LIVE = "live"
+
+
+class ConfigError(ValueError):
+    """A setting that is missing or malformed; raised before any order, naming the key."""
+
+
+ENV_KEYS: Mapping[str, str] = {
+    "mode": "TECL_MODE",
+    "data_dir": "TECL_DATA_DIR",
+    "state_uri": "TECL_STATE_URI",
+    "broker_url": "TECL_BROKER_URL",
+    "data_url": "TECL_DATA_URL",
+}
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mode: Mode = Mode.DEMO
+    data_dir: Path | None = None
+    state_uri: str
+    broker_url: str | None = None
+    data_url: str | None = None
+
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"{value} is not a directory of <SYMBOL>.csv files")
+        return value
+
+    @field_validator("state_uri")
+    @classmethod
+    def _state_uri_is_local(cls, value: str) -> str:
+        scheme = urlparse(value).scheme
+        if scheme == "s3":
+            raise ValueError("s3:// state is not available in this version; use file://DIR")
+        if scheme != "file" or not urlparse(value).path.startswith("/"):
+            raise ValueError(f"{value!r} is not an absolute file:// URI")
+        return value
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(urlparse(self.state_uri).path)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], *, cwd: Path) -> "Settings":
+        """Read TECL_* variables; unset or empty means the embedded default."""
+        values: dict[str, str] = {
+            field: environ[key] for field, key in ENV_KEYS.items() if environ.get(key, "").strip()
+        }
+        values.setdefault("state_uri", (cwd / ".tecl" / "state").resolve().as_uri())
+        try:
+            settings = cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{ENV_KEYS.get(str(err['loc'][0]), err['loc'][0])}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise ConfigError(f"invalid configuration: {problems}") from None
+        if settings.mode is not Mode.DEMO:
+            raise ConfigError(
+                f"TECL_MODE: {settings.mode.value!r} needs the Alpaca broker adapter, which this "
+                "version does not include yet; use TECL_MODE=demo"
+            )
+        return settings
