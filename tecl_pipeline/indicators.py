@@ -7,6 +7,7 @@ NaN before its first bar. After its first bar a symbol must have a close on ever
 """
 
 from collections.abc import Hashable
+from types import MappingProxyType
 from typing import Final, TypeVar
 
 import numpy as np
@@ -20,7 +21,7 @@ from tecl_pipeline.universe import RSI_FAST_PERIOD, RSI_PERIOD, SMA_WINDOW, WARM
 INDICATORS: Final = ("price", "sma_200", "rsi_10", "rsi_9")
 # `indicator_table` also shows how much history each value rests on.
 TABLE_COLUMNS: Final = (*INDICATORS, "bars")
-_RSI_COLUMNS: Final = {"rsi_10": RSI_PERIOD, "rsi_9": RSI_FAST_PERIOD}
+_RSI_COLUMNS: Final = MappingProxyType({"rsi_10": RSI_PERIOD, "rsi_9": RSI_FAST_PERIOD})
 
 Closes = TypeVar("Closes", pd.Series, pd.DataFrame)
 

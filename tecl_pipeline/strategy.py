@@ -68,7 +68,7 @@ LEAVES: Final[tuple[str, ...]] = tuple(dict.fromkeys(_leaf(o) for o in ALLOCATIO
 
 _RSI: Final = f"rsi_{RSI_PERIOD}"
 _RSI_FAST: Final = f"rsi_{RSI_FAST_PERIOD}"
-_LABELS: Final = {_RSI: f"RSI{RSI_PERIOD}", _RSI_FAST: f"RSI{RSI_FAST_PERIOD}"}
+_LABELS: Final = MappingProxyType({_RSI: f"RSI{RSI_PERIOD}", _RSI_FAST: f"RSI{RSI_FAST_PERIOD}"})
 # The symbols whose RSI(10) / RSI(9) the tree can read.
 _RSI_READERS: Final = ("SPY", "TQQQ", "XLK", "KMLM", "SPXL", "UVXY")
 _RSI_FAST_READERS: Final = ("SQQQ", "BSV")
@@ -136,10 +136,12 @@ def _bear(walk: "_Walk") -> str:
 
 
 _Operand = tuple[str, str] | int
-_OPS: Final[dict[str, tuple[Callable[[float, float], bool], str]]] = {
-    ">": (lambda a, b: a > b, "<="),
-    "<": (lambda a, b: a < b, ">="),
-}
+_OPS: Final[Mapping[str, tuple[Callable[[float, float], bool], str]]] = MappingProxyType(
+    {
+        ">": (lambda a, b: a > b, "<="),
+        "<": (lambda a, b: a < b, ">="),
+    }
+)
 
 
 class _Walk:

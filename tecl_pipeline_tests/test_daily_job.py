@@ -98,7 +98,7 @@ def test_same_session_twice_trades_once(run_daily, state_dir):
 def test_next_session_rebalances_from_broker_positions(run_daily, state_dir):
     """D5: the next session starts from what the broker holds, not from a blank slate."""
     run_daily(date(2026, 11, 23))
-    held_before = run_daily(DEMO_SESSION).asset_value("target_allocation").held
+    held_before = run_daily(DEMO_SESSION).asset_value("target_allocation").broker_before.held
 
     assert held_before, "the second session must see the first session's positions"
 

@@ -22,9 +22,9 @@ from tecl_pipeline.defs.resources import (
     StateResource,
     TradingPolicyResource,
 )
-from tecl_pipeline.execution import ExecutionReport, execute, plan_from_broker
+from tecl_pipeline.execution import BrokerSnapshot, ExecutionReport, execute, plan_from_broker
 from tecl_pipeline.indicators import indicator_table
-from tecl_pipeline.portfolio import RebalancePlan, round_price, to_decimal
+from tecl_pipeline.portfolio import round_price, to_decimal
 from tecl_pipeline.state.journal import SessionRecord
 from tecl_pipeline.state.locks import session_lock
 from tecl_pipeline.strategy import Decision, evaluate_tecl
@@ -35,12 +35,12 @@ GROUP = "trading"
 
 @dataclass(frozen=True)
 class TargetAllocation:
+    """The decision's weights at the session's prices, and the broker state they meet."""
+
     session: date
     weights: dict[str, Decimal]
     prices: dict[str, Decimal]
-    equity: Decimal
-    held: dict[str, Decimal]
-    preview: RebalancePlan
+    broker_before: BrokerSnapshot
 
 
 @dataclass(frozen=True)
@@ -149,12 +149,7 @@ def target_allocation(
         )
     plan = snapshot.plan
     target = TargetAllocation(
-        session=session,
-        weights=dict(signal.allocation),
-        prices=prices,
-        equity=snapshot.account.equity,
-        held=dict(snapshot.held),
-        preview=plan,
+        session=session, weights=dict(signal.allocation), prices=prices, broker_before=snapshot
     )
     rows = [
         (
