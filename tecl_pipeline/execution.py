@@ -6,7 +6,8 @@ still missing, and deterministic client order ids make a resent order a duplicat
 broker refuses instead of a second trade (X3).
 """
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -37,6 +38,11 @@ class ExecutionPolicy:
     cash_reserve: Decimal = Decimal("0")
     min_trade_notional: Decimal = Decimal("1")
     risk: RiskLimits = field(default_factory=RiskLimits)
+    # How long one phase (sells, then buys) waits for its orders to fill before cancelling
+    # what is left, and how often it asks; the whole execution never runs past `deadline`.
+    fill_timeout: float = 120.0
+    poll_interval: float = 1.0
+    deadline: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -45,9 +51,20 @@ class ExecutionReport:
     broker: str
     plan: RebalancePlan
     sent: tuple[Order, ...]
+    """Orders this run sent, in their final known state."""
     skipped: tuple[tuple[str, str], ...]
     session_orders: tuple[Order, ...]
     """Every order of this session at the broker after this run, earlier runs' included."""
+    cancelled: tuple[str, ...] = ()
+    """Client order ids this run cancelled because they had not filled in time (T6)."""
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """Time as execution sees it; tests pass a fake clock so no test waits for real."""
+
+    sleep: Callable[[float], None] = time.sleep
+    monotonic: Callable[[], float] = time.monotonic
 
 
 def session_prefix(session: date) -> str:
@@ -123,19 +140,70 @@ def plan_from_broker(
     return BrokerSnapshot(account=account, held=held, assets=assets, plan=plan)
 
 
+class _OrderTracker:
+    """The latest known state of each order, updated by status precedence (B5): a reply
+    that arrives late never moves an order back, and fills only accumulate."""
+
+    def __init__(self, broker: Broker, policy: ExecutionPolicy, pacing: Pacing) -> None:
+        self._broker = broker
+        self._policy = policy
+        self._pacing = pacing
+        self._started = pacing.monotonic()
+        self.orders: dict[str, Order] = {}
+        self.cancelled: list[str] = []
+
+    def track(self, order: Order) -> None:
+        known = self.orders.get(order.id)
+        if known is None or order.newer_than(known):
+            self.orders[order.id] = order
+
+    def _refresh(self, ids: Iterable[str]) -> None:
+        for order_id in ids:
+            self.track(self._broker.get_order(order_id))
+
+    def settle(self, ids: Iterable[str]) -> None:
+        """Wait for these orders to finish; cancel what is still open when time is up (T6)."""
+        pending = list(ids)
+        overall_end = self._started + self._policy.deadline
+        end = min(self._pacing.monotonic() + self._policy.fill_timeout, overall_end)
+        while pending := [i for i in pending if not self.orders[i].status.is_final]:
+            if self._pacing.monotonic() >= end:
+                for order_id in pending:
+                    self._broker.cancel_order(order_id)
+                    self.cancelled.append(self.orders[order_id].client_order_id)
+                self._refresh(pending)
+                return
+            self._pacing.sleep(self._policy.poll_interval)
+            self._refresh(pending)
+
+
 def execute(
     broker: Broker,
     session: date,
     weights: Mapping[str, Decimal],
     prices: Mapping[str, Decimal],
     policy: ExecutionPolicy,
+    pacing: Pacing | None = None,
 ) -> ExecutionReport:
+    """Trade the session's target: finish earlier runs' open orders, then sells, then buys.
+
+    Quantities always come from the broker's positions at that moment, never from what an
+    earlier attempt meant to send, so nothing is re-ordered blindly (T6, A2).
+    """
+    tracker = _OrderTracker(broker, policy, pacing or Pacing())
+    # A killed run may have left orders working: let them finish (or cancel them) first.
+    left_open = [o for o in broker.list_orders(session_prefix(session)) if not o.status.is_final]
+    for order in left_open:
+        tracker.track(order)
+    tracker.settle(o.id for o in left_open)
+
     snapshot = plan_from_broker(broker, weights, prices, policy)
     plan, assets = snapshot.plan, snapshot.assets
-    sent: list[Order] = []
+    sent: list[str] = []
     skipped: list[tuple[str, str]] = list(plan.skipped)
 
     def send(orders: tuple[PlannedOrder, ...]) -> None:
+        phase: list[str] = []
         for planned in orders:
             if not assets[planned.symbol].tradable:
                 skipped.append((planned.symbol, "asset is not tradable at the broker"))
@@ -144,7 +212,10 @@ def execute(
             if isinstance(outcome, str):
                 skipped.append((planned.symbol, outcome))
             else:
-                sent.append(outcome)
+                tracker.track(outcome)
+                phase.append(outcome.id)
+        tracker.settle(phase)
+        sent.extend(phase)
 
     send(plan.sells)
     if plan.buys:
@@ -159,7 +230,8 @@ def execute(
         session=session,
         broker=broker.description,
         plan=plan,
-        sent=tuple(sent),
+        sent=tuple(tracker.orders[i] for i in sent),
         skipped=tuple(skipped),
         session_orders=tuple(broker.list_orders(session_prefix(session))),
+        cancelled=tuple(tracker.cancelled),
     )

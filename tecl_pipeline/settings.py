@@ -5,6 +5,7 @@ minimum trade, risk limits) is Dagster resource config, visible and editable in 
 Secrets never pass through here: they reach resources through Dagster `EnvVar`.
 """
 
+import ipaddress
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -29,7 +30,31 @@ ENV_KEYS: Mapping[str, str] = {
     "state_uri": "TECL_STATE_URI",
     "broker_url": "TECL_BROKER_URL",
     "data_url": "TECL_DATA_URL",
+    "live_confirm": "TECL_LIVE_CONFIRM",
 }
+# The second switch for live trading: a sentence nobody sets by accident.
+LIVE_CONFIRMATION = "I accept that this trades real money"
+
+
+def is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def require_safe_url(url: str, what: str) -> str:
+    """HTTPS, or plain HTTP to this machine only (S5): keys never cross a network in clear."""
+    parsed = urlparse(url)
+    if parsed.scheme == "https" and parsed.hostname:
+        return url.rstrip("/")
+    if parsed.scheme == "http" and is_loopback(parsed.hostname):
+        return url.rstrip("/")
+    raise ValueError(f"{what} {url!r} must be https:// (plain http only to a loopback address)")
 
 
 class Settings(BaseModel):
@@ -40,6 +65,12 @@ class Settings(BaseModel):
     state_uri: str
     broker_url: str | None = None
     data_url: str | None = None
+    live_confirm: str | None = None
+
+    @field_validator("broker_url", "data_url")
+    @classmethod
+    def _safe_url(cls, value: str | None) -> str | None:
+        return None if value is None else require_safe_url(value, "endpoint")
 
     @field_validator("data_dir")
     @classmethod
@@ -77,6 +108,11 @@ class Settings(BaseModel):
                 for err in exc.errors()
             )
             raise ConfigError(f"invalid configuration: {problems}") from None
+        if settings.mode is Mode.LIVE and settings.live_confirm != LIVE_CONFIRMATION:
+            raise ConfigError(
+                "TECL_LIVE_CONFIRM: live trading needs a second switch; set it to "
+                f"{LIVE_CONFIRMATION!r} to trade real money"
+            )
         if settings.mode is not Mode.DEMO:
             raise ConfigError(
                 f"TECL_MODE: {settings.mode.value!r} needs the Alpaca broker adapter, which this "

@@ -20,6 +20,16 @@ class Account(_Model):
     cash: Decimal
     equity: Decimal
     buying_power: Decimal
+    trading_blocked: bool = False
+
+
+class Clock(_Model):
+    """The broker's clock: the one authority on whether the market is open now (T2, T3)."""
+
+    timestamp: AwareDatetime
+    is_open: bool
+    next_open: AwareDatetime
+    next_close: AwareDatetime
 
 
 class Position(_Model):
@@ -37,6 +47,7 @@ class Asset(_Model):
     symbol: str
     tradable: bool
     fractionable: bool
+    shortable: bool = False
     status: Literal["active", "inactive"] = "active"
 
 
@@ -46,9 +57,15 @@ class OrderSide(StrEnum):
 
 
 class OrderStatus(StrEnum):
-    NEW = "new"
+    """Alpaca's order statuses. `rank` orders them along an order's life, so that updates
+    arriving out of order never move an order backwards (B5)."""
+
+    PENDING_NEW = "pending_new"
     ACCEPTED = "accepted"
+    NEW = "new"
     PARTIALLY_FILLED = "partially_filled"
+    PENDING_CANCEL = "pending_cancel"
+    DONE_FOR_DAY = "done_for_day"
     FILLED = "filled"
     CANCELED = "canceled"
     EXPIRED = "expired"
@@ -58,10 +75,26 @@ class OrderStatus(StrEnum):
     def is_final(self) -> bool:
         return self in _FINAL_STATUSES
 
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
 
 _FINAL_STATUSES = frozenset(
     {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED}
 )
+_RANK = {
+    OrderStatus.PENDING_NEW: 0,
+    OrderStatus.ACCEPTED: 1,
+    OrderStatus.NEW: 2,
+    OrderStatus.PARTIALLY_FILLED: 3,
+    OrderStatus.PENDING_CANCEL: 4,
+    OrderStatus.DONE_FOR_DAY: 5,
+    OrderStatus.FILLED: 6,
+    OrderStatus.CANCELED: 6,
+    OrderStatus.EXPIRED: 6,
+    OrderStatus.REJECTED: 6,
+}
 
 
 class OrderRequest(_Model):
@@ -83,7 +116,15 @@ class Order(_Model):
     filled_avg_price: Decimal | None
     status: OrderStatus
     submitted_at: AwareDatetime
+    updated_at: AwareDatetime | None = None
     reject_reason: str | None = None
+
+    def newer_than(self, other: "Order") -> bool:
+        """Whether this view of the same order is later in its life than `other` (B5).
+
+        Fills only grow and statuses only advance; a stale update loses on either count.
+        """
+        return (self.status.rank, self.filled_qty) > (other.status.rank, other.filled_qty)
 
     @property
     def filled_notional(self) -> Decimal:
@@ -96,6 +137,40 @@ class BrokerError(Exception):
     """The broker refused or failed a request."""
 
 
+class RetryableBrokerError(BrokerError):
+    """Worth trying again later: rate limits, 5xx, maintenance, timeouts on reads."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RateLimitedError(RetryableBrokerError):
+    """HTTP 429; `retry_after` from the Retry-After header when the broker sent one (B1)."""
+
+
+class BrokerUnavailableError(RetryableBrokerError):
+    """5xx, maintenance, connection refused or a read timeout (B2, B8)."""
+
+
+class OutcomeUnknownError(BrokerError):
+    """A write (order submit or cancel) whose answer never arrived: it may or may not have
+    happened. Never retried blindly; the order is looked up by client order id first (B5)."""
+
+
+class AuthError(BrokerError):
+    """401/403: the credentials were refused (B4, X6)."""
+
+
+class NotFoundError(BrokerError):
+    """404: no such order, asset or position."""
+
+
+class MalformedResponseError(BrokerError):
+    """The broker answered, but not with the shape it documents (B3), or with an error body
+    under a success status (X4). Never read as success."""
+
+
 class DuplicateClientOrderIdError(BrokerError):
     """An order with this client_order_id was already sent: the order exists, do not resend."""
 
@@ -103,16 +178,28 @@ class DuplicateClientOrderIdError(BrokerError):
 class OrderRejectedError(BrokerError):
     """The broker rejected the order for a reason it named (buying power, not tradable, ...)."""
 
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
 
 __all__ = [
     "Account",
     "Asset",
+    "AuthError",
     "BrokerError",
+    "BrokerUnavailableError",
+    "Clock",
     "DuplicateClientOrderIdError",
+    "MalformedResponseError",
+    "NotFoundError",
     "Order",
     "OrderRejectedError",
     "OrderRequest",
     "OrderSide",
     "OrderStatus",
+    "OutcomeUnknownError",
     "Position",
+    "RateLimitedError",
+    "RetryableBrokerError",
 ]

@@ -20,7 +20,9 @@ from pydantic import BaseModel, ConfigDict
 from tecl_pipeline.broker.models import (
     Account,
     Asset,
+    Clock,
     DuplicateClientOrderIdError,
+    NotFoundError,
     Order,
     OrderRejectedError,
     OrderRequest,
@@ -124,6 +126,21 @@ class PaperBroker:
             }
 
         return self._read(positions)
+
+    def get_clock(self) -> Clock:
+        """Always open: the demo broker lives at the session's decision time."""
+        now = self._now()
+        return Clock(timestamp=now, is_open=True, next_open=now, next_close=now)
+
+    def get_order(self, order_id: str) -> Order:
+        order = next((o for o in self.list_orders() if o.id == order_id), None)
+        if order is None:
+            raise NotFoundError(f"order {order_id} not found")
+        return order
+
+    def cancel_order(self, order_id: str) -> None:
+        """Orders fill at once here, so there is never anything left to cancel."""
+        self.get_order(order_id)
 
     def get_asset(self, symbol: str) -> Asset:
         return self._assets.get(symbol, Asset(symbol=symbol, tradable=True, fractionable=True))

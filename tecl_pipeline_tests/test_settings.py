@@ -1,0 +1,68 @@
+"""Settings are validated before anything runs, and each error names its variable (C4, S5)."""
+
+from pathlib import Path
+
+import pytest
+
+from tecl_pipeline.settings import ConfigError, Mode, Settings, require_safe_url
+
+
+def load(tmp_path: Path, **env: str) -> Settings:
+    return Settings.from_env(env, cwd=tmp_path)
+
+
+def test_defaults_are_demo_with_project_local_state(tmp_path):
+    settings = load(tmp_path)
+    assert settings.mode is Mode.DEMO
+    assert settings.state_dir == tmp_path / ".tecl" / "state"
+    assert settings.data_dir is None and settings.broker_url is None
+
+
+def test_empty_variables_mean_the_default(tmp_path):
+    assert load(tmp_path, TECL_MODE="", TECL_DATA_DIR="  ").mode is Mode.DEMO
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"TECL_MODE": "sandbox"}, "TECL_MODE"),
+        ({"TECL_DATA_DIR": "/no/such/dir"}, "TECL_DATA_DIR"),
+        ({"TECL_STATE_URI": "relative/path"}, "TECL_STATE_URI"),
+        ({"TECL_STATE_URI": "ftp://host/x"}, "TECL_STATE_URI"),
+        ({"TECL_BROKER_URL": "http://broker.example.com"}, "TECL_BROKER_URL"),
+        ({"TECL_DATA_URL": "http://10.0.0.5:8080"}, "TECL_DATA_URL"),
+        ({"TECL_MODE": "live"}, "TECL_LIVE_CONFIRM"),
+        ({"TECL_MODE": "live", "TECL_LIVE_CONFIRM": "yes"}, "TECL_LIVE_CONFIRM"),
+    ],
+)
+def test_bad_settings_fail_naming_the_variable(tmp_path, env, named):
+    with pytest.raises(ConfigError, match=named):
+        load(tmp_path, **env)
+
+
+def test_data_dir_and_state_uri_are_read(tmp_path):
+    settings = load(tmp_path, TECL_DATA_DIR=str(tmp_path), TECL_STATE_URI=(tmp_path / "s").as_uri())
+    assert settings.data_dir == tmp_path
+    assert settings.state_dir == tmp_path / "s"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080",
+        "http://localhost:1",
+        "http://[::1]:5000",
+        "https://api.alpaca.markets",
+    ],
+)
+def test_https_or_loopback_http_is_accepted(url):
+    """S5: keys travel over TLS, or stay on this machine."""
+    assert require_safe_url(url + "/", "endpoint") == url
+
+
+@pytest.mark.parametrize(
+    "url", ["http://paper-api.alpaca.markets", "http://192.168.1.10", "ftp://127.0.0.1", "https://"]
+)
+def test_plain_http_off_this_machine_is_refused(url):
+    with pytest.raises(ValueError, match="https"):
+        require_safe_url(url, "endpoint")
