@@ -46,3 +46,7 @@ class SessionBusyError(RefusedToTrade):
 
 class AccountError(RefusedToTrade):
     """The account cannot be traded as configured (e.g. not a USD account, X8)."""
+
+
+class TradingWindowError(RefusedToTrade):
+    """The broker's clock says this is not the time to trade this session (T2, T3)."""

@@ -9,12 +9,13 @@ broker refuses instead of a second trade (X3).
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 from tecl_pipeline.broker.models import (
     Account,
     Asset,
+    Clock,
     DuplicateClientOrderIdError,
     Order,
     OrderRejectedError,
@@ -22,7 +23,8 @@ from tecl_pipeline.broker.models import (
     OrderSide,
 )
 from tecl_pipeline.broker.protocol import Broker
-from tecl_pipeline.errors import AccountError, RiskLimitError
+from tecl_pipeline.calendar import EXCHANGE_TZ, TradingCalendar
+from tecl_pipeline.errors import AccountError, RiskLimitError, TradingWindowError
 from tecl_pipeline.portfolio import (
     PlannedOrder,
     RebalancePlan,
@@ -43,6 +45,9 @@ class ExecutionPolicy:
     fill_timeout: float = 120.0
     poll_interval: float = 1.0
     deadline: float = 600.0
+    # A run may start this long before the session's decision time (a late scheduler tick
+    # is fine until the close; an early one would trade on a stale intraday price).
+    early_start: timedelta = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,23 @@ class Pacing:
 
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
+
+
+def check_trading_window(
+    clock: Clock, session: date, calendar: TradingCalendar, policy: ExecutionPolicy
+) -> None:
+    """Trade only inside this session's window by the broker's own clock (T2, T3)."""
+    now = clock.timestamp.astimezone(EXCHANGE_TZ)
+    opens = calendar.decision_time(session) - policy.early_start
+    closes = calendar.close_time(session)
+    where = f"broker clock {now:%Y-%m-%d %H:%M %Z}"
+    if calendar.session_for(now) != session or not opens <= now < closes:
+        raise TradingWindowError(
+            f"{where} is outside session {session}'s trading window "
+            f"({opens:%H:%M}-{closes:%H:%M} New York); no orders"
+        )
+    if not clock.is_open:
+        raise TradingWindowError(f"{where}: the broker says the market is closed; no orders")
 
 
 def session_prefix(session: date) -> str:

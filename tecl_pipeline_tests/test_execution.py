@@ -1,16 +1,22 @@
 """Execution against the demo broker: sells before buys, idempotent ids, refusals before orders."""
 
 import threading
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from tecl_pipeline.broker.models import Asset, Order, OrderRequest, OrderSide
+from tecl_pipeline.broker.models import Asset, Clock, Order, OrderRequest, OrderSide
 from tecl_pipeline.broker.paper import PaperBroker
-from tecl_pipeline.errors import AccountError, RiskLimitError, SessionBusyError
-from tecl_pipeline.execution import ExecutionPolicy, execute, leg_prefix
+from tecl_pipeline.calendar import TradingCalendar
+from tecl_pipeline.errors import AccountError, RiskLimitError, SessionBusyError, TradingWindowError
+from tecl_pipeline.execution import (
+    ExecutionPolicy,
+    check_trading_window,
+    execute,
+    leg_prefix,
+)
 from tecl_pipeline.portfolio import RiskLimits
 from tecl_pipeline.state.locks import session_lock
 
@@ -177,3 +183,53 @@ def test_second_concurrent_run_for_a_session_is_refused(tmp_path):
         thread.join()
     with session_lock(tmp_path / "locks", SESSION):
         pass
+
+
+@pytest.fixture(scope="module")
+def calendar() -> TradingCalendar:
+    return TradingCalendar()
+
+
+def clock_at(moment: datetime, is_open: bool = True) -> Clock:
+    return Clock(timestamp=moment, is_open=is_open, next_open=moment, next_close=moment)
+
+
+@pytest.mark.parametrize(
+    ("session", "utc_moment"),
+    [
+        (date(2026, 11, 24), datetime(2026, 11, 24, 20, 45, tzinfo=UTC)),  # 15:45 EST
+        (date(2026, 11, 24), datetime(2026, 11, 24, 20, 30, tzinfo=UTC)),  # 15:30, early tick
+        (date(2026, 7, 31), datetime(2026, 7, 31, 19, 59, tzinfo=UTC)),  # 15:59 EDT
+        (date(2026, 11, 27), datetime(2026, 11, 27, 17, 45, tzinfo=UTC)),  # 12:45, early close
+    ],
+)
+def test_trading_window_accepts_the_decision_time(calendar, session, utc_moment):
+    """T2: the window is in New York time, DST and early closes included."""
+    check_trading_window(clock_at(utc_moment), session, calendar, ExecutionPolicy())
+
+
+@pytest.mark.parametrize(
+    ("session", "utc_moment", "why"),
+    [
+        (date(2026, 11, 24), datetime(2026, 11, 24, 15, 0, tzinfo=UTC), "10:00"),  # morning
+        (date(2026, 11, 24), datetime(2026, 11, 24, 21, 0, tzinfo=UTC), "16:00"),  # the close
+        (date(2026, 7, 31), datetime(2026, 7, 31, 20, 45, tzinfo=UTC), "16:45"),  # UTC read as EST
+        (
+            date(2026, 11, 27),
+            datetime(2026, 11, 27, 18, 5, tzinfo=UTC),
+            "13:05",
+        ),  # after early close
+        (date(2026, 11, 23), datetime(2026, 11, 24, 20, 45, tzinfo=UTC), "2026-11-24"),  # wrong day
+    ],
+)
+def test_trading_window_refuses_the_wrong_time(calendar, session, utc_moment, why):
+    """T2/T3: a run at the wrong time, or for another session, refuses with the time named."""
+    with pytest.raises(TradingWindowError, match=why):
+        check_trading_window(clock_at(utc_moment), session, calendar, ExecutionPolicy())
+
+
+def test_closed_market_at_order_time_refuses(calendar):
+    """T3/X10: an unscheduled halt (the broker says closed inside the window) stops trading."""
+    moment = datetime(2026, 11, 24, 20, 45, tzinfo=UTC)
+    with pytest.raises(TradingWindowError, match="closed"):
+        check_trading_window(clock_at(moment, is_open=False), SESSION, calendar, ExecutionPolicy())
