@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
-from tecl_pipeline.run_report import EXIT_ERROR, EXIT_REFUSED, RunOutcome
+from tecl_pipeline.run_report import EXIT_ERROR, EXIT_OK, EXIT_REFUSED, RunOutcome
 
 
 def _parse_session(text: str) -> date:
@@ -29,6 +29,20 @@ def _parser() -> argparse.ArgumentParser:
         "--session",
         type=_parse_session,
         help="trading session YYYY-MM-DD (default: the latest session of the market data)",
+    )
+    sim = commands.add_parser(
+        "simulator", help="serve the Alpaca-compatible broker simulator until stopped"
+    )
+    sim.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
+    sim.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any free)")
+    sim.add_argument(
+        "--data-dir", type=Path, help="replay DIR/<SYMBOL>.csv instead of the demo data"
+    )
+    sim.add_argument(
+        "--session",
+        type=_parse_session,
+        help="start the simulated clock at this session's decision time "
+        "(default: the latest session of the data)",
     )
     return parser
 
@@ -60,7 +74,7 @@ def run_session(session: date | None, *, verbose: bool = False) -> RunOutcome:
     from tecl_pipeline.universe import SYMBOLS
 
     settings = Settings.from_env(os.environ, cwd=Path.cwd())
-    resources = resources_for(settings)
+    resources = resources_for(settings, os.environ)
     try:
         if session is None:
             session = resources["market_data_source"].open(CALENDAR).latest_session(SYMBOLS)
@@ -85,8 +99,24 @@ def run_session(session: date | None, *, verbose: bool = False) -> RunOutcome:
     return explain_result(result, session)
 
 
+def _simulator(args: argparse.Namespace) -> int:
+    from tecl_pipeline.broker.simulator.server import serve
+    from tecl_pipeline.calendar import TradingCalendar
+    from tecl_pipeline.errors import UnknownSessionError
+
+    try:
+        now = None if args.session is None else TradingCalendar().decision_time(args.session)
+        serve(args.host, args.port, data_dir=args.data_dir, seed=None, now=now)
+    except (UnknownSessionError, ValueError) as exc:
+        print(f"tecl simulator: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "simulator":
+        return _simulator(args)
     ensure_dagster_home()
     from tecl_pipeline.settings import ConfigError
 

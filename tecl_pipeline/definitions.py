@@ -1,9 +1,10 @@
 """The one `Definitions` object, built from the deployment settings in the environment."""
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
-from dagster import Definitions
+from dagster import Definitions, EnvVar
 
 from tecl_pipeline.defs.assets import TRADING_ASSETS
 from tecl_pipeline.defs.checks import TRADING_CHECKS
@@ -14,29 +15,48 @@ from tecl_pipeline.defs.resources import (
     StateResource,
     TradingPolicyResource,
 )
-from tecl_pipeline.settings import Settings
+from tecl_pipeline.settings import Mode, Settings
 
 
-def resources_for(settings: Settings) -> dict[str, object]:
+def _alpaca_credentials() -> dict[str, EnvVar]:
+    # EnvVar, not the value: the secret never enters the code location snapshot (S2).
+    return {"api_key": EnvVar("ALPACA_API_KEY"), "secret_key": EnvVar("ALPACA_SECRET_KEY")}
+
+
+def resources_for(settings: Settings, environ: Mapping[str, str]) -> dict[str, object]:
     state_dir = settings.state_dir
+    demo = settings.mode is Mode.DEMO
+    if settings.data_dir is not None:
+        market_data = MarketDataResource(source="csv", data_dir=str(settings.data_dir))
+    elif demo:
+        market_data = MarketDataResource(source="demo")
+    else:
+        market_data = MarketDataResource(
+            source="alpaca", url=settings.data_url, **_alpaca_credentials()
+        )
+    # In demo mode against a separately started simulator, real-looking keys are optional.
+    credentials = _alpaca_credentials() if not demo or environ.get("ALPACA_API_KEY") else {}
+    broker = BrokerResource(
+        mode=settings.mode.value,
+        url=settings.broker_url,
+        book_path=str(state_dir / "demo-broker" / "account.json"),
+        market_data_source=market_data,
+        **credentials,
+    )
     return {
-        "market_data_source": (
-            MarketDataResource(source="csv", data_dir=str(settings.data_dir))
-            if settings.data_dir is not None
-            else MarketDataResource(source="demo")
-        ),
-        "broker": BrokerResource(book_path=str(state_dir / "demo-broker" / "book.json")),
+        "market_data_source": market_data,
+        "broker": broker,
         "state": StateResource(state_dir=str(state_dir)),
         "trading_policy": TradingPolicyResource(),
     }
 
 
-def build_definitions(settings: Settings) -> Definitions:
+def build_definitions(settings: Settings, environ: Mapping[str, str] | None = None) -> Definitions:
     return Definitions(
         assets=TRADING_ASSETS,
         asset_checks=TRADING_CHECKS,
         jobs=[daily_trading_job],
-        resources=resources_for(settings),
+        resources=resources_for(settings, os.environ if environ is None else environ),
     )
 
 

@@ -100,7 +100,7 @@ def format_report(result: ExecuteInProcessResult, session: date) -> str:
             + (f" ({earlier} order(s) sent earlier this session)" if earlier else "")
         )
     lines += [f"  skipped {symbol}: {why}" for symbol, why in report.skipped]
-    lines.append(f"positions    equity {after.equity}, cash {after.cash}")
+    lines.append(f"positions    equity {after.equity:,.2f}, cash {after.cash:,.2f}")
     lines += [f"  {s:5} {_qty(q)}" for s, q in after.positions.items()]
     if after.residuals:
         lines.append(

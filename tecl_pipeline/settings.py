@@ -5,13 +5,14 @@ minimum trade, risk limits) is Dagster resource config, visible and editable in 
 Secrets never pass through here: they reach resources through Dagster `EnvVar`.
 """
 
-import ipaddress
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from tecl_pipeline.endpoints import validate_endpoint
 
 
 class Mode(StrEnum):
@@ -36,27 +37,6 @@ ENV_KEYS: Mapping[str, str] = {
 LIVE_CONFIRMATION = "I accept that this trades real money"
 
 
-def is_loopback(host: str | None) -> bool:
-    if host is None:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def require_safe_url(url: str, what: str) -> str:
-    """HTTPS, or plain HTTP to this machine only (S5): keys never cross a network in clear."""
-    parsed = urlparse(url)
-    if parsed.scheme == "https" and parsed.hostname:
-        return url.rstrip("/")
-    if parsed.scheme == "http" and is_loopback(parsed.hostname):
-        return url.rstrip("/")
-    raise ValueError(f"{what} {url!r} must be https:// (plain http only to a loopback address)")
-
-
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -70,7 +50,7 @@ class Settings(BaseModel):
     @field_validator("broker_url", "data_url")
     @classmethod
     def _safe_url(cls, value: str | None) -> str | None:
-        return None if value is None else require_safe_url(value, "endpoint")
+        return None if value is None else validate_endpoint(value, "endpoint")
 
     @field_validator("data_dir")
     @classmethod
@@ -112,10 +92,5 @@ class Settings(BaseModel):
             raise ConfigError(
                 "TECL_LIVE_CONFIRM: live trading needs a second switch; set it to "
                 f"{LIVE_CONFIRMATION!r} to trade real money"
-            )
-        if settings.mode is not Mode.DEMO:
-            raise ConfigError(
-                f"TECL_MODE: {settings.mode.value!r} needs the Alpaca broker adapter, which this "
-                "version does not include yet; use TECL_MODE=demo"
             )
         return settings

@@ -15,6 +15,8 @@ from tecl_pipeline.universe import SYMBOLS
 
 REPO = Path(__file__).resolve().parents[1]
 
+pytest_plugins = ["tecl_pipeline_tests.broker.simulator_fixtures"]
+
 
 def shared_market_dir() -> Path:
     """The real adjusted closes beside the repo (never copied into it)."""

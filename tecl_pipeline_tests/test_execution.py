@@ -1,70 +1,116 @@
-"""Execution against the demo broker: sells before buys, idempotent ids, refusals before orders."""
+"""Execution through the real Alpaca adapter against the simulator over HTTP: sells before
+buys, idempotent client order ids, orders tracked to completion, refusals before orders."""
 
 import threading
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
-from tecl_pipeline.broker.models import Asset, Clock, Order, OrderRequest, OrderSide
-from tecl_pipeline.broker.paper import PaperBroker
+from tecl_pipeline.broker.alpaca import AlpacaBroker
+from tecl_pipeline.broker.credentials import Credentials, StaticCredentials
+from tecl_pipeline.broker.models import Account, Clock, Order, OrderRequest, OrderSide, OrderStatus
+from tecl_pipeline.broker.retry import RetryPolicy
+from tecl_pipeline.broker.simulator import SimulatorServer
 from tecl_pipeline.calendar import TradingCalendar
 from tecl_pipeline.errors import AccountError, RiskLimitError, SessionBusyError, TradingWindowError
 from tecl_pipeline.execution import (
     ExecutionPolicy,
+    Pacing,
     check_trading_window,
     execute,
     leg_prefix,
 )
 from tecl_pipeline.portfolio import RiskLimits
 from tecl_pipeline.state.locks import session_lock
+from tecl_pipeline.universe import HOLDINGS
+from tecl_pipeline_tests.broker.simulator_fixtures import SIM_KEY, SIM_SECRET, SIM_SESSION
 
-SESSION = date(2026, 11, 24)
-PRICES = {"TECL": Decimal("85.40"), "BIL": Decimal("91.52"), "UVXY": Decimal("30.05")}
+SESSION = SIM_SESSION
 ALL_TECL = {"TECL": Decimal(1)}
 MIX = {"UVXY": Decimal("0.25"), "BIL": Decimal("0.75")}
 
 
-def broker(tmp_path: Path, **kwargs) -> PaperBroker:
-    return PaperBroker(
-        tmp_path / "book.json",
-        prices=PRICES,
-        now=lambda: datetime(2026, 11, 24, 15, 45).astimezone(),
-        starting_cash=Decimal("10000"),
-        **kwargs,
+class FakeTime:
+    """Execution's clock in tests: sleeping advances it at once, and is counted."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def pacing(self) -> Pacing:
+        return Pacing(sleep=self.sleep, monotonic=lambda: self.now)
+
+
+FAST = ExecutionPolicy(fill_timeout=10.0, poll_interval=1.0)
+
+
+def adapter(server: SimulatorServer, cls: type[AlpacaBroker] = AlpacaBroker) -> AlpacaBroker:
+    return cls(
+        StaticCredentials(Credentials(SIM_KEY, SIM_SECRET)),
+        paper=True,
+        url=server.url,
+        timeout=5.0,
+        retry=RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05, deadline=5.0),
     )
 
 
-def test_rebalance_sells_before_buying_and_never_overspends(tmp_path):
-    """B7: the switch from TECL to UVXY/BIL sells first, then buys with the proceeds."""
-    client = broker(tmp_path)
-    execute(client, date(2026, 11, 23), ALL_TECL, PRICES, ExecutionPolicy())
+@pytest.fixture
+def client(simulator: SimulatorServer) -> Iterator[AlpacaBroker]:
+    with adapter(simulator) as broker:
+        yield broker
 
-    report = execute(client, SESSION, MIX, PRICES, ExecutionPolicy())
+
+@pytest.fixture
+def prices(simulator: SimulatorServer) -> dict[str, Decimal]:
+    return {s: simulator.simulator.price(s) for s in HOLDINGS}
+
+
+def submissions(server: SimulatorServer) -> list[dict]:
+    return server.simulator.state()["submissions"]
+
+
+def test_rebalance_sells_before_buying_and_never_overspends(client, prices, simulator):
+    """B7: the switch from TECL to UVXY/BIL sells first, then buys with the proceeds."""
+    execute(client, date(2026, 11, 23), ALL_TECL, prices, FAST)
+
+    report = execute(client, SESSION, MIX, prices, FAST)
 
     sides = [o.side for o in report.sent]
     assert sides[0] is OrderSide.SELL and set(sides[1:]) == {OrderSide.BUY}
+    assert all(o.status is OrderStatus.FILLED for o in report.sent)
     account = client.get_account()
     assert account.cash >= 0
     assert set(client.get_positions()) == {"UVXY", "BIL"}
-    assert account.equity == pytest.approx(Decimal("10000"), abs=Decimal("1"))
 
 
-def test_client_order_ids_are_deterministic_per_session_leg(tmp_path):
+def test_client_order_ids_are_deterministic_per_session_leg(client, prices):
     """X3: ids derive from (session, side, symbol, attempt) so a resend is a duplicate."""
-    report = execute(broker(tmp_path), SESSION, ALL_TECL, PRICES, ExecutionPolicy())
+    [order] = execute(client, SESSION, ALL_TECL, prices, FAST).sent
 
-    [order] = report.sent
     assert order.client_order_id == leg_prefix(SESSION, OrderSide.BUY, "TECL") + "1"
     assert order.client_order_id == "tecl-20261124-buy-TECL-1"
+
+
+def test_same_session_twice_sends_orders_once(client, prices, simulator):
+    """X3: the second execution of a session finds the target reached and sends nothing."""
+    first = execute(client, SESSION, MIX, prices, FAST)
+    second = execute(client, SESSION, MIX, prices, FAST)
+
+    assert len(first.sent) == 2 and second.sent == ()
+    assert len(submissions(simulator)) == 2
 
 
 class _KilledBeforeBuys(Exception):
     pass
 
 
-class CrashingBeforeBuys(PaperBroker):
+class CrashingBeforeBuys(AlpacaBroker):
     """The process dies after the sells reached the broker, before the first buy."""
 
     def submit_order(self, request: OrderRequest) -> Order:
@@ -73,87 +119,203 @@ class CrashingBeforeBuys(PaperBroker):
         return super().submit_order(request)
 
 
-def test_rerun_after_a_crash_between_sells_and_buys_completes_without_duplicates(tmp_path):
+def test_rerun_after_a_crash_between_sells_and_buys_completes_without_duplicates(
+    client, prices, simulator
+):
     """A2: a run killed after its sells is resumed by the next run: buys only, once."""
-    execute(broker(tmp_path), date(2026, 11, 23), ALL_TECL, PRICES, ExecutionPolicy())
-    crashing = CrashingBeforeBuys(
-        tmp_path / "book.json",
-        prices=PRICES,
-        now=lambda: datetime(2026, 11, 24, 15, 45).astimezone(),
-        starting_cash=Decimal("10000"),
-    )
-    with pytest.raises(_KilledBeforeBuys):
-        execute(crashing, SESSION, MIX, PRICES, ExecutionPolicy())
-    [sell] = crashing.list_orders(f"tecl-{SESSION:%Y%m%d}-")
-    assert sell.side is OrderSide.SELL and "TECL" not in crashing.get_positions()
+    execute(client, date(2026, 11, 23), ALL_TECL, prices, FAST)
+    with adapter(simulator, CrashingBeforeBuys) as crashing, pytest.raises(_KilledBeforeBuys):
+        execute(crashing, SESSION, MIX, prices, FAST)
+    [sell] = client.list_orders(f"tecl-{SESSION:%Y%m%d}-")
+    assert sell.side is OrderSide.SELL and "TECL" not in client.get_positions()
 
-    client = broker(tmp_path)
-    rerun = execute(client, SESSION, MIX, PRICES, ExecutionPolicy())
+    rerun = execute(client, SESSION, MIX, prices, FAST)
 
     assert {(o.side, o.symbol) for o in rerun.sent} == {
         (OrderSide.BUY, "UVXY"),
         (OrderSide.BUY, "BIL"),
     }
-    ids = [o.client_order_id for o in client.list_orders()]
+    ids = [o["client_order_id"] for o in submissions(simulator)]
     assert len(ids) == len(set(ids))
     assert set(client.get_positions()) == {"UVXY", "BIL"}
-    again = execute(client, SESSION, MIX, PRICES, ExecutionPolicy())
-    assert again.sent == ()
+    assert execute(client, SESSION, MIX, prices, FAST).sent == ()
 
 
-def test_non_tradable_asset_is_skipped_with_a_reason(tmp_path):
+def test_partial_fills_are_tracked_to_completion(client, prices, simulator):
+    """T6/B6: an order filling in several steps is polled until filled; no second order."""
+    simulator.simulator.set_fill_mode("partial", steps=4)
+    fake = FakeTime()
+
+    [order] = execute(client, SESSION, ALL_TECL, prices, FAST, fake.pacing()).sent
+
+    assert order.status is OrderStatus.FILLED and order.filled_qty == order.qty
+    assert len(fake.sleeps) >= 3, "each poll advanced the fill by one step"
+    assert len(submissions(simulator)) == 1
+    assert client.get_positions()["TECL"].qty == order.qty
+
+
+def test_unfilled_order_is_cancelled_at_the_window_end_and_the_residual_recomputed(
+    client, prices, simulator
+):
+    """T6/B6: an order that never fills is cancelled when the phase times out; the next run
+    recomputes what is missing from broker positions instead of resending the original."""
+    simulator.simulator.set_fill_mode("never")
+    fake = FakeTime()
+
+    report = execute(client, SESSION, ALL_TECL, prices, FAST, fake.pacing())
+
+    [order] = report.sent
+    assert order.status is OrderStatus.CANCELED
+    assert report.cancelled == (order.client_order_id,)
+    assert sum(fake.sleeps) >= FAST.fill_timeout
+    simulator.simulator.set_fill_mode("immediate")
+    rerun = execute(client, SESSION, ALL_TECL, prices, FAST)
+    [second] = rerun.sent
+    assert second.client_order_id == leg_prefix(SESSION, OrderSide.BUY, "TECL") + "2"
+    assert second.status is OrderStatus.FILLED
+
+
+def test_partially_filled_then_cancelled_order_leaves_only_the_residual(client, prices, simulator):
+    """T6: after a cancel with a partial fill, the next order is for what is still missing."""
+    simulator.simulator.set_fill_mode("partial", steps=4)
+    fake = FakeTime()
+    short = ExecutionPolicy(fill_timeout=1.0, poll_interval=1.0)
+
+    first = execute(client, SESSION, ALL_TECL, prices, short, fake.pacing())
+    [order] = first.sent
+    assert order.status is OrderStatus.CANCELED and 0 < order.filled_qty < order.qty
+
+    simulator.simulator.set_fill_mode("immediate")
+    [residual] = execute(client, SESSION, ALL_TECL, prices, FAST).sent
+    held = client.get_positions()["TECL"].qty
+    assert residual.qty < order.qty
+    assert held == order.filled_qty + residual.filled_qty
+
+
+def test_orders_left_open_by_a_killed_run_are_settled_first(client, prices, simulator):
+    """A2/T6: a re-run first waits for (or cancels) the session's open orders, then plans."""
+    simulator.simulator.set_fill_mode("delayed", delay_polls=2)
+    with adapter(simulator, CrashingAfterSubmit) as crashing, pytest.raises(_KilledAfterSubmit):
+        execute(crashing, SESSION, ALL_TECL, prices, FAST)
+    fake = FakeTime()
+
+    rerun = execute(client, SESSION, ALL_TECL, prices, FAST, fake.pacing())
+
+    assert rerun.sent == ()
+    [order] = rerun.session_orders
+    assert order.status is OrderStatus.FILLED
+    assert len(submissions(simulator)) == 1
+
+
+class _KilledAfterSubmit(Exception):
+    pass
+
+
+class CrashingAfterSubmit(AlpacaBroker):
+    def submit_order(self, request: OrderRequest) -> Order:
+        super().submit_order(request)
+        raise _KilledAfterSubmit
+
+
+def test_non_tradable_asset_is_skipped_with_a_reason(client, prices, simulator):
     """T7: tradability is read from the broker; a non-tradable symbol gets no order."""
-    client = broker(
-        tmp_path, assets={"UVXY": Asset(symbol="UVXY", tradable=False, fractionable=True)}
-    )
+    simulator.simulator.set_asset("UVXY", tradable=False)
 
-    report = execute(client, SESSION, MIX, PRICES, ExecutionPolicy())
+    report = execute(client, SESSION, MIX, prices, FAST)
 
     assert [o.symbol for o in report.sent] == ["BIL"]
     assert ("UVXY", "asset is not tradable at the broker") in report.skipped
 
 
-def test_non_fractionable_asset_is_bought_in_whole_shares(tmp_path):
-    """T5: quantities are what the broker accepts for that asset."""
-    client = broker(
-        tmp_path, assets={"TECL": Asset(symbol="TECL", tradable=True, fractionable=False)}
-    )
+def test_halted_symbol_is_not_traded_and_the_reason_is_kept(client, prices, simulator):
+    """X10: a halted symbol's order is refused by the broker; it is reported, not retried."""
+    simulator.simulator.set_asset("UVXY", halted=True)
 
-    [order] = execute(client, SESSION, ALL_TECL, PRICES, ExecutionPolicy()).sent
+    report = execute(client, SESSION, MIX, prices, FAST)
+
+    assert [o.symbol for o in report.sent] == ["BIL"]
+    [reason] = [why for symbol, why in report.skipped if symbol == "UVXY"]
+    assert "halted" in reason
+    assert [s["client_order_id"] for s in submissions(simulator)].count(
+        leg_prefix(SESSION, OrderSide.BUY, "UVXY") + "1"
+    ) == 1
+
+
+def test_non_fractionable_asset_is_bought_in_whole_shares(client, prices, simulator):
+    """T5: quantities are what the broker accepts for that asset."""
+    simulator.simulator.set_asset("TECL", fractionable=False)
+
+    [order] = execute(client, SESSION, ALL_TECL, prices, FAST).sent
 
     assert order.qty == order.qty.to_integral_value()
-    assert order.qty * PRICES["TECL"] <= Decimal("10000")
+    assert order.status is OrderStatus.FILLED
 
 
-def test_kill_switch_refuses_before_any_order(tmp_path):
+class OptimisticBuyingPower(AlpacaBroker):
+    """Reports twice the money the account has, so the broker must refuse the buy."""
+
+    def get_account(self) -> Account:
+        account = super().get_account()
+        doubled = ("cash", "equity", "buying_power")
+        return account.model_copy(update={k: getattr(account, k) * 2 for k in doubled})
+
+
+def test_insufficient_buying_power_is_reported_without_retry_loops(prices, simulator):
+    """B7: a buying-power rejection is recorded once; the order is not resent."""
+    with adapter(simulator, OptimisticBuyingPower) as optimistic:
+        report = execute(optimistic, SESSION, ALL_TECL, prices, FAST)
+
+    assert report.sent == ()
+    [(symbol, reason)] = report.skipped
+    assert symbol == "TECL" and "buying power" in reason
+    assert len(submissions(simulator)) == 1
+
+
+def test_kill_switch_refuses_before_any_order(client, prices, simulator):
     """T9: with the kill switch on nothing is sent, and the reason says so."""
-    client = broker(tmp_path)
     policy = ExecutionPolicy(risk=RiskLimits(kill_switch=True))
 
     with pytest.raises(RiskLimitError, match="kill"):
-        execute(client, SESSION, ALL_TECL, PRICES, policy)
-    assert client.list_orders() == []
+        execute(client, SESSION, ALL_TECL, prices, policy)
+    assert submissions(simulator) == []
 
 
-def test_max_order_notional_refuses_before_any_order(tmp_path):
+def test_max_order_notional_refuses_before_any_order(client, prices, simulator):
     """T9: an order above the configured notional limit stops the plan, naming the symbol."""
-    client = broker(tmp_path)
     policy = ExecutionPolicy(risk=RiskLimits(max_order_notional=Decimal("5000")))
 
     with pytest.raises(RiskLimitError, match="TECL"):
-        execute(client, SESSION, ALL_TECL, PRICES, policy)
-    assert client.list_orders() == []
+        execute(client, SESSION, ALL_TECL, prices, policy)
+    assert submissions(simulator) == []
 
 
-def test_non_usd_account_refuses(tmp_path, monkeypatch):
+def test_non_usd_account_refuses(client, prices, simulator):
     """X8: the account must be in USD."""
-    client = broker(tmp_path)
-    account = client.get_account().model_copy(update={"currency": "EUR"})
-    monkeypatch.setattr(client, "get_account", lambda: account)
+    simulator.simulator.set_account(currency="EUR")
 
     with pytest.raises(AccountError, match="EUR"):
-        execute(client, SESSION, ALL_TECL, PRICES, ExecutionPolicy())
-    assert client.list_orders() == []
+        execute(client, SESSION, ALL_TECL, prices, FAST)
+    assert submissions(simulator) == []
+
+
+def test_status_precedence_never_moves_an_order_backwards():
+    """B5: a late 'new' after 'partially_filled' or 'filled' does not win."""
+    base = dict(
+        id="1",
+        client_order_id="c",
+        symbol="TECL",
+        side=OrderSide.BUY,
+        qty=Decimal(10),
+        filled_avg_price=None,
+        submitted_at=datetime(2026, 11, 24, 20, 45, tzinfo=UTC),
+    )
+    new = Order(**base, filled_qty=Decimal(0), status=OrderStatus.NEW)
+    partial = Order(**base, filled_qty=Decimal(4), status=OrderStatus.PARTIALLY_FILLED)
+    filled = Order(**base, filled_qty=Decimal(10), status=OrderStatus.FILLED)
+    assert partial.newer_than(new) and filled.newer_than(partial)
+    assert not new.newer_than(partial) and not partial.newer_than(filled)
+    more = Order(**base, filled_qty=Decimal(6), status=OrderStatus.PARTIALLY_FILLED)
+    assert more.newer_than(partial) and not partial.newer_than(more)
 
 
 def test_second_concurrent_run_for_a_session_is_refused(tmp_path):

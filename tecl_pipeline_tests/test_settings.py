@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from tecl_pipeline.settings import ConfigError, Mode, Settings, require_safe_url
+from tecl_pipeline.endpoints import validate_endpoint
+from tecl_pipeline.settings import ConfigError, Mode, Settings
 
 
 def load(tmp_path: Path, **env: str) -> Settings:
@@ -57,12 +58,12 @@ def test_data_dir_and_state_uri_are_read(tmp_path):
 )
 def test_https_or_loopback_http_is_accepted(url):
     """S5: keys travel over TLS, or stay on this machine."""
-    assert require_safe_url(url + "/", "endpoint") == url
+    assert validate_endpoint(url + "/", "endpoint") == url
 
 
 @pytest.mark.parametrize(
     "url", ["http://paper-api.alpaca.markets", "http://192.168.1.10", "ftp://127.0.0.1", "https://"]
 )
 def test_plain_http_off_this_machine_is_refused(url):
-    with pytest.raises(ValueError, match="https"):
-        require_safe_url(url, "endpoint")
+    with pytest.raises(ValueError, match=r"https|valid URL"):
+        validate_endpoint(url, "endpoint")

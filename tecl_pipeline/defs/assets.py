@@ -22,7 +22,13 @@ from tecl_pipeline.defs.resources import (
     StateResource,
     TradingPolicyResource,
 )
-from tecl_pipeline.execution import BrokerSnapshot, ExecutionReport, execute, plan_from_broker
+from tecl_pipeline.execution import (
+    BrokerSnapshot,
+    ExecutionReport,
+    check_trading_window,
+    execute,
+    plan_from_broker,
+)
 from tecl_pipeline.indicators import indicator_table
 from tecl_pipeline.portfolio import round_price, to_decimal
 from tecl_pipeline.state.journal import SessionRecord
@@ -144,9 +150,8 @@ def target_allocation(
     with refusing_to_trade():
         policy = trading_policy.policy()
         prices = session_prices(market_data, HOLDINGS)
-        snapshot = plan_from_broker(
-            broker.connect(session, prices), signal.allocation, prices, policy
-        )
+        with broker.connect(session) as client:
+            snapshot = plan_from_broker(client, signal.allocation, prices, policy)
     plan = snapshot.plan
     target = TargetAllocation(
         session=session, weights=dict(signal.allocation), prices=prices, broker_before=snapshot
@@ -187,15 +192,16 @@ def executed_orders(
     """Orders sent to the broker for the session, sells first, each under a deterministic
     client order id so that a re-run or a second trigger cannot trade twice."""
     session = _session(context)
-    with refusing_to_trade(), session_lock(state.lock_dir, session):
-        client = broker.connect(session, target_allocation.prices)
+    policy = trading_policy.policy()
+    with (
+        refusing_to_trade(),
+        session_lock(state.lock_dir, session),
+        broker.connect(session) as client,
+    ):
         context.log.info(f"trading through {client.description}")
+        check_trading_window(client.get_clock(), session, CALENDAR, policy)
         report = execute(
-            client,
-            session,
-            target_allocation.weights,
-            target_allocation.prices,
-            trading_policy.policy(),
+            client, session, target_allocation.weights, target_allocation.prices, policy
         )
     return Output(
         report,
@@ -221,9 +227,9 @@ def post_trade_positions(
 ) -> Output:
     """Positions at the broker after trading, their distance from the target, journaled."""
     session = _session(context)
-    client = broker.connect(session, target_allocation.prices)
-    account = client.get_account()
-    positions = {s: p.qty for s, p in client.get_positions().items()}
+    with broker.connect(session) as client:
+        account = client.get_account()
+        positions = {s: p.qty for s, p in client.get_positions().items()}
     targets = dict(executed_orders.plan.targets)
     residuals = {
         s: targets.get(s, Decimal(0)) - positions.get(s, Decimal(0))

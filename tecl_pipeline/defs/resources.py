@@ -1,18 +1,18 @@
 """Resources: where market data come from, which broker to trade, where state lives, and
 the trading policy. Configured per deployment in `definitions.py`; editable in the launchpad.
+Credentials arrive only as Dagster `EnvVar`s, never as plain config values (S2).
 """
 
-from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, InitResourceContext, ResourceDependency
+from pydantic import PrivateAttr
 
-from tecl_pipeline.broker.paper import PaperBroker
-from tecl_pipeline.broker.protocol import Broker
 from tecl_pipeline.calendar import TradingCalendar
+from tecl_pipeline.defs.partitions import CALENDAR
 from tecl_pipeline.execution import ExecutionPolicy
 from tecl_pipeline.marketdata import MarketDataSource
 from tecl_pipeline.marketdata.csv_source import CsvMarketData
@@ -20,6 +20,12 @@ from tecl_pipeline.marketdata.demo import DEMO_SEED, DemoMarketData
 from tecl_pipeline.portfolio import RiskLimits
 from tecl_pipeline.settings import ConfigError
 from tecl_pipeline.state.journal import LocalJournal
+
+if TYPE_CHECKING:
+    # Imported where used: the adapter and simulator pull in alpaca-py and HTTP machinery
+    # that loading the definitions (A1) does not need.
+    from tecl_pipeline.broker.alpaca import AlpacaBroker
+    from tecl_pipeline.broker.credentials import Credentials, CredentialsProvider
 
 
 def _decimal(key: str, value: str) -> Decimal:
@@ -37,22 +43,35 @@ def _now() -> datetime:
 
 
 class MarketDataResource(ConfigurableResource):
-    """Daily adjusted closes: generated demo data, or `DIR/<SYMBOL>.csv` replay."""
+    """Daily adjusted closes: generated demo data, `DIR/<SYMBOL>.csv` replay, or Alpaca's
+    market data (adjustment=all) in paper and live mode."""
 
-    source: Literal["demo", "csv"] = "demo"
+    source: Literal["demo", "csv", "alpaca"] = "demo"
     data_dir: str | None = None
     demo_seed: int = DEMO_SEED
+    url: str | None = None
+    api_key: str | None = None
+    secret_key: str | None = None
+    timeout_seconds: float = 10.0
 
     def open(self, calendar: TradingCalendar) -> MarketDataSource:
         if self.source == "csv":
             if not self.data_dir:
                 raise ConfigError("data_dir: required when source is 'csv' (TECL_DATA_DIR)")
             return CsvMarketData(Path(self.data_dir))
+        if self.source == "alpaca":
+            from tecl_pipeline.marketdata.alpaca_source import AlpacaMarketData
+
+            return AlpacaMarketData(
+                _credentials(self.api_key, self.secret_key),
+                url=self.url,
+                timeout=self.timeout_seconds,
+            )
         return DemoMarketData(calendar, now=_now, seed=self.demo_seed)
 
 
 class StateResource(ConfigurableResource):
-    """The local state directory: journal, per-session locks, the demo broker's book."""
+    """The local state directory: journal, per-session locks, the demo broker's account."""
 
     state_dir: str
 
@@ -68,21 +87,98 @@ class StateResource(ConfigurableResource):
         return self.root / "locks"
 
 
+def _credentials(api_key: str | None, secret_key: str | None) -> "CredentialsProvider":
+    """The pair Dagster resolved from EnvVar; a refresh (after a 401) reads the variables
+    again, so a key rotated while the run waited is picked up (B4, X6)."""
+    from tecl_pipeline.broker.credentials import Credentials, EnvCredentials
+
+    if not api_key or not secret_key:
+        raise ConfigError(
+            "ALPACA_API_KEY / ALPACA_SECRET_KEY: both must be set for Alpaca in paper or live mode"
+        )
+    return _RefreshingCredentials(Credentials(api_key, secret_key), EnvCredentials())
+
+
+class _RefreshingCredentials:
+    def __init__(self, first: "Credentials", source: "CredentialsProvider") -> None:
+        self._first = first
+        self._source = source
+
+    def get(self, *, refresh: bool = False) -> "Credentials":
+        return self._source.get(refresh=True) if refresh else self._first
+
+
 class BrokerResource(ConfigurableResource):
-    """The broker the run trades through. Demo: an in-process paper broker filling at the
-    session's price, its book kept in the state directory."""
+    """The broker, always through the one Alpaca adapter over HTTP.
 
-    kind: Literal["demo"] = "demo"
-    book_path: str
+    Demo mode without a URL runs an Alpaca-compatible simulator inside the run, on a
+    loopback port, serving the same market data, its account kept in `book_path` and its
+    clock at the session's decision time. Paper and live talk to Alpaca (or `url`).
+    """
+
+    mode: Literal["demo", "paper", "live"] = "demo"
+    url: str | None = None
+    api_key: str | None = None
+    secret_key: str | None = None
+    book_path: str | None = None
     starting_cash: str = "100000"
+    timeout_seconds: float = 10.0
+    market_data_source: ResourceDependency[MarketDataResource]
 
-    def connect(self, session: date, prices: Mapping[str, Decimal]) -> Broker:
-        del session  # the demo broker's clock is the prices it is given
-        return PaperBroker(
-            Path(self.book_path),
-            prices=prices,
-            now=_now,
-            starting_cash=_decimal("starting_cash", self.starting_cash),
+    _embedded: Any = PrivateAttr(default=None)
+
+    @property
+    def embedded(self) -> bool:
+        return self.mode == "demo" and self.url is None
+
+    def _embedded_url(self, session: date) -> str:
+        """Start the run's simulator on first use; its market stands at the session's
+        decision time (started lazily, so bad market data surface in the asset that reads
+        them, as a refusal, rather than as a resource failure)."""
+        from tecl_pipeline.broker.simulator import BrokerSimulator, SimulatorServer
+
+        moment = CALENDAR.decision_time(session)
+        if self._embedded is None:
+            if not self.book_path:
+                raise ConfigError(
+                    "book_path: the embedded demo broker needs a file for its account"
+                )
+            simulator = BrokerSimulator(
+                self.market_data_source.open(CALENDAR),
+                CALENDAR,
+                starting_cash=_decimal("starting_cash", self.starting_cash),
+                now=moment,
+                book_path=Path(self.book_path),
+            )
+            self._embedded = SimulatorServer(simulator).start()
+        else:
+            self._embedded.simulator.set_clock(moment)
+        return self._embedded.url
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._embedded is not None:
+            self._embedded.stop()
+            self._embedded = None
+
+    def connect(self, session: date) -> "AlpacaBroker":
+        from tecl_pipeline.broker.alpaca import AlpacaBroker
+        from tecl_pipeline.broker.credentials import Credentials, StaticCredentials
+        from tecl_pipeline.broker.simulator.engine import DEMO_API_KEY, DEMO_API_SECRET
+
+        url = self._embedded_url(session) if self.embedded else self.url
+        if self.mode == "demo" and not self.api_key:
+            # The simulator's own fixed pair: not a secret, and no real account behind it.
+            credentials: CredentialsProvider = StaticCredentials(
+                Credentials(DEMO_API_KEY, DEMO_API_SECRET)
+            )
+        else:
+            credentials = _credentials(self.api_key, self.secret_key)
+        return AlpacaBroker(
+            credentials,
+            paper=self.mode != "live",
+            url=url,
+            timeout=self.timeout_seconds,
+            label="demo broker simulator (embedded)" if self.embedded else "",
         )
 
 

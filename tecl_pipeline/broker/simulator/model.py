@@ -1,0 +1,118 @@
+"""The simulator's book: orders, holdings, assets and the account, as plain mutable records.
+
+Only `BrokerSimulator` touches them, always under its lock; `wire` renders them as Alpaca JSON.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+
+# Ids are derived from this namespace and a sequence number, so that two runs of the same
+# scenario produce the same order ids (R2) while still being valid UUIDs for alpaca-py.
+ID_NAMESPACE = uuid.UUID("5f1d7b0e-4a51-4c55-9d1e-7c1a2b3c4d5e")
+
+ZERO = Decimal("0")
+
+# Alpaca's order statuses as they appear on the wire.
+ACCEPTED = "accepted"
+NEW = "new"
+PARTIALLY_FILLED = "partially_filled"
+FILLED = "filled"
+CANCELED = "canceled"
+EXPIRED = "expired"
+
+OPEN_STATUSES = frozenset({ACCEPTED, NEW, PARTIALLY_FILLED})
+TIME_IN_FORCE = ("day", "gtc", "opg", "cls", "ioc", "fok")
+
+
+def stable_id(kind: str, key: str | int) -> str:
+    return str(uuid.uuid5(ID_NAMESPACE, f"{kind}/{key}"))
+
+
+class FillMode(StrEnum):
+    IMMEDIATE = "immediate"
+    PARTIAL = "partial"
+    DELAYED = "delayed"
+    NEVER = "never"
+
+
+@dataclass(frozen=True)
+class FillPlan:
+    """How orders submitted from now on fill; each order keeps the plan it was submitted under,
+    so that changing the mode mid-test never rewrites orders already in flight."""
+
+    mode: FillMode = FillMode.IMMEDIATE
+    steps: int = 2
+    delay_polls: int = 1
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.delay_polls < 0:
+            raise ValueError(f"delay_polls must be >= 0, got {self.delay_polls}")
+
+    def to_json(self) -> dict[str, object]:
+        return {"mode": self.mode.value, "steps": self.steps, "delay_polls": self.delay_polls}
+
+
+@dataclass
+class SimOrder:
+    seq: int
+    id: str
+    client_order_id: str
+    symbol: str
+    side: str
+    qty: Decimal
+    time_in_force: str
+    status: str
+    plan: FillPlan
+    # The session the order works in: today's if the market was open at submission, else the
+    # next one (Alpaca queues orders sent while the market is closed).
+    session: date
+    created_at: datetime
+    updated_at: datetime
+    filled_qty: Decimal = ZERO
+    # Exact sum of qty x price over the fills, for the average price.
+    filled_value: Decimal = ZERO
+    filled_at: datetime | None = None
+    canceled_at: datetime | None = None
+    expired_at: datetime | None = None
+    reads: int = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.qty - self.filled_qty
+
+    @property
+    def expires_with_session(self) -> bool:
+        return self.time_in_force != "gtc"
+
+
+@dataclass
+class Holding:
+    qty: Decimal
+    avg_entry_price: Decimal
+
+
+@dataclass
+class AssetState:
+    symbol: str
+    tradable: bool = True
+    fractionable: bool = True
+    halted: bool = False
+    shortable: bool = True
+
+
+@dataclass
+class AccountState:
+    cash: Decimal
+    currency: str = "USD"
+    trading_blocked: bool = False

@@ -1,0 +1,107 @@
+"""Pytest fixtures and helpers for tests that talk to the broker simulator over HTTP.
+
+`simulator`: a started `SimulatorServer` on a free loopback port, over demo data, with its
+clock at the decision time of session 2026-11-24 (15:45 New York), stopped after the test.
+`sim_admin(url, path, payload)` drives its /_sim/ admin endpoints; `trading_client` and
+`data_client` build the real alpaca-py clients against it, with a request timeout (alpaca-py
+sets none) and, by default, without alpaca-py's own 429/504 retries so a test sees each answer.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+from datetime import date, datetime
+from typing import Any
+
+import pytest
+import requests
+from alpaca.data.historical import StockHistoricalDataClient
+from alpaca.trading.client import TradingClient
+
+from tecl_pipeline.broker.simulator import BrokerSimulator, SimulatorServer
+from tecl_pipeline.calendar import TradingCalendar
+from tecl_pipeline.marketdata.demo import DemoMarketData
+
+SIM_SESSION = date(2026, 11, 24)
+SIM_KEY = "sim-key"
+SIM_SECRET = "sim-secret"
+
+
+class TimeoutSession(requests.Session):
+    """A requests session whose every call has a timeout (alpaca-py passes none)."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self.timeout = timeout
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs.setdefault("timeout", self.timeout)
+        return super().request(method, url, *args, **kwargs)
+
+
+def _tune(client: Any, timeout: float, retries: bool) -> None:
+    # alpaca-py exposes neither knob; both live on its RESTClient base.
+    client._session = TimeoutSession(timeout)
+    if not retries:
+        client._retry = 0
+
+
+def trading_client(
+    url: str,
+    *,
+    key: str = SIM_KEY,
+    secret: str = SIM_SECRET,
+    timeout: float = 5.0,
+    retries: bool = False,
+) -> TradingClient:
+    client = TradingClient(key, secret, paper=True, url_override=url)
+    _tune(client, timeout, retries)
+    return client
+
+
+def data_client(
+    url: str,
+    *,
+    key: str = SIM_KEY,
+    secret: str = SIM_SECRET,
+    timeout: float = 5.0,
+    retries: bool = False,
+) -> StockHistoricalDataClient:
+    client = StockHistoricalDataClient(key, secret, url_override=url)
+    _tune(client, timeout, retries)
+    return client
+
+
+def sim_admin(url: str, path: str, payload: Any = None, *, method: str = "POST") -> Any:
+    """Call an admin endpoint (e.g. "/_sim/clock") with a JSON body; return its JSON answer.
+    Raises urllib.error.HTTPError on a 4xx/5xx answer."""
+    data = None if payload is None else json.dumps(payload).encode()
+    request = urllib.request.Request(
+        url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read() or b"null")
+
+
+def sim_state(url: str) -> dict[str, Any]:
+    """GET /_sim/state: orders, submissions, positions, cash, request and fault counts."""
+    return sim_admin(url, "/_sim/state", method="GET")
+
+
+def set_sim_clock(url: str, moment: datetime) -> None:
+    sim_admin(url, "/_sim/clock", {"now": moment.isoformat()})
+
+
+@pytest.fixture(scope="session")
+def sim_calendar() -> TradingCalendar:
+    return TradingCalendar(start=date(2018, 1, 1), end=date(2027, 12, 31))
+
+
+@pytest.fixture
+def simulator(sim_calendar: TradingCalendar) -> Iterator[SimulatorServer]:
+    now = sim_calendar.decision_time(SIM_SESSION)
+    market_data = DemoMarketData(sim_calendar, now=lambda: now)
+    with SimulatorServer(BrokerSimulator(market_data, sim_calendar, now=now)).start() as server:
+        yield server

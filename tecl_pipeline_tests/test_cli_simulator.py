@@ -1,0 +1,107 @@
+"""`tecl simulator` on its own, `tecl run` pointed at it (through a proxy, then directly):
+the same session run twice sends its orders once (X3)."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import pytest
+
+from tecl_pipeline_tests.broker.simulator_fixtures import sim_state
+
+SESSION = "2026-11-24"
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    with suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    with suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
+
+
+@contextmanager
+def tcp_proxy(target_port: int) -> Iterator[int]:
+    """A plain TCP forwarder on loopback, as a corporate proxy or sidecar would sit."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            with suppress(OSError):
+                client, _ = listener.accept()
+                upstream = socket.create_connection(("127.0.0.1", target_port))
+                for a, b in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        listener.close()
+
+
+@pytest.fixture
+def simulator_process(tmp_path: Path) -> Iterator[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TECL_")}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tecl_pipeline.cli",
+            "simulator",
+            "--port",
+            "0",
+            "--session",
+            SESSION,
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = process.stdout.readline()
+        assert "listening on" in first, first + process.stderr.read()
+        yield first.rsplit(" ", 1)[-1].strip()
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+
+
+def tecl_run(cwd: Path, url: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TECL_", "ALPACA_"))}
+    env.update(TECL_BROKER_URL=url, DAGSTER_HOME=str(cwd / ".dagster"))
+    return subprocess.run(
+        [sys.executable, "-m", "tecl_pipeline.cli", "run", "--session", SESSION],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_separate_simulator_same_session_twice_orders_once(tmp_path, simulator_process):
+    port = int(simulator_process.rsplit(":", 1)[1])
+    with tcp_proxy(port) as proxy_port:
+        first = tecl_run(tmp_path, f"http://127.0.0.1:{proxy_port}")
+    second = tecl_run(tmp_path, simulator_process)
+
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    assert "sent this run" in first.stdout
+    assert "none needed" in second.stdout
+    state = sim_state(simulator_process)
+    ids = [s["client_order_id"] for s in state["submissions"]]
+    assert ids and len(ids) == len(set(ids))
+    assert all(s["outcome"] == "filled" for s in state["submissions"])
