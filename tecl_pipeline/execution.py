@@ -24,7 +24,7 @@ from tecl_pipeline.broker.models import (
 )
 from tecl_pipeline.broker.protocol import Broker
 from tecl_pipeline.calendar import EXCHANGE_TZ, TradingCalendar
-from tecl_pipeline.errors import AccountError, RiskLimitError, TradingWindowError
+from tecl_pipeline.errors import AccountError, MarketDataError, RiskLimitError, TradingWindowError
 from tecl_pipeline.portfolio import (
     PlannedOrder,
     RebalancePlan,
@@ -33,6 +33,7 @@ from tecl_pipeline.portfolio import (
     plan_rebalance,
     size_buys,
 )
+from tecl_pipeline.reconcile import price_disagreements
 
 
 @dataclass(frozen=True)
@@ -140,11 +141,19 @@ def plan_from_broker(
     prices: Mapping[str, Decimal],
     policy: ExecutionPolicy,
 ) -> BrokerSnapshot:
-    """Read account, positions and assets, and plan the rebalance within the risk limits."""
+    """Read account, positions and assets, and plan the rebalance within the risk limits.
+
+    Refuses when a held symbol's broker price is far from the decision price (X2, T4): the
+    quantities would be sized on one of two inconsistent prices.
+    """
     account = broker.get_account()
     if account.currency != "USD":
         raise AccountError(f"account currency is {account.currency}, not USD; not trading")
-    held = {symbol: p.qty for symbol, p in broker.get_positions().items()}
+    positions = broker.get_positions()
+    disagreements = price_disagreements(prices, positions)
+    if disagreements:
+        raise MarketDataError("prices disagree with the broker: " + "; ".join(disagreements))
+    held = {symbol: p.qty for symbol, p in positions.items()}
     assets = {symbol: broker.get_asset(symbol) for symbol in sorted(set(weights) | set(held))}
     plan = plan_rebalance(
         held,

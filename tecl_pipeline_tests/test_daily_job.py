@@ -225,3 +225,32 @@ def test_two_runs_in_one_process_are_independent(tmp_path, run_daily):
         for r in results
     ]
     assert sent[0] == sent[1] and sent[0]
+
+
+def test_split_at_the_broker_without_adjusted_prices_refuses(run_daily, state_dir):
+    """X2/T4: the account's shares split between sessions while the decision prices were not
+    adjusted: the run refuses naming the symbol instead of selling the "excess" shares."""
+    from tecl_pipeline.broker.simulator import BrokerSimulator
+    from tecl_pipeline.calendar import TradingCalendar
+    from tecl_pipeline.marketdata.demo import DemoMarketData
+
+    run_daily(date(2026, 11, 23))
+    held = next(
+        iter(json.loads((state_dir / "demo-broker" / "account.json").read_text())["positions"])
+    )
+    calendar = TradingCalendar()
+    moment = calendar.decision_time(DEMO_SESSION)
+    BrokerSimulator(
+        DemoMarketData(calendar, now=lambda: moment),
+        calendar,
+        now=moment,
+        book_path=state_dir / "demo-broker" / "account.json",
+    ).split(held, 2)
+    orders_before = broker_orders(state_dir)
+
+    result = run_daily(DEMO_SESSION)
+
+    assert not result.success
+    assert "executed_orders" not in materialized(result)
+    assert held in _refusal_text(result) and "disagree" in _refusal_text(result)
+    assert broker_orders(state_dir) == orders_before

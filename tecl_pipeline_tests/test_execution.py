@@ -10,11 +10,25 @@ import pytest
 
 from tecl_pipeline.broker.alpaca import AlpacaBroker
 from tecl_pipeline.broker.credentials import Credentials, StaticCredentials
-from tecl_pipeline.broker.models import Account, Clock, Order, OrderRequest, OrderSide, OrderStatus
+from tecl_pipeline.broker.models import (
+    Account,
+    Clock,
+    Order,
+    OrderRequest,
+    OrderSide,
+    OrderStatus,
+    OutcomeUnknownError,
+)
 from tecl_pipeline.broker.retry import RetryPolicy
 from tecl_pipeline.broker.simulator import SimulatorServer
 from tecl_pipeline.calendar import TradingCalendar
-from tecl_pipeline.errors import AccountError, RiskLimitError, SessionBusyError, TradingWindowError
+from tecl_pipeline.errors import (
+    AccountError,
+    MarketDataError,
+    RiskLimitError,
+    SessionBusyError,
+    TradingWindowError,
+)
 from tecl_pipeline.execution import (
     ExecutionPolicy,
     Pacing,
@@ -23,6 +37,7 @@ from tecl_pipeline.execution import (
     leg_prefix,
 )
 from tecl_pipeline.portfolio import RiskLimits
+from tecl_pipeline.reconcile import unexplained_position_changes
 from tecl_pipeline.state.locks import session_lock
 from tecl_pipeline.universe import HOLDINGS
 from tecl_pipeline_tests.broker.simulator_fixtures import SIM_KEY, SIM_SECRET, SIM_SESSION
@@ -395,3 +410,61 @@ def test_closed_market_at_order_time_refuses(calendar):
     moment = datetime(2026, 11, 24, 20, 45, tzinfo=UTC)
     with pytest.raises(TradingWindowError, match="closed"):
         check_trading_window(clock_at(moment, is_open=False), SESSION, calendar, ExecutionPolicy())
+
+
+def test_split_between_two_sessions_is_not_traded_against(client, simulator):
+    """X2: after a 2-for-1 split the broker holds twice the shares at half the adjusted price;
+    the change is recognised as a corporate action and the next session sends no order."""
+    day_one = {s: simulator.simulator.price(s) for s in HOLDINGS}
+    [bought] = execute(client, SESSION, ALL_TECL, day_one, FAST).sent
+    held_before = {s: p.qty for s, p in client.get_positions().items()}
+
+    simulator.simulator.split("TECL", 2)
+    day_two = {s: simulator.simulator.price(s) for s in HOLDINGS}
+    held_after = {s: p.qty for s, p in client.get_positions().items()}
+
+    [change] = unexplained_position_changes(held_before, [], held_after)
+    assert change.symbol == "TECL" and change.actual == 2 * change.expected
+    assert day_two["TECL"] < day_one["TECL"]
+    report = execute(client, date(2026, 11, 25), ALL_TECL, day_two, FAST)
+    assert report.sent == ()
+    assert client.get_positions()["TECL"].qty == 2 * bought.filled_qty
+
+
+def test_unadjusted_price_after_a_split_refuses_to_size_orders(client, simulator):
+    """X2/T4: deciding on a pre-split price while the broker holds post-split shares would
+    sell half the position; the disagreement stops the plan, naming the symbol."""
+    day_one = {s: simulator.simulator.price(s) for s in HOLDINGS}
+    execute(client, SESSION, ALL_TECL, day_one, FAST)
+    simulator.simulator.split("TECL", 2)
+
+    with pytest.raises(MarketDataError, match="TECL"):
+        execute(client, date(2026, 11, 25), ALL_TECL, day_one, FAST)
+    assert len(submissions(simulator)) == 1
+
+
+def test_server_errors_mid_execution_then_a_rerun_completes_without_duplicates(
+    client, prices, simulator
+):
+    """B8/B2/A2: the sells go through, then every order POST answers 500; the run stops with
+    the broker's error, and a later run for the same session finishes the job, once."""
+    execute(client, date(2026, 11, 23), ALL_TECL, prices, FAST)
+    simulator.simulator.set_faults(
+        seed=11, rules=[{"endpoint": "POST /v2/orders", "kind": "server_error", "after": 1}]
+    )
+    print("fault seed 11")
+
+    # After its bounded retries the adapter cannot tell whether the last POST landed.
+    with pytest.raises(OutcomeUnknownError, match="500"):
+        execute(client, SESSION, MIX, prices, FAST)
+    assert "TECL" not in client.get_positions()
+    assert not {"UVXY", "BIL"} & set(client.get_positions())
+
+    simulator.simulator.clear_faults()
+    rerun = execute(client, SESSION, MIX, prices, FAST)
+
+    assert {o.symbol for o in rerun.sent} == {"UVXY", "BIL"}
+    assert set(client.get_positions()) == {"UVXY", "BIL"}
+    placed = [s for s in submissions(simulator) if s["outcome"] == "filled"]
+    ids = [s["client_order_id"] for s in placed]
+    assert len(ids) == len(set(ids)) == 4  # day one's buy, the sell, two buys

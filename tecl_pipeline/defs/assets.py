@@ -28,9 +28,11 @@ from tecl_pipeline.execution import (
     check_trading_window,
     execute,
     plan_from_broker,
+    session_prefix,
 )
 from tecl_pipeline.indicators import indicator_table
 from tecl_pipeline.portfolio import round_price, to_decimal
+from tecl_pipeline.reconcile import unexplained_position_changes
 from tecl_pipeline.state.journal import SessionRecord
 from tecl_pipeline.state.locks import session_lock
 from tecl_pipeline.strategy import Decision, evaluate_tecl
@@ -144,14 +146,29 @@ def target_allocation(
     market_data: pd.DataFrame,
     broker: BrokerResource,
     trading_policy: TradingPolicyResource,
+    state: StateResource,
 ) -> Output:
-    """Weights turned into share quantities at the account's equity, and the planned orders."""
+    """Weights turned into share quantities at the account's equity, and the planned orders.
+
+    Also reconciles the broker's positions with the journal of the last session and the
+    fills since (D4): a difference no order explains is a corporate action (X2), shown here
+    and never traded against, since quantities always come from the broker.
+    """
     session = _session(context)
     with refusing_to_trade():
         policy = trading_policy.policy()
         prices = session_prices(market_data, HOLDINGS)
         with broker.connect(session) as client:
             snapshot = plan_from_broker(client, signal.allocation, prices, policy)
+            fills_since = client.list_orders(session_prefix(session))
+    previous = state.journal().latest_before(session)
+    changes = (
+        unexplained_position_changes(previous.positions, fills_since, snapshot.held)
+        if previous is not None
+        else []
+    )
+    for change in changes:
+        context.log.warning(f"position changed without an order (corporate action?): {change}")
     plan = snapshot.plan
     target = TargetAllocation(
         session=session, weights=dict(signal.allocation), prices=prices, broker_before=snapshot
@@ -173,6 +190,10 @@ def target_allocation(
             "equity": float(snapshot.account.equity),
             "cash": float(snapshot.account.cash),
             "targets": markdown_table(("symbol", "weight", "price", "target qty", "held"), rows),
+            "journal_vs_broker": markdown_table(
+                ("symbol", "journal + fills", "broker", "note"),
+                [(c.symbol, c.expected, c.actual, "no order explains it") for c in changes],
+            ),
             "planned_orders": markdown_table(
                 ("side", "symbol", "qty", "notional"),
                 [(o.side, o.symbol, o.qty, o.notional) for o in plan.orders],

@@ -73,3 +73,23 @@ class LocalJournal:
     def latest(self, session: date) -> SessionRecord | None:
         records = self.records(session)
         return records[-1] if records else None
+
+    def latest_before(self, session: date) -> SessionRecord | None:
+        """The last record of the most recent earlier session that has one."""
+        sessions_dir = self._root / "sessions"
+        if not sessions_dir.is_dir():
+            return None
+        earlier = sorted(
+            day for p in sessions_dir.iterdir() if (day := _session_of(p)) and day < session
+        )
+        for day in reversed(earlier):
+            if record := self.latest(day):
+                return record
+        return None
+
+
+def _session_of(path: Path) -> date | None:
+    try:
+        return date.fromisoformat(path.name)
+    except ValueError:
+        return None

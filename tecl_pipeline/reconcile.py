@@ -1,0 +1,66 @@
+"""Reconciling what the broker holds with what the pipeline knows (X2, D4). Pure.
+
+A position that changed without an order is a corporate action (a split, a merger), not a
+reason to trade; a broker price far from the price the pipeline decided on means one of
+the two is unadjusted or wrong, and sizing orders on it would trade against a phantom.
+"""
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from tecl_pipeline.broker.models import Order, OrderSide, Position
+
+# Quantities are exact to Alpaca's 9 decimal places; anything smaller is rounding.
+_QTY_EPSILON = Decimal("0.000000001")
+PRICE_TOLERANCE = Decimal("0.05")
+
+
+@dataclass(frozen=True)
+class PositionChange:
+    symbol: str
+    expected: Decimal
+    actual: Decimal
+
+    def __str__(self) -> str:
+        ratio = f" (x{self.actual / self.expected:.4g})" if self.expected else ""
+        return (
+            f"{self.symbol}: journal and fills say {self.expected}, "
+            f"broker holds {self.actual}{ratio}"
+        )
+
+
+def unexplained_position_changes(
+    previous: Mapping[str, Decimal], fills: Iterable[Order], current: Mapping[str, Decimal]
+) -> list[PositionChange]:
+    """Positions that differ from `previous` plus the fills since: corporate actions (X2)."""
+    expected = dict(previous)
+    for order in fills:
+        signed = order.filled_qty if order.side is OrderSide.BUY else -order.filled_qty
+        expected[order.symbol] = expected.get(order.symbol, Decimal(0)) + signed
+    changes = []
+    for symbol in sorted(set(expected) | set(current)):
+        before = expected.get(symbol, Decimal(0))
+        after = current.get(symbol, Decimal(0))
+        if abs(after - before) > _QTY_EPSILON:
+            changes.append(PositionChange(symbol, before, after))
+    return changes
+
+
+def price_disagreements(
+    reference: Mapping[str, Decimal],
+    positions: Mapping[str, Position],
+    tolerance: Decimal = PRICE_TOLERANCE,
+) -> list[str]:
+    """Held symbols whose broker price is more than `tolerance` away from the decision price."""
+    problems = []
+    for symbol, position in sorted(positions.items()):
+        ours = reference.get(symbol)
+        if ours is None or position.current_price <= 0:
+            continue
+        if abs(ours / position.current_price - 1) > tolerance:
+            problems.append(
+                f"{symbol}: decided at {ours}, broker prices it {position.current_price} "
+                f"(more than {tolerance:.0%} apart: a split, unadjusted data or a bad price)"
+            )
+    return problems
