@@ -7,13 +7,16 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
+from alpaca.trading.enums import OrderSide, TimeInForce
+from alpaca.trading.requests import MarketOrderRequest
 
-from tecl_pipeline_tests.broker.simulator_fixtures import sim_state
+from tecl_pipeline_tests.broker.simulator_fixtures import sim_admin, sim_state, trading_client
 
 SESSION = "2026-11-24"
 
@@ -105,3 +108,71 @@ def test_separate_simulator_same_session_twice_orders_once(tmp_path, simulator_p
     ids = [s["client_order_id"] for s in state["submissions"]]
     assert ids and len(ids) == len(set(ids))
     assert all(s["outcome"] == "filled" for s in state["submissions"])
+
+
+def _run_submissions(url: str) -> list[dict]:
+    return [s for s in sim_state(url)["submissions"] if s["client_order_id"].startswith("tecl-")]
+
+
+def test_run_killed_between_sells_and_buys_is_completed_by_the_rerun(tmp_path, simulator_process):
+    """A2: a `tecl run` process is killed (SIGKILL) after its sell reached the broker while
+    its first buy is still in flight; the re-run for the session ends at the target, with
+    no order sent twice."""
+    url = simulator_process
+    # Hold BIL before the session, so that its TECL target needs a sell, then a buy.
+    client = trading_client(url)
+    client.submit_order(
+        MarketOrderRequest(
+            symbol="BIL",
+            qty=100,
+            side=OrderSide.BUY,
+            time_in_force=TimeInForce.DAY,
+            client_order_id="manual-bil-1",
+        )
+    )
+    # The run's second order POST (its first buy) hangs long enough to be killed mid-way.
+    sim_admin(
+        url,
+        "/_sim/faults",
+        {
+            "seed": 5,
+            "rules": [
+                {
+                    "endpoint": "POST /v2/orders",
+                    "kind": "latency",
+                    "delay": 4.0,
+                    "after": 2,
+                    "times": 1,
+                }
+            ],
+        },
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TECL_", "ALPACA_"))}
+    env.update(TECL_BROKER_URL=url, DAGSTER_HOME=str(tmp_path / ".dagster"))
+    doomed = subprocess.Popen(
+        [sys.executable, "-m", "tecl_pipeline.cli", "run", "--session", SESSION],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while sim_state(url)["requests"].get("POST /v2/orders", 0) < 3:
+        assert doomed.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    doomed.kill()
+    doomed.wait(timeout=30)
+    [sell] = [s for s in _run_submissions(url) if s["side"] == "sell"]
+    assert sell["symbol"] == "BIL"
+    time.sleep(4.5)  # the in-flight buy lands (or not) after the kill, as at a real broker
+
+    rerun = tecl_run(tmp_path, url)
+
+    assert rerun.returncode == 0, rerun.stderr
+    ids = [s["client_order_id"] for s in _run_submissions(url)]
+    assert len(ids) == len(set(ids)), ids
+    positions = {p.symbol: p for p in client.get_all_positions()}
+    assert set(positions) == {"TECL"}
+    buys = [s for s in _run_submissions(url) if s["side"] == "buy" and s["outcome"] == "filled"]
+    assert len(buys) == 1, "exactly one TECL buy, whoever sent it"
