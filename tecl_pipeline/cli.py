@@ -7,10 +7,14 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tecl_pipeline.run_report import EXIT_ERROR, EXIT_OK, EXIT_REFUSED, RunOutcome
+
+if TYPE_CHECKING:
+    from tecl_pipeline.settings import Settings
 
 
 def _parse_session(text: str) -> date:
@@ -64,20 +68,17 @@ def ensure_dagster_home() -> Path:
 def run_session(session: date | None, *, verbose: bool = False) -> RunOutcome:
     # Imported here so that `tecl --help` answers at once and a bad setting is reported
     # as such, not as an import failure.
-    from dagster import DagsterInstance
+    from dagster import DagsterInstance, DagsterInvalidConfigError
 
-    from tecl_pipeline.definitions import build_definitions, resources_for
+    from tecl_pipeline.definitions import build_definitions
     from tecl_pipeline.defs.partitions import CALENDAR, session_partitions
     from tecl_pipeline.errors import RefusedToTrade
     from tecl_pipeline.run_report import explain_result
     from tecl_pipeline.settings import Settings
-    from tecl_pipeline.universe import SYMBOLS
 
     settings = Settings.from_env(os.environ, cwd=Path.cwd())
-    resources = resources_for(settings, os.environ)
     try:
-        if session is None:
-            session = resources["market_data_source"].open(CALENDAR).latest_session(SYMBOLS)
+        session = session or _default_session(settings)
         CALENDAR.require_session(session)
     except RefusedToTrade as exc:
         return RunOutcome(EXIT_REFUSED, "", str(exc))
@@ -85,18 +86,41 @@ def run_session(session: date | None, *, verbose: bool = False) -> RunOutcome:
         return RunOutcome(EXIT_REFUSED, "", f"session {session} is outside the trading partitions")
     job = build_definitions(settings).resolve_job_def("daily_trading_job")
     with DagsterInstance.get() as instance:
-        result = job.execute_in_process(
-            partition_key=session.isoformat(),
-            instance=instance,
-            raise_on_error=False,
-            # The report below says what happened; the full event log is in the UI.
-            run_config={
-                "loggers": {
-                    "console": {"config": {"log_level": "DEBUG" if verbose else "CRITICAL"}}
-                }
-            },
-        )
+        try:
+            result = job.execute_in_process(
+                partition_key=session.isoformat(),
+                instance=instance,
+                raise_on_error=False,
+                # The report below says what happened; the full event log is in the UI.
+                run_config={
+                    "loggers": {
+                        "console": {"config": {"log_level": "DEBUG" if verbose else "CRITICAL"}}
+                    }
+                },
+            )
+        except DagsterInvalidConfigError as exc:
+            # E.g. an EnvVar whose variable is not set: named, before anything ran (C4).
+            return RunOutcome(EXIT_ERROR, "", f"configuration: {exc}")
     return explain_result(result, session)
+
+
+def _default_session(settings: "Settings") -> date:
+    """The latest session of replayed or demo data; in paper and live, today's session."""
+    from tecl_pipeline.calendar import EXCHANGE_TZ
+    from tecl_pipeline.definitions import resources_for
+    from tecl_pipeline.defs.partitions import CALENDAR
+    from tecl_pipeline.errors import UnknownSessionError
+    from tecl_pipeline.settings import Mode
+    from tecl_pipeline.universe import SYMBOLS
+
+    if settings.mode is Mode.DEMO or settings.data_dir is not None:
+        source = resources_for(settings, os.environ)["market_data_source"]
+        return source.open(CALENDAR).latest_session(SYMBOLS)
+    now = datetime.now(EXCHANGE_TZ)
+    today = CALENDAR.session_for(now)
+    if today is None:
+        raise UnknownSessionError(f"{now:%Y-%m-%d} is not a trading session; pass --session")
+    return today
 
 
 def _simulator(args: argparse.Namespace) -> int:

@@ -3,9 +3,11 @@
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
-import pandas as pd
-from dagster import ExecuteInProcessResult
+if TYPE_CHECKING:
+    import pandas as pd
+    from dagster import ExecuteInProcessResult
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -19,7 +21,7 @@ class RunOutcome:
     reason: str = ""
 
 
-def _failed_checks(result: ExecuteInProcessResult) -> list[str]:
+def _failed_checks(result: "ExecuteInProcessResult") -> list[str]:
     return [
         evaluation.description or evaluation.check_name
         for evaluation in result.get_asset_check_evaluations()
@@ -27,7 +29,7 @@ def _failed_checks(result: ExecuteInProcessResult) -> list[str]:
     ]
 
 
-def _step_failures(result: ExecuteInProcessResult) -> tuple[list[str], list[str]]:
+def _step_failures(result: "ExecuteInProcessResult") -> tuple[list[str], list[str]]:
     """(refusals, errors) from the run's failed steps, each with its reason."""
     refusals, errors = [], []
     for event in result.get_step_failure_events():
@@ -55,7 +57,7 @@ def _metadata_text(value: object) -> str | None:
     return getattr(value, "value", value) if value is not None else None
 
 
-def explain_result(result: ExecuteInProcessResult, session: date) -> RunOutcome:
+def explain_result(result: "ExecuteInProcessResult", session: date) -> RunOutcome:
     refusals, errors = _step_failures(result)
     if errors:
         return RunOutcome(EXIT_ERROR, "", "; ".join(errors))
@@ -69,7 +71,7 @@ def _qty(value: Decimal) -> str:
     return f"{value.normalize():f}"
 
 
-def format_report(result: ExecuteInProcessResult, session: date) -> str:
+def format_report(result: "ExecuteInProcessResult", session: date) -> str:
     closes: pd.DataFrame = result.asset_value("market_data")
     decision = result.asset_value("signal")
     report = result.asset_value("executed_orders")

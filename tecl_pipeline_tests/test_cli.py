@@ -92,3 +92,17 @@ def test_bad_session_argument_is_rejected(tmp_path):
 
     assert done.returncode == 2  # argparse's usage error
     assert "YYYY-MM-DD" in done.stderr
+
+
+def test_paper_mode_without_credentials_is_an_error_naming_the_variable(tmp_path):
+    """C4/S4: no order, no network: the missing variable is named on stderr, exit 1."""
+    done = tecl(
+        ["run", "--session", "2026-07-31"],
+        tmp_path,
+        TECL_MODE="paper",
+        TECL_BROKER_URL="http://127.0.0.1:9",
+        TECL_DATA_URL="http://127.0.0.1:9",
+    )
+
+    assert done.returncode == 1
+    assert "ALPACA_API_KEY" in done.stderr or "ALPACA_SECRET_KEY" in done.stderr
