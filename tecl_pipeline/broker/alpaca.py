@@ -15,6 +15,7 @@ alpaca-py's typed models are bypassed (raw_data=True): the project's own models,
 `extra="forbid"`, are the schema, and the fields they need are picked out explicitly.
 """
 
+import functools
 import json
 import logging
 import random
@@ -388,22 +389,32 @@ def account_from_alpaca(body: object, endpoint: str) -> Account:
     return validate(Account, {**fields, "trading_blocked": blocked}, endpoint)
 
 
-def clock_from_alpaca(body: object, endpoint: str) -> Clock:
+def _picked_model(
+    model: type[M],
+    body: object,
+    endpoint: str,
+    required: Iterable[str],
+    optional: Iterable[str] = (),
+) -> M:
+    """A response object's named fields, validated as `model` (all checks above apply)."""
     data = expect_object(body, endpoint)
-    fields = pick(data, endpoint, ("timestamp", "is_open", "next_open", "next_close"))
-    return validate(Clock, fields, endpoint)
+    return validate(model, pick(data, endpoint, required, optional), endpoint)
+
+
+def clock_from_alpaca(body: object, endpoint: str) -> Clock:
+    return _picked_model(Clock, body, endpoint, ("timestamp", "is_open", "next_open", "next_close"))
 
 
 def asset_from_alpaca(body: object, endpoint: str) -> Asset:
-    data = expect_object(body, endpoint)
-    fields = pick(data, endpoint, ("symbol", "tradable", "fractionable", "status"), ("shortable",))
-    return validate(Asset, fields, endpoint)
+    return _picked_model(
+        Asset, body, endpoint, ("symbol", "tradable", "fractionable", "status"), ("shortable",)
+    )
 
 
 def position_from_alpaca(body: object, endpoint: str) -> Position:
-    data = expect_object(body, endpoint)
-    fields = pick(data, endpoint, ("symbol", "qty", "avg_entry_price", "current_price"))
-    return validate(Position, fields, endpoint)
+    return _picked_model(
+        Position, body, endpoint, ("symbol", "qty", "avg_entry_price", "current_price")
+    )
 
 
 def order_from_alpaca(body: object, endpoint: str) -> Order:
@@ -516,7 +527,55 @@ def _log_retry(attempt: int, error: BaseException, wait: float) -> None:
     log.warning("broker call failed (attempt %d), retrying in %.2f s: %s", attempt, wait, error)
 
 
-class AlpacaBroker:
+class AlpacaService(Generic[C]):
+    """What the trading adapter and the market data source share: one validated endpoint and
+    one `AlpacaConnection` to it. Its client is `client_type` (an alpaca-py client class, or
+    a partial of one) built with the provider's pair, `raw_data=True` (the project's models
+    are the schema) and the endpoint as `url_override`."""
+
+    def __init__(
+        self,
+        url: str,
+        client_type: Callable[..., C],
+        credentials: CredentialsProvider,
+        *,
+        timeout: float,
+        retry: RetryPolicy,
+        sleep: Callable[[float], None],
+        rng: random.Random | None,
+    ) -> None:
+        self._url = url
+        self._conn: AlpacaConnection[C] = AlpacaConnection(
+            lambda creds: client_type(
+                api_key=creds.key_id,
+                secret_key=creds.secret_key,
+                raw_data=True,
+                url_override=url,
+            ),
+            credentials,
+            timeout=timeout,
+            retry=retry,
+            sleep=sleep,
+            rng=rng,
+        )
+
+    @property
+    def description(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.description})"
+
+    def close(self) -> None:
+        """Release the HTTP connections (C8)."""
+        self._conn.close()
+
+
+class AlpacaBroker(AlpacaService[TradingClient]):
     """`Broker` over Alpaca's trading REST API (paper, live, or a compatible simulator)."""
 
     def __init__(
@@ -533,23 +592,18 @@ class AlpacaBroker:
     ) -> None:
         default = BaseURL.TRADING_PAPER.value if paper else BaseURL.TRADING_LIVE.value
         self._label = label
-        self._url = validate_endpoint(url if url is not None else default)
+        api_url = validate_endpoint(url if url is not None else default)
         # url_override silently wins over paper= in alpaca-py; refuse the combination that
         # would trade real money while the log says PAPER (or the reverse).
-        host = urlsplit(self._url).hostname
+        host = urlsplit(api_url).hostname
         if paper and host in _KNOWN_HOSTS_LIVE:
-            raise ValueError(f"paper=True but {self._url} is Alpaca's LIVE endpoint")
+            raise ValueError(f"paper=True but {api_url} is Alpaca's LIVE endpoint")
         if not paper and host in _KNOWN_HOSTS_PAPER:
-            raise ValueError(f"paper=False but {self._url} is Alpaca's PAPER endpoint")
+            raise ValueError(f"paper=False but {api_url} is Alpaca's PAPER endpoint")
         self._paper = paper
-        self._conn: AlpacaConnection[TradingClient] = AlpacaConnection(
-            lambda creds: TradingClient(
-                api_key=creds.key_id,
-                secret_key=creds.secret_key,
-                paper=paper,
-                raw_data=True,
-                url_override=self._url,
-            ),
+        super().__init__(
+            api_url,
+            functools.partial(TradingClient, paper=paper),
             credentials,
             timeout=timeout,
             retry=retry,
@@ -563,17 +617,6 @@ class AlpacaBroker:
         the endpoint when it is not Alpaca itself (the demo's embedded simulator)."""
         where = f"Alpaca {'PAPER' if self._paper else 'LIVE'} API at {self._url}"
         return f"{self._label}: {where}" if self._label else where
-
-    @property
-    def url(self) -> str:
-        return self._url
-
-    def __repr__(self) -> str:
-        return f"AlpacaBroker({self.description})"
-
-    def close(self) -> None:
-        """Release the HTTP connections (C8)."""
-        self._conn.close()
 
     def __enter__(self) -> "AlpacaBroker":
         return self

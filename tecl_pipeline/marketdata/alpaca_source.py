@@ -27,7 +27,7 @@ from alpaca.data.timeframe import TimeFrame
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
 from tecl_pipeline.broker.alpaca import (
-    AlpacaConnection,
+    AlpacaService,
     check_symbol,
     expect_object,
 )
@@ -65,7 +65,7 @@ def _bar_date(value: object, what: str, endpoint: str) -> date:
     return stamp.astimezone(EXCHANGE_TZ).date()
 
 
-class AlpacaMarketData:
+class AlpacaMarketData(AlpacaService[StockHistoricalDataClient]):
     """`MarketDataSource` over Alpaca's market data API (or a compatible simulator)."""
 
     def __init__(
@@ -82,20 +82,16 @@ class AlpacaMarketData:
         lookback_days: int = 30,
         now: Callable[[], datetime] = _utc_now,
     ) -> None:
-        self._url = validate_endpoint(url if url is not None else BaseURL.DATA.value)
+        api_url = validate_endpoint(url if url is not None else BaseURL.DATA.value)
         self._feed = DataFeed(feed) if feed is not None else None
         if lookback_days < 1:
             raise ValueError(f"lookback_days must be >= 1, got {lookback_days}")
         self._history_start = history_start
         self._lookback = timedelta(days=lookback_days)
         self._now = now
-        self._conn: AlpacaConnection[StockHistoricalDataClient] = AlpacaConnection(
-            lambda creds: StockHistoricalDataClient(
-                api_key=creds.key_id,
-                secret_key=creds.secret_key,
-                raw_data=True,
-                url_override=self._url,
-            ),
+        super().__init__(
+            api_url,
+            StockHistoricalDataClient,
             credentials,
             timeout=timeout,
             retry=retry,
@@ -111,17 +107,6 @@ class AlpacaMarketData:
     @property
     def is_demo(self) -> bool:
         return False
-
-    @property
-    def url(self) -> str:
-        return self._url
-
-    def __repr__(self) -> str:
-        return f"AlpacaMarketData({self.description})"
-
-    def close(self) -> None:
-        """Release the HTTP connections (C8)."""
-        self._conn.close()
 
     # -- MarketDataSource -----------------------------------------------------------------
 

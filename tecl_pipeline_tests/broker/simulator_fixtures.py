@@ -4,7 +4,8 @@
 clock at the decision time of session 2026-11-24 (15:45 New York), stopped after the test.
 `sim_admin(url, path, payload)` drives its /_sim/ admin endpoints; `trading_client` and
 `data_client` build the real alpaca-py clients against it, with a request timeout (alpaca-py
-sets none) and, by default, without alpaca-py's own 429/504 retries so a test sees each answer.
+sets none) and, by default, without alpaca-py's own 429/504 retries so a test sees each answer;
+`market_order` sends a market order through such a client.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ import pytest
 import requests
 from alpaca.data.historical import StockHistoricalDataClient
 from alpaca.trading.client import TradingClient
+from alpaca.trading.enums import OrderSide, TimeInForce
+from alpaca.trading.models import Order
+from alpaca.trading.requests import MarketOrderRequest
 
 from tecl_pipeline.broker.simulator import BrokerSimulator, SimulatorServer
 from tecl_pipeline.calendar import TradingCalendar
@@ -74,6 +78,22 @@ def data_client(
     return client
 
 
+def market_order(
+    client: TradingClient,
+    symbol: str,
+    qty: float,
+    cid: str,
+    side: OrderSide = OrderSide.BUY,
+    tif: TimeInForce = TimeInForce.DAY,
+) -> Order:
+    """POST /v2/orders through the real alpaca-py client: a market order, DAY unless told."""
+    return client.submit_order(
+        MarketOrderRequest(
+            symbol=symbol, qty=qty, side=side, time_in_force=tif, client_order_id=cid
+        )
+    )
+
+
 def sim_admin(url: str, path: str, payload: Any = None, *, method: str = "POST") -> Any:
     """Call an admin endpoint (e.g. "/_sim/clock") with a JSON body; return its JSON answer.
     Raises urllib.error.HTTPError on a 4xx/5xx answer."""
@@ -92,6 +112,18 @@ def sim_state(url: str) -> dict[str, Any]:
 
 def set_sim_clock(url: str, moment: datetime) -> None:
     sim_admin(url, "/_sim/clock", {"now": moment.isoformat()})
+
+
+def set_sim_faults(url: str, *rules: dict[str, Any], seed: int) -> None:
+    """POST /_sim/faults: replace the fault plan (no rules: none); its draws start from `seed`,
+    which is printed so that a failing run can be replayed (R2)."""
+    print(f"fault plan seed={seed}")
+    sim_admin(url, "/_sim/faults", {"seed": seed, "rules": list(rules)})
+
+
+def sim_requests(url: str, endpoint: str) -> int:
+    """How many requests the simulator counted for `endpoint` (e.g. "GET /v2/clock")."""
+    return sim_state(url)["requests"].get(endpoint, 0)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ a seeded generator whose seed is printed (R2), and the client timeout is short (
 """
 
 import logging
-import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -41,11 +40,19 @@ from tecl_pipeline.broker.models import (
 from tecl_pipeline.broker.retry import RetryPolicy
 from tecl_pipeline.endpoints import validate_endpoint
 from tecl_pipeline_tests.broker import simulator_fixtures
+from tecl_pipeline_tests.broker.adapter_helpers import (
+    SEED,
+    CountingProvider,
+    faults,
+    recorded_waits,
+    sim_credentials,
+)
 from tecl_pipeline_tests.broker.simulator_fixtures import (
     SIM_KEY,
     SIM_SECRET,
     set_sim_clock,
     sim_admin,
+    sim_requests,
     sim_state,
 )
 
@@ -53,25 +60,12 @@ from tecl_pipeline_tests.broker.simulator_fixtures import (
 simulator = simulator_fixtures.simulator
 sim_calendar = simulator_fixtures.sim_calendar
 
-SEED = 20261124
 # The client's timeout, short to keep the suite fast yet far above a normal answer's few
 # milliseconds; the simulator's "timeout" and "latency" faults stall for longer.
 TIMEOUT = 0.5
 STALL = 2.0
 LOOKUP = "GET /v2/orders:by_client_order_id"
 SUBMIT = "POST /v2/orders"
-
-
-class CountingProvider:
-    """Wraps a provider and counts refreshes (B4: exactly one per refused call)."""
-
-    def __init__(self, inner: CredentialsProvider) -> None:
-        self.inner = inner
-        self.refreshes = 0
-
-    def get(self, *, refresh: bool = False) -> Credentials:
-        self.refreshes += refresh
-        return self.inner.get(refresh=refresh)
 
 
 def make_broker(
@@ -81,27 +75,17 @@ def make_broker(
     policy: RetryPolicy | None = None,
     seed: int = SEED,
 ) -> tuple[AlpacaBroker, list[float]]:
-    print(f"retry jitter seed={seed}")
-    sleeps: list[float] = []
+    sleeps, rng = recorded_waits(seed)
     broker = AlpacaBroker(
-        provider or StaticCredentials(Credentials(SIM_KEY, SIM_SECRET)),
+        provider or sim_credentials(),
         paper=True,
         url=url,
         timeout=TIMEOUT,
         retry=policy or RetryPolicy(max_attempts=5, base_delay=0.5, deadline=120.0),
         sleep=sleeps.append,
-        rng=random.Random(seed),
+        rng=rng,
     )
     return broker, sleeps
-
-
-def faults(url: str, *rules: dict[str, Any], seed: int = SEED) -> None:
-    print(f"fault plan seed={seed}")
-    sim_admin(url, "/_sim/faults", {"seed": seed, "rules": list(rules)})
-
-
-def requests_to(url: str, endpoint: str) -> int:
-    return sim_state(url)["requests"].get(endpoint, 0)
 
 
 def submissions(url: str, client_order_id: str) -> list[dict[str, Any]]:
@@ -165,7 +149,7 @@ def test_list_orders_pages_through_every_order_and_filters_by_prefix(simulator, 
     listed = broker.list_orders("a-")
     assert [o.client_order_id for o in listed] == [f"a-{n}" for n in range(8)]
     assert len(broker.list_orders()) == len(plan)
-    assert requests_to(simulator.url, "GET /v2/orders") >= 2 * 4
+    assert sim_requests(simulator.url, "GET /v2/orders") >= 2 * 4
 
 
 def test_list_orders_refuses_to_return_a_silently_short_list(simulator, monkeypatch):
@@ -185,11 +169,9 @@ def test_description_names_mode_and_endpoint_never_the_secret(simulator):
     """S2, S5: the run log says PAPER or LIVE and which endpoint; never key or secret."""
     paper, _ = make_broker(simulator.url)
     assert paper.description == f"Alpaca PAPER API at {simulator.url}"
-    live = AlpacaBroker(
-        StaticCredentials(Credentials(SIM_KEY, SIM_SECRET)), paper=False, url=simulator.url
-    )
+    live = AlpacaBroker(sim_credentials(), paper=False, url=simulator.url)
     assert live.description == f"Alpaca LIVE API at {simulator.url}"
-    default = AlpacaBroker(StaticCredentials(Credentials(SIM_KEY, SIM_SECRET)), paper=True)
+    default = AlpacaBroker(sim_credentials(), paper=True)
     assert default.description == "Alpaca PAPER API at https://paper-api.alpaca.markets"
     for text in (paper.description, repr(paper), live.description, repr(default)):
         assert SIM_SECRET not in text and SIM_KEY not in text
@@ -198,7 +180,7 @@ def test_description_names_mode_and_endpoint_never_the_secret(simulator):
 def test_paper_flag_contradicting_alpacas_own_endpoint_is_refused():
     """S5: url_override silently wins over paper= in alpaca-py; a PAPER label on the LIVE
     endpoint (or the reverse) is refused instead."""
-    creds = StaticCredentials(Credentials(SIM_KEY, SIM_SECRET))
+    creds = sim_credentials()
     with pytest.raises(ValueError, match="LIVE"):
         AlpacaBroker(creds, paper=True, url="https://api.alpaca.markets")
     with pytest.raises(ValueError, match="PAPER"):
@@ -220,7 +202,7 @@ def test_paper_flag_contradicting_alpacas_own_endpoint_is_refused():
 def test_plain_http_to_a_non_loopback_host_is_refused(url):
     """S5: the secret never travels unencrypted; the error names the URL (never credentials)."""
     with pytest.raises(ValueError) as caught:
-        AlpacaBroker(StaticCredentials(Credentials(SIM_KEY, SIM_SECRET)), paper=True, url=url)
+        AlpacaBroker(sim_credentials(), paper=True, url=url)
     if "@" not in url:
         assert url in str(caught.value)
     assert "pw" not in str(caught.value)
@@ -292,8 +274,8 @@ def test_lost_acknowledgement_is_found_by_client_order_id_not_resent(simulator):
     assert len(orders_with(simulator.url, "lost-ack-1")) == 1
     accepted = [s for s in submissions(simulator.url, "lost-ack-1") if s["order_id"]]
     assert len(accepted) == 1
-    assert requests_to(simulator.url, SUBMIT) == 1
-    assert requests_to(simulator.url, LOOKUP) == 1
+    assert sim_requests(simulator.url, SUBMIT) == 1
+    assert sim_requests(simulator.url, LOOKUP) == 1
     assert len(sleeps) == 1
 
 
@@ -308,7 +290,7 @@ def test_timeout_on_submit_looks_up_first_then_resends_with_the_same_id(simulato
     assert sent[0]["outcome"] == "not processed"
     assert len(sent) == 2 and {s["client_order_id"] for s in sent} == {"timeout-1"}
     assert len(orders_with(simulator.url, "timeout-1")) == 1
-    assert requests_to(simulator.url, LOOKUP) == 1
+    assert sim_requests(simulator.url, LOOKUP) == 1
     # No other client order id was made up along the way.
     assert {s["client_order_id"] for s in sim_state(simulator.url)["submissions"]} == {"timeout-1"}
 
@@ -325,8 +307,8 @@ def test_duplicate_on_resend_means_the_first_attempt_landed(simulator):
     order = broker.submit_order(buy("dup-resend-1"))
     assert order.client_order_id == "dup-resend-1"
     assert len(orders_with(simulator.url, "dup-resend-1")) == 1
-    assert requests_to(simulator.url, SUBMIT) == 2
-    assert requests_to(simulator.url, LOOKUP) == 2
+    assert sim_requests(simulator.url, SUBMIT) == 2
+    assert sim_requests(simulator.url, LOOKUP) == 2
 
 
 def test_submit_whose_outcome_stays_unknown_says_so(simulator):
@@ -340,8 +322,8 @@ def test_submit_whose_outcome_stays_unknown_says_so(simulator):
     broker, sleeps = make_broker(simulator.url, policy=RetryPolicy(max_attempts=3))
     with pytest.raises(OutcomeUnknownError, match="unknown-1"):
         broker.submit_order(buy("unknown-1"))
-    assert requests_to(simulator.url, SUBMIT) == 1  # never resent while the lookup fails
-    assert requests_to(simulator.url, LOOKUP) == 2
+    assert sim_requests(simulator.url, SUBMIT) == 1  # never resent while the lookup fails
+    assert sim_requests(simulator.url, LOOKUP) == 2
     assert len(sleeps) == 2
     assert {s["client_order_id"] for s in sim_state(simulator.url)["submissions"]} == {"unknown-1"}
 
@@ -353,7 +335,7 @@ def test_rate_limited_submit_waits_retry_after_and_sends_once_more(simulator):
     order = broker.submit_order(buy("rl-1"))
     assert order.client_order_id == "rl-1"
     assert sleeps == [4.0]
-    assert requests_to(simulator.url, LOOKUP) == 0
+    assert sim_requests(simulator.url, LOOKUP) == 0
     assert len(orders_with(simulator.url, "rl-1")) == 1
 
 
@@ -364,7 +346,7 @@ def test_rate_limit_storm_on_submit_ends_in_a_clean_error_and_no_order(simulator
     with pytest.raises(RateLimitedError, match="429") as caught:
         broker.submit_order(buy("storm-1"))
     assert caught.value.retry_after == 1.0
-    assert requests_to(simulator.url, SUBMIT) == 4
+    assert sim_requests(simulator.url, SUBMIT) == 4
     assert len(sleeps) == 3
     assert orders_with(simulator.url, "storm-1") == []
 
@@ -376,7 +358,7 @@ def test_malformed_answer_to_a_submit_is_resolved_by_lookup(simulator):
     order = broker.submit_order(buy("garbled-1"))
     assert order.client_order_id == "garbled-1"
     assert len(orders_with(simulator.url, "garbled-1")) == 1
-    assert requests_to(simulator.url, SUBMIT) == 1
+    assert sim_requests(simulator.url, SUBMIT) == 1
 
 
 def test_error_body_under_200_on_submit_is_never_success(simulator):
@@ -386,8 +368,8 @@ def test_error_body_under_200_on_submit_is_never_success(simulator):
     with pytest.raises(MalformedResponseError, match="error body"):
         broker.submit_order(buy("errbody-1"))
     assert orders_with(simulator.url, "errbody-1") == []
-    assert requests_to(simulator.url, SUBMIT) == 1
-    assert requests_to(simulator.url, LOOKUP) == 1
+    assert sim_requests(simulator.url, SUBMIT) == 1
+    assert sim_requests(simulator.url, LOOKUP) == 1
 
 
 def test_insufficient_buying_power_is_rejected_without_retry(simulator):
@@ -397,15 +379,15 @@ def test_insufficient_buying_power_is_rejected_without_retry(simulator):
     with pytest.raises(OrderRejectedError, match="insufficient buying power") as caught:
         broker.submit_order(buy("too-big-1", qty="1000000", symbol="SPY"))
     assert caught.value.code == 40310000
-    assert requests_to(simulator.url, SUBMIT) == 1
-    assert requests_to(simulator.url, LOOKUP) == 0
+    assert sim_requests(simulator.url, SUBMIT) == 1
+    assert sim_requests(simulator.url, LOOKUP) == 0
     assert sleeps == []
 
 
 def test_blocked_account_is_a_rejection_not_an_auth_failure(simulator):
     """B4, B7: 403 "account is not authorized to trade" must not trigger a credentials refresh."""
     sim_admin(simulator.url, "/_sim/account", {"trading_blocked": True})
-    provider = CountingProvider(StaticCredentials(Credentials(SIM_KEY, SIM_SECRET)))
+    provider = CountingProvider(sim_credentials())
     broker, _ = make_broker(simulator.url, provider=provider)
     assert broker.get_account().trading_blocked
     with pytest.raises(OrderRejectedError, match="not authorized to trade"):
@@ -427,7 +409,7 @@ def test_unsupported_time_in_force_is_rejected_naming_the_rule(simulator):
     )
     with pytest.raises(OrderRejectedError, match="fractional orders must be DAY orders"):
         broker.submit_order(bad)
-    assert requests_to(simulator.url, SUBMIT) == 1
+    assert sim_requests(simulator.url, SUBMIT) == 1
     assert sleeps == []
 
 
@@ -438,7 +420,7 @@ def test_fractional_order_for_a_non_fractionable_asset_names_the_rule(simulator)
     assert not broker.get_asset("TECL").fractionable
     with pytest.raises(OrderRejectedError, match="not fractionable"):
         broker.submit_order(buy("frac-1", qty="0.5"))
-    assert requests_to(simulator.url, SUBMIT) == 1
+    assert sim_requests(simulator.url, SUBMIT) == 1
 
 
 def test_reused_client_order_id_is_reported_as_duplicate(simulator):
@@ -479,7 +461,7 @@ def test_cancel_whose_answer_is_lost_is_retried_idempotently(simulator):
     )
     broker.cancel_order(working.id)
     assert broker.get_order(working.id).status is OrderStatus.CANCELED
-    assert requests_to(simulator.url, "DELETE /v2/orders/{id}") == 2
+    assert sim_requests(simulator.url, "DELETE /v2/orders/{id}") == 2
 
 
 # -------------------------------------------------------------------- faults on reads
@@ -503,7 +485,7 @@ def test_rate_limit_storm_on_reads_exhausts_the_policy_cleanly(simulator):
     with pytest.raises(RateLimitedError) as caught:
         broker.get_positions()
     assert "gave up after 5 attempt(s)" in " ".join(caught.value.__notes__)
-    assert requests_to(simulator.url, "GET /v2/positions") == 5
+    assert sim_requests(simulator.url, "GET /v2/positions") == 5
     assert len(sleeps) == 4 and all(1.0 <= s <= 30.0 for s in sleeps)
 
 
@@ -514,7 +496,7 @@ def test_retry_after_beyond_the_deadline_stops_at_once(simulator):
     with pytest.raises(RateLimitedError, match="GET /v2/clock"):
         broker.get_clock()
     assert sleeps == []
-    assert requests_to(simulator.url, "GET /v2/clock") == 1
+    assert sim_requests(simulator.url, "GET /v2/clock") == 1
 
 
 def test_server_errors_and_maintenance_on_reads_are_retried(simulator):
@@ -571,7 +553,7 @@ def test_error_body_under_200_on_a_read_is_never_success(simulator):
     broker, sleeps = make_broker(simulator.url)
     with pytest.raises(MalformedResponseError, match=r"GET /v2/account.*error body"):
         broker.get_account()
-    assert requests_to(simulator.url, "GET /v2/account") == 1
+    assert sim_requests(simulator.url, "GET /v2/account") == 1
     assert sleeps == []
 
 
@@ -607,11 +589,11 @@ def test_malformed_position_list_fails_loudly(simulator):
 def test_unauthorized_once_refreshes_credentials_once_then_succeeds(simulator):
     """B4: a single 401 -> one refresh, one retry, success."""
     faults(simulator.url, {"endpoint": "GET /v2/account", "kind": "unauthorized", "times": 1})
-    provider = CountingProvider(StaticCredentials(Credentials(SIM_KEY, SIM_SECRET)))
+    provider = CountingProvider(sim_credentials())
     broker, _ = make_broker(simulator.url, provider=provider)
     assert broker.get_account().currency == "USD"
     assert provider.refreshes == 1
-    assert requests_to(simulator.url, "GET /v2/account") == 2
+    assert sim_requests(simulator.url, "GET /v2/account") == 2
 
 
 def test_rotated_key_is_picked_up_by_the_refresh(simulator):
@@ -632,12 +614,12 @@ def test_rotated_key_is_picked_up_by_the_refresh(simulator):
 def test_still_refused_after_one_refresh_stops_with_auth_error(simulator):
     """B4, X6: the refreshed pair is refused too -> AuthError; exactly one refresh, two tries."""
     sim_admin(simulator.url, "/_sim/credentials", {"key": "PKNEW", "secret": "unknown-to-us"})
-    provider = CountingProvider(StaticCredentials(Credentials(SIM_KEY, SIM_SECRET)))
+    provider = CountingProvider(sim_credentials())
     broker, sleeps = make_broker(simulator.url, provider=provider)
     with pytest.raises(AuthError, match="still refused after refreshing") as caught:
         broker.get_account()
     assert provider.refreshes == 1
-    assert requests_to(simulator.url, "GET /v2/account") == 2
+    assert sim_requests(simulator.url, "GET /v2/account") == 2
     assert sleeps == []
     assert SIM_SECRET not in str(caught.value)
     with pytest.raises(AuthError):
@@ -655,8 +637,8 @@ def test_504_on_submit_is_not_resent_blindly_by_alpaca_py(simulator):
     broker, sleeps = make_broker(simulator.url, policy=RetryPolicy(max_attempts=2))
     with pytest.raises(OutcomeUnknownError, match="gw-1"):
         broker.submit_order(buy("gw-1"))
-    assert requests_to(simulator.url, SUBMIT) == 2
-    assert requests_to(simulator.url, LOOKUP) == 1
+    assert sim_requests(simulator.url, SUBMIT) == 2
+    assert sim_requests(simulator.url, LOOKUP) == 1
     assert len(sleeps) == 1
 
 

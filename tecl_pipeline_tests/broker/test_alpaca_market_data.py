@@ -5,15 +5,13 @@ data; nothing of alpaca-py is mocked. Sleeping is faked, jitter is seeded (print
 """
 
 import math
-import random
 from decimal import Decimal
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tecl_pipeline.broker.credentials import Credentials, CredentialsProvider, StaticCredentials
+from tecl_pipeline.broker.credentials import CredentialsProvider
 from tecl_pipeline.broker.models import (
     AuthError,
     BrokerUnavailableError,
@@ -26,31 +24,27 @@ from tecl_pipeline.marketdata.alpaca_source import AlpacaMarketData
 from tecl_pipeline.marketdata.demo import DemoMarketData
 from tecl_pipeline.universe import SYMBOLS
 from tecl_pipeline_tests.broker import simulator_fixtures
+from tecl_pipeline_tests.broker.adapter_helpers import (
+    SEED,
+    CountingProvider,
+    faults,
+    recorded_waits,
+    sim_credentials,
+)
 from tecl_pipeline_tests.broker.simulator_fixtures import (
     SIM_KEY,
     SIM_SECRET,
     SIM_SESSION,
     sim_admin,
-    sim_state,
+    sim_requests,
 )
 
 # The simulator's fixtures, made visible to pytest in this module.
 simulator = simulator_fixtures.simulator
 sim_calendar = simulator_fixtures.sim_calendar
 
-SEED = 20261124
 BARS = "GET /v2/stocks/bars"
 TRADES = "GET /v2/stocks/trades/latest"
-
-
-class CountingProvider:
-    def __init__(self, inner: CredentialsProvider) -> None:
-        self.inner = inner
-        self.refreshes = 0
-
-    def get(self, *, refresh: bool = False) -> Credentials:
-        self.refreshes += refresh
-        return self.inner.get(refresh=refresh)
 
 
 def make_source(
@@ -63,32 +57,22 @@ def make_source(
 ) -> tuple[AlpacaMarketData, list[float]]:
     """A source with fake sleep; the timeout is generous by default because the simulator
     builds a page of 10,000 bars in a few hundred milliseconds."""
-    print(f"retry jitter seed={seed}")
-    sleeps: list[float] = []
+    sleeps, rng = recorded_waits(seed)
     source = AlpacaMarketData(
-        provider or StaticCredentials(Credentials(SIM_KEY, SIM_SECRET)),
+        provider or sim_credentials(),
         url=url,
         timeout=timeout,
         retry=policy or RetryPolicy(max_attempts=4),
         sleep=sleeps.append,
-        rng=random.Random(seed),
+        rng=rng,
     )
     return source, sleeps
-
-
-def faults(url: str, *rules: dict[str, Any], seed: int = SEED) -> None:
-    print(f"fault plan seed={seed}")
-    sim_admin(url, "/_sim/faults", {"seed": seed, "rules": list(rules)})
 
 
 def fetch(source: AlpacaMarketData, endpoint: str) -> object:
     if endpoint == BARS:
         return source.closes(("SPY",), SIM_SESSION)
     return source.latest_prices(("SPY",))
-
-
-def requests_to(url: str, endpoint: str) -> int:
-    return sim_state(url)["requests"].get(endpoint, 0)
 
 
 @pytest.fixture
@@ -108,7 +92,7 @@ def test_closes_are_the_served_adjusted_history_across_pages(simulator, demo):
     assert closes.index[-1] == pd.Timestamp(SIM_SESSION)
     assert all(dtype == np.float64 for dtype in closes.dtypes)
     pd.testing.assert_frame_equal(closes, expected, check_names=False, check_freq=False)
-    assert closes.size > 10_000 and requests_to(simulator.url, BARS) >= 2
+    assert closes.size > 10_000 and sim_requests(simulator.url, BARS) >= 2
     assert sleeps == []
 
 
@@ -164,16 +148,14 @@ def test_description_names_endpoint_and_no_secret(simulator):
     assert not source.is_demo
     for text in (source.description, repr(source)):
         assert SIM_SECRET not in text and SIM_KEY not in text
-    default = AlpacaMarketData(StaticCredentials(Credentials(SIM_KEY, SIM_SECRET)))
+    default = AlpacaMarketData(sim_credentials())
     assert "https://data.alpaca.markets" in default.description
 
 
 def test_plain_http_to_a_remote_data_host_is_refused():
     """S5: no secret over plain HTTP except to loopback."""
     with pytest.raises(ValueError, match=r"http://data\.example\.com"):
-        AlpacaMarketData(
-            StaticCredentials(Credentials(SIM_KEY, SIM_SECRET)), url="http://data.example.com"
-        )
+        AlpacaMarketData(sim_credentials(), url="http://data.example.com")
 
 
 def test_rate_limited_bars_honour_retry_after(simulator):
@@ -190,7 +172,7 @@ def test_rate_limit_storm_on_market_data_stops_cleanly(simulator):
     source, sleeps = make_source(simulator.url, policy=RetryPolicy(max_attempts=3))
     with pytest.raises(RateLimitedError, match=TRADES):
         source.latest_prices(("SPY",))
-    assert requests_to(simulator.url, TRADES) == 3 and len(sleeps) == 2
+    assert sim_requests(simulator.url, TRADES) == 3 and len(sleeps) == 2
 
 
 def test_5xx_and_html_502_on_bars_are_retried_per_page(simulator):
@@ -210,7 +192,7 @@ def test_5xx_and_html_502_on_bars_are_retried_per_page(simulator):
     pages = math.ceil(int(closes.notna().sum().sum()) / 10_000)
     assert pages >= 2
     # Only the failed page is asked again, never the whole history from the start.
-    assert requests_to(simulator.url, BARS) == pages + 3
+    assert sim_requests(simulator.url, BARS) == pages + 3
 
 
 def test_stalled_market_data_times_out_and_is_retried(simulator):
@@ -235,29 +217,33 @@ def test_market_data_outage_stops_cleanly(simulator):
         source.closes(("SPY",), SIM_SESSION)
 
 
+def fetch_malformed(url: str, endpoint: str, kind: str) -> list[float]:
+    """Fetch from `endpoint` under a fault of `kind`: it must raise MalformedResponseError
+    naming the endpoint. Returns the waits of the source's retry policy."""
+    faults(url, {"endpoint": endpoint, "kind": kind})
+    source, sleeps = make_source(url)
+    with pytest.raises(MalformedResponseError, match=endpoint):
+        fetch(source, endpoint)
+    return sleeps
+
+
 @pytest.mark.parametrize("endpoint", [BARS, TRADES])
 def test_error_body_under_200_is_never_data(simulator, endpoint):
     """X4: 200 {"code", "message"} -> MalformedResponseError, not an empty history."""
-    faults(simulator.url, {"endpoint": endpoint, "kind": "error_body"})
-    source, sleeps = make_source(simulator.url)
-    with pytest.raises(MalformedResponseError, match=endpoint):
-        fetch(source, endpoint)
+    sleeps = fetch_malformed(simulator.url, endpoint, "error_body")
     assert sleeps == []
 
 
 @pytest.mark.parametrize("endpoint", [BARS, TRADES])
 def test_renamed_fields_fail_loudly(simulator, endpoint):
     """B3: bars/trades with spelled-out keys (a schema change) are MalformedResponseError."""
-    faults(simulator.url, {"endpoint": endpoint, "kind": "malformed"})
-    source, _ = make_source(simulator.url)
-    with pytest.raises(MalformedResponseError, match=endpoint):
-        fetch(source, endpoint)
+    fetch_malformed(simulator.url, endpoint, "malformed")
 
 
 def test_unauthorized_refreshes_once_then_succeeds_or_stops(simulator):
     """B4, X6: one 401 -> one refresh and success; a refused pair after refresh -> AuthError."""
     faults(simulator.url, {"endpoint": TRADES, "kind": "unauthorized", "times": 1})
-    provider = CountingProvider(StaticCredentials(Credentials(SIM_KEY, SIM_SECRET)))
+    provider = CountingProvider(sim_credentials())
     source, _ = make_source(simulator.url, provider=provider)
     assert source.latest_prices(("SPY",))["SPY"] > 0
     assert provider.refreshes == 1

@@ -16,12 +16,14 @@ from alpaca.common.exceptions import APIError
 from alpaca.data.enums import Adjustment
 from alpaca.data.requests import StockBarsRequest, StockLatestTradeRequest
 from alpaca.data.timeframe import TimeFrame
-from alpaca.trading.enums import OrderSide, OrderStatus, QueryOrderStatus, TimeInForce
-from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
+from alpaca.trading.enums import OrderStatus, QueryOrderStatus
+from alpaca.trading.requests import GetOrdersRequest
 from pydantic import ValidationError
 
 from tecl_pipeline_tests.broker.simulator_fixtures import (  # noqa: F401 (fixtures)
     data_client,
+    market_order,
+    set_sim_faults,
     sim_admin,
     sim_calendar,
     sim_state,
@@ -35,20 +37,11 @@ SUBMIT = "POST /v2/orders"
 
 
 def faults(url: str, *rules: dict[str, Any], seed: int = 1) -> None:
-    print(f"fault plan seed: {seed}")
-    sim_admin(url, "/_sim/faults", {"seed": seed, "rules": list(rules)})
+    set_sim_faults(url, *rules, seed=seed)
 
 
 def buy(client, cid: str, qty: float = 2, symbol: str = "TECL"):
-    return client.submit_order(
-        MarketOrderRequest(
-            symbol=symbol,
-            qty=qty,
-            side=OrderSide.BUY,
-            time_in_force=TimeInForce.DAY,
-            client_order_id=cid,
-        )
-    )
+    return market_order(client, symbol, qty, cid)
 
 
 def api_error(call, *args) -> APIError:

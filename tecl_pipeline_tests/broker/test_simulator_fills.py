@@ -7,8 +7,8 @@ reconciliation loop sees while an order is worked, and how cash and positions fo
 from datetime import datetime
 from decimal import Decimal
 
-from alpaca.trading.enums import OrderSide, OrderStatus, QueryOrderStatus, TimeInForce
-from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
+from alpaca.trading.enums import OrderSide, OrderStatus, QueryOrderStatus
+from alpaca.trading.requests import GetOrdersRequest
 
 from tecl_pipeline.calendar import EXCHANGE_TZ
 from tecl_pipeline_tests.broker.simulator_fixtures import (  # noqa: F401 (fixtures)
@@ -20,16 +20,9 @@ from tecl_pipeline_tests.broker.simulator_fixtures import (  # noqa: F401 (fixtu
     simulator,
     trading_client,
 )
+from tecl_pipeline_tests.broker.simulator_fixtures import market_order as buy
 
 CENT = Decimal("0.01")
-
-
-def buy(client, symbol: str, qty: float, cid: str, side=OrderSide.BUY):
-    return client.submit_order(
-        MarketOrderRequest(
-            symbol=symbol, qty=qty, side=side, time_in_force=TimeInForce.DAY, client_order_id=cid
-        )
-    )
 
 
 def fills(simulator, mode: str, **extra) -> None:

@@ -21,8 +21,6 @@ import pandas as pd
 import pytest
 import requests
 from alpaca.common.exceptions import APIError
-from alpaca.trading.enums import OrderSide, TimeInForce
-from alpaca.trading.requests import MarketOrderRequest
 
 from tecl_pipeline.broker.simulator import BrokerSimulator, FillMode, SimulatorServer, serve
 from tecl_pipeline.calendar import EXCHANGE_TZ
@@ -31,6 +29,7 @@ from tecl_pipeline.marketdata.demo import DemoMarketData
 from tecl_pipeline.universe import SYMBOLS
 from tecl_pipeline_tests.broker.simulator_fixtures import (  # noqa: F401 (fixtures)
     SIM_SESSION,
+    market_order,
     sim_admin,
     sim_calendar,
     sim_state,
@@ -42,15 +41,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def buy(client, cid: str, qty: float, symbol: str = "SPY"):
-    return client.submit_order(
-        MarketOrderRequest(
-            symbol=symbol,
-            qty=qty,
-            side=OrderSide.BUY,
-            time_in_force=TimeInForce.DAY,
-            client_order_id=cid,
-        )
-    )
+    return market_order(client, symbol, qty, cid)
 
 
 def admin_error(url: str, path: str, payload=None, method: str = "POST") -> tuple[int, str]:

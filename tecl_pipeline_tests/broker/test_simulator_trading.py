@@ -19,7 +19,7 @@ from alpaca.trading.enums import (
     TimeInForce,
 )
 from alpaca.trading.models import Asset, Clock, Order, Position, TradeAccount
-from alpaca.trading.requests import GetCalendarRequest, GetOrdersRequest, MarketOrderRequest
+from alpaca.trading.requests import GetCalendarRequest, GetOrdersRequest
 
 from tecl_pipeline.calendar import EXCHANGE_TZ
 from tecl_pipeline_tests.broker.simulator_fixtures import (  # noqa: F401 (fixtures)
@@ -31,6 +31,7 @@ from tecl_pipeline_tests.broker.simulator_fixtures import (  # noqa: F401 (fixtu
     simulator,
     trading_client,
 )
+from tecl_pipeline_tests.broker.simulator_fixtures import market_order as order
 
 NEXT_SESSION = date(2026, 11, 25)  # Wednesday
 THANKSGIVING = date(2026, 11, 26)
@@ -40,16 +41,6 @@ MONDAY = date(2026, 11, 30)
 
 def ny(day: date, hour: int, minute: int = 0) -> datetime:
     return datetime(day.year, day.month, day.day, hour, minute, tzinfo=EXCHANGE_TZ)
-
-
-def order(
-    client, symbol: str, qty: float, cid: str, side=OrderSide.BUY, tif=TimeInForce.DAY
-) -> Order:
-    return client.submit_order(
-        MarketOrderRequest(
-            symbol=symbol, qty=qty, side=side, time_in_force=tif, client_order_id=cid
-        )
-    )
 
 
 def refused(call, *args, **kwargs) -> APIError:

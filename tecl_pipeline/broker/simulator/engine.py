@@ -50,6 +50,13 @@ def _require_aware(moment: object, what: str) -> datetime:
     return moment
 
 
+def _apply(record: object, **changes: object) -> None:
+    """Set the fields of a book record that an admin call gave (None: leave it as it is)."""
+    for name, value in changes.items():
+        if value is not None:
+            setattr(record, name, value)
+
+
 class BrokerSimulator:
     def __init__(
         self,
@@ -255,14 +262,13 @@ class BrokerSimulator:
         has no such field); orders for a halted asset are rejected with 422."""
         with self._lock, self._persisted():
             asset = self._book.assets.setdefault(symbol, AssetState(symbol))
-            if tradable is not None:
-                asset.tradable = tradable
-            if fractionable is not None:
-                asset.fractionable = fractionable
-            if halted is not None:
-                asset.halted = halted
-            if shortable is not None:
-                asset.shortable = shortable
+            _apply(
+                asset,
+                tradable=tradable,
+                fractionable=fractionable,
+                halted=halted,
+                shortable=shortable,
+            )
 
     def set_account(
         self,
@@ -273,13 +279,9 @@ class BrokerSimulator:
     ) -> None:
         amount = None if cash is None else Decimal(str(cash))
         with self._lock, self._persisted():
-            account = self._book.account
-            if currency is not None:
-                account.currency = currency
-            if amount is not None:
-                account.cash = amount
-            if trading_blocked is not None:
-                account.trading_blocked = trading_blocked
+            _apply(
+                self._book.account, currency=currency, cash=amount, trading_blocked=trading_blocked
+            )
 
     def set_credentials(self, key: str, secret: str) -> None:
         """Rotate the key pair: from now on the old pair gets 401 (B4, X6)."""

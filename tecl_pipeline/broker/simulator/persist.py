@@ -324,26 +324,12 @@ def _check(document: _BookFile) -> None:
 
 
 def _order(entry: _Order) -> SimOrder:
+    """The book's record of a validated order: `_Order` names every field as `SimOrder` does,
+    but for the fill plan."""
     plan = entry.fill_plan
     return SimOrder(
-        seq=entry.seq,
-        id=entry.id,
-        client_order_id=entry.client_order_id,
-        symbol=entry.symbol,
-        side=entry.side,
-        qty=entry.qty,
-        time_in_force=entry.time_in_force,
-        status=entry.status,
+        **entry.model_dump(exclude={"fill_plan"}),
         plan=FillPlan(FillMode(plan.mode), plan.steps, plan.delay_polls),
-        session=entry.session,
-        created_at=entry.created_at,
-        updated_at=entry.updated_at,
-        filled_qty=entry.filled_qty,
-        filled_value=entry.filled_value,
-        filled_at=entry.filled_at,
-        canceled_at=entry.canceled_at,
-        expired_at=entry.expired_at,
-        reads=entry.reads,
     )
 
 
