@@ -12,13 +12,17 @@ from tecl_pipeline.defs.jobs import daily_trading_job
 from tecl_pipeline.defs.resources import (
     BrokerResource,
     MarketDataResource,
+    ObservabilityResource,
     StateResource,
     TradingPolicyResource,
 )
 from tecl_pipeline.settings import Mode, Settings
 
 
-def _alpaca_credentials() -> dict[str, EnvVar]:
+def _alpaca_credentials(settings: Settings) -> dict[str, object]:
+    if settings.secret_id:
+        # The id names the secret; the keys stay in Secrets Manager until a run needs them.
+        return {"secret_id": settings.secret_id}
     # EnvVar, not the value: the secret never enters the code location snapshot (S2).
     return {"api_key": EnvVar("ALPACA_API_KEY"), "secret_key": EnvVar("ALPACA_SECRET_KEY")}
 
@@ -32,10 +36,11 @@ def resources_for(settings: Settings, environ: Mapping[str, str]) -> dict[str, o
         market_data = MarketDataResource(source="demo")
     else:
         market_data = MarketDataResource(
-            source="alpaca", url=settings.data_url, **_alpaca_credentials()
+            source="alpaca", url=settings.data_url, **_alpaca_credentials(settings)
         )
     # In demo mode against a separately started simulator, real-looking keys are optional.
-    credentials = _alpaca_credentials() if not demo or environ.get("ALPACA_API_KEY") else {}
+    real_keys = not demo or settings.secret_id or environ.get("ALPACA_API_KEY")
+    credentials = _alpaca_credentials(settings) if real_keys else {}
     broker = BrokerResource(
         mode=settings.mode.value,
         url=settings.broker_url,
@@ -43,9 +48,17 @@ def resources_for(settings: Settings, environ: Mapping[str, str]) -> dict[str, o
         market_data_source=market_data,
         **credentials,
     )
+    observability = ObservabilityResource(
+        log_dir=str(settings.logs_dir),
+        alert_file=environ.get("TECL_ALERT_FILE") or None,
+        webhook_url=EnvVar("TECL_ALERT_WEBHOOK_URL")
+        if environ.get("TECL_ALERT_WEBHOOK_URL")
+        else None,
+    )
     return {
         "market_data_source": market_data,
         "broker": broker,
+        "observability": observability,
         "state": StateResource(state_dir=str(state_dir)),
         "trading_policy": TradingPolicyResource(),
     }

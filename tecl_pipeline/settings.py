@@ -32,6 +32,8 @@ ENV_KEYS: Mapping[str, str] = {
     "broker_url": "TECL_BROKER_URL",
     "data_url": "TECL_DATA_URL",
     "live_confirm": "TECL_LIVE_CONFIRM",
+    "secret_id": "TECL_SECRET_ID",
+    "log_dir": "TECL_LOG_DIR",
 }
 # The second switch for live trading: a sentence nobody sets by accident.
 LIVE_CONFIRMATION = "I accept that this trades real money"
@@ -46,6 +48,9 @@ class Settings(BaseModel):
     broker_url: str | None = None
     data_url: str | None = None
     live_confirm: str | None = None
+    # Alpaca keys from AWS Secrets Manager instead of ALPACA_API_KEY / ALPACA_SECRET_KEY.
+    secret_id: str | None = None
+    log_dir: Path | None = None
 
     @field_validator("broker_url", "data_url")
     @classmethod
@@ -73,6 +78,11 @@ class Settings(BaseModel):
     def state_dir(self) -> Path:
         return Path(urlparse(self.state_uri).path)
 
+    @property
+    def logs_dir(self) -> Path:
+        """Local logs and the alert file; beside the state when none is configured."""
+        return self.log_dir or self.state_dir.parent / "logs"
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, cwd: Path) -> "Settings":
         """Read TECL_* variables; unset or empty means the embedded default."""
@@ -80,6 +90,7 @@ class Settings(BaseModel):
             field: environ[key] for field, key in ENV_KEYS.items() if environ.get(key, "").strip()
         }
         values.setdefault("state_uri", (cwd / ".tecl" / "state").resolve().as_uri())
+        values.setdefault("log_dir", str((cwd / ".tecl" / "logs").resolve()))
         try:
             settings = cls.model_validate(values)
         except ValidationError as exc:

@@ -254,3 +254,19 @@ def test_split_at_the_broker_without_adjusted_prices_refuses(run_daily, state_di
     assert "executed_orders" not in materialized(result)
     assert held in _refusal_text(result) and "disagree" in _refusal_text(result)
     assert broker_orders(state_dir) == orders_before
+
+
+def test_refusal_reaches_the_alert_sink_naming_symbol_and_date(run_daily, csv_dir, state_dir):
+    """T1/X9: the blocking check's refusal is delivered to the alert file with the symbol,
+    the stale date and the session."""
+    folder = csv_dir(REAL_LAST_SESSION)
+    spy = pd.read_csv(folder / "SPY.csv")
+    spy.iloc[:-1].to_csv(folder / "SPY.csv", index=False)
+
+    run_daily(REAL_LAST_SESSION, data_dir=folder)
+
+    alerts_file = state_dir.parent / "logs" / "alerts.jsonl"
+    alerts = [json.loads(line) for line in alerts_file.read_text().splitlines()]
+    [alert] = [a for a in alerts if a["kind"] == "refused"]
+    assert "SPY" in alert["detail"] and "2026-07-30" in alert["detail"]
+    assert alert["session"] == REAL_LAST_SESSION.isoformat()

@@ -5,6 +5,7 @@ Each asset loads its inputs, calls the pure core, and returns the result with th
 a person checks in the UI. Anything that makes trading unsafe stops the chain as a refusal.
 """
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -19,6 +20,7 @@ from tecl_pipeline.defs.refusals import refusing_to_trade
 from tecl_pipeline.defs.resources import (
     BrokerResource,
     MarketDataResource,
+    ObservabilityResource,
     StateResource,
     TradingPolicyResource,
 )
@@ -66,6 +68,24 @@ def _session(context: AssetExecutionContext) -> date:
     return date.fromisoformat(context.partition_key)
 
 
+def _refusals(
+    context: AssetExecutionContext, observability: ObservabilityResource
+) -> AbstractContextManager[None]:
+    """A refusal stops the chain and reaches the alert path, naming the session and why."""
+    session = _session(context)
+
+    def alert(reason: str) -> None:
+        observability.alert(
+            "refused",
+            f"session {session}: refused to trade",
+            reason,
+            session=session,
+            run_id=context.run.run_id,
+        )
+
+    return refusing_to_trade(alert)
+
+
 def session_prices(closes: pd.DataFrame, symbols: tuple[str, ...]) -> dict[str, Decimal]:
     """Reference prices at the session close, at the broker's tick size."""
     last = closes.iloc[-1]
@@ -73,10 +93,14 @@ def session_prices(closes: pd.DataFrame, symbols: tuple[str, ...]) -> dict[str, 
 
 
 @asset(group_name=GROUP, partitions_def=session_partitions, compute_kind="pandas")
-def market_data(context: AssetExecutionContext, market_data_source: MarketDataResource) -> Output:
+def market_data(
+    context: AssetExecutionContext,
+    market_data_source: MarketDataResource,
+    observability: ObservabilityResource,
+) -> Output:
     """Adjusted daily closes of the ten symbols up to and including the session."""
     session = _session(context)
-    with refusing_to_trade():
+    with _refusals(context, observability):
         CALENDAR.require_session(session)
         source = market_data_source.open(CALENDAR)
         closes = source.closes(SYMBOLS, through=session)
@@ -100,10 +124,14 @@ def market_data(context: AssetExecutionContext, market_data_source: MarketDataRe
 
 
 @asset(group_name=GROUP, partitions_def=session_partitions, compute_kind="pandas")
-def indicators(context: AssetExecutionContext, market_data: pd.DataFrame) -> Output:
+def indicators(
+    context: AssetExecutionContext,
+    market_data: pd.DataFrame,
+    observability: ObservabilityResource,
+) -> Output:
     """Price, SMA(200), RSI(10) and RSI(9) per symbol at the session (Wilder RSI)."""
     session = _session(context)
-    with refusing_to_trade():
+    with _refusals(context, observability):
         require_trustworthy(market_data, session)
         table = indicator_table(market_data[list(SYMBOLS)])
     rows = [
@@ -120,9 +148,13 @@ def indicators(context: AssetExecutionContext, market_data: pd.DataFrame) -> Out
 
 
 @asset(group_name=GROUP, partitions_def=session_partitions, compute_kind="python")
-def signal(context: AssetExecutionContext, indicators: pd.DataFrame) -> Output:
+def signal(
+    context: AssetExecutionContext,
+    indicators: pd.DataFrame,
+    observability: ObservabilityResource,
+) -> Output:
     """The strategy's decision: leaf, the path that led to it, and the target weights."""
-    with refusing_to_trade():
+    with _refusals(context, observability):
         decision = evaluate_tecl(indicators.to_dict(orient="index"))
     context.log.info(f"leaf {decision.leaf}: {decision.reason}")
     return Output(
@@ -147,6 +179,7 @@ def target_allocation(
     broker: BrokerResource,
     trading_policy: TradingPolicyResource,
     state: StateResource,
+    observability: ObservabilityResource,
 ) -> Output:
     """Weights turned into share quantities at the account's equity, and the planned orders.
 
@@ -155,7 +188,7 @@ def target_allocation(
     and never traded against, since quantities always come from the broker.
     """
     session = _session(context)
-    with refusing_to_trade():
+    with _refusals(context, observability):
         policy = trading_policy.policy()
         prices = session_prices(market_data, HOLDINGS)
         with broker.connect(session) as client:
@@ -209,13 +242,14 @@ def executed_orders(
     broker: BrokerResource,
     trading_policy: TradingPolicyResource,
     state: StateResource,
+    observability: ObservabilityResource,
 ) -> Output:
     """Orders sent to the broker for the session, sells first, each under a deterministic
     client order id so that a re-run or a second trigger cannot trade twice."""
     session = _session(context)
     policy = trading_policy.policy()
     with (
-        refusing_to_trade(),
+        _refusals(context, observability),
         session_lock(state.lock_dir, session),
         broker.connect(session) as client,
     ):

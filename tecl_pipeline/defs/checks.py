@@ -16,10 +16,13 @@ from tecl_pipeline.data_quality import data_problems
 from tecl_pipeline.defs.assets import market_data
 from tecl_pipeline.defs.partitions import session_partitions
 from tecl_pipeline.defs.presentation import markdown_table
+from tecl_pipeline.defs.resources import ObservabilityResource
 
 
 def _market_data_trustworthy(
-    context: AssetCheckExecutionContext, market_data: pd.DataFrame
+    context: AssetCheckExecutionContext,
+    market_data: pd.DataFrame,
+    observability: ObservabilityResource,
 ) -> AssetCheckResult:
     """Every symbol has a bar for the session, no NaN, positive prices and a full warm-up.
 
@@ -27,6 +30,14 @@ def _market_data_trustworthy(
     """
     session = date.fromisoformat(context.partition_key)
     problems = data_problems(market_data, session)
+    if problems:
+        observability.alert(
+            "refused",
+            f"session {session}: market data unfit, no orders",
+            "; ".join(str(p) for p in problems),
+            session=session,
+            run_id=context.run.run_id,
+        )
     return AssetCheckResult(
         passed=not problems,
         severity=AssetCheckSeverity.ERROR,

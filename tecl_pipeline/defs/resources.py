@@ -3,6 +3,8 @@ the trading policy. Configured per deployment in `definitions.py`; editable in t
 Credentials arrive only as Dagster `EnvVar`s, never as plain config values (S2).
 """
 
+import logging
+import os
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -52,6 +54,7 @@ class MarketDataResource(ConfigurableResource):
     url: str | None = None
     api_key: str | None = None
     secret_key: str | None = None
+    secret_id: str | None = None
     timeout_seconds: float = 10.0
 
     def open(self, calendar: TradingCalendar) -> MarketDataSource:
@@ -63,7 +66,7 @@ class MarketDataResource(ConfigurableResource):
             from tecl_pipeline.marketdata.alpaca_source import AlpacaMarketData
 
             return AlpacaMarketData(
-                _credentials(self.api_key, self.secret_key),
+                _credentials(self.api_key, self.secret_key, self.secret_id),
                 url=self.url,
                 timeout=self.timeout_seconds,
             )
@@ -87,11 +90,18 @@ class StateResource(ConfigurableResource):
         return self.root / "locks"
 
 
-def _credentials(api_key: str | None, secret_key: str | None) -> "CredentialsProvider":
-    """The pair Dagster resolved from EnvVar; a refresh (after a 401) reads the variables
+def _credentials(
+    api_key: str | None, secret_key: str | None, secret_id: str | None = None
+) -> "CredentialsProvider":
+    """Secrets Manager when a secret id is configured (cached, refreshed after a 401);
+    otherwise the pair Dagster resolved from EnvVar, where a refresh reads the variables
     again, so a key rotated while the run waited is picked up (B4, X6)."""
     from tecl_pipeline.broker.credentials import Credentials, EnvCredentials
 
+    if secret_id:
+        from tecl_pipeline.secrets_provider import credentials_from_env
+
+        return credentials_from_env({**os.environ, "TECL_SECRET_ID": secret_id})
     if not api_key or not secret_key:
         raise ConfigError(
             "ALPACA_API_KEY / ALPACA_SECRET_KEY: both must be set for Alpaca in paper or live mode"
@@ -120,6 +130,7 @@ class BrokerResource(ConfigurableResource):
     url: str | None = None
     api_key: str | None = None
     secret_key: str | None = None
+    secret_id: str | None = None
     book_path: str | None = None
     starting_cash: str = "100000"
     timeout_seconds: float = 10.0
@@ -166,19 +177,67 @@ class BrokerResource(ConfigurableResource):
         from tecl_pipeline.broker.simulator.engine import DEMO_API_KEY, DEMO_API_SECRET
 
         url = self._embedded_url(session) if self.embedded else self.url
-        if self.mode == "demo" and not self.api_key:
+        if self.mode == "demo" and not (self.api_key or self.secret_id):
             # The simulator's own fixed pair: not a secret, and no real account behind it.
             credentials: CredentialsProvider = StaticCredentials(
                 Credentials(DEMO_API_KEY, DEMO_API_SECRET)
             )
         else:
-            credentials = _credentials(self.api_key, self.secret_key)
+            credentials = _credentials(self.api_key, self.secret_key, self.secret_id)
         return AlpacaBroker(
             credentials,
             paper=self.mode != "live",
             url=url,
             timeout=self.timeout_seconds,
             label="demo broker simulator (embedded)" if self.embedded else "",
+        )
+
+
+class ObservabilityResource(ConfigurableResource):
+    """Structured, redacted JSON logs and the alert path of a run (D7, S2, X9).
+
+    The webhook URL is a credential (whoever holds it can post to the channel), so it
+    arrives as an EnvVar like the broker keys.
+    """
+
+    log_dir: str
+    alert_file: str | None = None
+    webhook_url: str | None = None
+
+    _alerter: Any = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        from tecl_pipeline.observability.alerts import (
+            ENV_ALERT_FILE,
+            ENV_WEBHOOK_URL,
+            alerter_from_env,
+        )
+        from tecl_pipeline.observability.logs import Redactor, configure_logging
+
+        redactor = Redactor.from_environ(os.environ)
+        log_dir = Path(self.log_dir)
+        configure_logging(log_dir, redactor=redactor, stderr_level=logging.WARNING)
+        sinks_env = {ENV_ALERT_FILE: self.alert_file or "", ENV_WEBHOOK_URL: self.webhook_url or ""}
+        self._alerter = alerter_from_env(sinks_env, redactor, log_dir)
+
+    def alert(
+        self,
+        kind: str,
+        title: str,
+        detail: str = "",
+        *,
+        session: date | None = None,
+        run_id: str | None = None,
+        severity: str = "warning",
+    ) -> None:
+        """Deliver an alert to every sink; never raises into the trading path (C5)."""
+        from tecl_pipeline.observability.alerts import Alert
+
+        if self._alerter is None:
+            logging.getLogger(__name__).warning("alert without an alert path: %s %s", title, detail)
+            return
+        self._alerter.send(
+            Alert(kind, title, detail, session=session, run_id=run_id, severity=severity)
         )
 
 
