@@ -28,7 +28,7 @@ def _alpaca_credentials(settings: Settings) -> dict[str, object]:
 
 
 def resources_for(settings: Settings, environ: Mapping[str, str]) -> dict[str, object]:
-    state_dir = settings.state_dir
+    local_dir = settings.machine_dir
     demo = settings.mode is Mode.DEMO
     if settings.data_dir is not None:
         market_data = MarketDataResource(source="csv", data_dir=str(settings.data_dir))
@@ -44,7 +44,7 @@ def resources_for(settings: Settings, environ: Mapping[str, str]) -> dict[str, o
     broker = BrokerResource(
         mode=settings.mode.value,
         url=settings.broker_url,
-        book_path=str(state_dir / "demo-broker" / "account.json"),
+        book_path=str(local_dir / "demo-broker" / "account.json"),
         market_data_source=market_data,
         **credentials,
     )
@@ -59,7 +59,7 @@ def resources_for(settings: Settings, environ: Mapping[str, str]) -> dict[str, o
         "market_data_source": market_data,
         "broker": broker,
         "observability": observability,
-        "state": StateResource(state_dir=str(state_dir)),
+        "state": StateResource(state_uri=settings.state_uri, local_dir=str(local_dir)),
         "trading_policy": TradingPolicyResource(),
     }
 

@@ -34,6 +34,7 @@ ENV_KEYS: Mapping[str, str] = {
     "live_confirm": "TECL_LIVE_CONFIRM",
     "secret_id": "TECL_SECRET_ID",
     "log_dir": "TECL_LOG_DIR",
+    "local_dir": "TECL_LOCAL_DIR",
 }
 # The second switch for live trading: a sentence nobody sets by accident.
 LIVE_CONFIRMATION = "I accept that this trades real money"
@@ -51,6 +52,7 @@ class Settings(BaseModel):
     # Alpaca keys from AWS Secrets Manager instead of ALPACA_API_KEY / ALPACA_SECRET_KEY.
     secret_id: str | None = None
     log_dir: Path | None = None
+    local_dir: Path | None = None
 
     @field_validator("broker_url", "data_url")
     @classmethod
@@ -66,22 +68,27 @@ class Settings(BaseModel):
 
     @field_validator("state_uri")
     @classmethod
-    def _state_uri_is_local(cls, value: str) -> str:
-        scheme = urlparse(value).scheme
-        if scheme == "s3":
-            raise ValueError("s3:// state is not available in this version; use file://DIR")
-        if scheme != "file" or not urlparse(value).path.startswith("/"):
-            raise ValueError(f"{value!r} is not an absolute file:// URI")
+    def _state_uri_is_supported(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme == "s3" and parsed.netloc:
+            return value
+        if parsed.scheme != "file" or not parsed.path.startswith("/"):
+            raise ValueError(f"{value!r} is neither an absolute file:// URI nor s3://BUCKET/PREFIX")
         return value
 
     @property
-    def state_dir(self) -> Path:
-        return Path(urlparse(self.state_uri).path)
+    def machine_dir(self) -> Path:
+        """This machine's own state (session locks, write spool, demo account): TECL_LOCAL_DIR,
+        else the state directory itself for file:// state, else ./.tecl/local."""
+        if self.local_dir is not None:
+            return self.local_dir
+        parsed = urlparse(self.state_uri)
+        return Path(parsed.path) if parsed.scheme == "file" else Path.cwd() / ".tecl" / "local"
 
     @property
     def logs_dir(self) -> Path:
-        """Local logs and the alert file; beside the state when none is configured."""
-        return self.log_dir or self.state_dir.parent / "logs"
+        """Local logs and the alert file; beside the machine's state when none is configured."""
+        return self.log_dir or self.machine_dir.parent / "logs"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, cwd: Path) -> "Settings":

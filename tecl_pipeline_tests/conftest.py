@@ -15,7 +15,10 @@ from tecl_pipeline.universe import SYMBOLS
 
 REPO = Path(__file__).resolve().parents[1]
 
-pytest_plugins = ["tecl_pipeline_tests.broker.simulator_fixtures"]
+pytest_plugins = [
+    "tecl_pipeline_tests.broker.simulator_fixtures",
+    "tecl_pipeline_tests.state.moto_fixtures",
+]
 
 
 def shared_market_dir() -> Path:

@@ -15,7 +15,7 @@ def load(tmp_path: Path, **env: str) -> Settings:
 def test_defaults_are_demo_with_project_local_state(tmp_path):
     settings = load(tmp_path)
     assert settings.mode is Mode.DEMO
-    assert settings.state_dir == tmp_path / ".tecl" / "state"
+    assert settings.machine_dir == tmp_path / ".tecl" / "state"
     assert settings.data_dir is None and settings.broker_url is None
 
 
@@ -44,7 +44,7 @@ def test_bad_settings_fail_naming_the_variable(tmp_path, env, named):
 def test_data_dir_and_state_uri_are_read(tmp_path):
     settings = load(tmp_path, TECL_DATA_DIR=str(tmp_path), TECL_STATE_URI=(tmp_path / "s").as_uri())
     assert settings.data_dir == tmp_path
-    assert settings.state_dir == tmp_path / "s"
+    assert settings.machine_dir == tmp_path / "s"
 
 
 @pytest.mark.parametrize(
@@ -67,3 +67,15 @@ def test_https_or_loopback_http_is_accepted(url):
 def test_plain_http_off_this_machine_is_refused(url):
     with pytest.raises(ValueError, match=r"https|valid URL"):
         validate_endpoint(url, "endpoint")
+
+
+def test_s3_state_keeps_machine_local_state_on_this_machine(tmp_path):
+    settings = load(tmp_path, TECL_STATE_URI="s3://tecl-state/prod")
+    assert settings.state_uri == "s3://tecl-state/prod"
+    assert settings.machine_dir.name == "local" and settings.machine_dir.is_absolute()
+
+
+@pytest.mark.parametrize("uri", ["s3://", "s3:///prefix-without-bucket"])
+def test_s3_state_needs_a_bucket(tmp_path, uri):
+    with pytest.raises(ConfigError, match="TECL_STATE_URI"):
+        load(tmp_path, TECL_STATE_URI=uri)

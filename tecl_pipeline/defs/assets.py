@@ -5,6 +5,7 @@ Each asset loads its inputs, calls the pure core, and returns the result with th
 a person checks in the UI. Anything that makes trading unsafe stops the chain as a refusal.
 """
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -84,6 +85,27 @@ def _refusals(
         )
 
     return refusing_to_trade(alert)
+
+
+def _journal_alerts(
+    context: AssetExecutionContext, observability: ObservabilityResource
+) -> Callable[[str, str], None]:
+    """Journal events (quarantined objects, spooled or dropped records) for the alert path."""
+    session = _session(context)
+
+    def alert(kind: str, message: str) -> None:
+        severity = "info" if kind == "replayed" else "critical"
+        context.log.warning(f"journal {kind}: {message}")
+        observability.alert(
+            kind,
+            f"session {session}: journal {kind}",
+            message,
+            session=session,
+            run_id=context.run.run_id,
+            severity=severity,
+        )
+
+    return alert
 
 
 def session_prices(closes: pd.DataFrame, symbols: tuple[str, ...]) -> dict[str, Decimal]:
@@ -189,12 +211,17 @@ def target_allocation(
     """
     session = _session(context)
     with _refusals(context, observability):
+        # No trading without the state it needs (A4, A5): the journal answers first, and
+        # records an earlier failed write left in the spool are written now (D1).
+        journal = state.journal(on_event=_journal_alerts(context, observability))
+        journal.preflight()
+        replayed = journal.replay_spool()
+        previous = journal.latest_before(session)
         policy = trading_policy.policy()
         prices = session_prices(market_data, HOLDINGS)
         with broker.connect(session) as client:
             snapshot = plan_from_broker(client, signal.allocation, prices, policy)
             fills_since = client.list_orders(session_prefix(session))
-    previous = state.journal().latest_before(session)
     changes = (
         unexplained_position_changes(previous.positions, fills_since, snapshot.held)
         if previous is not None
@@ -223,6 +250,9 @@ def target_allocation(
             "equity": float(snapshot.account.equity),
             "cash": float(snapshot.account.cash),
             "targets": markdown_table(("symbol", "weight", "price", "target qty", "held"), rows),
+            "journal": journal.location,
+            "previous_record": f"{previous.session} run {previous.run_id}" if previous else "-",
+            "spooled_records_replayed": replayed,
             "journal_vs_broker": markdown_table(
                 ("symbol", "journal + fills", "broker", "note"),
                 [(c.symbol, c.expected, c.actual, "no order explains it") for c in changes],
@@ -279,8 +309,13 @@ def post_trade_positions(
     market_data_source: MarketDataResource,
     broker: BrokerResource,
     state: StateResource,
+    observability: ObservabilityResource,
 ) -> Output:
-    """Positions at the broker after trading, their distance from the target, journaled."""
+    """Positions at the broker after trading, their distance from the target, journaled.
+
+    A journal write that fails is spooled on this machine and written by the next run (D1);
+    the step still fails, loudly, so that nobody mistakes an unrecorded session for done.
+    """
     session = _session(context)
     with broker.connect(session) as client:
         account = client.get_account()
@@ -305,7 +340,7 @@ def post_trade_positions(
         cash=account.cash,
         equity=account.equity,
     )
-    path = state.journal().append(record)
+    path = state.journal(on_event=_journal_alerts(context, observability)).append(record)
     result = PostTradePositions(
         session=session,
         positions=positions,

@@ -5,6 +5,7 @@ Credentials arrive only as Dagster `EnvVar`s, never as plain config values (S2).
 
 import logging
 import os
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -21,13 +22,13 @@ from tecl_pipeline.marketdata.csv_source import CsvMarketData
 from tecl_pipeline.marketdata.demo import DEMO_SEED, DemoMarketData
 from tecl_pipeline.portfolio import RiskLimits
 from tecl_pipeline.settings import ConfigError
-from tecl_pipeline.state.journal import LocalJournal
 
 if TYPE_CHECKING:
     # Imported where used: the adapter and simulator pull in alpaca-py and HTTP machinery
     # that loading the definitions (A1) does not need.
     from tecl_pipeline.broker.alpaca import AlpacaBroker
     from tecl_pipeline.broker.credentials import Credentials, CredentialsProvider
+    from tecl_pipeline.state.journal import JournalStore
 
 
 def _decimal(key: str, value: str) -> Decimal:
@@ -74,20 +75,25 @@ class MarketDataResource(ConfigurableResource):
 
 
 class StateResource(ConfigurableResource):
-    """The local state directory: journal, per-session locks, the demo broker's account."""
+    """Where the journal lives (`file://` or `s3://`, TECL_STATE_URI) and the machine-local
+    directory for what must stay on this machine: session locks and the write spool."""
 
-    state_dir: str
+    state_uri: str
+    local_dir: str
 
-    @property
-    def root(self) -> Path:
-        return Path(self.state_dir)
+    def journal(self, on_event: "Callable[[str, str], None] | None" = None) -> "JournalStore":
+        """The journal store; S3 through a client with bounded retries and timeouts."""
+        from tecl_pipeline.state.journal import open_journal
 
-    def journal(self) -> LocalJournal:
-        return LocalJournal(self.root / "journal")
+        return open_journal(
+            f"{self.state_uri.rstrip('/')}/journal",
+            spool_dir=Path(self.local_dir) / "spool",
+            on_event=on_event,
+        )
 
     @property
     def lock_dir(self) -> Path:
-        return self.root / "locks"
+        return Path(self.local_dir) / "locks"
 
 
 def _credentials(

@@ -34,6 +34,7 @@ PSEUDO = {
 TASK_ROLE_ACTIONS = {
     "s3:GetObject",
     "s3:PutObject",
+    "s3:DeleteObject",
     "s3:ListBucket",
     "s3:GetBucketLocation",
     "secretsmanager:GetSecretValue",
@@ -210,9 +211,9 @@ def test_cfn_lint_passes_without_errors_or_warnings():
 
 def test_no_iam_statement_grants_a_wildcard(template):
     statements = list(policy_statements(template))
-    # The bucket policy (2 denies), the trust policy and the role's 5 grants: the walk
+    # The bucket policy (2 denies), the trust policy and the role's 6 grants: the walk
     # really reaches them, so an empty problem list means something.
-    assert len(statements) == 8
+    assert len(statements) == 9
     assert wildcard_problems(template) == []
 
 
@@ -244,10 +245,35 @@ def test_task_role_is_confined_to_the_state_prefix_and_the_one_secret(template):
         f"{prefix}/",
         f"{prefix}/*",
     ]
+    # Deletes: the journal's sessions/ (quarantine removes the original after a verified
+    # copy) and preflight/ (the probe) only, and in no other statement.
+    journal = f"{bucket}/{prefix}/journal"
+    deleting = [s for s in statements.values() if "s3:DeleteObject" in as_list(s["Action"])]
+    assert deleting == [statements["DeleteJournalObjects"]]
+    assert as_list(deleting[0]["Action"]) == ["s3:DeleteObject"]
+    delete_arns = render(deleting[0]["Resource"], template)
+    assert delete_arns == [f"{journal}/sessions/*", f"{journal}/preflight/*"]
+    for key, deletable in [
+        ("journal/sessions/2024-03-04/x-run.json", True),
+        ("journal/preflight/x.json", True),
+        ("journal/quarantine/sessions/2024-03-04/x-run.json", False),
+        ("logs/run/compute.log", False),
+        ("journal/sessionsX/x.json", False),
+        ("sessions/2024-03-04/x-run.json", False),
+    ]:
+        assert any(arn_matches(arn, f"{bucket}/{prefix}/{key}") for arn in delete_arns) is (
+            deletable
+        ), key
     assert statements["ReadAlpacaSecret"]["Resource"] == {"Ref": "AlpacaSecret"}
     trust = template["Resources"]["DagsterTaskRole"]["Properties"]["AssumeRolePolicyDocument"]
     (assume,) = as_list(trust["Statement"])
     assert assume["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+
+
+def arn_matches(pattern: str, arn: str) -> bool:
+    """IAM's resource matching: "*" is any run of characters ("/" included), "?" one."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, arn) is not None
 
 
 def test_parameters_inside_iam_arns_cannot_be_a_wildcard(template):
@@ -310,6 +336,8 @@ def test_bucket_policy_denies_requests_without_tls(template):
 
 
 def test_lifecycle_expires_old_versions_quarantine_logs_and_probes(template):
+    # The pipeline opens its journal at <TECL_STATE_URI>/journal = s3://<bucket>/<prefix>/
+    # journal, so quarantine copies and preflight probes live under <prefix>/journal/.
     rules = template["Resources"]["StateBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
     assert all(rule["Status"] == "Enabled" for rule in rules)
     assert any("NoncurrentVersionExpiration" in rule for rule in rules)
@@ -319,7 +347,11 @@ def test_lifecycle_expires_old_versions_quarantine_logs_and_probes(template):
         for rule in rules
         if "Prefix" in rule and "ExpirationInDays" in rule
     }
-    assert expiring == {f"{prefix}/{name}/" for name in ("quarantine", "logs", "preflight")}
+    assert expiring == {
+        f"{prefix}/journal/quarantine/",
+        f"{prefix}/journal/preflight/",
+        f"{prefix}/logs/",
+    }
 
 
 def test_every_log_group_has_a_retention(template):
