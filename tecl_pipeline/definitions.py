@@ -41,19 +41,20 @@ def resources_for(settings: Settings, environ: Mapping[str, str]) -> dict[str, o
     # In demo mode against a separately started simulator, real-looking keys are optional.
     real_keys = not demo or settings.secret_id or environ.get("ALPACA_API_KEY")
     credentials = _alpaca_credentials(settings) if real_keys else {}
-    broker = BrokerResource(
-        mode=settings.mode.value,
-        url=settings.broker_url,
-        book_path=str(local_dir / "demo-broker" / "account.json"),
-        market_data_source=market_data,
-        **credentials,
-    )
     observability = ObservabilityResource(
         log_dir=str(settings.logs_dir),
         alert_file=environ.get("TECL_ALERT_FILE") or None,
         webhook_url=EnvVar("TECL_ALERT_WEBHOOK_URL")
         if environ.get("TECL_ALERT_WEBHOOK_URL")
         else None,
+    )
+    broker = BrokerResource(
+        mode=settings.mode.value,
+        url=settings.broker_url,
+        book_path=str(local_dir / "demo-broker" / "account.json"),
+        market_data_source=market_data,
+        observability=observability,
+        **credentials,
     )
     return {
         "market_data_source": market_data,

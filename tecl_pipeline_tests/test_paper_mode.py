@@ -1,6 +1,8 @@
 """Paper mode end to end: credentials through EnvVar, Alpaca market data and trading, both
 over HTTP against the simulator standing in for Alpaca."""
 
+import json
+
 import pytest
 from dagster import DagsterInstance, DagsterInvalidConfigError
 
@@ -56,3 +58,30 @@ def test_paper_run_without_credentials_fails_before_any_order(
     with pytest.raises(DagsterInvalidConfigError, match="ALPACA_SECRET_KEY"):
         run(paper_settings)
     assert sim_state(simulator.url)["submissions"] == []
+
+
+def test_paper_run_with_keys_from_secrets_manager(simulator, tmp_path, aws_sandbox, monkeypatch):
+    """A6/S4/X6: with TECL_SECRET_ID the keys come from Secrets Manager (moto, over HTTP),
+    not from ALPACA_* variables, and the run trades."""
+    import boto3
+
+    monkeypatch.delenv("ALPACA_API_KEY", raising=False)
+    monkeypatch.delenv("ALPACA_SECRET_KEY", raising=False)
+    secrets = boto3.client("secretsmanager", endpoint_url=aws_sandbox, region_name="us-east-1")
+    secret = secrets.create_secret(
+        Name=f"tecl/alpaca-{tmp_path.name}",
+        SecretString=json.dumps({"ALPACA_API_KEY": SIM_KEY, "ALPACA_SECRET_KEY": SIM_SECRET}),
+    )
+    settings = Settings(
+        mode=Mode.PAPER,
+        state_uri=(tmp_path / "state").as_uri(),
+        broker_url=simulator.url,
+        data_url=simulator.url,
+        secret_id=secret["ARN"],
+        log_dir=tmp_path / "logs",
+    )
+
+    result = run(settings)
+
+    assert result.success
+    assert sim_state(simulator.url)["submissions"]

@@ -45,6 +45,63 @@ def _now() -> datetime:
     return datetime.now().astimezone()
 
 
+class ObservabilityResource(ConfigurableResource):
+    """Structured, redacted JSON logs and the alert path of a run (D7, S2, X9).
+
+    The webhook URL is a credential (whoever holds it can post to the channel), so it
+    arrives as an EnvVar like the broker keys.
+    """
+
+    log_dir: str
+    alert_file: str | None = None
+    webhook_url: str | None = None
+
+    _alerter: Any = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        from tecl_pipeline.observability.alerts import (
+            ENV_ALERT_FILE,
+            ENV_WEBHOOK_URL,
+            alerter_from_env,
+        )
+        from tecl_pipeline.observability.logs import Redactor, configure_logging
+
+        redactor = Redactor.from_environ(os.environ)
+        log_dir = Path(self.log_dir)
+        configure_logging(log_dir, redactor=redactor, stderr_level=logging.WARNING)
+        sinks_env = {ENV_ALERT_FILE: self.alert_file or "", ENV_WEBHOOK_URL: self.webhook_url or ""}
+        self._alerter = alerter_from_env(sinks_env, redactor, log_dir)
+
+    def alert(
+        self,
+        kind: str,
+        title: str,
+        detail: str = "",
+        *,
+        session: date | None = None,
+        run_id: str | None = None,
+        severity: str = "warning",
+    ) -> None:
+        """Deliver an alert to every sink; never raises into the trading path (C5)."""
+        from tecl_pipeline.observability.alerts import Alert
+
+        if self._alerter is None:
+            logging.getLogger(__name__).warning("alert without an alert path: %s %s", title, detail)
+            return
+        self._alerter.send(
+            Alert(kind, title, detail, session=session, run_id=run_id, severity=severity)
+        )
+
+    def secret_event(self, kind: str, message: str) -> None:
+        """Events of the secrets provider: access failures count towards the repeated-
+        failure alert (S7); the others (stale cache, rotation overdue, S1) alert at once."""
+        if kind == "secret_access_failure":
+            if self._alerter is not None:
+                self._alerter.record_auth_failure("secrets manager", message)
+            return
+        self.alert(kind, f"secrets: {kind.replace('_', ' ')}", message)
+
+
 class MarketDataResource(ConfigurableResource):
     """Daily adjusted closes: generated demo data, `DIR/<SYMBOL>.csv` replay, or Alpaca's
     market data (adjustment=all) in paper and live mode."""
@@ -97,7 +154,10 @@ class StateResource(ConfigurableResource):
 
 
 def _credentials(
-    api_key: str | None, secret_key: str | None, secret_id: str | None = None
+    api_key: str | None,
+    secret_key: str | None,
+    secret_id: str | None = None,
+    on_event: "Callable[[str, str], None] | None" = None,
 ) -> "CredentialsProvider":
     """Secrets Manager when a secret id is configured (cached, refreshed after a 401);
     otherwise the pair Dagster resolved from EnvVar, where a refresh reads the variables
@@ -107,7 +167,11 @@ def _credentials(
     if secret_id:
         from tecl_pipeline.secrets_provider import credentials_from_env
 
-        return credentials_from_env({**os.environ, "TECL_SECRET_ID": secret_id})
+        provider = credentials_from_env(
+            {**os.environ, "TECL_SECRET_ID": secret_id}, on_event=on_event
+        )
+        provider.check_age()  # S1: an overdue rotation is reported, not fatal
+        return provider
     if not api_key or not secret_key:
         raise ConfigError(
             "ALPACA_API_KEY / ALPACA_SECRET_KEY: both must be set for Alpaca in paper or live mode"
@@ -141,6 +205,7 @@ class BrokerResource(ConfigurableResource):
     starting_cash: str = "100000"
     timeout_seconds: float = 10.0
     market_data_source: ResourceDependency[MarketDataResource]
+    observability: ResourceDependency[ObservabilityResource]
 
     _embedded: Any = PrivateAttr(default=None)
 
@@ -189,61 +254,15 @@ class BrokerResource(ConfigurableResource):
                 Credentials(DEMO_API_KEY, DEMO_API_SECRET)
             )
         else:
-            credentials = _credentials(self.api_key, self.secret_key, self.secret_id)
+            credentials = _credentials(
+                self.api_key, self.secret_key, self.secret_id, self.observability.secret_event
+            )
         return AlpacaBroker(
             credentials,
             paper=self.mode != "live",
             url=url,
             timeout=self.timeout_seconds,
             label="demo broker simulator (embedded)" if self.embedded else "",
-        )
-
-
-class ObservabilityResource(ConfigurableResource):
-    """Structured, redacted JSON logs and the alert path of a run (D7, S2, X9).
-
-    The webhook URL is a credential (whoever holds it can post to the channel), so it
-    arrives as an EnvVar like the broker keys.
-    """
-
-    log_dir: str
-    alert_file: str | None = None
-    webhook_url: str | None = None
-
-    _alerter: Any = PrivateAttr(default=None)
-
-    def setup_for_execution(self, context: InitResourceContext) -> None:
-        from tecl_pipeline.observability.alerts import (
-            ENV_ALERT_FILE,
-            ENV_WEBHOOK_URL,
-            alerter_from_env,
-        )
-        from tecl_pipeline.observability.logs import Redactor, configure_logging
-
-        redactor = Redactor.from_environ(os.environ)
-        log_dir = Path(self.log_dir)
-        configure_logging(log_dir, redactor=redactor, stderr_level=logging.WARNING)
-        sinks_env = {ENV_ALERT_FILE: self.alert_file or "", ENV_WEBHOOK_URL: self.webhook_url or ""}
-        self._alerter = alerter_from_env(sinks_env, redactor, log_dir)
-
-    def alert(
-        self,
-        kind: str,
-        title: str,
-        detail: str = "",
-        *,
-        session: date | None = None,
-        run_id: str | None = None,
-        severity: str = "warning",
-    ) -> None:
-        """Deliver an alert to every sink; never raises into the trading path (C5)."""
-        from tecl_pipeline.observability.alerts import Alert
-
-        if self._alerter is None:
-            logging.getLogger(__name__).warning("alert without an alert path: %s %s", title, detail)
-            return
-        self._alerter.send(
-            Alert(kind, title, detail, session=session, run_id=run_id, severity=severity)
         )
 
 
