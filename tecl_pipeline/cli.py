@@ -34,6 +34,11 @@ def _parser() -> argparse.ArgumentParser:
         type=_parse_session,
         help="trading session YYYY-MM-DD (default: the latest session of the market data)",
     )
+    backfill = commands.add_parser(
+        "backfill", help="compute and store the historical signals of a date range, in one run"
+    )
+    backfill.add_argument("--start", type=_parse_session, required=True, help="YYYY-MM-DD")
+    backfill.add_argument("--end", type=_parse_session, required=True, help="YYYY-MM-DD")
     sim = commands.add_parser(
         "simulator", help="serve the Alpaca-compatible broker simulator until stopped"
     )
@@ -123,6 +128,22 @@ def _default_session(settings: "Settings") -> date:
     return today
 
 
+def _backfill(start: date, end: date) -> int:
+    """Historical signals into the history table: yearly partitions, one run (fast path)."""
+    from dagster import DagsterInstance
+
+    from tecl_pipeline.definitions import defs
+    from tecl_pipeline.defs.history import run_backfill
+
+    if start > end:
+        print(f"tecl backfill: --start {start} is after --end {end}", file=sys.stderr)
+        return EXIT_ERROR
+    with DagsterInstance.get() as instance:
+        summary = run_backfill(start, end, instance=instance, defs=defs)
+    print(summary.describe())
+    return EXIT_OK if summary.success else EXIT_ERROR
+
+
 def _simulator(args: argparse.Namespace) -> int:
     from tecl_pipeline.broker.simulator.server import serve
     from tecl_pipeline.calendar import TradingCalendar
@@ -142,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "simulator":
         return _simulator(args)
     ensure_dagster_home()
+    if args.command == "backfill":
+        return _backfill(args.start, args.end)
     from tecl_pipeline.settings import ConfigError
 
     try:

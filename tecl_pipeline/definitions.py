@@ -8,6 +8,7 @@ from dagster import Definitions, EnvVar
 
 from tecl_pipeline.defs.assets import TRADING_ASSETS
 from tecl_pipeline.defs.checks import TRADING_CHECKS
+from tecl_pipeline.defs.history import HISTORY_ASSETS, signal_history_job
 from tecl_pipeline.defs.jobs import daily_trading_job
 from tecl_pipeline.defs.resources import (
     BrokerResource,
@@ -16,6 +17,8 @@ from tecl_pipeline.defs.resources import (
     StateResource,
     TradingPolicyResource,
 )
+from tecl_pipeline.defs.schedules import daily_trading_schedule
+from tecl_pipeline.defs.sensors import ALERT_SENSORS
 from tecl_pipeline.settings import Mode, Settings
 
 
@@ -67,9 +70,11 @@ def resources_for(settings: Settings, environ: Mapping[str, str]) -> dict[str, o
 
 def build_definitions(settings: Settings, environ: Mapping[str, str] | None = None) -> Definitions:
     return Definitions(
-        assets=TRADING_ASSETS,
+        assets=[*TRADING_ASSETS, *HISTORY_ASSETS],
         asset_checks=TRADING_CHECKS,
-        jobs=[daily_trading_job],
+        jobs=[daily_trading_job, signal_history_job],
+        schedules=[daily_trading_schedule],
+        sensors=list(ALERT_SENSORS),
         resources=resources_for(settings, os.environ if environ is None else environ),
     )
 

@@ -16,6 +16,8 @@ PURE_CORE = (
     "data_quality",
     "universe",
     "errors",
+    "reconcile",
+    "backtest",
 )
 FORBIDDEN = ("dagster", "alpaca", "boto3", "botocore", "requests", "urllib3", "http.client")
 

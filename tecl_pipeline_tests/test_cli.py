@@ -106,3 +106,30 @@ def test_paper_mode_without_credentials_is_an_error_naming_the_variable(tmp_path
 
     assert done.returncode == 1
     assert "ALPACA_API_KEY" in done.stderr or "ALPACA_SECRET_KEY" in done.stderr
+
+
+def test_backfill_stores_every_historical_signal(tmp_path, market_dir, real_closes):
+    """`tecl backfill` fills the queryable history table in one run; its signals equal
+    signal_history on the same data."""
+    import sqlite3
+
+    from tecl_pipeline.strategy import signal_history
+
+    done = tecl(
+        ["backfill", "--start", "2021-01-01", "--end", "2026-07-31"],
+        tmp_path,
+        TECL_DATA_DIR=str(market_dir),
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "in one run" in done.stdout
+    table = tmp_path / ".tecl" / "state" / "history.sqlite"
+    with sqlite3.connect(table) as db:
+        stored = dict(db.execute("SELECT session, leaf FROM signals").fetchall())
+    expected = signal_history(real_closes)["leaf"]
+    assert stored == {day.date().isoformat(): leaf for day, leaf in expected.items()}
+
+
+def test_backfill_with_start_after_end_is_an_error(tmp_path):
+    done = tecl(["backfill", "--start", "2026-01-02", "--end", "2025-01-02"], tmp_path)
+    assert done.returncode == 1 and "after" in done.stderr

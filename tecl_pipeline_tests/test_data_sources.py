@@ -146,3 +146,20 @@ def test_gap_day_is_not_stale(market_dir):
     problems = data_problems(closes, date(2020, 3, 16))
     # KMLM did not exist yet; the -20% day itself is no data problem.
     assert [(p.symbol, p.kind) for p in problems] == [("KMLM", "missing")]
+
+
+def test_unadjusted_split_is_an_implausible_jump():
+    """T4/X2: a 2-for-1 split left unadjusted (-50% in a day) is flagged with symbol and date."""
+    closes = _frame(300)
+    closes.loc[closes.index[-3] :, "TECL"] /= 2
+
+    [problem] = data_problems(closes, date(2026, 7, 31))
+
+    assert (problem.symbol, problem.kind) == ("TECL", "jump")
+    assert str(closes.index[-3].date()) in problem.detail and "-50" in problem.detail
+
+
+def test_real_crash_and_rally_days_are_not_implausible(real_closes):
+    """T4: the real history, 2020-03-16 and 2025-04-09 included, raises no jump anywhere."""
+    problems = data_problems(real_closes, date(2026, 7, 31))
+    assert [p for p in problems if p.kind == "jump"] == []

@@ -39,7 +39,7 @@ def test_defs_expose_the_daily_job_and_the_blocking_check():
     job = defs.resolve_job_def("daily_trading_job")
     assert job.partitions_def == session_partitions
     specs = list(defs.resolve_asset_graph().asset_check_keys)
-    assert [k.name for k in specs] == ["market_data_trustworthy"]
+    assert sorted(k.name for k in specs) == ["market_data_fresh", "market_data_sane"]
 
 
 def test_partition_keys_are_exactly_the_xnys_sessions():

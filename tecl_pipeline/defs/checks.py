@@ -1,39 +1,44 @@
 """Checks that stand between the data and the orders."""
 
 import warnings
+from collections.abc import Callable
 from datetime import date
 
 import pandas as pd
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
+    AssetChecksDefinition,
     AssetCheckSeverity,
     PreviewWarning,
     asset_check,
 )
 
-from tecl_pipeline.data_quality import data_problems
+from tecl_pipeline.data_quality import FRESHNESS_KINDS, data_problems
 from tecl_pipeline.defs.assets import market_data
 from tecl_pipeline.defs.partitions import session_partitions
 from tecl_pipeline.defs.presentation import markdown_table
 from tecl_pipeline.defs.resources import ObservabilityResource
 
 
-def _market_data_trustworthy(
+def _evaluate(
     context: AssetCheckExecutionContext,
     market_data: pd.DataFrame,
     observability: ObservabilityResource,
+    *,
+    fresh: bool,
 ) -> AssetCheckResult:
-    """Every symbol has a bar for the session, no NaN, positive prices and a full warm-up.
-
-    Blocking: on failure nothing downstream runs, so no order is sent on such data (T1).
-    """
+    """One family of data problems (freshness, or sanity of the values) for the session;
+    on failure the alert names every symbol and date, and nothing downstream runs."""
     session = date.fromisoformat(context.partition_key)
-    problems = data_problems(market_data, session)
+    problems = [
+        p for p in data_problems(market_data, session) if (p.kind in FRESHNESS_KINDS) == fresh
+    ]
+    what = "fresh" if fresh else "sane"
     if problems:
         observability.alert(
             "refused",
-            f"session {session}: market data unfit, no orders",
+            f"session {session}: market data not {what}, no orders",
             "; ".join(str(p) for p in problems),
             session=session,
             run_id=context.run.run_id,
@@ -42,7 +47,7 @@ def _market_data_trustworthy(
         passed=not problems,
         severity=AssetCheckSeverity.ERROR,
         description=(
-            f"market data fit for session {session}"
+            f"market data {what} for session {session}"
             if not problems
             else f"not trading session {session}: " + "; ".join(str(p) for p in problems)
         ),
@@ -55,15 +60,36 @@ def _market_data_trustworthy(
     )
 
 
-# A check on a partitioned asset needs the partitions (or it loads every partition); Dagster
-# marks that as preview, which we accept knowingly rather than warn on every load.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", PreviewWarning)
-    market_data_trustworthy = asset_check(
-        asset=market_data,
-        name="market_data_trustworthy",
-        blocking=True,
-        partitions_def=session_partitions,
-    )(_market_data_trustworthy)
+def _market_data_fresh(
+    context: AssetCheckExecutionContext,
+    market_data: pd.DataFrame,
+    observability: ObservabilityResource,
+) -> AssetCheckResult:
+    """Every symbol is there, its latest bar is the session, with a full warm-up (T1)."""
+    return _evaluate(context, market_data, observability, fresh=True)
 
-TRADING_CHECKS = [market_data_trustworthy]
+
+def _market_data_sane(
+    context: AssetCheckExecutionContext,
+    market_data: pd.DataFrame,
+    observability: ObservabilityResource,
+) -> AssetCheckResult:
+    """Dates unique and in order, no NaN in the window, positive prices, and no one-day
+    move beyond what the fund can make without a corporate action (T1, T4, X2)."""
+    return _evaluate(context, market_data, observability, fresh=False)
+
+
+def _blocking_check(name: str, fn: Callable[..., AssetCheckResult]) -> AssetChecksDefinition:
+    # A check on a partitioned asset needs the partitions (or it loads every partition);
+    # Dagster marks that as preview, which we accept knowingly rather than warn each load.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PreviewWarning)
+        return asset_check(
+            asset=market_data, name=name, blocking=True, partitions_def=session_partitions
+        )(fn)
+
+
+TRADING_CHECKS = [
+    _blocking_check("market_data_fresh", _market_data_fresh),
+    _blocking_check("market_data_sane", _market_data_sane),
+]

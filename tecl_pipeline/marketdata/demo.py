@@ -36,8 +36,11 @@ def demo_prices(n_sessions: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     z = pd.DataFrame(rng.standard_normal((n_sessions, len(_FACTORS))), columns=_FACTORS)
     # Slowly varying volatility: calm stretches and turbulent ones, as in real markets.
-    turbulence = z["vol_regime"].ewm(alpha=0.02, adjust=False).mean() / 0.1
-    regime = np.exp(0.35 * turbulence)
+    # The regime starts calm (its first innovation is zeroed: an unlucky first draw would
+    # otherwise start the market at tens of times normal volatility) and stays bounded.
+    innovations = z["vol_regime"].where(z.index > 0, 0.0)
+    turbulence = innovations.ewm(alpha=0.02, adjust=False).mean() / 0.1
+    regime = np.exp(0.35 * turbulence).clip(0.5, 3.0)
     spy = 0.00025 + 0.009 * regime * z["market"]
     xlk = 1.2 * spy + 0.006 * z["tech"]
     qqq = 0.6 * spy + 0.5 * xlk
@@ -57,7 +60,7 @@ def demo_prices(n_sessions: int, seed: int) -> pd.DataFrame:
     prices = (1 + returns).cumprod() * pd.Series(_START_PRICES)
     # A volatility fund mean-reverts around a level and spikes when the market turns
     # turbulent; its long decay would only push the demo below a cent within a few years.
-    fear = (-spy).ewm(alpha=0.3, adjust=False).mean() * 12
+    fear = (-spy).ewm(alpha=0.3, adjust=False).mean() * 8
     noise = (0.05 * z["vix"]).ewm(alpha=0.3, adjust=False).mean()
     prices["UVXY"] = 30.0 * np.exp(1.2 * (regime - 1) + fear + noise)
     return prices[["SPY", "TQQQ", "XLK", "KMLM", "SPXL", "UVXY", "TECL", "BIL", "SQQQ", "BSV"]]

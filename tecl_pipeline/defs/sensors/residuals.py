@@ -1,0 +1,107 @@
+"""B6: a trading run that ended away from its target (unfilled residuals) raises an alert.
+
+Reads the "residuals" table of each `post_trade_positions` materialization. A plain sensor
+over the event log rather than `@asset_sensor`: an asset sensor hands over only the latest
+materialization per evaluation, so a backfill of several sessions between two ticks would
+hide all but one. Here the cursor is the storage id of the last materialization handled,
+and every materialization after it is read in order, each alerting at most once.
+"""
+
+from collections.abc import Mapping
+
+from dagster import (
+    AssetRecordsFilter,
+    DefaultSensorStatus,
+    EventLogRecord,
+    SensorDefinition,
+    SensorEvaluationContext,
+    SkipReason,
+    sensor,
+)
+
+from tecl_pipeline.defs.sensors.alerting import AlerterFactory, build_alerter, session_of
+from tecl_pipeline.defs.sensors.missed_session import POST_TRADE_KEY
+from tecl_pipeline.observability.alerts import Alert
+
+RESIDUALS_METADATA = "residuals"
+# Bounded work per tick; a longer backlog is worked off over the following ticks.
+BATCH = 100
+
+
+def parse_residuals(metadata: Mapping[str, object]) -> list[tuple[str, str]]:
+    """(symbol, target - held) rows of the markdown table post_trade_positions writes.
+
+    A missing or unreadable table is reported as such rather than as "no residuals":
+    silence must mean the position matched the target.
+    """
+    entry = metadata.get(RESIDUALS_METADATA)
+    text = getattr(entry, "value", entry)
+    if not isinstance(text, str):
+        return [("?", f"no readable '{RESIDUALS_METADATA}' metadata")]
+    rows = []
+    # Header row, separator row, then one row per symbol: "| TECL | 3 |".
+    for line in text.splitlines()[2:]:
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) >= 2 and cells[0]:
+            rows.append((cells[0], cells[1]))
+    return rows
+
+
+def residual_alert(record: EventLogRecord, rows: list[tuple[str, str]]) -> Alert:
+    materialization = record.asset_materialization
+    partition = materialization.partition if materialization else None
+    session = session_of(partition)
+    where = f" for session {session.isoformat()}" if session else ""
+    table = "\n".join(f"{symbol}: {qty}" for symbol, qty in rows)
+    return Alert(
+        kind="residuals",
+        title=f"unfilled residuals after trading{where}",
+        detail=f"positions differ from the target (target - held):\n{table}",
+        session=session,
+        run_id=record.run_id or None,
+        severity="warning",
+    )
+
+
+def build_residuals_sensor(
+    *,
+    alerter_factory: AlerterFactory = build_alerter,
+    minimum_interval_seconds: int = 60,
+    name: str = "residuals_sensor",
+) -> SensorDefinition:
+    @sensor(
+        name=name,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Alerts (B6) when a post_trade_positions materialization shows unfilled "
+        "residuals; once per materialization.",
+    )
+    def _sensor(context: SensorEvaluationContext) -> SkipReason:
+        after = int(context.cursor) if context.cursor else None
+        result = context.instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=POST_TRADE_KEY, after_storage_id=after),
+            limit=BATCH,
+            ascending=True,
+        )
+        if not result.records:
+            return SkipReason("no new post_trade_positions materialization")
+        alerts = []
+        for record in result.records:
+            materialization = record.asset_materialization
+            rows = parse_residuals(materialization.metadata if materialization else {})
+            if rows:
+                alerts.append(residual_alert(record, rows))
+        if alerts:
+            alerter = alerter_factory()
+            for alert in alerts:
+                alerter.send(alert)
+        # After the sends: a crash in between re-sends (at least once) rather than loses.
+        context.update_cursor(str(result.records[-1].storage_id))
+        return SkipReason(
+            f"{len(result.records)} materialization(s) read, {len(alerts)} with residuals"
+        )
+
+    return _sensor
+
+
+residuals_sensor = build_residuals_sensor()

@@ -1,0 +1,331 @@
+"""Alert sensors: run failure (C1), missed session (A3), unfilled residuals (B6).
+
+Each alert must reach the sinks exactly once however often the sensor is evaluated: the
+tests carry the cursor from one evaluation to the next the way the daemon does.
+"""
+
+import json
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from dagster import (
+    AssetMaterialization,
+    DagsterInstance,
+    Definitions,
+    RepositoryDefinition,
+    SensorDefinition,
+    build_run_status_sensor_context,
+    build_sensor_context,
+)
+
+from tecl_pipeline.definitions import build_definitions
+from tecl_pipeline.defs.presentation import markdown_table
+from tecl_pipeline.defs.sensors import (
+    ALERT_SENSORS,
+    missed_session_sensor,
+    residuals_sensor,
+    run_failure_alert_sensor,
+)
+from tecl_pipeline.defs.sensors.missed_session import build_missed_session_sensor
+from tecl_pipeline.defs.sensors.residuals import build_residuals_sensor, parse_residuals
+from tecl_pipeline.defs.sensors.run_failure import build_run_failure_alert_sensor
+from tecl_pipeline.observability.alerts import Alert, Alerter
+from tecl_pipeline.observability.redaction import Redactor
+from tecl_pipeline.settings import Settings
+
+NY = ZoneInfo("America/New_York")
+SESSION = date(2026, 11, 24)
+
+
+class CaptureSink:
+    name = "capture"
+
+    def __init__(self) -> None:
+        self.sent: list[Alert] = []
+
+    def send(self, alert: Alert) -> None:
+        self.sent.append(alert)
+
+
+@pytest.fixture
+def sink() -> CaptureSink:
+    return CaptureSink()
+
+
+@pytest.fixture
+def alerter_factory(sink: CaptureSink) -> Callable[[], Alerter]:
+    return lambda: Alerter([sink], Redactor())
+
+
+@pytest.fixture
+def instance() -> DagsterInstance:
+    with DagsterInstance.ephemeral() as instance:
+        yield instance
+
+
+def repository_with(sensor: SensorDefinition, state_dir: Path) -> RepositoryDefinition:
+    """The project's definitions with `sensor` in place of the registered one of its name."""
+    project = build_definitions(Settings(state_uri=state_dir.as_uri()), environ={})
+    others = [s for s in project.sensors or [] if s.name != sensor.name]
+    return Definitions(
+        assets=project.assets,
+        asset_checks=project.asset_checks,
+        jobs=project.jobs,
+        schedules=project.schedules,
+        sensors=[*others, sensor],
+        resources=project.resources,
+    ).get_repository_def()
+
+
+def tick(
+    sensor: SensorDefinition,
+    instance: DagsterInstance,
+    cursor: str | None,
+    repository: RepositoryDefinition | None = None,
+) -> str | None:
+    """One daemon-style evaluation; returns the cursor the daemon would store."""
+    context = build_sensor_context(
+        instance=instance, cursor=cursor, repository_def=repository, sensor_name=sensor.name
+    )
+    data = sensor.evaluate_tick(context)
+    assert not data.run_requests, "alert sensors never launch runs"
+    return data.cursor
+
+
+def failing_run(run_daily, tmp_path: Path, instance: DagsterInstance, session: date = SESSION):
+    """A real daily_trading_job run that fails in market_data (no data files)."""
+    empty = tmp_path / f"no-data-{session}"
+    empty.mkdir()
+    result = run_daily(session, data_dir=empty, instance=instance)
+    assert not result.success
+    return result
+
+
+def report_post_trade(
+    instance: DagsterInstance, session: date, residuals: dict[str, object] | None = None
+) -> None:
+    """A post_trade_positions materialization carrying the asset's residuals table."""
+    instance.report_runless_asset_event(
+        AssetMaterialization(
+            "post_trade_positions",
+            partition=session.isoformat(),
+            metadata={
+                "residuals": markdown_table(("symbol", "target - held"), (residuals or {}).items())
+            },
+        )
+    )
+
+
+def test_sensors_load_in_the_project_definitions(tmp_path):
+    project = build_definitions(Settings(state_uri=tmp_path.as_uri()), environ={})
+    Definitions.validate_loadable(project)
+    assert (
+        {s.name for s in project.sensors or []}
+        == {s.name for s in ALERT_SENSORS}
+        == {
+            "run_failure_alert_sensor",
+            "missed_session_sensor",
+            "residuals_sensor",
+        }
+    )
+
+
+# -- C1: run failure -------------------------------------------------------------------------
+
+
+def test_run_failure_alert_names_session_run_and_failure(
+    run_daily, tmp_path, instance, monkeypatch
+):
+    """C1: the default sensor, with the default alerter from the environment, writes the
+    failure to the alert file, naming the session, the run and the failed step."""
+    result = failing_run(run_daily, tmp_path, instance)
+    run = instance.get_run_by_id(result.run_id)
+    # Set after the run: the run's own resources would otherwise write to the file too.
+    alert_file = tmp_path / "alerts.jsonl"
+    monkeypatch.setenv("TECL_ALERT_FILE", str(alert_file))
+    monkeypatch.delenv("TECL_ALERT_WEBHOOK_URL", raising=False)
+
+    context = build_run_status_sensor_context(
+        sensor_name=run_failure_alert_sensor.name,
+        dagster_event=result.get_run_failure_event(),
+        dagster_instance=instance,
+        dagster_run=run,
+    ).for_run_failure()
+    run_failure_alert_sensor(context)
+
+    [line] = alert_file.read_text().splitlines()
+    alert = json.loads(line)
+    assert alert["kind"] == "run_failure"
+    assert alert["severity"] == "critical"
+    assert alert["session"] == SESSION.isoformat()
+    assert alert["run_id"] == result.run_id
+    assert "market_data: " in alert["detail"] and "no data file" in alert["detail"]
+    assert "daily_trading_job failed for session 2026-11-24" in alert["title"]
+
+
+def test_run_failure_alerts_once_across_evaluations(
+    run_daily, tmp_path, instance, sink, alerter_factory
+):
+    """C1: evaluated like the daemon does, each failed run alerts once, not on every tick."""
+    sensor = build_run_failure_alert_sensor(alerter_factory=alerter_factory)
+    repository = repository_with(sensor, tmp_path / "repo-state")
+    # The first evaluation only anchors the cursor (Dagster skips history before it).
+    cursor = tick(sensor, instance, None, repository)
+    first = failing_run(run_daily, tmp_path, instance)
+
+    for _ in range(3):
+        cursor = tick(sensor, instance, cursor, repository)
+    second = failing_run(run_daily, tmp_path, instance, session=date(2026, 11, 23))
+    for _ in range(2):
+        cursor = tick(sensor, instance, cursor, repository)
+
+    assert [(a.run_id, a.session) for a in sink.sent] == [
+        (first.run_id, SESSION),
+        (second.run_id, date(2026, 11, 23)),
+    ]
+
+
+# -- A3: missed session ------------------------------------------------------------------------
+
+
+def missed_sensor(alerter_factory, clock_box: list[datetime], **kwargs) -> SensorDefinition:
+    return build_missed_session_sensor(
+        alerter_factory=alerter_factory, clock=lambda: clock_box[0], **kwargs
+    )
+
+
+def test_missed_sessions_alert_once_each_after_the_grace(instance, sink, alerter_factory):
+    """A3: sessions past decision time + grace without post_trade_positions alert once;
+    traded sessions, holidays and sessions before `start` never do."""
+    now = [datetime(2026, 11, 25, 16, 10, tzinfo=NY)]
+    sensor = missed_sensor(alerter_factory, now, start=datetime(2026, 11, 19, 0, 0, tzinfo=NY))
+    report_post_trade(instance, date(2026, 11, 20))
+    report_post_trade(instance, date(2026, 11, 23))
+
+    # 16:10 is within the 30-minute grace of the 25th's 15:45 decision: only the 19th and
+    # the 24th are missed so far.
+    cursor = tick(sensor, instance, None)
+    cursor = tick(sensor, instance, cursor)
+    assert [a.session for a in sink.sent] == [date(2026, 11, 19), date(2026, 11, 24)]
+
+    now[0] = datetime(2026, 11, 25, 16, 16, tzinfo=NY)
+    cursor = tick(sensor, instance, cursor)
+    cursor = tick(sensor, instance, cursor)
+    assert [a.session for a in sink.sent][2:] == [date(2026, 11, 25)]
+
+    # Thanksgiving is not a session; the early close on the 27th is due at 12:45 + 30 min.
+    now[0] = datetime(2026, 11, 27, 13, 14, tzinfo=NY)
+    cursor = tick(sensor, instance, cursor)
+    assert len(sink.sent) == 3
+    now[0] = datetime(2026, 11, 27, 13, 15, tzinfo=NY)
+    for _ in range(3):
+        cursor = tick(sensor, instance, cursor)
+
+    assert [a.session for a in sink.sent] == [
+        date(2026, 11, 19),
+        date(2026, 11, 24),
+        date(2026, 11, 25),
+        date(2026, 11, 27),
+    ]
+    assert all(a.kind == "missed_session" and a.severity == "critical" for a in sink.sent)
+    assert "2026-11-27 12:45 EST" in sink.sent[-1].detail
+    # The cursor is JSON and holds only sessions the window can still see.
+    assert json.loads(cursor)["alerted"] == [
+        "2026-11-19",
+        "2026-11-24",
+        "2026-11-25",
+        "2026-11-27",
+    ]
+
+
+def test_missed_session_watches_from_first_evaluation_without_start(
+    instance, sink, alerter_factory
+):
+    """A3: switched on for the first time, the sensor does not report the sessions before
+    it; the first session after it that goes untraded alerts."""
+    now = [datetime(2026, 11, 25, 17, 0, tzinfo=NY)]
+    sensor = missed_sensor(alerter_factory, now, grace=timedelta(minutes=5))
+    cursor = tick(sensor, instance, None)
+    assert sink.sent == []
+
+    now[0] = datetime(2026, 11, 27, 12, 50, tzinfo=NY)
+    cursor = tick(sensor, instance, cursor)
+    cursor = tick(sensor, instance, cursor)
+    assert [a.session for a in sink.sent] == [date(2026, 11, 27)]
+
+
+def test_a_real_successful_run_counts_as_traded(run_daily, instance, sink, alerter_factory):
+    """A3: the daily job's own materialization of post_trade_positions clears the session."""
+    assert run_daily(SESSION, instance=instance).success
+    now = [datetime(2026, 11, 24, 18, 0, tzinfo=NY)]
+    sensor = missed_sensor(alerter_factory, now, start=datetime(2026, 11, 24, tzinfo=NY))
+
+    tick(sensor, instance, None)
+    assert sink.sent == []
+
+
+def test_default_missed_session_sensor_is_registered_with_a_bounded_interval():
+    assert missed_session_sensor.minimum_interval_seconds == 300
+
+
+# -- B6: residuals -----------------------------------------------------------------------------
+
+
+def test_residuals_alert_once_per_materialization(instance, sink, alerter_factory):
+    """B6: a materialization with unfilled residuals alerts once, naming the session and
+    the symbols; a clean one never alerts."""
+    sensor = build_residuals_sensor(alerter_factory=alerter_factory)
+    report_post_trade(instance, date(2026, 11, 20))
+    report_post_trade(instance, date(2026, 11, 23), {"TECL": "3", "SHY": "-1.5"})
+
+    cursor = tick(sensor, instance, None)
+    cursor = tick(sensor, instance, cursor)
+    assert len(sink.sent) == 1
+    [alert] = sink.sent
+    assert alert.kind == "residuals"
+    assert alert.session == date(2026, 11, 23)
+    assert "TECL: 3" in alert.detail and "SHY: -1.5" in alert.detail
+
+    # Two sessions materialized between ticks (a backfill) each alert.
+    report_post_trade(instance, date(2026, 11, 24), {"TQQQ": "2"})
+    report_post_trade(instance, date(2026, 11, 25), {"UPRO": "1"})
+    for _ in range(3):
+        cursor = tick(sensor, instance, cursor)
+    assert [a.session for a in sink.sent] == [
+        date(2026, 11, 23),
+        date(2026, 11, 24),
+        date(2026, 11, 25),
+    ]
+
+
+def test_real_run_without_residuals_does_not_alert(run_daily, instance, sink, alerter_factory):
+    """B6: the asset's real residuals table, empty after a fully filled demo run, is read
+    as "no residuals" (guards the parser against the asset's format)."""
+    assert run_daily(SESSION, instance=instance).success
+    sensor = build_residuals_sensor(alerter_factory=alerter_factory)
+
+    cursor = tick(sensor, instance, None)
+    assert cursor is not None
+    assert sink.sent == []
+
+
+def test_unreadable_residuals_metadata_is_not_silence():
+    """B6: a materialization without the table alerts rather than passing as clean."""
+    assert parse_residuals({}) != []
+
+
+def test_default_residuals_sensor_uses_the_alert_file(instance, tmp_path, monkeypatch):
+    """B6: the registered sensor delivers through the environment's alert sinks."""
+    alert_file = tmp_path / "alerts.jsonl"
+    monkeypatch.setenv("TECL_ALERT_FILE", str(alert_file))
+    monkeypatch.delenv("TECL_ALERT_WEBHOOK_URL", raising=False)
+    report_post_trade(instance, SESSION, {"TECL": "1"})
+
+    cursor = tick(residuals_sensor, instance, None)
+    tick(residuals_sensor, instance, cursor)
+
+    [line] = alert_file.read_text().splitlines()
+    assert json.loads(line)["session"] == SESSION.isoformat()
