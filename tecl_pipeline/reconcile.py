@@ -64,3 +64,34 @@ def price_disagreements(
                 f"(more than {tolerance:.0%} apart: a split, unadjusted data or a bad price)"
             )
     return problems
+
+
+def post_trade_problems(
+    targets: Mapping[str, Decimal],
+    positions: Mapping[str, Decimal],
+    prices: Mapping[str, Decimal],
+    orders: Iterable[Order],
+    tolerance: Decimal = Decimal("1"),
+) -> list[str]:
+    """After trading (D4, B6): holdings within `tolerance` dollars of the target, no order of
+    the session still working, and no client order id used twice."""
+    problems = []
+    for symbol in sorted(set(targets) | set(positions)):
+        target = targets.get(symbol, Decimal(0))
+        held = positions.get(symbol, Decimal(0))
+        off = abs(target - held) * prices.get(symbol, Decimal(0))
+        if off > tolerance:
+            problems.append(f"{symbol}: holds {held}, target {target} ({off:.2f} dollars off)")
+    orders = list(orders)
+    problems += [
+        f"order {o.client_order_id} is still {o.status.value}"
+        for o in orders
+        if not o.status.is_final
+    ]
+    ids = [o.client_order_id for o in orders]
+    problems += [
+        f"client order id {i} was used {ids.count(i)} times"
+        for i in sorted(set(ids))
+        if ids.count(i) > 1
+    ]
+    return problems

@@ -40,7 +40,12 @@ def test_chain_materializes_and_reaches_the_target(run_daily, state_dir):
     assert result.success
     assert materialized(result) == set(CHAIN)
     checks = result.get_asset_check_evaluations()
-    assert {c.check_name for c in checks} == {"market_data_fresh", "market_data_sane"}
+    assert {c.check_name for c in checks} == {
+        "market_data_fresh",
+        "market_data_sane",
+        "post_trade_reconciled",
+        "signal_parity",
+    }
     assert all(c.passed for c in checks)
     decision = result.asset_value("signal")
     orders = result.asset_value("executed_orders")
@@ -270,3 +275,32 @@ def test_refusal_reaches_the_alert_sink_naming_symbol_and_date(run_daily, csv_di
     [alert] = [a for a in alerts if a["kind"] == "refused"]
     assert "SPY" in alert["detail"] and "2026-07-30" in alert["detail"]
     assert alert["session"] == REAL_LAST_SESSION.isoformat()
+
+
+def _parity(result):
+    [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "signal_parity"]
+    return check
+
+
+def test_signal_parity_agrees_with_history_and_warns_when_it_does_not(
+    run_daily, csv_dir, state_dir, real_closes
+):
+    """The live signal equals the history's signal from the session's close; when the stored
+    history says otherwise the check warns with both values, and the run still trades."""
+    from tecl_pipeline.history_store import write_signals
+    from tecl_pipeline.strategy import signal_history
+
+    history = signal_history(real_closes)
+    day = history.loc[[pd.Timestamp(REAL_LAST_SESSION)]]
+    write_signals(state_dir / "history.sqlite", day)
+    agreeing = run_daily(REAL_LAST_SESSION, data_dir=csv_dir(REAL_LAST_SESSION))
+    assert agreeing.success and _parity(agreeing).passed
+
+    other = "R5a" if day["leaf"].iloc[0] != "R5a" else "B4b"
+    write_signals(state_dir / "history.sqlite", day.assign(leaf=other))
+    disagreeing = run_daily(REAL_LAST_SESSION, data_dir=csv_dir(REAL_LAST_SESSION))
+
+    check = _parity(disagreeing)
+    assert disagreeing.success
+    assert not check.passed and check.severity.value == "WARN"
+    assert day["leaf"].iloc[0] in check.description and other in check.description

@@ -39,7 +39,12 @@ def test_defs_expose_the_daily_job_and_the_blocking_check():
     job = defs.resolve_job_def("daily_trading_job")
     assert job.partitions_def == session_partitions
     specs = list(defs.resolve_asset_graph().asset_check_keys)
-    assert sorted(k.name for k in specs) == ["market_data_fresh", "market_data_sane"]
+    assert sorted(k.name for k in specs) == [
+        "market_data_fresh",
+        "market_data_sane",
+        "post_trade_reconciled",
+        "signal_parity",
+    ]
 
 
 def test_partition_keys_are_exactly_the_xnys_sessions():

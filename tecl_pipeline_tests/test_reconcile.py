@@ -4,7 +4,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from tecl_pipeline.broker.models import Order, OrderSide, OrderStatus, Position
-from tecl_pipeline.reconcile import price_disagreements, unexplained_position_changes
+from tecl_pipeline.reconcile import (
+    post_trade_problems,
+    price_disagreements,
+    unexplained_position_changes,
+)
 
 D = Decimal
 
@@ -62,3 +66,33 @@ def test_prices_far_apart_are_named():
 
 def test_prices_within_tolerance_pass():
     assert price_disagreements({"TECL": D("100")}, {"TECL": position("TECL", "104.99")}) == []
+
+
+def order(cid: str, status: OrderStatus, filled: str = "10") -> Order:
+    return fill("TECL", OrderSide.BUY, "10").model_copy(
+        update={"client_order_id": cid, "status": status, "filled_qty": D(filled)}
+    )
+
+
+def test_post_trade_reconciled_when_at_target_and_all_orders_final():
+    orders = [order("a-1", OrderStatus.FILLED), order("b-1", OrderStatus.CANCELED, "0")]
+    assert (
+        post_trade_problems({"TECL": D("10")}, {"TECL": D("10")}, {"TECL": D("50")}, orders) == []
+    )
+
+
+def test_post_trade_problems_name_residual_open_order_and_duplicate_id():
+    """D4/B6/X3: a shortfall worth more than a dollar, a working order and a reused id."""
+    orders = [
+        order("a-1", OrderStatus.PARTIALLY_FILLED, "6"),
+        order("b-1", OrderStatus.FILLED),
+        order("b-1", OrderStatus.FILLED),
+    ]
+    problems = post_trade_problems({"TECL": D("10")}, {"TECL": D("6")}, {"TECL": D("50")}, orders)
+    assert any(p.startswith("TECL: holds 6, target 10 (200.00") for p in problems)
+    assert "order a-1 is still partially_filled" in problems
+    assert "client order id b-1 was used 2 times" in problems
+
+
+def test_sub_dollar_residual_is_within_tolerance():
+    assert post_trade_problems({"TECL": D("10")}, {"TECL": D("9.99")}, {"TECL": D("50")}, []) == []

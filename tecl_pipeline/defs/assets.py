@@ -14,6 +14,7 @@ from decimal import Decimal
 import pandas as pd
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
+from tecl_pipeline.broker.models import Order
 from tecl_pipeline.data_quality import require_trustworthy
 from tecl_pipeline.defs.partitions import CALENDAR, session_partitions
 from tecl_pipeline.defs.presentation import ORDER_HEADERS, markdown_table, order_rows, percent
@@ -63,6 +64,9 @@ class PostTradePositions:
     cash: Decimal
     equity: Decimal
     journal_record: str
+    prices: dict[str, Decimal]
+    session_orders: tuple[Order, ...]
+    """The session's orders as the broker reports them after trading."""
 
 
 def _session(context: AssetExecutionContext) -> date:
@@ -320,6 +324,7 @@ def post_trade_positions(
     with broker.connect(session) as client:
         account = client.get_account()
         positions = {s: p.qty for s, p in client.get_positions().items()}
+        session_orders = tuple(client.list_orders(session_prefix(session)))
     targets = dict(executed_orders.plan.targets)
     residuals = {
         s: targets.get(s, Decimal(0)) - positions.get(s, Decimal(0))
@@ -335,7 +340,7 @@ def post_trade_positions(
         leaf=signal.leaf,
         reason=signal.reason,
         weights=dict(signal.allocation),
-        orders=list(executed_orders.session_orders),
+        orders=list(session_orders),
         positions=positions,
         cash=account.cash,
         equity=account.equity,
@@ -349,6 +354,8 @@ def post_trade_positions(
         cash=account.cash,
         equity=account.equity,
         journal_record=str(path),
+        prices=target_allocation.prices,
+        session_orders=session_orders,
     )
     return Output(
         result,
@@ -363,6 +370,7 @@ def post_trade_positions(
                 ],
             ),
             "residuals": markdown_table(("symbol", "target - held"), residuals.items()),
+            "residual_count": len(residuals),
             "journal_record": MetadataValue.path(str(path)),
         },
     )

@@ -1,4 +1,4 @@
-"""Checks that stand between the data and the orders."""
+"""Checks that stand between the data and the orders, and that check the broker after."""
 
 import warnings
 from collections.abc import Callable
@@ -10,15 +10,26 @@ from dagster import (
     AssetCheckResult,
     AssetChecksDefinition,
     AssetCheckSeverity,
+    AssetsDefinition,
     PreviewWarning,
     asset_check,
 )
 
 from tecl_pipeline.data_quality import FRESHNESS_KINDS, data_problems
-from tecl_pipeline.defs.assets import market_data
+from tecl_pipeline.defs.assets import (
+    PostTradePositions,
+    market_data,
+    post_trade_positions,
+    signal,
+)
+from tecl_pipeline.defs.history import history_db
 from tecl_pipeline.defs.partitions import session_partitions
 from tecl_pipeline.defs.presentation import markdown_table
-from tecl_pipeline.defs.resources import ObservabilityResource
+from tecl_pipeline.defs.resources import ObservabilityResource, StateResource
+from tecl_pipeline.history_store import read_signals
+from tecl_pipeline.reconcile import post_trade_problems
+from tecl_pipeline.strategy import Decision
+from tecl_pipeline.universe import HOLDINGS
 
 
 def _evaluate(
@@ -79,17 +90,66 @@ def _market_data_sane(
     return _evaluate(context, market_data, observability, fresh=False)
 
 
-def _blocking_check(name: str, fn: Callable[..., AssetCheckResult]) -> AssetChecksDefinition:
+def _post_trade_reconciled(
+    context: AssetCheckExecutionContext, post_trade_positions: PostTradePositions
+) -> AssetCheckResult:
+    """Positions at the broker match the target within a dollar, no order of the session is
+    still working, no client order id was used twice (D4, B6, X3)."""
+    after = post_trade_positions
+    problems = post_trade_problems(
+        after.targets, after.positions, after.prices, after.session_orders
+    )
+    return AssetCheckResult(
+        passed=not problems,
+        severity=AssetCheckSeverity.ERROR,
+        description="; ".join(problems) or f"session {after.session} reconciled with the broker",
+        metadata={"problems": len(problems), "orders": len(after.session_orders)},
+    )
+
+
+def _signal_parity(
+    context: AssetCheckExecutionContext, signal: Decision, state: StateResource
+) -> AssetCheckResult:
+    """The live decision equals the history's decision from the session's close (WARN: near a
+    threshold the live price at 15:45 and the close can honestly disagree; both are shown)."""
+    session = date.fromisoformat(context.partition_key)
+    stored = read_signals(history_db(state), session, session)
+    if stored.empty:
+        return AssetCheckResult(
+            passed=True,
+            severity=AssetCheckSeverity.WARN,
+            description=f"no history row for {session} yet: `tecl backfill` after the close",
+        )
+    row = stored.iloc[0]
+    history_weights = {s: row[s] for s in HOLDINGS if row[s] != 0}
+    same = row["leaf"] == signal.leaf and history_weights == dict(signal.allocation)
+    live = f"live {signal.leaf} {dict(signal.allocation)}"
+    close = f"history {row['leaf']} {history_weights}"
+    return AssetCheckResult(
+        passed=same,
+        severity=AssetCheckSeverity.WARN,
+        description=(f"live and history agree on {signal.leaf}" if same else f"{live} != {close}"),
+        metadata={"live_leaf": signal.leaf, "history_leaf": str(row["leaf"])},
+    )
+
+
+def _partitioned_check(
+    asset: AssetsDefinition, name: str, fn: Callable[..., AssetCheckResult], *, blocking: bool
+) -> AssetChecksDefinition:
     # A check on a partitioned asset needs the partitions (or it loads every partition);
     # Dagster marks that as preview, which we accept knowingly rather than warn each load.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PreviewWarning)
         return asset_check(
-            asset=market_data, name=name, blocking=True, partitions_def=session_partitions
+            asset=asset, name=name, blocking=blocking, partitions_def=session_partitions
         )(fn)
 
 
 TRADING_CHECKS = [
-    _blocking_check("market_data_fresh", _market_data_fresh),
-    _blocking_check("market_data_sane", _market_data_sane),
+    _partitioned_check(market_data, "market_data_fresh", _market_data_fresh, blocking=True),
+    _partitioned_check(market_data, "market_data_sane", _market_data_sane, blocking=True),
+    _partitioned_check(
+        post_trade_positions, "post_trade_reconciled", _post_trade_reconciled, blocking=False
+    ),
+    _partitioned_check(signal, "signal_parity", _signal_parity, blocking=False),
 ]

@@ -13,6 +13,7 @@ pickle IO manager ever sees a multi-partition output.
 
 import base64
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     BackfillPolicy,
+    BetaWarning,
     Config,
     DagsterInstance,
     Definitions,
@@ -78,17 +80,7 @@ def history_db(state: StateResource) -> Path:
     return Path(state.local_dir) / HISTORY_DB
 
 
-@asset(
-    group_name=GROUP,
-    partitions_def=history_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
-    compute_kind="sqlite",
-    description=(
-        "signal_history on every session with enough data, one row per session in "
-        f"<local_dir>/{HISTORY_DB}, table `signals` (weights as exact decimal strings)."
-    ),
-)
-def signal_history_table(
+def _signal_history_table(
     context: AssetExecutionContext,
     market_data_source: MarketDataResource,
     state: StateResource,
@@ -136,6 +128,23 @@ class BacktestConfig(Config):
     """Costs per unit of turnover, in basis points (0 by default: the figures are gross)."""
 
     cost_bps: float = 0.0
+
+
+# One run per backfill is what makes the full history fast; Dagster marks the policy beta,
+# which we accept knowingly rather than warn on every load.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", BetaWarning)
+    signal_history_table = asset(
+        group_name=GROUP,
+        partitions_def=history_partitions,
+        backfill_policy=BackfillPolicy.single_run(),
+        compute_kind="sqlite",
+        description=(
+            "signal_history on every session with enough data, one row per session in "
+            f"<local_dir>/{HISTORY_DB}, table `signals` (weights as exact decimal strings)."
+        ),
+        name="signal_history_table",
+    )(_signal_history_table)
 
 
 @asset(
