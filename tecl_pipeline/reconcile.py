@@ -9,7 +9,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from tecl_pipeline.broker.models import Order, OrderSide, Position
+from tecl_pipeline.broker.models import Account, Order, OrderSide, Position
+from tecl_pipeline.portfolio import RebalancePlan
 
 # Quantities are exact to Alpaca's 9 decimal places; anything smaller is rounding.
 _QTY_EPSILON = Decimal("0.000000001")
@@ -94,4 +95,19 @@ def post_trade_problems(
         for i in sorted(set(ids))
         if ids.count(i) > 1
     ]
+    return problems
+
+
+def pre_trade_problems(account: Account, plan: RebalancePlan) -> list[str]:
+    """What stops trading before the first order (X8, B7): a non-USD or blocked account, or
+    buys that the cash plus the planned sells' proceeds cannot pay for."""
+    problems = []
+    if account.currency != "USD":
+        problems.append(f"account currency is {account.currency}, not USD")
+    if account.trading_blocked:
+        problems.append(f"account {account.account_number} is blocked from trading")
+    buys = sum((o.cost_ceiling for o in plan.buys), Decimal(0))
+    funds = account.cash + sum((o.notional for o in plan.sells), Decimal(0))
+    if buys > funds:
+        problems.append(f"planned buys cost {buys}, more than cash plus sells ({funds})")
     return problems

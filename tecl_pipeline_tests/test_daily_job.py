@@ -44,6 +44,7 @@ def test_chain_materializes_and_reaches_the_target(run_daily, state_dir):
         "market_data_fresh",
         "market_data_sane",
         "post_trade_reconciled",
+        "pre_trade_ready",
         "signal_parity",
     }
     assert all(c.passed for c in checks)

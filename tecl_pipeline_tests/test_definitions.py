@@ -43,6 +43,7 @@ def test_defs_expose_the_daily_job_and_the_blocking_check():
         "market_data_fresh",
         "market_data_sane",
         "post_trade_reconciled",
+        "pre_trade_ready",
         "signal_parity",
     ]
 

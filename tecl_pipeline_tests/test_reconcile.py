@@ -3,9 +3,11 @@
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from tecl_pipeline.broker.models import Order, OrderSide, OrderStatus, Position
+from tecl_pipeline.broker.models import Account, Order, OrderSide, OrderStatus, Position
+from tecl_pipeline.portfolio import PlannedOrder, RebalancePlan
 from tecl_pipeline.reconcile import (
     post_trade_problems,
+    pre_trade_problems,
     price_disagreements,
     unexplained_position_changes,
 )
@@ -96,3 +98,33 @@ def test_post_trade_problems_name_residual_open_order_and_duplicate_id():
 
 def test_sub_dollar_residual_is_within_tolerance():
     assert post_trade_problems({"TECL": D("10")}, {"TECL": D("9.99")}, {"TECL": D("50")}, []) == []
+
+
+def account(currency: str = "USD", cash: str = "1000", blocked: bool = False) -> Account:
+    return Account(
+        account_number="PA1",
+        currency=currency,
+        cash=D(cash),
+        equity=D(cash),
+        buying_power=D(cash),
+        trading_blocked=blocked,
+    )
+
+
+def plan(buy_qty: str, sell_qty: str = "0") -> RebalancePlan:
+    sells = (PlannedOrder("BIL", "sell", D(sell_qty), D("100")),) if D(sell_qty) else ()
+    buys = (PlannedOrder("TECL", "buy", D(buy_qty), D("100")),)
+    return RebalancePlan(targets={"TECL": D(buy_qty)}, sells=sells, buys=buys)
+
+
+def test_pre_trade_ready_for_a_funded_usd_plan():
+    """B7: buys funded by cash plus the planned sells are fine."""
+    assert pre_trade_problems(account(cash="500"), plan("9", sell_qty="5")) == []
+
+
+def test_pre_trade_problems_name_currency_block_and_funding():
+    """X8/B7: a EUR account, a blocked account and an unfunded plan are each named."""
+    problems = pre_trade_problems(account("EUR", cash="500", blocked=True), plan("9"))
+    assert any("EUR" in p for p in problems)
+    assert any("blocked" in p for p in problems)
+    assert any("planned buys cost 900.00" in p for p in problems)

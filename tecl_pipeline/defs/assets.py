@@ -36,7 +36,7 @@ from tecl_pipeline.execution import (
 )
 from tecl_pipeline.indicators import indicator_table
 from tecl_pipeline.portfolio import round_price, to_decimal
-from tecl_pipeline.reconcile import unexplained_position_changes
+from tecl_pipeline.reconcile import PositionChange, unexplained_position_changes
 from tecl_pipeline.state.journal import SessionRecord
 from tecl_pipeline.state.locks import session_lock
 from tecl_pipeline.strategy import Decision, evaluate_tecl
@@ -53,6 +53,8 @@ class TargetAllocation:
     weights: dict[str, Decimal]
     prices: dict[str, Decimal]
     broker_before: BrokerSnapshot
+    unexplained_changes: tuple[PositionChange, ...] = ()
+    """Journal-vs-broker differences no order explains (corporate actions, D4/X2)."""
 
 
 @dataclass(frozen=True)
@@ -235,7 +237,11 @@ def target_allocation(
         context.log.warning(f"position changed without an order (corporate action?): {change}")
     plan = snapshot.plan
     target = TargetAllocation(
-        session=session, weights=dict(signal.allocation), prices=prices, broker_before=snapshot
+        session=session,
+        weights=dict(signal.allocation),
+        prices=prices,
+        broker_before=snapshot,
+        unexplained_changes=tuple(changes),
     )
     rows = [
         (

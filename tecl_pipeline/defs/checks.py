@@ -18,16 +18,25 @@ from dagster import (
 from tecl_pipeline.data_quality import FRESHNESS_KINDS, data_problems
 from tecl_pipeline.defs.assets import (
     PostTradePositions,
+    TargetAllocation,
     market_data,
     post_trade_positions,
     signal,
+    target_allocation,
 )
 from tecl_pipeline.defs.history import history_db
-from tecl_pipeline.defs.partitions import session_partitions
+from tecl_pipeline.defs.partitions import CALENDAR, session_partitions
 from tecl_pipeline.defs.presentation import markdown_table
-from tecl_pipeline.defs.resources import ObservabilityResource, StateResource
+from tecl_pipeline.defs.resources import (
+    BrokerResource,
+    ObservabilityResource,
+    StateResource,
+    TradingPolicyResource,
+)
+from tecl_pipeline.errors import TradingWindowError
+from tecl_pipeline.execution import check_trading_window
 from tecl_pipeline.history_store import read_signals
-from tecl_pipeline.reconcile import post_trade_problems
+from tecl_pipeline.reconcile import post_trade_problems, pre_trade_problems
 from tecl_pipeline.strategy import Decision
 from tecl_pipeline.universe import HOLDINGS
 
@@ -133,6 +142,41 @@ def _signal_parity(
     )
 
 
+def _pre_trade_ready(
+    context: AssetCheckExecutionContext,
+    target_allocation: TargetAllocation,
+    broker: BrokerResource,
+    trading_policy: TradingPolicyResource,
+) -> AssetCheckResult:
+    """Blocking before the orders: USD account not blocked, the plan funded (X8, B7), the
+    market open inside the session's window by the broker's clock (T2, T3). Journal-vs-broker
+    differences (D4) only warn: a split is one, and it must not stop the trading day."""
+    session = target_allocation.session
+    snapshot = target_allocation.broker_before
+    problems = pre_trade_problems(snapshot.account, snapshot.plan)
+    with broker.connect(session) as client:
+        try:
+            check_trading_window(client.get_clock(), session, CALENDAR, trading_policy.policy())
+        except TradingWindowError as exc:
+            problems.append(str(exc))
+    changes = [str(c) for c in target_allocation.unexplained_changes]
+    if problems:
+        severity, description = AssetCheckSeverity.ERROR, "; ".join(problems)
+    else:
+        severity = AssetCheckSeverity.WARN
+        description = (
+            "positions differ from the journal: " + "; ".join(changes)
+            if changes
+            else f"ready to trade session {session}"
+        )
+    return AssetCheckResult(
+        passed=not problems and not changes,
+        severity=severity,
+        description=description,
+        metadata={"problems": len(problems), "journal_differences": len(changes)},
+    )
+
+
 def _partitioned_check(
     asset: AssetsDefinition, name: str, fn: Callable[..., AssetCheckResult], *, blocking: bool
 ) -> AssetChecksDefinition:
@@ -151,5 +195,6 @@ TRADING_CHECKS = [
     _partitioned_check(
         post_trade_positions, "post_trade_reconciled", _post_trade_reconciled, blocking=False
     ),
+    _partitioned_check(target_allocation, "pre_trade_ready", _pre_trade_ready, blocking=True),
     _partitioned_check(signal, "signal_parity", _signal_parity, blocking=False),
 ]
