@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 export TECL_STATE_URI ?= file://$(CURDIR)/.tecl/state
 
-.PHONY: install run test lint lint-infra format dev lock audit clean
+.PHONY: install run test lint lint-infra browser format dev lock audit clean
 
 install: $(STAMP)
 
@@ -37,7 +37,13 @@ format: install
 lint-infra: install
 	$(BIN)/cfn-lint --include-checks I -- deploy/cloudformation.yaml
 
-test: lint lint-infra
+# Debian's chromium for the browser UI test (tecl_pipeline_tests/test_ui_browser.py), which
+# Playwright drives via executable_path (never `playwright install`). Best effort: without apt
+# or a reachable archive this only warns, and that test skips.
+browser:
+	@test -x /usr/bin/chromium || { command -v apt-get >/dev/null && (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium could not be installed; the browser test will skip"; }
+
+test: lint lint-infra browser
 	$(BIN)/python -m pytest
 
 dev: install

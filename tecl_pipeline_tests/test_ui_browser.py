@@ -1,0 +1,255 @@
+"""The Dagster UI in a real browser: the project's workspace served by `dagster-webserver` on
+a loopback port, driven by Playwright in Debian's headless Chromium (`make browser` installs
+it; nothing is downloaded at run time). It checks that the asset graph shows every trading
+asset and check, launches one session's materialization from the UI, waits for the run to
+succeed and saves screenshots under the test's tmp_path.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from tecl_pipeline.defs.assets import GROUP, TRADING_ASSETS
+from tecl_pipeline.defs.checks import TRADING_CHECKS
+from tecl_pipeline_tests.conftest import REPO
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Without the background-networking switches Chromium dials out, which a closed network refuses.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LOCATION = "tecl_pipeline"
+# Every trading asset and check as the project defines them, so a new one is expected too.
+ASSETS = tuple(key.to_user_string() for spec in TRADING_ASSETS for key in spec.keys)
+CHECKS: dict[str, list[str]] = {}
+for _checks in TRADING_CHECKS:
+    for _key in _checks.check_keys:
+        CHECKS.setdefault(_key.asset_key.to_user_string(), []).append(_key.name)
+SESSION = "2026-11-24"
+# Wide enough that the graph draws full asset nodes (names, check summaries), not minimal boxes.
+VIEWPORT = {"width": 2560, "height": 1100}
+SERVER_START_S = 60
+RUN_S = 120
+UI_MS = 30_000
+
+# A direct launch (one partition) goes to the run launcher at once: no daemon in this test.
+DAGSTER_YAML = """\
+telemetry:
+  enabled: false
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: DefaultRunCoordinator
+"""
+
+RUNS_QUERY = """
+query Runs($session: String!) {
+  runsOrError(filter: {tags: [{key: "dagster/partition", value: $session}]}) {
+    __typename
+    ... on Runs { results { runId jobName status } }
+  }
+}
+"""
+
+requires_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason=f"{CHROMIUM} not found: Debian's chromium could not be installed (`make browser`), "
+    "so the browser UI test cannot run",
+)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """End the webserver and its code server: its own process group, TERM then KILL."""
+    if process.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _graphql(base_url: str, query: str, variables: dict[str, object]) -> dict:
+    request = urllib.request.Request(
+        f"{base_url}/graphql",
+        data=json.dumps({"query": query, "variables": variables}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        body = json.load(response)
+    assert "errors" not in body, body
+    return body["data"]
+
+
+def _session_runs(base_url: str) -> list[dict]:
+    runs = _graphql(base_url, RUNS_QUERY, {"session": SESSION})["runsOrError"]
+    assert runs["__typename"] == "Runs", runs
+    return runs["results"]
+
+
+@pytest.fixture
+def webserver(tmp_path: Path) -> Iterator[str]:
+    """`dagster-webserver` for workspace.yaml in demo mode, on a free loopback port."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("ALPACA_", "TECL_", "DAGSTER_"))
+    }
+    env |= {
+        "DAGSTER_HOME": str(home),
+        "TECL_STATE_URI": (tmp_path / "state").as_uri(),
+        "TECL_LOCAL_DIR": str(tmp_path / "local"),
+        "TECL_LOG_DIR": str(tmp_path / "logs"),
+    }
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "webserver.log"
+    executable = Path(sys.executable).parent / "dagster-webserver"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(executable), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + SERVER_START_S
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"dagster-webserver exited early:\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{base_url}/server_info", timeout=2):
+                    break
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"dagster-webserver did not answer in {SERVER_START_S}s:\n"
+                    f"{log_path.read_text()[-3000:]}"
+                )
+            time.sleep(0.5)
+        yield base_url
+    finally:
+        _stop(process)
+
+
+@pytest.fixture
+def page(webserver: str) -> Iterator[Page]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport=VIEWPORT, base_url=webserver)
+            context.set_default_timeout(UI_MS)
+            page = context.new_page()
+            # A fresh DAGSTER_HOME greets with a "Join the Dagster community" dialog, at any time.
+            page.add_locator_handler(
+                page.get_by_role("button", name="Skip", exact=True), lambda skip: skip.click()
+            )
+            yield page
+        finally:
+            browser.close()
+
+
+def test_the_expected_assets_and_checks_are_read_from_the_definitions() -> None:
+    assert GROUP == "trading"
+    assert set(ASSETS) >= {
+        "market_data",
+        "indicators",
+        "signal",
+        "target_allocation",
+        "executed_orders",
+        "post_trade_positions",
+    }
+    assert set(CHECKS["market_data"]) >= {"market_data_fresh", "market_data_sane"}
+
+
+@requires_chromium
+def test_asset_graph_and_a_session_materialized_from_the_ui(
+    page: Page, webserver: str, tmp_path: Path
+) -> None:
+    graph_url = f"/locations/{LOCATION}/asset-groups/{GROUP}/lineage"
+    page.goto(graph_url)
+    graph = page.locator("svg foreignObject")
+    for asset in ASSETS:
+        expect(graph.get_by_text(asset, exact=True)).to_be_visible()
+    # Each asset with checks shows their count on its node; the names are on its Checks tab.
+    for asset, checks in CHECKS.items():
+        node = graph.filter(has=page.get_by_text(asset, exact=True))
+        expect(node.get_by_text(f"/ {len(checks)} Passed")).to_be_visible()
+    for asset, checks in CHECKS.items():
+        page.goto(f"/assets/{asset}?view=checks")
+        for check in checks:
+            expect(page.get_by_text(check, exact=True).first).to_be_visible()
+    assert _session_runs(webserver) == []
+
+    # Materialize the whole group for one session, as a person would (the UI launches it as
+    # Dagster's implicit asset job, the same selection as daily_trading_job).
+    page.goto(graph_url)
+    page.get_by_role("button", name="Materialize all…").click()
+    dialog = page.get_by_role("dialog")
+    partitions = dialog.get_by_placeholder("No matching partitions")
+    partitions.fill(SESSION)
+    partitions.press("Enter")
+    expect(dialog.get_by_text("1 partition", exact=True)).to_be_visible()
+    dialog.get_by_role("button", name="Launch 1 run").click()
+    expect(dialog).to_be_hidden()
+
+    deadline = time.monotonic() + RUN_S
+    while True:
+        runs = _session_runs(webserver)
+        assert len(runs) <= 1, runs
+        status = runs[0]["status"] if runs else None
+        if status in {"SUCCESS", "FAILURE", "CANCELED"}:
+            break
+        assert time.monotonic() < deadline, f"run for {SESSION} not done in {RUN_S}s: {runs}"
+        time.sleep(1)
+    run_id = runs[0]["runId"]
+    assert status == "SUCCESS", f"run {run_id} for {SESSION} ended {status}"
+
+    page.goto(f"/runs/{run_id}")
+    expect(page.get_by_text("Success", exact=True).first).to_be_visible()
+    expect(page.get_by_text("Loading run logs")).to_have_count(0)
+    run_shot = tmp_path / "ui_run.png"
+    page.screenshot(path=run_shot)
+
+    # Back on the graph, the session's checks have now passed.
+    page.goto(graph_url)
+    for asset, checks in CHECKS.items():
+        node = graph.filter(has=page.get_by_text(asset, exact=True))
+        expect(node.get_by_text(f"{len(checks)} / {len(checks)} Passed")).to_be_visible()
+    graph_shot = tmp_path / "ui_asset_graph.png"
+    page.screenshot(path=graph_shot)
+    print(f"screenshots: {graph_shot} {run_shot}")
