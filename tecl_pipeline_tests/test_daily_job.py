@@ -305,3 +305,21 @@ def test_signal_parity_agrees_with_history_and_warns_when_it_does_not(
     assert disagreeing.success
     assert not check.passed and check.severity.value == "WARN"
     assert day["leaf"].iloc[0] in check.description and other in check.description
+
+
+def test_journal_broker_mismatch_fails_the_pre_trade_check_naming_the_symbol(run_daily, state_dir):
+    """D4: the journal says one thing, the broker another: pre_trade_ready reports the
+    differing symbols (as a warning: a corporate action must not stop the trading day, X2)."""
+    first = run_daily(date(2026, 11, 23))
+    record = LocalJournal(state_dir / "journal").latest(date(2026, 11, 23))
+    wrong = {s: q * 2 for s, q in record.positions.items()}
+    LocalJournal(state_dir / "journal").append(
+        record.model_copy(update={"positions": wrong, "run_id": "tampered"})
+    )
+
+    second = run_daily(DEMO_SESSION)
+
+    assert first.success and second.success
+    [check] = [c for c in second.get_asset_check_evaluations() if c.check_name == "pre_trade_ready"]
+    assert not check.passed and check.severity.value == "WARN"
+    assert wrong and all(symbol in check.description for symbol in wrong)
