@@ -323,3 +323,33 @@ def test_journal_broker_mismatch_fails_the_pre_trade_check_naming_the_symbol(run
     [check] = [c for c in second.get_asset_check_evaluations() if c.check_name == "pre_trade_ready"]
     assert not check.passed and check.severity.value == "WARN"
     assert wrong and all(symbol in check.description for symbol in wrong)
+
+
+def test_unfilled_order_fails_the_post_trade_check_naming_the_residual(tmp_path, simulator):
+    """B6/D4: an order that never fills is cancelled at the fill timeout; the run records the
+    shortfall and post_trade_reconciled fails, naming the symbol."""
+    from dagster import DagsterInstance
+
+    from tecl_pipeline.definitions import build_definitions
+    from tecl_pipeline.settings import Settings
+
+    simulator.simulator.set_fill_mode("never")
+    settings = Settings(state_uri=(tmp_path / "state").as_uri(), broker_url=simulator.url)
+    job = build_definitions(settings, environ={}).resolve_job_def("daily_trading_job")
+    policy = {"config": {"fill_timeout_seconds": 0.3, "poll_interval_seconds": 0.1}}
+
+    result = job.execute_in_process(
+        partition_key=DEMO_SESSION.isoformat(),
+        instance=DagsterInstance.ephemeral(),
+        run_config={"resources": {"trading_policy": policy}},
+        raise_on_error=False,
+    )
+
+    assert result.success
+    report = result.asset_value("executed_orders")
+    assert report.cancelled and all(o.status.value == "canceled" for o in report.sent)
+    [check] = [
+        c for c in result.get_asset_check_evaluations() if c.check_name == "post_trade_reconciled"
+    ]
+    assert not check.passed
+    assert all(o.symbol in check.description for o in report.sent)

@@ -278,6 +278,9 @@ class TradingPolicyResource(ConfigurableResource):
     max_order_notional: str | None = None
     max_position_weight: str = "1"
     max_daily_turnover: str | None = None
+    # How long each phase (sells, then buys) waits for fills before cancelling the rest.
+    fill_timeout_seconds: float = 120.0
+    poll_interval_seconds: float = 1.0
 
     def policy(self) -> ExecutionPolicy:
         optional = {
@@ -290,8 +293,14 @@ class TradingPolicyResource(ConfigurableResource):
         reserve = _decimal("cash_reserve", self.cash_reserve)
         if reserve >= 1:
             raise ConfigError(f"cash_reserve: {self.cash_reserve!r} must be below 1")
+        if not 0 < self.poll_interval_seconds <= self.fill_timeout_seconds:
+            raise ConfigError(
+                "poll_interval_seconds / fill_timeout_seconds: need 0 < poll interval <= timeout"
+            )
         return ExecutionPolicy(
             cash_reserve=reserve,
+            fill_timeout=self.fill_timeout_seconds,
+            poll_interval=self.poll_interval_seconds,
             min_trade_notional=_decimal("min_trade_notional", self.min_trade_notional),
             risk=RiskLimits(
                 kill_switch=self.kill_switch,
