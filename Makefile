@@ -41,7 +41,7 @@ lint-infra: install
 # Playwright drives via executable_path (never `playwright install`). Best effort: without apt
 # or a reachable archive this only warns, and that test skips.
 browser:
-	@test -x /usr/bin/chromium || { command -v apt-get >/dev/null && (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium could not be installed; the browser test will skip"; }
+	@test -x /usr/bin/chromium || { command -v apt-get >/dev/null && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "chromium could not be installed; the browser test will skip"; }
 
 test: lint lint-infra browser
 	$(BIN)/python -m pytest
