@@ -208,6 +208,7 @@ class BrokerResource(ConfigurableResource):
     observability: ResourceDependency[ObservabilityResource]
 
     _embedded: Any = PrivateAttr(default=None)
+    _provider: Any = PrivateAttr(default=None)
 
     @property
     def embedded(self) -> bool:
@@ -242,23 +243,28 @@ class BrokerResource(ConfigurableResource):
             self._embedded.stop()
             self._embedded = None
 
-    def connect(self, session: date) -> "AlpacaBroker":
-        from tecl_pipeline.broker.alpaca import AlpacaBroker
+    def _credentials_provider(self) -> "CredentialsProvider":
+        """One provider per resource instance: its cache serves every connect of the run,
+        so the secret is fetched, and its age checked, once rather than at each step."""
         from tecl_pipeline.broker.credentials import Credentials, StaticCredentials
         from tecl_pipeline.broker.simulator.engine import DEMO_API_KEY, DEMO_API_SECRET
 
+        if self._provider is None:
+            if self.mode == "demo" and not (self.api_key or self.secret_id):
+                # The simulator's own fixed pair: not a secret, and no real account behind it.
+                self._provider = StaticCredentials(Credentials(DEMO_API_KEY, DEMO_API_SECRET))
+            else:
+                self._provider = _credentials(
+                    self.api_key, self.secret_key, self.secret_id, self.observability.secret_event
+                )
+        return self._provider
+
+    def connect(self, session: date) -> "AlpacaBroker":
+        from tecl_pipeline.broker.alpaca import AlpacaBroker
+
         url = self._embedded_url(session) if self.embedded else self.url
-        if self.mode == "demo" and not (self.api_key or self.secret_id):
-            # The simulator's own fixed pair: not a secret, and no real account behind it.
-            credentials: CredentialsProvider = StaticCredentials(
-                Credentials(DEMO_API_KEY, DEMO_API_SECRET)
-            )
-        else:
-            credentials = _credentials(
-                self.api_key, self.secret_key, self.secret_id, self.observability.secret_event
-            )
         return AlpacaBroker(
-            credentials,
+            self._credentials_provider(),
             paper=self.mode != "live",
             url=url,
             timeout=self.timeout_seconds,
