@@ -53,6 +53,35 @@ def _parser() -> argparse.ArgumentParser:
         help="start the simulated clock at this session's decision time "
         "(default: the latest session of the data)",
     )
+    replay = commands.add_parser(
+        "replay",
+        help="replay real history session by session through the pipeline against the "
+        "simulator and check it against signal_history and a reviewed baseline",
+    )
+    replay.add_argument("--start", type=_parse_session, help="first session (default 2021-11-29)")
+    replay.add_argument("--end", type=_parse_session, help="last session (default 2026-07-31)")
+    replay.add_argument(
+        "--data-dir", type=Path, help="DIR/<SYMBOL>.csv of real closes (default TECL_DATA_DIR)"
+    )
+    replay.add_argument("--baseline", type=Path, help="JSON file of reviewed replay figures")
+    replay.add_argument(
+        "--write-baseline",
+        action="store_true",
+        help="store this replay's figures in --baseline instead of comparing with them",
+    )
+    soak = commands.add_parser(
+        "soak",
+        help="chaos soak: consecutive sessions through the pipeline with seeded faults at "
+        "every layer, invariants checked after each",
+    )
+    soak.add_argument("--sessions", type=int, required=True, help="number of sessions")
+    soak.add_argument("--seed", type=int, required=True, help="seed of every fault drawn")
+    soak.add_argument(
+        "--fault-rate",
+        type=float,
+        default=0.1,
+        help="chance of each fault kind in each session (default 0.1)",
+    )
     return parser
 
 
@@ -158,10 +187,104 @@ def _simulator(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _replay(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from tecl_pipeline.defs.resources import TradingPolicyResource
+    from tecl_pipeline.harness import replay as history
+    from tecl_pipeline.harness.world import World
+
+    data_dir = args.data_dir or (
+        Path(os.environ["TECL_DATA_DIR"]) if os.environ.get("TECL_DATA_DIR") else None
+    )
+    if data_dir is None or not data_dir.is_dir():
+        print(
+            "tecl replay: --data-dir (or TECL_DATA_DIR) must name a folder of <SYMBOL>.csv",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    if args.write_baseline and args.baseline is None:
+        print("tecl replay: --write-baseline needs --baseline FILE", file=sys.stderr)
+        return EXIT_ERROR
+    sessions = history.replay_sessions(
+        args.start or history.REPLAY_START, args.end or history.REPLAY_END
+    )
+    if not sessions:
+        print("tecl replay: no trading session in that range", file=sys.stderr)
+        return EXIT_ERROR
+
+    def progress(session: date, number: int) -> None:
+        if number % 100 == 0:
+            print(f"  {number}/{len(sessions)} sessions ({session})", file=sys.stderr, flush=True)
+
+    reserve = TradingPolicyResource().policy().cash_reserve
+    with (
+        tempfile.TemporaryDirectory(prefix="tecl-replay-") as work,
+        World(Path(work), data_dir.resolve(), first_session=sessions[0]) as world,
+    ):
+        summary = history.replay(world, sessions, cash_reserve=reserve, progress=progress)
+    print(summary.describe())
+    for problem in summary.mismatches[:20]:
+        print(f"  mismatch {problem}")
+    failed = bool(summary.mismatches)
+    if args.baseline is not None:
+        key = history.baseline_key(summary)
+        if args.write_baseline:
+            history.write_baseline(args.baseline, summary)
+            print(f"baseline {key} written to {args.baseline}")
+        else:
+            stored = history.read_baseline(args.baseline, key)
+            if stored is None:
+                print(f"baseline: {args.baseline} has no entry for {key}", file=sys.stderr)
+                failed = True
+            else:
+                moved = history.baseline_differences(stored, summary.figures())
+                for line in moved:
+                    print(f"  baseline moved: {line}")
+                print(f"baseline {key}: " + ("MOVED" if moved else "matches"))
+                failed = failed or bool(moved)
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+def _soak(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from tecl_pipeline.harness.soak import SoakResult, run_soak
+
+    print(f"soak: seed {args.seed} (rerun with --seed {args.seed})", flush=True)
+
+    def progress(number: int, result: SoakResult) -> None:
+        if number % 50 == 0:
+            print(
+                f"  {number}/{args.sessions} sessions, {result.runs} runs, "
+                f"{len(result.violations)} violation(s), rss {result.rss_mb[-1]:.0f} MB",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="tecl-soak-") as work:
+            result = run_soak(
+                args.sessions, args.seed, args.fault_rate, Path(work), progress=progress
+            )
+    except ValueError as exc:
+        print(f"tecl soak: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    for violation in result.violations[:50]:
+        print(f"  violation {violation}")
+    print(result.line())
+    clean = not (result.violations or result.duplicate_orders or result.journal_lost)
+    return EXIT_OK if clean else EXIT_ERROR
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "soak":
+        return _soak(args)
     if args.command == "simulator":
         return _simulator(args)
+    if args.command == "replay":
+        return _replay(args)
     ensure_dagster_home()
     if args.command == "backfill":
         return _backfill(args.start, args.end)

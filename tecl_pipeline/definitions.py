@@ -3,6 +3,7 @@
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from dagster import Definitions, EnvVar
 
@@ -30,7 +31,17 @@ def _alpaca_credentials(settings: Settings) -> dict[str, object]:
     return {"api_key": EnvVar("ALPACA_API_KEY"), "secret_key": EnvVar("ALPACA_SECRET_KEY")}
 
 
-def resources_for(settings: Settings, environ: Mapping[str, str]) -> dict[str, object]:
+def resources_for(
+    settings: Settings,
+    environ: Mapping[str, str],
+    resource_config: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, object]:
+    """The deployment's resources; `resource_config` sets fields of the broker and the trading
+    policy on top (drills use it for fast fill polling and backoff)."""
+    extra = resource_config or {}
+    unknown = sorted(set(extra) - {"broker", "trading_policy"})
+    if unknown:
+        raise ValueError(f"resource_config: no configurable resource {', '.join(unknown)}")
     local_dir = settings.machine_dir
     demo = settings.mode is Mode.DEMO
     if settings.data_dir is not None:
@@ -58,24 +69,32 @@ def resources_for(settings: Settings, environ: Mapping[str, str]) -> dict[str, o
         market_data_source=market_data,
         observability=observability,
         **credentials,
+        **extra.get("broker", {}),
     )
     return {
         "market_data_source": market_data,
         "broker": broker,
         "observability": observability,
         "state": StateResource(state_uri=settings.state_uri, local_dir=str(local_dir)),
-        "trading_policy": TradingPolicyResource(),
+        "trading_policy": TradingPolicyResource(**extra.get("trading_policy", {})),
     }
 
 
-def build_definitions(settings: Settings, environ: Mapping[str, str] | None = None) -> Definitions:
+def build_definitions(
+    settings: Settings,
+    environ: Mapping[str, str] | None = None,
+    *,
+    resource_config: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Definitions:
     return Definitions(
         assets=[*TRADING_ASSETS, *HISTORY_ASSETS],
         asset_checks=TRADING_CHECKS,
         jobs=[daily_trading_job, signal_history_job],
         schedules=[daily_trading_schedule],
         sensors=list(ALERT_SENSORS),
-        resources=resources_for(settings, os.environ if environ is None else environ),
+        resources=resources_for(
+            settings, os.environ if environ is None else environ, resource_config or {}
+        ),
     )
 
 

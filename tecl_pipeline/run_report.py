@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pandas as pd
     from dagster import ExecuteInProcessResult
+    from dagster._utils.error import SerializableErrorInfo
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -38,19 +39,28 @@ def _step_failures(result: "ExecuteInProcessResult") -> tuple[list[str], list[st
         if user is not None and _metadata_text(user.metadata.get("outcome")) == "refused":
             refusals.append(user.description or "refused")
             continue
-        chain = []
-        error = data.error
-        while error is not None:
-            chain.append(error)
-            error = error.cause
+        chain = _error_chain(data.error)
         if any(e.cls_name == "DagsterAssetCheckFailedError" for e in chain):
             continue  # a blocking check: its evaluation carries the reason
-        # Dagster wraps the user's exception; the cause is what a person needs to read.
-        cause = next((e for e in chain if not e.cls_name.startswith("Dagster")), None)
-        cause = cause or (chain[-1] if chain else None)
-        message = f"{cause.cls_name}: {cause.message.strip()}" if cause else "unknown error"
-        errors.append(f"step {event.step_key} failed: {message}")
+        errors.append(f"step {event.step_key} failed: {error_cause(data.error)}")
     return refusals, errors
+
+
+def _error_chain(error: "SerializableErrorInfo | None") -> list["SerializableErrorInfo"]:
+    chain = []
+    while error is not None:
+        chain.append(error)
+        error = error.cause
+    return chain
+
+
+def error_cause(error: "SerializableErrorInfo | None") -> str:
+    """What went wrong in a step, in words: Dagster wraps the user's exception, and the
+    cause is what a person needs to read."""
+    chain = _error_chain(error)
+    cause = next((e for e in chain if not e.cls_name.startswith("Dagster")), None)
+    cause = cause or (chain[-1] if chain else None)
+    return f"{cause.cls_name}: {cause.message.strip()}" if cause else "unknown error"
 
 
 def _metadata_text(value: object) -> str | None:

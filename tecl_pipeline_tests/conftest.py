@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 pytest_plugins = [
     "tecl_pipeline_tests.broker.simulator_fixtures",
     "tecl_pipeline_tests.state.moto_fixtures",
+    "tecl_pipeline_tests.seeding",
 ]
 
 

@@ -114,7 +114,9 @@ def _run_submissions(url: str) -> list[dict]:
     return [s for s in sim_state(url)["submissions"] if s["client_order_id"].startswith("tecl-")]
 
 
-def test_run_killed_between_sells_and_buys_is_completed_by_the_rerun(tmp_path, simulator_process):
+def test_run_killed_between_sells_and_buys_is_completed_by_the_rerun(
+    tmp_path, simulator_process, seed
+):
     """A2: a `tecl run` process is killed (SIGKILL) after its sell reached the broker while
     its first buy is still in flight; the re-run for the session ends at the target, with
     no order sent twice."""
@@ -135,7 +137,7 @@ def test_run_killed_between_sells_and_buys_is_completed_by_the_rerun(tmp_path, s
         url,
         "/_sim/faults",
         {
-            "seed": 5,
+            "seed": seed,
             "rules": [
                 {
                     "endpoint": "POST /v2/orders",

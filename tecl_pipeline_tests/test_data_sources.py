@@ -97,6 +97,7 @@ def test_csv_source_missing_symbol_names_it(tmp_path):
 
 def _frame(days: int, end: str = "2026-07-31") -> pd.DataFrame:
     index = pd.bdate_range(end=end, periods=days)
+    print("_frame: random walk seed=5")
     rng = np.random.default_rng(5)
     return pd.DataFrame(
         100 * np.exp(np.cumsum(rng.normal(0, 0.01, (days, len(SYMBOLS))), axis=0)),

@@ -6,6 +6,7 @@ Credentials arrive only as Dagster `EnvVar`s, never as plain config values (S2).
 import logging
 import os
 from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -57,6 +58,7 @@ class ObservabilityResource(ConfigurableResource):
     webhook_url: str | None = None
 
     _alerter: Any = PrivateAttr(default=None)
+    _context: Any = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         from tecl_pipeline.observability.alerts import (
@@ -64,13 +66,26 @@ class ObservabilityResource(ConfigurableResource):
             ENV_WEBHOOK_URL,
             alerter_from_env,
         )
-        from tecl_pipeline.observability.logs import Redactor, configure_logging
+        from tecl_pipeline.observability.logs import Redactor, configure_logging, log_context
 
         redactor = Redactor.from_environ(os.environ)
         log_dir = Path(self.log_dir)
         configure_logging(log_dir, redactor=redactor, stderr_level=logging.WARNING)
         sinks_env = {ENV_ALERT_FILE: self.alert_file or "", ENV_WEBHOOK_URL: self.webhook_url or ""}
         self._alerter = alerter_from_env(sinks_env, redactor, log_dir)
+        # Every line logged while the run uses this resource names the run and its session
+        # (D7); steps run after resource set-up in the same context, and teardown undoes it.
+        run = context.run
+        if run is not None:
+            self._context = ExitStack()
+            self._context.enter_context(
+                log_context(run_id=run.run_id, session=run.tags.get("dagster/partition"))
+            )
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._context is not None:
+            self._context.close()
+            self._context = None
 
     def alert(
         self,
@@ -138,13 +153,21 @@ class StateResource(ConfigurableResource):
     state_uri: str
     local_dir: str
 
+    _s3_client: Any = PrivateAttr(default=None)
+
     def journal(self, on_event: "Callable[[str, str], None] | None" = None) -> "JournalStore":
-        """The journal store; S3 through a client with bounded retries and timeouts."""
+        """The journal store; S3 through a client with bounded retries and timeouts, made
+        once per run (a boto3 client loads its service model from disk: ~0.3 s each)."""
         from tecl_pipeline.state.journal import open_journal
 
+        if self._s3_client is None and self.state_uri.startswith("s3://"):
+            from tecl_pipeline.state.s3_journal import default_s3_client
+
+            self._s3_client = default_s3_client()
         return open_journal(
             f"{self.state_uri.rstrip('/')}/journal",
             spool_dir=Path(self.local_dir) / "spool",
+            s3_client=self._s3_client,
             on_event=on_event,
         )
 
@@ -204,6 +227,8 @@ class BrokerResource(ConfigurableResource):
     book_path: str | None = None
     starting_cash: str = "100000"
     timeout_seconds: float = 10.0
+    # First backoff of a retried call; a broker's Retry-After still wins when it is longer.
+    retry_base_delay_seconds: float = 0.5
     market_data_source: ResourceDependency[MarketDataResource]
     observability: ResourceDependency[ObservabilityResource]
 
@@ -261,13 +286,23 @@ class BrokerResource(ConfigurableResource):
 
     def connect(self, session: date) -> "AlpacaBroker":
         from tecl_pipeline.broker.alpaca import AlpacaBroker
+        from tecl_pipeline.broker.retry import RetryPolicy
 
         url = self._embedded_url(session) if self.embedded else self.url
+        default = RetryPolicy()
+        try:
+            retry = RetryPolicy(
+                base_delay=self.retry_base_delay_seconds,
+                max_delay=max(default.max_delay, self.retry_base_delay_seconds),
+            )
+        except ValueError as exc:
+            raise ConfigError(f"retry_base_delay_seconds: {exc}") from None
         return AlpacaBroker(
             self._credentials_provider(),
             paper=self.mode != "live",
             url=url,
             timeout=self.timeout_seconds,
+            retry=retry,
             label="demo broker simulator (embedded)" if self.embedded else "",
         )
 

@@ -58,10 +58,10 @@ def test_probability_is_roughly_honoured():
     assert 400 < hits < 600
 
 
-def test_after_skips_the_first_matches_and_times_caps_the_injections():
+def test_after_skips_the_first_matches_and_times_caps_the_injections(seed):
     plan = FaultPlan.from_json(
         {
-            "seed": 1,
+            "seed": seed,
             "rules": [{"endpoint": "GET /v2/account", "kind": "timeout", "after": 2, "times": 3}],
         }
     )
@@ -80,9 +80,12 @@ def test_after_skips_the_first_matches_and_times_caps_the_injections():
     assert [e["request"] for e in plan.log] == [3, 4, 5]
 
 
-def test_only_matching_endpoints_count_towards_after_and_times():
+def test_only_matching_endpoints_count_towards_after_and_times(seed):
     plan = FaultPlan.from_json(
-        {"seed": 1, "rules": [{"endpoint": "POST /v2/orders", "kind": "drop_response", "after": 1}]}
+        {
+            "seed": seed,
+            "rules": [{"endpoint": "POST /v2/orders", "kind": "drop_response", "after": 1}],
+        }
     )
     assert plan.decide("GET /v2/account") is None
     assert plan.decide("POST /v2/orders") is None  # the first match is skipped
@@ -91,10 +94,10 @@ def test_only_matching_endpoints_count_towards_after_and_times():
     assert fault is not None and fault.kind is FaultKind.DROP_RESPONSE
 
 
-def test_the_first_rule_that_fires_wins():
+def test_the_first_rule_that_fires_wins(seed):
     plan = FaultPlan.from_json(
         {
-            "seed": 3,
+            "seed": seed,
             "rules": [
                 {"endpoint": "GET /v2/orders/{id}", "kind": "rate_limit", "times": 1},
                 {"endpoint": "*", "kind": "server_error"},
@@ -114,10 +117,10 @@ def test_endpoint_patterns():
     assert FaultRule(kind=FaultKind.LATENCY, endpoint="* /v2/orders").matches("DELETE /v2/orders")
 
 
-def test_defaults_and_status_override():
+def test_defaults_and_status_override(seed):
     plan = FaultPlan.from_json(
         {
-            "seed": 0,
+            "seed": seed,
             "rules": [
                 {"kind": "maintenance", "retry_after": 30, "times": 1},
                 {"kind": "server_error", "status": 504},

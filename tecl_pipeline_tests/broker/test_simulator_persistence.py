@@ -6,7 +6,6 @@ never holds a secret."""
 # ruff: noqa: F811
 
 import json
-import os
 import random
 import subprocess
 import sys
@@ -132,11 +131,11 @@ def test_partial_fill_progress_survives_across_simulators(sim_calendar, book):
 
 
 def test_cancel_expiry_splits_assets_and_account_are_shared_but_not_clock_faults_or_fills(
-    sim_calendar, book
+    sim_calendar, book, seed
 ):
     first, second = make(sim_calendar, book), make(sim_calendar, book)
     first.set_fill_mode("never")
-    first.set_faults(7, [{"endpoint": "GET /v2/clock", "kind": "server_error"}])
+    first.set_faults(seed, [{"endpoint": "GET /v2/clock", "kind": "server_error"}])
     kept = submit(first, "never-1")
     gone = submit(first, "never-2")
     second.cancel_order(gone["id"])
@@ -385,9 +384,7 @@ def test_money_and_times_are_strings_in_the_file(sim_calendar, book):
 # -- concurrency ----------------------------------------------------------------------------------
 
 
-def test_concurrent_submits_on_two_simulators_never_lose_an_order(sim_calendar, book):
-    seed = int(os.environ.get("TECL_TEST_SEED", random.randrange(2**32)))
-    print(f"seed={seed} (rerun with TECL_TEST_SEED={seed})")
+def test_concurrent_submits_on_two_simulators_never_lose_an_order(sim_calendar, book, seed):
     per_thread = 25
     symbols = ("TECL", "SPY", "BIL", "TQQQ")
     cash = Decimal(10_000_000)  # enough for every order: none is refused

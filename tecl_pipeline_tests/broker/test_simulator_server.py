@@ -91,13 +91,13 @@ def test_fills_admin_validates_the_mode(simulator):
     assert admin_error(simulator.url, "/_sim/fills", {"mode": "partial", "steps": 0})[0] == 400
 
 
-def test_faults_admin_validates_rules_and_can_be_cleared(simulator):
+def test_faults_admin_validates_rules_and_can_be_cleared(simulator, seed):
     status, message = admin_error(
-        simulator.url, "/_sim/faults", {"seed": 1, "rules": [{"kind": "x"}]}
+        simulator.url, "/_sim/faults", {"seed": seed, "rules": [{"kind": "x"}]}
     )
     assert status == 400 and "unknown fault kind" in message
-    sim_admin(simulator.url, "/_sim/faults", {"seed": 5, "rules": [{"kind": "server_error"}]})
-    assert sim_state(simulator.url)["fault_plan"]["seed"] == 5
+    sim_admin(simulator.url, "/_sim/faults", {"seed": seed, "rules": [{"kind": "server_error"}]})
+    assert sim_state(simulator.url)["fault_plan"]["seed"] == seed
     with pytest.raises(APIError):
         trading_client(simulator.url).get_clock()
     sim_admin(simulator.url, "/_sim/faults", method="DELETE")
@@ -119,13 +119,13 @@ def test_unknown_admin_path_is_404_and_bodies_must_be_objects(simulator):
     assert admin_error(simulator.url, "/_sim/clock", [1, 2])[0] == 400
 
 
-def test_reset_restores_the_initial_state(simulator):
+def test_reset_restores_the_initial_state(simulator, seed):
     client = trading_client(simulator.url)
     buy(client, "reset-1", 1)
     sim_admin(simulator.url, "/_sim/clock", {"now": "2026-11-25T10:00:00-05:00"})
     sim_admin(simulator.url, "/_sim/credentials", {"key": "k2", "secret": "s2"})
     sim_admin(simulator.url, "/_sim/split", {"symbol": "SPY", "ratio": "3"})
-    sim_admin(simulator.url, "/_sim/faults", {"seed": 1, "rules": [{"kind": "server_error"}]})
+    sim_admin(simulator.url, "/_sim/faults", {"seed": seed, "rules": [{"kind": "server_error"}]})
     sim_admin(simulator.url, "/_sim/reset", {})
     state = sim_state(simulator.url)
     assert state["orders"] == state["submissions"] == [] and state["positions"] == {}
@@ -171,11 +171,11 @@ def test_concurrent_buys_never_spend_the_same_cash_twice(simulator):
     assert Decimal(sim_state(simulator.url)["cash"]) >= 0
 
 
-def test_stop_does_not_wait_for_a_stalled_answer(sim_calendar):
+def test_stop_does_not_wait_for_a_stalled_answer(sim_calendar, seed):
     now = sim_calendar.decision_time(SIM_SESSION)
     sim = BrokerSimulator(DemoMarketData(sim_calendar, now=lambda: now), sim_calendar, now=now)
     server = SimulatorServer(sim).start()
-    sim.set_faults(1, [{"kind": "timeout", "delay": 30}])
+    sim.set_faults(seed, [{"kind": "timeout", "delay": 30}])
     seen: list[BaseException] = []
 
     def wait_for_an_answer() -> None:
@@ -221,7 +221,7 @@ def test_default_clock_is_the_decision_time_of_the_latest_session(sim_calendar):
     assert sim.now == datetime(2026, 11, 24, 15, 45, tzinfo=EXCHANGE_TZ)
 
 
-def test_in_process_setup_needs_no_http(sim_calendar):
+def test_in_process_setup_needs_no_http(sim_calendar, seed):
     now = sim_calendar.decision_time(SIM_SESSION)
     sim = BrokerSimulator(
         DemoMarketData(sim_calendar, now=lambda: now),
@@ -235,7 +235,7 @@ def test_in_process_setup_needs_no_http(sim_calendar):
     sim.set_asset("TECL", fractionable=False)
     sim.set_account(currency="USD", cash="2500")
     sim.split("BIL", 2)
-    sim.set_faults(3, [{"endpoint": "GET /v2/clock", "kind": "latency", "delay": 0}])
+    sim.set_faults(seed, [{"endpoint": "GET /v2/clock", "kind": "latency", "delay": 0}])
     sim.set_credentials("k2", "s2")
     with pytest.raises(ValueError, match="timezone-aware"):
         sim.set_clock(datetime(2026, 11, 25, 10))  # noqa: DTZ001 -- the point of the test

@@ -29,6 +29,7 @@ from tecl_pipeline.broker.alpaca import AlpacaConnection
 from tecl_pipeline.broker.credentials import Credentials, EnvCredentials
 from tecl_pipeline.broker.retry import RetryPolicy
 from tecl_pipeline.errors import RefusedToTrade
+from tecl_pipeline.harness.aws_faults import AwsFaultProxy
 from tecl_pipeline.secrets_provider import (
     EVENT_ACCESS_FAILURE,
     EVENT_AGE_UNKNOWN,
@@ -48,9 +49,7 @@ from tecl_pipeline.secrets_provider import (
     credentials_from_env,
 )
 from tecl_pipeline.secrets_provider.secrets_manager import DEFAULT_RETRY
-from tecl_pipeline_tests.secrets_provider.aws_fault_proxy import AwsFaultProxy
 
-SEED = 20260611
 REGION = "us-east-1"
 TTL = timedelta(minutes=15)
 KEY = "PKSMTESTKEY0000001"
@@ -202,12 +201,6 @@ def fake_time() -> FakeTime:
 @pytest.fixture
 def events() -> list[tuple[str, str]]:
     return []
-
-
-@pytest.fixture
-def seed() -> int:
-    print(f"secrets provider jitter seed={SEED}")
-    return SEED
 
 
 @pytest.fixture
@@ -439,7 +432,7 @@ def test_throttled_through_every_retry_without_cache_refuses_to_trade(
 
 
 def test_endpoint_down_without_cache_stops_before_any_broker_client_exists(
-    secret_id, provider_for, fake_time, events
+    secret_id, provider_for, fake_time, events, seed
 ):
     """A6, B2: Secrets Manager unreachable and nothing cached: the broker connection fails
     with SecretUnavailableError before it builds a client, and Dagster shows a refusal."""
@@ -455,7 +448,7 @@ def test_endpoint_down_without_cache_stops_before_any_broker_client_exists(
         timeout=5.0,
         retry=RetryPolicy(max_attempts=3, base_delay=0.1),
         sleep=fake_time.sleep,
-        rng=random.Random(SEED),
+        rng=random.Random(seed),
     )
     with pytest.raises(Failure) as caught, refusing_to_trade():
         connection.read("/v2/account", lambda client: client.get_account())
@@ -669,14 +662,14 @@ def test_a_value_echoed_by_the_server_is_scrubbed_from_our_messages(
 # ---------------------------------------------------------------------------- the factory
 
 
-def test_factory_uses_secrets_manager_when_a_secret_id_is_set(proxy, secret_id):
+def test_factory_uses_secrets_manager_when_a_secret_id_is_set(proxy, secret_id, seed):
     """A1, A6: TECL_SECRET_ID selects Secrets Manager; the boto3 client is built lazily
     (nothing sent before get()), and it does not retry on its own: the throttled calls
     are exactly the provider's policy, not multiplied by botocore's."""
     environ = {"TECL_SECRET_ID": secret_id, "AWS_REGION": REGION}
     environ["TECL_SECRETS_ENDPOINT_URL"] = proxy.url
     waits: list[float] = []
-    provider = credentials_from_env(environ, sleep=waits.append, rng=random.Random(SEED))
+    provider = credentials_from_env(environ, sleep=waits.append, rng=random.Random(seed))
     assert isinstance(provider, SecretsManagerCredentials)
     assert proxy.calls() == 0
     assert provider.get() == Credentials(KEY, SECRET)

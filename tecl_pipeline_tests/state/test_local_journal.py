@@ -16,26 +16,11 @@ from tecl_pipeline.state.errors import (
 )
 from tecl_pipeline.state.journal import JournalStore, LocalJournal, open_journal
 from tecl_pipeline.state.records import encode_record
-from tecl_pipeline_tests.state.moto_fixtures import Events, session_record
+from tecl_pipeline_tests.state.moto_fixtures import session_record
 
 D1 = date(2024, 3, 4)
 D2 = date(2024, 3, 5)
 D3 = date(2024, 3, 6)
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    return tmp_path / "journal"
-
-
-@pytest.fixture
-def spool_dir(tmp_path: Path) -> Path:
-    return tmp_path / "spool"
-
-
-@pytest.fixture
-def journal(root: Path, spool_dir: Path, journal_events: Events) -> JournalStore:
-    return open_journal(root.as_uri(), spool_dir=spool_dir, on_event=journal_events)
 
 
 def spooled(spool_dir: Path) -> list[Path]:

@@ -333,6 +333,14 @@ class BrokerSimulator:
                 "api_key": self._credentials[0],
             }
 
+    def orders_with_prefix(self, prefix: str) -> list[dict[str, Any]]:
+        """The orders whose client order id starts with `prefix`, as `state()` shows them
+        (reading them never advances a fill); cheaper than `state()` on a long soak."""
+        with self._lock:
+            self._catch_up()
+            book = self._book
+            return [book.order_json(o) for o in book.orders if o.client_order_id.startswith(prefix)]
+
     # -- per request ------------------------------------------------------------------------------
 
     def begin_request(self, endpoint: str) -> Fault | None:

@@ -4,6 +4,8 @@ Dagster's run-status sensors keep their own cursor (the last run-failure event t
 handled), so each failure reaches the function exactly once.
 """
 
+from typing import TYPE_CHECKING
+
 from dagster import (
     DefaultSensorStatus,
     RunFailureSensorContext,
@@ -19,6 +21,18 @@ from tecl_pipeline.defs.sensors.alerting import (
     session_of,
 )
 from tecl_pipeline.observability.alerts import Alert
+from tecl_pipeline.run_report import error_cause
+
+if TYPE_CHECKING:
+    from dagster._core.execution.plan.objects import StepFailureData
+
+
+def _step_reason(data: "StepFailureData") -> str:
+    """A refusal's own description, else the exception under Dagster's wrappers."""
+    user = data.user_failure_data
+    if user is not None and user.description:
+        return user.description
+    return error_cause(data.error)
 
 
 def failure_alert(context: RunFailureSensorContext) -> Alert:
@@ -27,9 +41,8 @@ def failure_alert(context: RunFailureSensorContext) -> Alert:
     message = context.failure_event.message or "run failed (no message)"
     # The run's message only names the failed steps; the step errors say what went wrong.
     step_errors = [
-        f"{event.step_key}: {event.step_failure_data.error.message.strip()}"
+        f"{event.step_key}: {_step_reason(event.step_failure_data)}"
         for event in context.get_step_failure_events()
-        if event.step_failure_data.error is not None
     ]
     detail = "\n".join([message, *step_errors])
     where = f" for session {session.isoformat()}" if session else ""

@@ -1,0 +1,354 @@
+"""The Alpaca trading adapter on answers the simulator never gives: the rest of the error
+table (403s that are not about the key, statuses nobody expects, empty and non-JSON bodies),
+bodies of the wrong shape or for the wrong object, endless paging, and a cancel whose
+outcome is unknown (B1-B5, X4).
+
+The real alpaca-py TradingClient talks to a loopback server with scripted answers
+(canned_http). Sleeping is recorded, not slept; jitter comes from the test's printed seed.
+"""
+
+import random
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+import requests
+
+from tecl_pipeline.broker import alpaca
+from tecl_pipeline.broker.alpaca import (
+    AlpacaBroker,
+    harden_client,
+    make_scrubber,
+    parse_retry_after,
+)
+from tecl_pipeline.broker.credentials import Credentials, MissingCredentialsError
+from tecl_pipeline.broker.models import (
+    AuthError,
+    BrokerError,
+    BrokerUnavailableError,
+    MalformedResponseError,
+    OrderRejectedError,
+    OrderRequest,
+    OrderSide,
+    OutcomeUnknownError,
+    RateLimitedError,
+)
+from tecl_pipeline.broker.retry import RetryPolicy
+from tecl_pipeline_tests.broker import canned_http
+from tecl_pipeline_tests.broker.adapter_helpers import CountingProvider, sim_credentials
+from tecl_pipeline_tests.broker.canned_http import Canned
+
+canned = canned_http.canned
+
+ORDER_ID = "0b5e7f0c-1c1d-4c59-9a48-0ad2f2b1e6a1"
+OTHER_ID = "6f1c2b7a-98a4-4a3e-bd0e-5d2f9c1e4b70"
+ACCOUNT = {
+    "account_number": "PA1",
+    "currency": "USD",
+    "cash": "1000",
+    "equity": "1000",
+    "buying_power": "1000",
+    "status": "ACTIVE",
+}
+
+
+def order(client_order_id: str = "c1", **changes) -> dict:
+    body = {
+        "id": ORDER_ID,
+        "client_order_id": client_order_id,
+        "symbol": "TECL",
+        "side": "buy",
+        "qty": "1",
+        "filled_qty": "0",
+        "filled_avg_price": None,
+        "status": "new",
+        "submitted_at": "2026-11-24T20:45:00Z",
+    }
+    return {**body, **changes}
+
+
+def position(symbol: str) -> dict:
+    return {"symbol": symbol, "qty": "2", "avg_entry_price": "10", "current_price": "11"}
+
+
+@pytest.fixture
+def waits() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def make(canned, waits, seed):
+    """An adapter against the scripted server: short timeout, recorded waits, seeded jitter."""
+
+    def build(attempts: int = 1, provider=None) -> AlpacaBroker:
+        return AlpacaBroker(
+            provider or sim_credentials(),
+            paper=True,
+            url=canned.url,
+            timeout=2.0,
+            retry=RetryPolicy(max_attempts=attempts, base_delay=0.5, deadline=60.0),
+            sleep=waits.append,
+            rng=random.Random(seed),
+        )
+
+    return build
+
+
+# -- the error table ---------------------------------------------------------------------
+
+
+def test_a_403_about_the_key_refreshes_once_then_stops(canned, make):
+    """B4: "forbidden" reads as refused credentials: one refresh, one more try, AuthError."""
+    canned.answer("GET", "/v2/account", Canned({"message": "forbidden."}, 403))
+    provider = CountingProvider(sim_credentials())
+    with pytest.raises(AuthError, match="still refused after refreshing"):
+        make(provider=provider).get_account()
+    assert provider.refreshes == 1
+    assert len(canned.requests("GET", "/v2/account")) == 2
+
+
+def test_a_403_that_is_not_about_the_key_is_a_plain_error_on_reads(canned, make):
+    """B1: a policy refusal is neither a key problem (no refresh) nor retried."""
+    canned.answer("GET", "/v2/account", Canned({"message": "request denied by policy"}, 403))
+    provider = CountingProvider(sim_credentials())
+    with pytest.raises(BrokerError, match="HTTP 403: request denied by policy") as caught:
+        make(attempts=3, provider=provider).get_account()
+    assert type(caught.value) is BrokerError
+    assert provider.refreshes == 0 and len(canned.requests("GET", "/v2/account")) == 1
+
+
+def test_a_403_on_a_submit_is_a_rejected_order(canned, make):
+    canned.answer("POST", "/v2/orders", Canned({"message": "denied by policy", "code": 7}, 403))
+    request = OrderRequest(symbol="TECL", side=OrderSide.BUY, qty=Decimal(1), client_order_id="c1")
+    with pytest.raises(OrderRejectedError, match="denied by policy") as caught:
+        make().submit_order(request)
+    assert caught.value.code == 7
+    assert len(canned.requests("POST", "/v2/orders")) == 1
+
+
+@pytest.mark.parametrize("status", [400, 409, 418])
+def test_unexpected_statuses_on_reads_are_plain_errors_naming_them(canned, make, status):
+    canned.answer("GET", "/v2/clock", Canned({"message": "nope"}, status))
+    with pytest.raises(BrokerError, match=f"GET /v2/clock: HTTP {status}: nope") as caught:
+        make(attempts=3).get_clock()
+    assert type(caught.value) is BrokerError
+    assert len(canned.requests("GET", "/v2/clock")) == 1
+
+
+def test_an_empty_5xx_body_is_said_to_be_empty(canned, make):
+    canned.answer("GET", "/v2/clock", Canned(status=503, raw=""))
+    with pytest.raises(BrokerUnavailableError, match="HTTP 503: empty body"):
+        make().get_clock()
+
+
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    [("<html>OK</html>", "body that is not JSON"), ("", "expected a JSON object, got NoneType")],
+)
+def test_a_2xx_that_is_not_json_is_malformed_never_success(canned, make, raw, match):
+    """X4: a success status is not success unless the body is the JSON promised."""
+    canned.answer("GET", "/v2/clock", Canned(raw=raw))
+    with pytest.raises(MalformedResponseError, match=match):
+        make().get_clock()
+
+
+def test_retry_after_as_an_http_date_without_zone_is_read_as_utc():
+    now = datetime(2026, 11, 24, 20, 45, tzinfo=UTC)
+    assert parse_retry_after("Tue, 24 Nov 2026 20:45:30 -0000", now=now) == 30.0
+    assert parse_retry_after("Tue, 24 Nov 2026 20:44:00 GMT", now=now) == 0.0
+    assert parse_retry_after("soon", now=now) is None
+
+
+# -- bodies of the wrong shape -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        ([], "expected a JSON object, got list"),
+        ({**ACCOUNT, "cash": "lots"}, "does not validate as Account: cash"),
+        ({**ACCOUNT, "trading_blocked": "no"}, "field trading_blocked is not a boolean"),
+    ],
+)
+def test_an_account_body_of_the_wrong_shape_is_malformed(canned, make, body, match):
+    canned.answer("GET", "/v2/account", Canned(body))
+    with pytest.raises(MalformedResponseError, match=match):
+        make().get_account()
+
+
+@pytest.mark.parametrize(
+    ("changes", "blocked"),
+    [
+        ({"trading_blocked": None}, False),
+        ({"status": "ACCOUNT_CLOSED"}, True),
+        ({"status": "active"}, False),
+        ({"account_blocked": True}, True),
+    ],
+)
+def test_an_account_is_blocked_by_any_flag_or_a_status_other_than_active(
+    canned, make, changes, blocked
+):
+    """B6: a null flag is not a block; any status but ACTIVE is."""
+    canned.answer("GET", "/v2/account", Canned({**ACCOUNT, **changes}))
+    assert make().get_account().trading_blocked is blocked
+
+
+def test_positions_must_be_a_list_of_distinct_symbols(canned, make):
+    broker = make()
+    canned.answer("GET", "/v2/positions", Canned({"message": "maintenance", "code": 1}))
+    with pytest.raises(MalformedResponseError, match="error body: maintenance"):
+        broker.get_positions()
+    canned.answer("GET", "/v2/positions", Canned({"positions": []}))
+    with pytest.raises(MalformedResponseError, match="expected a JSON array, got dict"):
+        broker.get_positions()
+    canned.answer("GET", "/v2/positions", Canned([position("TECL"), position("TECL")]))
+    with pytest.raises(MalformedResponseError, match="TECL listed twice"):
+        broker.get_positions()
+    canned.answer("GET", "/v2/positions", Canned([position("TECL"), position("BIL")]))
+    held = broker.get_positions()
+    assert set(held) == {"TECL", "BIL"} and held["TECL"].market_value == Decimal("22.00")
+
+
+# -- answers about the wrong object ----------------------------------------------------------
+
+
+def test_an_asset_answered_for_another_symbol_is_malformed(canned, make):
+    asset = {"symbol": "TECS", "tradable": True, "fractionable": True, "status": "active"}
+    canned.answer("GET", "/v2/assets/TECL", Canned(asset))
+    with pytest.raises(MalformedResponseError, match="answered for 'TECS'"):
+        make().get_asset("TECL")
+
+
+def test_a_symbol_that_could_change_the_path_is_refused_before_any_request(canned, make):
+    with pytest.raises(ValueError, match="not a valid symbol"):
+        make().get_asset("../account")
+    assert canned.seen == []
+
+
+def test_an_order_answered_for_another_id_is_malformed(canned, make):
+    canned.answer("GET", f"/v2/orders/{ORDER_ID}", Canned(order(id=OTHER_ID)))
+    with pytest.raises(MalformedResponseError, match="answered with order"):
+        make().get_order(ORDER_ID)
+
+
+def test_a_lookup_answered_with_another_client_order_id_is_malformed(canned, make):
+    canned.answer("GET", "/v2/orders:by_client_order_id", Canned(order("someone-else")))
+    with pytest.raises(MalformedResponseError, match="answered with client order id"):
+        make().get_order_by_client_id("c1")
+
+
+def test_a_submit_echoing_another_quantity_is_malformed(canned, make):
+    """B3: the broker's order must be the one asked for; a mismatch is never accepted."""
+    canned.answer("POST", "/v2/orders", Canned(order(qty="10")))
+    request = OrderRequest(symbol="TECL", side=OrderSide.BUY, qty=Decimal(1), client_order_id="c1")
+    with pytest.raises(MalformedResponseError, match="does not match the request"):
+        make(attempts=3).submit_order(request)
+    assert len(canned.requests("POST", "/v2/orders")) == 1
+
+
+# -- listing orders ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("item", "match"),
+    [
+        (
+            {"id": 5, "client_order_id": "c1", "submitted_at": "2026-11-24T20:45:00Z"},
+            "not a string",
+        ),
+        ({"id": "a", "client_order_id": "c1", "submitted_at": "yesterday"}, "not a timestamp"),
+        ({"id": "a", "client_order_id": "c1"}, "lacks field"),
+    ],
+)
+def test_an_order_list_of_the_wrong_shape_is_malformed(canned, make, item, match):
+    canned.answer("GET", "/v2/orders", Canned([item]))
+    with pytest.raises(MalformedResponseError, match=match):
+        make().list_orders("c")
+
+
+def test_a_server_that_never_stops_paging_orders_is_cut_off(canned, make, monkeypatch):
+    """B3: full pages with ever older times, forever: bounded, an error, not a short list."""
+    monkeypatch.setattr(alpaca, "ORDERS_PAGE_LIMIT", 2)
+    monkeypatch.setattr(alpaca, "MAX_ORDER_PAGES", 3)
+    counter = iter(range(1000))
+
+    def full_page(seen) -> Canned:
+        n = next(counter)
+        return Canned(
+            [
+                order(
+                    f"c{n}-{k}", id=f"id-{n}-{k}", submitted_at=f"2026-11-24T{20 - n:02d}:0{k}:00Z"
+                )
+                for k in range(2)
+            ]
+        )
+
+    canned.answer("GET", "/v2/orders", full_page)
+    with pytest.raises(MalformedResponseError, match="still paging after 3 pages"):
+        make().list_orders("c")
+    assert len(canned.requests("GET", "/v2/orders")) == 3
+
+
+# -- cancel ------------------------------------------------------------------------------------
+
+
+def test_a_cancel_that_keeps_failing_with_5xx_has_an_unknown_outcome(canned, make, waits):
+    """B5: the DELETE may have landed behind each 503: the caller is told it is unknown."""
+    canned.answer("DELETE", f"/v2/orders/{ORDER_ID}", Canned({"message": "busy"}, 503))
+    with pytest.raises(OutcomeUnknownError, match="cancel may or may not have happened"):
+        make(attempts=3).cancel_order(ORDER_ID)
+    assert len(canned.requests("DELETE", f"/v2/orders/{ORDER_ID}")) == 3
+    assert len(waits) == 2
+
+
+def test_a_cancel_refused_with_429_did_not_happen(canned, make):
+    """B1: a 429 was not processed: after the bounded retries it is a RateLimitedError, not
+    an unknown outcome."""
+    canned.answer(
+        "DELETE",
+        f"/v2/orders/{ORDER_ID}",
+        Canned({"message": "slow down"}, 429, {"Retry-After": "0"}),
+    )
+    with pytest.raises(RateLimitedError):
+        make(attempts=2).cancel_order(ORDER_ID)
+
+
+# -- construction --------------------------------------------------------------------------
+
+
+def test_missing_credentials_are_not_refreshed_and_nothing_is_sent(canned, make):
+    """B4: with no credentials there is nothing to refresh: the error is the source's."""
+
+    class Missing:
+        def get(self, *, refresh: bool = False) -> Credentials:
+            raise MissingCredentialsError("ALPACA_API_KEY_ID is not set")
+
+    broker = make(provider=Missing())
+    with pytest.raises(MissingCredentialsError, match="ALPACA_API_KEY_ID"):
+        broker.get_clock()
+    assert canned.seen == []
+    assert broker.url == canned.url
+
+
+def test_a_timeout_must_be_positive(canned):
+    with pytest.raises(ValueError, match="timeout must be > 0"):
+        AlpacaBroker(sim_credentials(), paper=True, url=canned.url, timeout=0)
+    with pytest.raises(ValueError, match="timeout must be > 0"):
+        harden_client(object(), 0)
+
+
+def test_a_client_without_the_expected_internals_is_refused_loudly():
+    """The timeout and single-retry guarantees must apply, or the adapter says so."""
+
+    class Changed:
+        _session = requests.Session()
+
+    with pytest.raises(RuntimeError, match="no longer has _session/_retry/_retry_codes"):
+        harden_client(Changed(), 1.0)
+
+
+def test_the_scrubber_hides_the_secret_and_is_a_no_op_without_credentials():
+    """S2: whatever a server echoes back, the secret never leaves the adapter."""
+    assert make_scrubber(None)("secret-value") == "secret-value"
+    scrub = make_scrubber(Credentials("PKTEST", "secret-value"))
+    assert scrub("echo: secret-value!") == "echo: ***!"

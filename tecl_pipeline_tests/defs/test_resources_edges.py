@@ -1,0 +1,138 @@
+"""The resources' configuration edges: values that must be refused at use with the key
+named (A1), the alert path before and after setup (C5, S7), and credentials that a refresh
+re-reads from the environment (B4, X6). Nothing here does network I/O: adapters are built
+but not called."""
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from tecl_pipeline.defs.resources import (
+    BrokerResource,
+    MarketDataResource,
+    ObservabilityResource,
+    TradingPolicyResource,
+)
+from tecl_pipeline.marketdata.alpaca_source import AlpacaMarketData
+from tecl_pipeline.settings import ConfigError
+
+LOOPBACK = "http://127.0.0.1:9"
+
+
+class RecordingAlerter:
+    def __init__(self) -> None:
+        self.sent: list = []
+        self.auth_failures: list[tuple[str, str]] = []
+
+    def send(self, alert) -> None:
+        self.sent.append(alert)
+
+    def record_auth_failure(self, source: str, message: str) -> None:
+        self.auth_failures.append((source, message))
+
+
+def test_an_alert_before_setup_is_logged_not_raised(tmp_path, caplog):
+    """C5: an alert path that is not set up yet never breaks the trading path."""
+    observability = ObservabilityResource(log_dir=str(tmp_path))
+    observability.alert("run_failed", "the run failed", "details")
+    assert "alert without an alert path: the run failed details" in caplog.text
+    observability.secret_event("secret_access_failure", "AccessDenied")  # nothing to count on
+
+
+def test_secret_events_count_access_failures_and_alert_the_rest(tmp_path):
+    """S7: access failures feed the repeated-failure count; stale caches and overdue
+    rotations (S1) alert at once, titled by their kind."""
+    observability = ObservabilityResource(log_dir=str(tmp_path))
+    alerter = RecordingAlerter()
+    observability._alerter = alerter
+
+    observability.secret_event("secret_access_failure", "AccessDenied on tecl/alpaca")
+    observability.secret_event("rotation_overdue", "the secret is 120 days old")
+
+    assert alerter.auth_failures == [("secrets manager", "AccessDenied on tecl/alpaca")]
+    (alert,) = alerter.sent
+    assert (alert.kind, alert.title) == ("rotation_overdue", "secrets: rotation overdue")
+    assert alert.detail == "the secret is 120 days old" and alert.severity == "warning"
+
+
+def test_csv_market_data_needs_a_folder(tmp_path):
+    with pytest.raises(ConfigError, match=r"data_dir: required when source is 'csv'"):
+        MarketDataResource(source="csv").open(calendar=None)
+
+
+def test_alpaca_market_data_needs_both_keys_and_gets_the_configured_endpoint():
+    with pytest.raises(ConfigError, match="ALPACA_API_KEY / ALPACA_SECRET_KEY"):
+        MarketDataResource(source="alpaca", api_key="k").open(calendar=None)
+    source = MarketDataResource(
+        source="alpaca", url=LOOPBACK, api_key="PKTEST", secret_key="secret-value"
+    ).open(calendar=None)
+    assert isinstance(source, AlpacaMarketData) and source.url == LOOPBACK
+    assert "secret-value" not in source.description
+
+
+@pytest.mark.parametrize(
+    ("config", "match"),
+    [
+        ({"max_order_notional": "lots"}, "max_order_notional: 'lots' is not a decimal number"),
+        ({"max_daily_turnover": "-1"}, "max_daily_turnover: '-1' must be a finite number >= 0"),
+        ({"cash_reserve": "1"}, "cash_reserve: '1' must be below 1"),
+        ({"cash_reserve": "Infinity"}, "must be a finite number"),
+        ({"poll_interval_seconds": 0.0}, "need 0 < poll interval <= timeout"),
+        ({"poll_interval_seconds": 5.0, "fill_timeout_seconds": 1.0}, "poll interval <= timeout"),
+    ],
+)
+def test_a_trading_policy_that_cannot_be_right_is_refused_naming_the_key(config, match):
+    with pytest.raises(ConfigError, match=match):
+        TradingPolicyResource(**config).policy()
+
+
+def test_optional_risk_limits_arrive_as_decimals():
+    policy = TradingPolicyResource(max_order_notional="2500.50", max_daily_turnover="2").policy()
+    assert policy.risk.max_order_notional == Decimal("2500.50")
+    assert policy.risk.max_daily_turnover == Decimal("2")
+    assert TradingPolicyResource().policy().risk.max_order_notional is None
+
+
+def broker(tmp_path, **config) -> BrokerResource:
+    return BrokerResource(
+        market_data_source=MarketDataResource(),
+        observability=ObservabilityResource(log_dir=str(tmp_path)),
+        **config,
+    )
+
+
+def test_paper_mode_connects_to_the_configured_url_with_refreshable_env_credentials(
+    tmp_path, monkeypatch
+):
+    """B4, X6: the configured pair is used first; a refresh (after a 401) reads the
+    environment again, so a key rotated while the run waited is picked up."""
+    monkeypatch.setenv("ALPACA_API_KEY", "PKROTATED")
+    monkeypatch.setenv("ALPACA_SECRET_KEY", "rotated-secret")
+    resource = broker(tmp_path, mode="paper", url=LOOPBACK, api_key="PKFIRST", secret_key="first")
+    with resource.connect(date(2026, 11, 24)) as adapter:
+        assert adapter.description == f"Alpaca PAPER API at {LOOPBACK}"
+    provider = resource._credentials_provider()
+    assert provider is resource._credentials_provider()  # one per resource instance
+    assert provider.get().key_id == "PKFIRST"
+    assert provider.get(refresh=True).key_id == "PKROTATED"
+
+
+def test_a_negative_retry_delay_is_a_config_error(tmp_path):
+    resource = broker(
+        tmp_path,
+        mode="paper",
+        url=LOOPBACK,
+        api_key="k",
+        secret_key="s",
+        retry_base_delay_seconds=-1.0,
+    )
+    with pytest.raises(ConfigError, match="retry_base_delay_seconds"):
+        resource.connect(date(2026, 11, 24))
+
+
+def test_the_embedded_demo_broker_needs_a_book_file(tmp_path):
+    resource = broker(tmp_path, mode="demo")
+    assert resource.embedded
+    with pytest.raises(ConfigError, match="book_path: the embedded demo broker needs a file"):
+        resource.connect(date(2026, 11, 24))

@@ -1,0 +1,81 @@
+"""Shared helpers for the failure-mode tests: run the daily job on chosen settings, and read
+back what a run said (failed checks, refusals, step errors) and what it alerted."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from dagster import DagsterInstance, ExecuteInProcessResult, build_run_status_sensor_context
+
+from tecl_pipeline.definitions import build_definitions
+from tecl_pipeline.settings import Settings
+
+FAST_BROKER = {"retry_base_delay_seconds": 0.01, "timeout_seconds": 1.0}
+"""Broker resource settings for fault tests: the adapter's retries wait 10 ms, not seconds."""
+
+
+def run_session(
+    settings: Settings,
+    session: date,
+    *,
+    environ: Mapping[str, str] | None = None,
+    resources: Mapping[str, Mapping[str, Any]] | None = None,
+    instance: DagsterInstance | None = None,
+) -> ExecuteInProcessResult:
+    """daily_trading_job for `session` with the deployment's resources for `settings`, some
+    of their fields changed (e.g. {"broker": FAST_BROKER, "trading_policy": {...}}, as an
+    operator would set them in the launchpad); never raises."""
+    defs = build_definitions(
+        settings, {} if environ is None else environ, resource_config=resources
+    )
+    return defs.resolve_job_def("daily_trading_job").execute_in_process(
+        partition_key=session.isoformat(),
+        instance=instance or DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+
+
+def materialized(result: ExecuteInProcessResult) -> set[str]:
+    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+
+
+def stop_reasons(result: ExecuteInProcessResult) -> str:
+    """Everything the run said about why it stopped: failed checks, refusals and step errors."""
+    texts = [c.description or "" for c in result.get_asset_check_evaluations() if not c.passed]
+    for event in result.get_step_failure_events():
+        data = event.step_failure_data
+        if data.user_failure_data is not None:
+            texts.append(data.user_failure_data.description or "")
+        if data.error is not None:
+            texts.append(data.error.to_string())
+    return "\n".join(texts)
+
+
+def read_alerts(log_dir: Path) -> list[dict[str, Any]]:
+    """The alerts a run delivered to its alert file (<log dir>/alerts.jsonl)."""
+    path = log_dir / "alerts.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_failure_alert(
+    result: ExecuteInProcessResult, instance: DagsterInstance, alert_file: Path
+) -> dict[str, Any]:
+    """What the registered run-failure sensor delivers for this failed run to `alert_file`
+    (TECL_ALERT_FILE must point there while it runs)."""
+    from tecl_pipeline.defs.sensors import run_failure_alert_sensor
+
+    context = build_run_status_sensor_context(
+        sensor_name=run_failure_alert_sensor.name,
+        dagster_event=result.get_run_failure_event(),
+        dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(result.run_id),
+    ).for_run_failure()
+    run_failure_alert_sensor(context)
+    [line] = alert_file.read_text().splitlines()
+    return json.loads(line)

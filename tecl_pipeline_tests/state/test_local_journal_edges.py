@@ -1,0 +1,270 @@
+"""The local journal's rarer paths: races with other readers and writers, a key that is
+already taken, and file-system failures while listing, reading and quarantining."""
+
+import errno
+import json
+import os
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+import tecl_pipeline.state.journal as journal_module
+from tecl_pipeline.state.errors import (
+    JournalConflictError,
+    JournalUnavailableError,
+    JournalWriteError,
+)
+from tecl_pipeline.state.journal import LocalJournal, open_journal
+from tecl_pipeline.state.records import encode_record, record_name
+from tecl_pipeline_tests.state.moto_fixtures import session_record
+
+D1 = date(2024, 3, 4)
+D2 = date(2024, 3, 5)
+
+
+def key_path(root: Path, record) -> Path:
+    """Where `record` goes below `root`: the key a create-only write must find free."""
+    return root / "sessions" / record.session.isoformat() / record_name(record)
+
+
+def newer_schema(record) -> bytes:
+    raw = json.loads(encode_record(record))
+    return json.dumps({**raw, "schema_version": 99}).encode()
+
+
+# -- races with other readers ------------------------------------------------------------
+
+
+def test_a_record_removed_between_listing_and_reading_is_skipped(journal, root, monkeypatch):
+    """D3: another reader may move a file after this one listed it: nothing to read,
+    nothing wrong; the other records are still returned and nothing is quarantined."""
+    first, second = session_record(D1, "run-a"), session_record(D1, "run-b")
+    journal.append(first)
+    journal.append(second)
+    real_refs = LocalJournal._session_refs
+
+    def listed_then_moved(self: LocalJournal, session):
+        refs = real_refs(self, session)
+        (root / refs[1][0]).unlink()
+        return refs
+
+    monkeypatch.setattr(LocalJournal, "_session_refs", listed_then_moved)
+    assert journal.records(D1) == [first]
+    assert journal.quarantined == []
+
+
+def test_a_bad_file_quarantined_by_another_reader_is_neither_kept_nor_reported(
+    journal, root, journal_events, monkeypatch
+):
+    """D3: the bad file is gone by the time this reader would quarantine it (another
+    reader did): excluded, no quarantine of ours, no alert."""
+    folder = root / "sessions" / D1.isoformat()
+    folder.mkdir(parents=True)
+    (folder / "20240304T220000000000Z-garbage.json").write_bytes(b"\x00 not json")
+    real_read = LocalJournal._read
+
+    def read_then_moved(self: LocalJournal, ref: str) -> bytes:
+        data = real_read(self, ref)
+        (root / ref).unlink()
+        return data
+
+    monkeypatch.setattr(LocalJournal, "_read", read_then_moved)
+    assert journal.records(D1) == []
+    assert journal.quarantined == []
+    assert journal_events.of("quarantine") == []
+    assert not (root / "quarantine").exists() or not any((root / "quarantine").rglob("*.json"))
+
+
+def test_a_file_that_cannot_be_removed_after_quarantine_is_reported_once(
+    journal, root, journal_events, monkeypatch
+):
+    """D3: the copy under quarantine/ is made; when the original cannot be removed the
+    alert says so, the file is still excluded from reads, and a second read does not
+    alert again."""
+    folder = root / "sessions" / D1.isoformat()
+    folder.mkdir(parents=True)
+    bad = folder / "20240304T220000000000Z-garbage.json"
+    bad.write_bytes(b"{{{")
+    real_unlink = Path.unlink
+
+    def stuck(self: Path, missing_ok: bool = False) -> None:
+        if self == bad:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", stuck)
+    assert journal.records(D1) == []
+    assert journal.records(D1) == []
+
+    (message,) = journal_events.of("quarantine")
+    assert "could not be removed" in message and "Permission denied" in message
+    assert journal.quarantined == [str(bad)]
+    assert (root / "quarantine" / "sessions" / D1.isoformat() / bad.name).read_bytes() == b"{{{"
+    assert bad.exists()
+
+
+def test_folders_under_sessions_that_are_not_dates_are_ignored(journal, root):
+    """D5: a stray folder (notes, a backup) is not a session and breaks nothing."""
+    record = session_record(D1)
+    journal.append(record)
+    (root / "sessions" / "notes").mkdir()
+    (root / "sessions" / "2024-13-45").mkdir()
+    assert journal.latest_before(D2) == record
+
+
+# -- a key that is already taken -----------------------------------------------------------
+
+
+def test_garbage_on_the_records_key_is_quarantined_and_the_record_written(
+    journal, root, journal_events
+):
+    """D1, D3: garbage squatting on the key is not a record to protect: it is kept under
+    quarantine/ and the record is written and verified."""
+    record = session_record(D1)
+    target = key_path(root, record)
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"half a record {")
+
+    assert Path(journal.append(record)) == target
+    assert target.read_bytes() == encode_record(record)
+    assert journal.records(D1) == [record]
+    assert len(journal_events.of("quarantine")) == 1
+    kept = root / "quarantine" / "sessions" / D1.isoformat() / target.name
+    assert kept.read_bytes() == b"half a record {"
+
+
+def test_a_newer_schema_record_on_the_key_is_a_conflict_and_stays(journal, root, spool_dir):
+    """X5: a record of a newer pipeline holds the key: never overwritten nor quarantined;
+    ours is refused as a conflict and spooled, not lost."""
+    record = session_record(D1)
+    target = key_path(root, record)
+    target.parent.mkdir(parents=True)
+    theirs = newer_schema(record)
+    target.write_bytes(theirs)
+
+    with pytest.raises(JournalConflictError) as caught:
+        journal.append(record)
+    assert caught.value.code == "PreconditionFailed"
+    assert caught.value.spool_path is not None and Path(caught.value.spool_path).is_file()
+    assert target.read_bytes() == theirs
+
+
+def test_a_writer_that_takes_the_key_after_the_quarantine_wins(journal, root, monkeypatch):
+    """X5: between quarantining the garbage and writing, another writer took the key:
+    its record stays, ours is a conflict."""
+    record = session_record(D1)
+    theirs = encode_record(session_record(D1, reason="another run's reason"))
+    target = key_path(root, record)
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"garbage")
+    real_quarantine = LocalJournal._quarantine
+
+    def quarantine_then_taken(self: LocalJournal, ref: str):
+        moved = real_quarantine(self, ref)
+        (root / ref).write_bytes(theirs)
+        return moved
+
+    monkeypatch.setattr(LocalJournal, "_quarantine", quarantine_then_taken)
+    with pytest.raises(JournalConflictError):
+        journal.append(record)
+    assert target.read_bytes() == theirs
+
+
+def test_a_squatter_gone_before_it_is_read_frees_the_key(journal, root, monkeypatch):
+    """D1: the object on the key vanished (another reader quarantined it) before it could
+    be compared: the key is free again, and the record is written there."""
+    record = session_record(D1)
+    target = key_path(root, record)
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"garbage")
+    real_read = LocalJournal._read
+    vanish = iter([True])
+
+    def vanished(self: LocalJournal, ref: str) -> bytes:
+        if next(vanish, False):
+            (root / ref).unlink()
+        return real_read(self, ref)
+
+    monkeypatch.setattr(LocalJournal, "_read", vanished)
+    assert Path(journal.append(record)) == target
+    assert target.read_bytes() == encode_record(record)
+
+
+def test_a_record_that_vanishes_right_after_its_write_is_not_trusted(
+    journal, root, spool_dir, monkeypatch
+):
+    """D1: the verifying read finds nothing: the write is not confirmed, the record is
+    spooled (ReadBackMismatch), and the replay writes it."""
+    record = session_record(D1)
+    real_read = LocalJournal._read
+    vanish = iter([True])
+
+    def vanished(self: LocalJournal, ref: str) -> bytes:
+        if next(vanish, False):
+            (root / ref).unlink()
+        return real_read(self, ref)
+
+    monkeypatch.setattr(LocalJournal, "_read", vanished)
+    with pytest.raises(JournalWriteError) as caught:
+        journal.append(record)
+    assert caught.value.code == "ReadBackMismatch"
+    assert journal.records(D1) == []
+    assert journal.replay_spool() == 1
+    assert journal.records(D1) == [record]
+
+
+# -- file-system failures ------------------------------------------------------------------
+
+
+def test_a_session_folder_that_cannot_be_listed_refuses_to_trade(journal, monkeypatch):
+    """A4: failing to list a session's folder is a refusal naming it, never 'no records'."""
+    journal.append(session_record(D1))
+
+    def denied(self: Path, pattern: str):
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "glob", denied)
+    with pytest.raises(JournalUnavailableError) as caught:
+        journal.records(D1)
+    assert caught.value.code == "EACCES" and caught.value.action == "list"
+    assert D1.isoformat() in caught.value.resource
+
+
+def test_a_record_that_cannot_be_read_refuses_to_trade(journal, root, monkeypatch):
+    """A4: an I/O error reading a record is a refusal naming the file and EIO."""
+    record = session_record(D1)
+    journal.append(record)
+    real_open = open
+
+    def failing_open(path, *args, **kwargs):
+        if Path(path).parent.name == D1.isoformat():
+            raise OSError(errno.EIO, "Input/output error")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(journal_module, "open", failing_open, raising=False)
+    with pytest.raises(JournalUnavailableError) as caught:
+        journal.latest(D1)
+    assert caught.value.code == "EIO" and caught.value.action == "read"
+    assert caught.value.resource == str(key_path(root, record))
+
+
+def test_preflight_refuses_when_the_probe_reads_back_differently(root, spool_dir, monkeypatch):
+    """A4, A9: a journal folder that does not return what was written is not usable."""
+    real_read_bytes = Path.read_bytes
+
+    def garbled(self: Path) -> bytes:
+        data = real_read_bytes(self)
+        return data[::-1] if self.name.startswith(".preflight-") else data
+
+    monkeypatch.setattr(Path, "read_bytes", garbled)
+    with pytest.raises(JournalUnavailableError) as caught:
+        open_journal(root.as_uri(), spool_dir=spool_dir).preflight()
+    assert caught.value.code == "EIO"
+    assert [p.name for p in root.iterdir()] == []  # the probe did not stay behind
+
+
+def test_a_journal_without_a_spool_has_nothing_to_replay(root):
+    """D1: the legacy LocalJournal(root) has no spool: replay is a no-op, not an error."""
+    assert LocalJournal(root).replay_spool() == 0
+    assert not os.path.exists(root)
