@@ -46,7 +46,7 @@ browser:
 # The coverage gate (R7): line coverage of tecl_pipeline, subprocesses included (the `tecl`
 # CLI, the simulator), must be at least 90%; config in pyproject.toml [tool.coverage.*].
 test: lint lint-infra browser
-	$(BIN)/python -m pytest --cov=tecl_pipeline --cov-report=term:skip-covered --cov-fail-under=90
+	$(BIN)/python -m pytest --cov=tecl_pipeline --cov-report=term:skip-covered --cov-fail-under=90 --durations=25
 
 dev: install
 	$(BIN)/python -c 'from tecl_pipeline.cli import ensure_dagster_home; ensure_dagster_home()'

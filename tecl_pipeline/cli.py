@@ -90,12 +90,29 @@ DAGSTER_YAML = "telemetry:\n  enabled: false\n"
 
 
 def ensure_dagster_home() -> Path:
-    """A persistent DAGSTER_HOME (default ./.dagster), so runs show up in `make dev`."""
+    """A persistent DAGSTER_HOME (default ./.dagster), so runs show up in `make dev`.
+
+    The first process to use it creates the instance's SQLite storage, under a lock: two
+    `tecl run`s started together on a new home would otherwise race to create the same
+    tables, and one would die of it instead of being refused by the session lock (C2).
+    """
+    from tecl_pipeline.state.locks import exclusive
+
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path.cwd() / ".dagster")))
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(DAGSTER_YAML)
+    ready = home / ".storage-ready"
+    if ready.exists():
+        return home
+    with exclusive(home / ".setup.lock"):
+        if not config.exists():
+            config.write_text(DAGSTER_YAML)
+        if not ready.exists():
+            from dagster import DagsterInstance
+
+            with DagsterInstance.get():
+                pass
+            ready.touch()
     return home
 
 

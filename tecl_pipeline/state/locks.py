@@ -1,4 +1,5 @@
-"""One trading run per session at a time (C2), across processes on this machine."""
+"""Locks across processes on this machine: one trading run per session at a time (C2), and
+one process at a time setting up a shared directory."""
 
 import fcntl
 from collections.abc import Iterator
@@ -24,6 +25,19 @@ def session_lock(lock_dir: Path, session: date) -> Iterator[None]:
             raise SessionBusyError(
                 f"another run is trading session {session}; this run sends no orders"
             ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` for the block, waiting for it if need be (for
+    set-up that two processes must not do at once; the OS drops it if the holder dies)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
