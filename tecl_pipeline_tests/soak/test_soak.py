@@ -64,7 +64,7 @@ def test_same_seed_prints_the_same_line(tmp_path: Path) -> None:
     prints its seed and the very line a second soak with that seed gives in this one."""
     seed = SEED + 1
     print(f"seed={seed}")
-    command = [sys.executable, "-m", "tecl_pipeline.cli", "soak", "--sessions", "5"]
+    command = [sys.executable, "-m", "tecl_pipeline.cli", "soak", "--sessions", "3"]
     command += ["--seed", str(seed), "--fault-rate", "0.4"]
     done = subprocess.run(
         command, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False
@@ -73,9 +73,9 @@ def test_same_seed_prints_the_same_line(tmp_path: Path) -> None:
     printed = done.stdout.strip().splitlines()
     print("\n".join(printed))
     assert printed[0].startswith(f"soak: seed {seed} ")
-    again = run_soak(5, seed, 0.4, tmp_path / "again")
+    again = run_soak(3, seed, 0.4, tmp_path / "again")
     assert printed[-1] == again.line()
-    assert again.line().startswith(f"soak seed={seed} sessions=5 ")
+    assert again.line().startswith(f"soak seed={seed} sessions=3 ")
     assert sum(again.faults.values()) > 0
 
 
