@@ -2,7 +2,7 @@
 
 `make test` replays the first 60 sessions of the range (2021-11-29 .. 2022-02-23: the first
 purchase, bull and bear leaves, 52 orders) through `daily_trading_job` against the
-simulator; `make replay` replays all 1,172 sessions to 2026-07-31 (about ten minutes) and
+simulator; `make replay` replays all 1,172 sessions to 2026-07-31 (10-20 minutes) and
 checks them against the same reviewed baseline file.
 """
 
