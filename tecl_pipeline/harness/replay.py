@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -140,14 +140,27 @@ def check_session(
     recorded = {s: w for s, w in record.weights.items() if w}
     if recorded != weights:
         problems.append(f"weights {recorded}, signal_history says {weights}")
+    return problems + holding_problems(record, weights, prices, cash_reserve)
+
+
+def holding_problems(
+    record: SessionRecord,
+    weights: Mapping[str, Decimal],
+    prices: Mapping[str, Decimal],
+    cash_reserve: Decimal,
+) -> list[str]:
+    """How the recorded positions miss `weights` (non-zero ones) at `prices`: what is held,
+    and each holding's share of equity against its weight less the cash reserve."""
+    problems = []
     held = {s for s, q in record.positions.items() if q}
     if held != set(weights):
-        problems.append(f"holds {sorted(held)}, signal_history says {sorted(weights)}")
-    if record.equity > 0:
-        for symbol, weight in weights.items():
-            share = record.positions.get(symbol, Decimal(0)) * prices[symbol] / record.equity
-            if abs(share - weight * (1 - cash_reserve)) > WEIGHT_TOLERANCE:
-                problems.append(f"{symbol} is {share:.4f} of equity, target {weight}")
+        problems.append(f"holds {sorted(held)}, the target is {sorted(weights)}")
+    if record.equity <= 0:
+        return [*problems, f"equity {record.equity}"] if weights else problems
+    for symbol, weight in weights.items():
+        share = record.positions.get(symbol, Decimal(0)) * prices[symbol] / record.equity
+        if abs(share - weight * (1 - cash_reserve)) > WEIGHT_TOLERANCE:
+            problems.append(f"{symbol} is {share:.4f} of equity, target {weight}")
     return problems
 
 

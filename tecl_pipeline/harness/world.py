@@ -103,10 +103,6 @@ class World:
     def close(self) -> None:
         self.server.stop()
 
-    @property
-    def settings(self) -> Settings:
-        return self.settings_for(self.market_dir)
-
     def settings_for(self, market_dir: Path) -> Settings:
         return Settings(
             data_dir=market_dir,

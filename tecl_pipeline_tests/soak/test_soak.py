@@ -16,7 +16,7 @@ from tecl_pipeline.calendar import EXCHANGE_TZ
 from tecl_pipeline.harness.soak import (
     FAULT_KINDS,
     SoakResult,
-    journal_covers,
+    journal_misses,
     record_vs_broker,
     repeated_orders,
     run_soak,
@@ -123,10 +123,11 @@ def test_journal_that_disagrees_with_the_broker_is_reported() -> None:
     )
     broker = {"positions": {"TECL": {"qty": "10"}}, "cash": "500"}
     assert record_vs_broker(record, [order], broker) == []
-    assert journal_covers(record, [order])
+    assert not journal_misses(record, [order])
+    assert journal_misses(None, [order])
     moved = {"positions": {"TECL": {"qty": "12"}}, "cash": "400"}
     problems = record_vs_broker(record, [order], moved)
     assert len(problems) == 2
     late = _order("tecl-20200102-buy-TECL-2", "buy", "filled", "2", 46)
-    assert not journal_covers(record, [order, late])
+    assert journal_misses(record, [order, late])
     assert len(record_vs_broker(record, [order, late], broker)) == 1
