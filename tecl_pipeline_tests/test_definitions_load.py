@@ -38,8 +38,12 @@ LOAD = """
 import tecl_pipeline.definitions as d
 
 repository = d.defs.get_repository_def()
-jobs = sorted(job.name for job in repository.get_all_jobs())
-print(json.dumps({"attempts": attempts, "jobs": jobs}))
+loaded = {
+    "jobs": sorted(job.name for job in repository.get_all_jobs()),
+    "schedules": sorted(s.name for s in repository.schedule_defs),
+    "sensors": sorted(s.name for s in repository.sensor_defs),
+}
+print(json.dumps({"attempts": attempts, **loaded}))
 """
 
 # The guard must be seen to fire, or a pass would prove nothing.
@@ -81,18 +85,32 @@ def test_the_guard_records_an_attempt(tmp_path: Path) -> None:
                 "TECL_STATE_URI": "s3://tecl-bench-bucket/state",
                 "TECL_SECRET_ID": "tecl/alpaca",
                 "AWS_DEFAULT_REGION": "us-east-1",
+                "TECL_ALERT_WEBHOOK_URL": "https://hooks.example.com/services/T0/B0/XXXX",
             },
-            id="paper-s3-secrets-manager",
+            id="paper-s3-secrets-manager-webhook",
         ),
         pytest.param(
             {"TECL_MODE": "paper", "ALPACA_API_KEY": "PK-TEST", "ALPACA_SECRET_KEY": "not-real"},
             id="paper-env-keys",
+        ),
+        pytest.param(
+            {
+                "TECL_MODE": "live",
+                "TECL_LIVE_CONFIRM": "I accept that this trades real money",
+                "ALPACA_API_KEY": "PKNOTAREALKEY00001",
+                "ALPACA_SECRET_KEY": "not-a-real-secret-value",
+            },
+            id="live-env-keys",
         ),
     ],
 )
 def test_loading_the_definitions_does_no_network_io(
     tmp_path: Path, settings: dict[str, str]
 ) -> None:
+    """Each kind of deployment loads completely (jobs, schedule, sensors) with every
+    connection and name lookup refused, and nothing tried to reach the network."""
     loaded = _run(LOAD, tmp_path, **settings)
     assert loaded["attempts"] == []
     assert {"daily_trading_job", "signal_history_job"} <= set(loaded["jobs"])
+    assert loaded["schedules"] == ["daily_trading_schedule"]
+    assert "run_failure_alert_sensor" in loaded["sensors"]

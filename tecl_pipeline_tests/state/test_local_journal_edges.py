@@ -171,13 +171,8 @@ def test_a_writer_that_takes_the_key_after_the_quarantine_wins(journal, root, mo
     assert target.read_bytes() == theirs
 
 
-def test_a_squatter_gone_before_it_is_read_frees_the_key(journal, root, monkeypatch):
-    """D1: the object on the key vanished (another reader quarantined it) before it could
-    be compared: the key is free again, and the record is written there."""
-    record = session_record(D1)
-    target = key_path(root, record)
-    target.parent.mkdir(parents=True)
-    target.write_bytes(b"garbage")
+def _vanish_on_first_read(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
+    """The journal's next read finds its object deleted just before (another reader)."""
     real_read = LocalJournal._read
     vanish = iter([True])
 
@@ -187,6 +182,16 @@ def test_a_squatter_gone_before_it_is_read_frees_the_key(journal, root, monkeypa
         return real_read(self, ref)
 
     monkeypatch.setattr(LocalJournal, "_read", vanished)
+
+
+def test_a_squatter_gone_before_it_is_read_frees_the_key(journal, root, monkeypatch):
+    """D1: the object on the key vanished (another reader quarantined it) before it could
+    be compared: the key is free again, and the record is written there."""
+    record = session_record(D1)
+    target = key_path(root, record)
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"garbage")
+    _vanish_on_first_read(monkeypatch, root)
     assert Path(journal.append(record)) == target
     assert target.read_bytes() == encode_record(record)
 
@@ -197,15 +202,7 @@ def test_a_record_that_vanishes_right_after_its_write_is_not_trusted(
     """D1: the verifying read finds nothing: the write is not confirmed, the record is
     spooled (ReadBackMismatch), and the replay writes it."""
     record = session_record(D1)
-    real_read = LocalJournal._read
-    vanish = iter([True])
-
-    def vanished(self: LocalJournal, ref: str) -> bytes:
-        if next(vanish, False):
-            (root / ref).unlink()
-        return real_read(self, ref)
-
-    monkeypatch.setattr(LocalJournal, "_read", vanished)
+    _vanish_on_first_read(monkeypatch, root)
     with pytest.raises(JournalWriteError) as caught:
         journal.append(record)
     assert caught.value.code == "ReadBackMismatch"
