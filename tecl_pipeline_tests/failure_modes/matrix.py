@@ -1,7 +1,9 @@
 """The failure-mode matrix: FAILURE_MODES.md (beside the repo, in ../shared) lists every
-failure mode under a stable ID; matrix.yaml (next to this file) maps each ID to the pytest
-node ids (`path::test_name` or `path::TestClass::test_name`, without a `[param]` suffix)
-of the tests that inject that fault and assert its promise.
+failure mode under a stable ID, and project_modes.md (next to this file) the project's own
+IDs (P1, P2, ...) for failure modes found after that list was written; matrix.yaml (next
+to this file) maps each ID to the pytest node ids (`path::test_name` or
+`path::TestClass::test_name`, without a `[param]` suffix) of the tests that inject that
+fault and assert its promise.
 
 Used by test_matrix.py (which fails on an ID without tests, an unknown ID, or a test that
 does not exist) and by report.py (`make failure-report`).
@@ -20,8 +22,11 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 MATRIX_FILE = Path(__file__).with_name("matrix.yaml")
+PROJECT_MODES_FILE = Path(__file__).with_name("project_modes.md")
 SHARED_DIR_VAR = "TECL_SHARED_DIR"
-ID_PATTERN = re.compile(r"[TCBADSXR][0-9]+")
+ID_PATTERN = re.compile(r"[TCBADSXRP][0-9]+")
+# The shared list never uses P: those IDs are the project's own.
+PROJECT_PREFIX = "P"
 
 
 def failure_modes_file() -> Path:
@@ -64,8 +69,22 @@ def parse_failure_modes(text: str) -> dict[str, FailureMode]:
     return modes
 
 
-def load_failure_modes(path: Path | None = None) -> dict[str, FailureMode]:
-    return parse_failure_modes((path or failure_modes_file()).read_text())
+def load_failure_modes(
+    path: Path | None = None, project_path: Path = PROJECT_MODES_FILE
+) -> dict[str, FailureMode]:
+    """The shared list's failure modes, then the project's own. Raises ValueError when the
+    shared list uses a project ID, the project list uses another, or an ID is in both."""
+    shared = parse_failure_modes((path or failure_modes_file()).read_text())
+    project = parse_failure_modes(project_path.read_text())
+    misplaced = [i for i in shared if i.startswith(PROJECT_PREFIX)] + [
+        f"{project_path.name}: {i}" for i in project if not i.startswith(PROJECT_PREFIX)
+    ]
+    if misplaced:
+        raise ValueError(
+            f"IDs starting with {PROJECT_PREFIX} are the project's own and only those: "
+            + ", ".join(misplaced)
+        )
+    return shared | project
 
 
 def load_matrix(path: Path = MATRIX_FILE) -> dict[str, object]:

@@ -139,3 +139,18 @@ def test_an_existing_test_resolves():
         )
         is None
     )
+
+
+def test_project_ids_stay_apart_from_the_shared_list(tmp_path):
+    shared = tmp_path / "FAILURE_MODES.md"
+    project = tmp_path / "project_modes.md"
+    shared.write_text(SAMPLE)
+    project.write_text("| ID | failure mode | promise |\n|---|---|---|\n| P1 | a | b |\n")
+    assert list(load_failure_modes(shared, project)) == ["T1", "T2", "R1", "P1"]
+    project.write_text("| ID | failure mode | promise |\n|---|---|---|\n| T9 | a | b |\n")
+    with pytest.raises(ValueError, match=r"project_modes\.md: T9"):
+        load_failure_modes(shared, project)
+    shared.write_text(SAMPLE.replace("| T2 |", "| P2 |"))
+    project.write_text("| ID | failure mode | promise |\n|---|---|---|\n")
+    with pytest.raises(ValueError, match="P2"):
+        load_failure_modes(shared, project)
