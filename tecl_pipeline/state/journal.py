@@ -26,7 +26,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit
-from urllib.request import url2pathname
 
 from tecl_pipeline.state.errors import (
     JournalConflictError,
@@ -536,7 +535,7 @@ def open_journal(
     No network I/O happens here; call `preflight()` before trading.
     """
     # Imported here: the settings module is light, but keep this module's import cheap.
-    from tecl_pipeline.settings import ConfigError
+    from tecl_pipeline.settings import ConfigError, local_state_dir
 
     parts = urlsplit(state_uri)
     if "@" in parts.netloc:
@@ -544,11 +543,12 @@ def open_journal(
         raise ConfigError("state_uri must not contain a user name or password")
     if parts.query or parts.fragment:
         raise ConfigError(f"state_uri {state_uri!r} must not have a query or fragment")
-    if parts.scheme == "file":
-        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+    root = local_state_dir(state_uri)
+    if root is not None:
+        if parts.netloc not in ("", "localhost") or not root.is_absolute():
             raise ConfigError(f"state_uri {state_uri!r} is not an absolute file:///DIR URI")
         return LocalJournal(
-            Path(url2pathname(parts.path)),
+            root,
             spool_dir=spool_dir,
             on_event=on_event,
             spool_max_files=spool_max_files,
