@@ -101,7 +101,7 @@ def test_a_real_change_is_still_reported_across_a_missing_record(run_daily, stat
 
     check = _pre_trade(third)
     assert not check.passed and check.severity.value == "WARN"
-    assert symbol in check.description
+    assert symbol in check.description and SECOND.isoformat() in check.description
     [change] = third.asset_value("target_allocation").unexplained_changes
     assert (change.symbol, change.expected, change.actual) == (symbol, expected, expected + 1)
     assert _target_metadata(third)["sessions_without_record"] == SECOND.isoformat()

@@ -170,6 +170,8 @@ def _pre_trade_ready(
             if changes
             else f"ready to trade session {session}"
         )
+        if unrecorded:
+            description += f" (no journal record for {unrecorded}: bridged by the broker's fills)"
     return AssetCheckResult(
         passed=not problems and not changes,
         severity=severity,

@@ -32,7 +32,7 @@ def test_an_encoded_state_uri_is_one_decoded_folder_for_every_artefact(tmp_path)
 
     assert result.success
     [record] = (state / "journal" / "sessions" / SESSION.isoformat()).glob("*.json")
-    assert str(state) in result.asset_value("post_trade_positions").journal_record
+    assert result.asset_value("post_trade_positions").journal_record == str(record)
     assert (state / "locks" / f"{SESSION.isoformat()}.lock").is_file()
     assert (state / "spool").is_dir()
     assert (state / "demo-broker" / "account.json").is_file()
