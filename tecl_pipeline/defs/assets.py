@@ -12,7 +12,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 import pandas as pd
-from dagster import AssetExecutionContext, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, Failure, MetadataValue, Output, asset
 
 from tecl_pipeline.broker.models import Order
 from tecl_pipeline.broker.protocol import Broker
@@ -27,6 +27,7 @@ from tecl_pipeline.defs.resources import (
     StateResource,
     TradingPolicyResource,
 )
+from tecl_pipeline.errors import RefusedToTrade
 from tecl_pipeline.execution import (
     ORDER_ID_PREFIX,
     BrokerSnapshot,
@@ -312,6 +313,26 @@ def _no_order_note(unrecorded: list[date]) -> str:
     return f"no order explains it (fills of {_days(unrecorded)} from the broker, no record)"
 
 
+def _what_the_broker_has(client: Broker, session: date) -> str:
+    """The session's orders and the positions as the broker reports them now, for the alert
+    of a run that failed while trading; each read on its own, as either may be what failed."""
+    parts = []
+    try:
+        orders = client.list_orders(session_prefix(session))
+    except Exception as exc:
+        parts.append(f"the session's orders could not be read ({type(exc).__name__}: {exc})")
+    else:
+        parts.append("orders at the broker: " + (", ".join(o.summary for o in orders) or "none"))
+    try:
+        positions = client.get_positions()
+    except Exception as exc:
+        parts.append(f"positions could not be read ({type(exc).__name__}: {exc})")
+    else:
+        held = ", ".join(f"{s} {p.qty}" for s, p in sorted(positions.items())) or "none"
+        parts.append(f"positions now: {held}")
+    return "; ".join(parts)
+
+
 @asset(group_name=GROUP, partitions_def=session_partitions, compute_kind="broker")
 def executed_orders(
     context: AssetExecutionContext,
@@ -332,9 +353,29 @@ def executed_orders(
     ):
         context.log.info(f"trading through {client.description}")
         check_trading_window(client.get_clock(), session, CALENDAR, policy)
-        report = execute(
-            client, session, target_allocation.weights, target_allocation.prices, policy
-        )
+        try:
+            report = execute(
+                client, session, target_allocation.weights, target_allocation.prices, policy
+            )
+        except RefusedToTrade:
+            raise
+        except Exception as exc:
+            # Orders may have gone out before the failure: a sell filled and its buy not is
+            # a changed account with no record yet. Say what the broker has, loudly.
+            where = _what_the_broker_has(client, session)
+            cause = f"{type(exc).__name__}: {exc}"
+            observability.alert(
+                "trading_incomplete",
+                f"session {session}: trading stopped part way",
+                f"{cause}. {where}",
+                session=session,
+                run_id=context.run.run_id,
+                severity="critical",
+            )
+            raise Failure(
+                description=f"trading stopped part way: {cause}. {where}",
+                metadata={"outcome": "incomplete", "error": type(exc).__name__},
+            ) from exc
     return Output(
         report,
         metadata={

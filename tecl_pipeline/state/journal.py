@@ -352,11 +352,16 @@ class _JournalBase(ABC):
     def _spool_record(self, record: SessionRecord, error: str) -> tuple[str, str | None]:
         """Keep a record whose write failed: (what happened, for the message; spool path)."""
         if self._spool is None:
-            return "was NOT spooled (no spool configured)", None
+            return self._lost(record, error, "was NOT spooled (no spool configured)")
         try:
             path = self._spool.add(self.location, record, error)
         except OSError as exc:
-            return f"could NOT be spooled either ({exc.strerror or exc!r}); it is lost", None
+            # A full disk takes the spool with the journal: the one case nobody may miss.
+            return self._lost(
+                record,
+                error,
+                f"could NOT be spooled either ({exc.strerror or exc!r}); it is lost",
+            )
         emit(
             self._on_event,
             "spooled",
@@ -364,6 +369,26 @@ class _JournalBase(ABC):
             f"{path} after a failed write: {error}",
         )
         return f"was spooled to {path} for replay", str(path)
+
+    def _lost(self, record: SessionRecord, error: str, note: str) -> tuple[str, None]:
+        """A record neither written nor spooled: alerted, with what it held, since the
+        broker is then the only record of the session (D1)."""
+        emit(
+            self._on_event,
+            "record_lost",
+            f"journal record for session {record.session} run {record.run_id} {note}; the "
+            f"write failed: {error}. Orders: {_order_summary(record)}; positions after: "
+            f"{_positions_summary(record)}",
+        )
+        return note, None
+
+
+def _order_summary(record: SessionRecord) -> str:
+    return ", ".join(o.summary for o in record.orders) or "none"
+
+
+def _positions_summary(record: SessionRecord) -> str:
+    return ", ".join(f"{s} {q}" for s, q in sorted(record.positions.items())) or "none"
 
 
 def _os_failure(action: str, path: Path, exc: OSError) -> _StoreFailed:
