@@ -178,3 +178,41 @@ def test_a_disk_that_fills_after_the_sell_alerts_with_what_filled(tmp_path, full
     orders = _simulator(book).state()["orders"]
     assert sum(1 for o in orders if o["side"] == "sell") == 1
     assert Decimal(_simulator(book).state()["cash"]) >= 0
+
+
+def test_a_disk_full_when_the_session_is_journaled_alerts_that_the_record_is_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The orders fill, then the disk is full for the journal and its spool alike (both
+    passed their preflight): the run fails and the alert file holds a record_lost alert with
+    the session, the filled orders and the positions, so the session is never silently
+    unrecorded."""
+    from tecl_pipeline.state import journal, spool
+
+    real = spool.write_create_only
+
+    def full_after_preflight(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+        if path.name.startswith(".p"):  # the preflight probes: there was room then
+            return real(path, data, mode=mode)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(journal, "write_create_only", full_after_preflight)
+    monkeypatch.setattr(spool, "write_create_only", full_after_preflight)
+    state_dir = tmp_path / "state"
+
+    result = _run(state_dir)
+
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    assert failure.step_key == "post_trade_positions"
+    sent = result.asset_value("executed_orders").sent
+    assert sent and all(o.status.value == "filled" for o in sent)
+    alerts = [
+        json.loads(line)
+        for line in (state_dir.parent / "logs" / "alerts.jsonl").read_text().splitlines()
+    ]
+    [lost] = [a for a in alerts if a["kind"] == "record_lost"]
+    assert lost["session"] == SESSION.isoformat() and lost["severity"] == "critical"
+    assert "No space left on device" in lost["detail"]
+    assert all(o.client_order_id in lost["detail"] for o in sent)
+    assert not list((state_dir / "journal" / "sessions").rglob("*.json"))
