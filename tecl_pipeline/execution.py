@@ -90,8 +90,12 @@ def check_trading_window(
         raise TradingWindowError(f"{where}: the broker says the market is closed; no orders")
 
 
+ORDER_ID_PREFIX = "tecl-"
+"""Every client order id this pipeline sends starts with it, then the session, side and symbol."""
+
+
 def session_prefix(session: date) -> str:
-    return f"tecl-{session:%Y%m%d}-"
+    return f"{ORDER_ID_PREFIX}{session:%Y%m%d}-"
 
 
 def leg_prefix(session: date, side: OrderSide, symbol: str) -> str:

@@ -48,6 +48,23 @@ def unexplained_position_changes(
     return changes
 
 
+def fills_after_record(recorded: Iterable[Order], orders: Iterable[Order]) -> list[Order]:
+    """What `orders` filled beyond what a journal record saw of them (D4), each as an order
+    whose `filled_qty` is only that part.
+
+    `orders` are the broker's orders of the record's session and every session after it: a
+    recorded order counts with what it filled after the record was written, any other (a
+    later session's, or a later run's of the same session that left no record) counts whole.
+    """
+    seen = {o.client_order_id: o.filled_qty for o in recorded}
+    fills = []
+    for order in orders:
+        more = order.filled_qty - seen.get(order.client_order_id, Decimal(0))
+        if more:
+            fills.append(order.model_copy(update={"filled_qty": more}))
+    return fills
+
+
 def price_disagreements(
     reference: Mapping[str, Decimal],
     positions: Mapping[str, Position],

@@ -8,7 +8,7 @@ Secrets never pass through here: they reach resources through Dagster `EnvVar`.
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
@@ -40,6 +40,15 @@ ENV_KEYS: Mapping[str, str] = {
 LIVE_CONFIRMATION = "I accept that this trades real money"
 
 
+def local_state_dir(state_uri: str) -> Path | None:
+    """The directory a `file://` state URI names, percent-decoded (`%20` is a space), or
+    None for `s3://`. The one reading of the URI: the journal, the session locks, the spool
+    and the demo account must all land under the same folder (`Path.as_uri()` encodes a
+    space, so even the default URI of a folder with a space in its name has one)."""
+    parts = urlsplit(state_uri)
+    return Path(unquote(parts.path)) if parts.scheme == "file" else None
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -69,7 +78,7 @@ class Settings(BaseModel):
     @field_validator("state_uri")
     @classmethod
     def _state_uri_is_supported(cls, value: str) -> str:
-        parsed = urlparse(value)
+        parsed = urlsplit(value)
         if parsed.scheme == "s3" and parsed.netloc:
             return value
         if parsed.scheme != "file" or not parsed.path.startswith("/"):
@@ -82,8 +91,7 @@ class Settings(BaseModel):
         else the state directory itself for file:// state, else ./.tecl/local."""
         if self.local_dir is not None:
             return self.local_dir
-        parsed = urlparse(self.state_uri)
-        return Path(parsed.path) if parsed.scheme == "file" else Path.cwd() / ".tecl" / "local"
+        return local_state_dir(self.state_uri) or Path.cwd() / ".tecl" / "local"
 
     @property
     def logs_dir(self) -> Path:

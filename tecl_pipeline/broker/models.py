@@ -127,6 +127,14 @@ class Order(_Model):
         return (self.status.rank, self.filled_qty) > (other.status.rank, other.filled_qty)
 
     @property
+    def summary(self) -> str:
+        """The order in one line for alerts and messages."""
+        return (
+            f"{self.side.value} {self.symbol} filled {self.filled_qty} of {self.qty} "
+            f"[{self.status.value}] {self.client_order_id}"
+        )
+
+    @property
     def filled_notional(self) -> Decimal:
         if self.filled_avg_price is None:
             return Decimal("0")

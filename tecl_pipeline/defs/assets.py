@@ -12,9 +12,10 @@ from datetime import date, datetime
 from decimal import Decimal
 
 import pandas as pd
-from dagster import AssetExecutionContext, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, Failure, MetadataValue, Output, asset
 
 from tecl_pipeline.broker.models import Order
+from tecl_pipeline.broker.protocol import Broker
 from tecl_pipeline.data_quality import require_trustworthy
 from tecl_pipeline.defs.partitions import CALENDAR, session_partitions
 from tecl_pipeline.defs.presentation import ORDER_HEADERS, markdown_table, order_rows, percent
@@ -26,7 +27,9 @@ from tecl_pipeline.defs.resources import (
     StateResource,
     TradingPolicyResource,
 )
+from tecl_pipeline.errors import RefusedToTrade
 from tecl_pipeline.execution import (
+    ORDER_ID_PREFIX,
     BrokerSnapshot,
     ExecutionReport,
     check_trading_window,
@@ -36,7 +39,11 @@ from tecl_pipeline.execution import (
 )
 from tecl_pipeline.indicators import indicator_table
 from tecl_pipeline.portfolio import round_price, to_decimal
-from tecl_pipeline.reconcile import PositionChange, unexplained_position_changes
+from tecl_pipeline.reconcile import (
+    PositionChange,
+    fills_after_record,
+    unexplained_position_changes,
+)
 from tecl_pipeline.state.journal import SessionRecord
 from tecl_pipeline.state.locks import session_lock
 from tecl_pipeline.strategy import Decision, evaluate_tecl
@@ -55,6 +62,8 @@ class TargetAllocation:
     broker_before: BrokerSnapshot
     unexplained_changes: tuple[PositionChange, ...] = ()
     """Journal-vs-broker differences no order explains (corporate actions, D4/X2)."""
+    sessions_without_record: tuple[date, ...] = ()
+    """Sessions between the last journal record and this one that have none (D4)."""
 
 
 @dataclass(frozen=True)
@@ -227,14 +236,14 @@ def target_allocation(
         prices = session_prices(market_data, HOLDINGS)
         with broker.connect(session) as client:
             snapshot = plan_from_broker(client, signal.allocation, prices, policy)
-            fills_since = client.list_orders(session_prefix(session))
-    changes = (
-        unexplained_position_changes(previous.positions, fills_since, snapshot.held)
-        if previous is not None
-        else []
-    )
+            changes, unrecorded = _journal_vs_broker(previous, session, client, snapshot.held)
     for change in changes:
         context.log.warning(f"position changed without an order (corporate action?): {change}")
+    if unrecorded:
+        context.log.warning(
+            f"no journal record for session(s) {_days(unrecorded)}: reconciled from the "
+            f"record of {previous.session if previous else '-'} and the broker's fills since"
+        )
     plan = snapshot.plan
     target = TargetAllocation(
         session=session,
@@ -242,6 +251,7 @@ def target_allocation(
         prices=prices,
         broker_before=snapshot,
         unexplained_changes=tuple(changes),
+        sessions_without_record=tuple(unrecorded),
     )
     rows = [
         (
@@ -263,9 +273,10 @@ def target_allocation(
             "journal": journal.location,
             "previous_record": f"{previous.session} run {previous.run_id}" if previous else "-",
             "spooled_records_replayed": replayed,
+            "sessions_without_record": _days(unrecorded),
             "journal_vs_broker": markdown_table(
                 ("symbol", "journal + fills", "broker", "note"),
-                [(c.symbol, c.expected, c.actual, "no order explains it") for c in changes],
+                [(c.symbol, c.expected, c.actual, _no_order_note(unrecorded)) for c in changes],
             ),
             "planned_orders": markdown_table(
                 ("side", "symbol", "qty", "notional"),
@@ -273,6 +284,53 @@ def target_allocation(
             ),
         },
     )
+
+
+def _journal_vs_broker(
+    previous: SessionRecord | None, session: date, client: Broker, held: dict[str, Decimal]
+) -> tuple[list[PositionChange], list[date]]:
+    """Positions no order explains since the last record, and the sessions in between that
+    have no record (D4). A missing record (an interrupted run, a deleted or quarantined file)
+    is bridged by the broker's own order history: every fill of our orders since the
+    record's session, whichever run sent them."""
+    if previous is None:
+        return [], []
+    days = CALENDAR.sessions(previous.session, session)
+    since = tuple(session_prefix(day) for day in days)
+    orders = [o for o in client.list_orders(ORDER_ID_PREFIX) if o.client_order_id.startswith(since)]
+    fills = fills_after_record(previous.orders, orders)
+    changes = unexplained_position_changes(previous.positions, fills, held)
+    return changes, [day for day in days if previous.session < day < session]
+
+
+def _days(days: list[date] | tuple[date, ...]) -> str:
+    return ", ".join(day.isoformat() for day in days) or "-"
+
+
+def _no_order_note(unrecorded: list[date]) -> str:
+    if not unrecorded:
+        return "no order explains it"
+    return f"no order explains it (fills of {_days(unrecorded)} from the broker, no record)"
+
+
+def _what_the_broker_has(client: Broker, session: date) -> str:
+    """The session's orders and the positions as the broker reports them now, for the alert
+    of a run that failed while trading; each read on its own, as either may be what failed."""
+    parts = []
+    try:
+        orders = client.list_orders(session_prefix(session))
+    except Exception as exc:
+        parts.append(f"the session's orders could not be read ({type(exc).__name__}: {exc})")
+    else:
+        parts.append("orders at the broker: " + (", ".join(o.summary for o in orders) or "none"))
+    try:
+        positions = client.get_positions()
+    except Exception as exc:
+        parts.append(f"positions could not be read ({type(exc).__name__}: {exc})")
+    else:
+        held = ", ".join(f"{s} {p.qty}" for s, p in sorted(positions.items())) or "none"
+        parts.append(f"positions now: {held}")
+    return "; ".join(parts)
 
 
 @asset(group_name=GROUP, partitions_def=session_partitions, compute_kind="broker")
@@ -295,9 +353,29 @@ def executed_orders(
     ):
         context.log.info(f"trading through {client.description}")
         check_trading_window(client.get_clock(), session, CALENDAR, policy)
-        report = execute(
-            client, session, target_allocation.weights, target_allocation.prices, policy
-        )
+        try:
+            report = execute(
+                client, session, target_allocation.weights, target_allocation.prices, policy
+            )
+        except RefusedToTrade:
+            raise
+        except Exception as exc:
+            # Orders may have gone out before the failure: a sell filled and its buy not is
+            # a changed account with no record yet. Say what the broker has, loudly.
+            where = _what_the_broker_has(client, session)
+            cause = f"{type(exc).__name__}: {exc}"
+            observability.alert(
+                "trading_incomplete",
+                f"session {session}: trading stopped part way",
+                f"{cause}. {where}",
+                session=session,
+                run_id=context.run.run_id,
+                severity="critical",
+            )
+            raise Failure(
+                description=f"trading stopped part way: {cause}. {where}",
+                metadata={"outcome": "incomplete", "error": type(exc).__name__},
+            ) from exc
     return Output(
         report,
         metadata={

@@ -160,6 +160,7 @@ def _pre_trade_ready(
         except TradingWindowError as exc:
             problems.append(str(exc))
     changes = [str(c) for c in target_allocation.unexplained_changes]
+    unrecorded = ", ".join(d.isoformat() for d in target_allocation.sessions_without_record)
     if problems:
         severity, description = AssetCheckSeverity.ERROR, "; ".join(problems)
     else:
@@ -169,11 +170,18 @@ def _pre_trade_ready(
             if changes
             else f"ready to trade session {session}"
         )
+        if unrecorded:
+            description += f" (no journal record for {unrecorded}: bridged by the broker's fills)"
     return AssetCheckResult(
         passed=not problems and not changes,
         severity=severity,
         description=description,
-        metadata={"problems": len(problems), "journal_differences": len(changes)},
+        metadata={
+            "problems": len(problems),
+            "journal_differences": len(changes),
+            # Reconciled through the broker's fills instead (D4): said, not hidden.
+            "sessions_without_record": unrecorded or "-",
+        },
     )
 
 

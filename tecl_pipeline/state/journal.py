@@ -26,7 +26,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit
-from urllib.request import url2pathname
 
 from tecl_pipeline.state.errors import (
     JournalConflictError,
@@ -353,11 +352,16 @@ class _JournalBase(ABC):
     def _spool_record(self, record: SessionRecord, error: str) -> tuple[str, str | None]:
         """Keep a record whose write failed: (what happened, for the message; spool path)."""
         if self._spool is None:
-            return "was NOT spooled (no spool configured)", None
+            return self._lost(record, error, "was NOT spooled (no spool configured)")
         try:
             path = self._spool.add(self.location, record, error)
         except OSError as exc:
-            return f"could NOT be spooled either ({exc.strerror or exc!r}); it is lost", None
+            # A full disk takes the spool with the journal: the one case nobody may miss.
+            return self._lost(
+                record,
+                error,
+                f"could NOT be spooled either ({exc.strerror or exc!r}); it is lost",
+            )
         emit(
             self._on_event,
             "spooled",
@@ -365,6 +369,26 @@ class _JournalBase(ABC):
             f"{path} after a failed write: {error}",
         )
         return f"was spooled to {path} for replay", str(path)
+
+    def _lost(self, record: SessionRecord, error: str, note: str) -> tuple[str, None]:
+        """A record neither written nor spooled: alerted, with what it held, since the
+        broker is then the only record of the session (D1)."""
+        emit(
+            self._on_event,
+            "record_lost",
+            f"journal record for session {record.session} run {record.run_id} {note}; the "
+            f"write failed: {error}. Orders: {_order_summary(record)}; positions after: "
+            f"{_positions_summary(record)}",
+        )
+        return note, None
+
+
+def _order_summary(record: SessionRecord) -> str:
+    return ", ".join(o.summary for o in record.orders) or "none"
+
+
+def _positions_summary(record: SessionRecord) -> str:
+    return ", ".join(f"{s} {q}" for s, q in sorted(record.positions.items())) or "none"
 
 
 def _os_failure(action: str, path: Path, exc: OSError) -> _StoreFailed:
@@ -536,7 +560,7 @@ def open_journal(
     No network I/O happens here; call `preflight()` before trading.
     """
     # Imported here: the settings module is light, but keep this module's import cheap.
-    from tecl_pipeline.settings import ConfigError
+    from tecl_pipeline.settings import ConfigError, local_state_dir
 
     parts = urlsplit(state_uri)
     if "@" in parts.netloc:
@@ -544,11 +568,12 @@ def open_journal(
         raise ConfigError("state_uri must not contain a user name or password")
     if parts.query or parts.fragment:
         raise ConfigError(f"state_uri {state_uri!r} must not have a query or fragment")
-    if parts.scheme == "file":
-        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+    root = local_state_dir(state_uri)
+    if root is not None:
+        if parts.netloc not in ("", "localhost") or not root.is_absolute():
             raise ConfigError(f"state_uri {state_uri!r} is not an absolute file:///DIR URI")
         return LocalJournal(
-            Path(url2pathname(parts.path)),
+            root,
             spool_dir=spool_dir,
             on_event=on_event,
             spool_max_files=spool_max_files,

@@ -24,7 +24,7 @@ MAX_RECORD_BYTES = 1024 * 1024
 
 EventSink = Callable[[str, str], None]
 """on_event(kind, message): the alerting path (kinds: quarantine, spooled, spool_dropped,
-replayed, spool_conflict, spool_replay_failed)."""
+replayed, spool_conflict, spool_replay_failed, record_lost)."""
 
 _log = logging.getLogger(__name__)
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]")

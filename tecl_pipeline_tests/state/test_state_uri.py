@@ -1,0 +1,50 @@
+"""One state URI, one folder: a percent-encoded `file://` URI (a folder with a space) puts the
+journal, the session locks, the spool, the demo account and the logs under the same decoded
+path, and nothing under a literal `%20` folder (D1, D3: state split in two is state lost)."""
+
+from datetime import date
+from pathlib import Path
+
+from dagster import DagsterInstance
+
+from tecl_pipeline.definitions import build_definitions
+from tecl_pipeline.settings import Settings
+from tecl_pipeline.state.journal import open_journal
+
+SESSION = date(2026, 11, 24)
+
+
+def test_an_encoded_state_uri_is_one_decoded_folder_for_every_artefact(tmp_path):
+    state = tmp_path / "x y" / "state"
+    uri = state.as_uri()
+    assert "%20" in uri  # what Path.as_uri() and a hand-written URI both say for a space
+    settings = Settings(state_uri=uri)
+    assert settings.machine_dir == state
+    journal = open_journal(f"{uri}/journal", spool_dir=settings.machine_dir / "spool")
+    assert journal.location == (state / "journal").as_uri()
+
+    job = build_definitions(settings, environ={}).resolve_job_def("daily_trading_job")
+    result = job.execute_in_process(
+        partition_key=SESSION.isoformat(),
+        instance=DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+
+    assert result.success
+    [record] = (state / "journal" / "sessions" / SESSION.isoformat()).glob("*.json")
+    assert result.asset_value("post_trade_positions").journal_record == str(record)
+    assert (state / "locks" / f"{SESSION.isoformat()}.lock").is_file()
+    assert (state / "spool").is_dir()
+    assert (state / "demo-broker" / "account.json").is_file()
+    assert (state.parent / "logs").is_dir()
+    encoded = [p for p in tmp_path.rglob("*") if "%" in p.name]
+    assert encoded == [], f"state written under an undecoded path: {encoded}"
+
+
+def test_a_decoded_and_an_encoded_uri_name_the_same_journal(tmp_path: Path):
+    """Two runs configured with the two spellings of one folder read one journal."""
+    state = tmp_path / "a b"
+    encoded = open_journal(state.as_uri(), spool_dir=tmp_path / "spool")
+    plain = open_journal(f"file://{state}", spool_dir=tmp_path / "spool")
+    assert encoded.location == plain.location == state.as_uri()
+    assert Settings(state_uri=f"file://{state}").machine_dir == state
