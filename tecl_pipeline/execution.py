@@ -4,6 +4,31 @@ The broker is the source of truth: the plan is computed from the positions and c
 broker reports at the moment of trading, so a re-run after a crash trades only what is
 still missing, and deterministic client order ids make a resent order a duplicate the
 broker refuses instead of a second trade (X3).
+
+One order per leg, whatever runs where (C2). A leg is (session, side, symbol); its attempts
+carry the client order ids `<leg prefix>1`, `2`, ... Any number of runs, on any number of
+hosts and with any local state, may trade one session at once: no lock on one machine is
+relied on. A run sends attempt n+1 of a leg only when
+
+(a) the session's orders, listed *before* it read the positions it planned from, held
+    exactly n attempts of the leg, all final (`OrdersSeen`), and
+(b) the symbol's orders, listed again right before the POST, are those same orders in
+    the same final states: nothing of that symbol appeared or moved since (a).
+
+Why no leg fills twice:
+- Positions read after attempts 1..n were final include their fills, so the quantity sent
+  is what is still missing, never what another attempt already bought or sold.
+- An attempt that reached the broker between (a) and (b), or was still open at (a), shows
+  at (b) as new, moved or open: this run sends nothing for the symbol and says why; the
+  next run plans from positions that include it.
+- An attempt that reaches the broker after (b) was decided from the same n attempts, so it
+  carries the same id n+1: the broker places one order per client order id and refuses
+  the others (422). The run that lost waits for the winner's order and reports that
+  another run sent it; it never makes up a new id.
+- Attempt n+2 can only come from a run whose (a) saw attempt n+1 final, i.e. whose
+  positions already hold n+1's fill.
+A run that cannot be sure therefore sends nothing for that leg and names why. The session
+lock in `TECL_LOCAL_DIR` only spares one machine the needless race.
 """
 
 import time
@@ -102,14 +127,57 @@ def leg_prefix(session: date, side: OrderSide, symbol: str) -> str:
     return f"{session_prefix(session)}{side.value}-{symbol}-"
 
 
-def _submit(broker: Broker, session: date, planned: PlannedOrder) -> Order | str:
+@dataclass(frozen=True)
+class OrdersSeen:
+    """The session's orders as listed before the positions that the plan comes from were
+    read (rule (a) in the module docstring), keyed by client order id."""
+
+    orders: Mapping[str, Order]
+
+    def moved_since(self, current: Iterable[Order]) -> list[str]:
+        """Orders in `current` that are new since, or were not yet final then, or have
+        changed: the positions the plan came from may not include their fills."""
+        moved = []
+        for order in current:
+            then = self.orders.get(order.client_order_id)
+            if (
+                then is None
+                or not then.status.is_final
+                or (then.status, then.filled_qty) != (order.status, order.filled_qty)
+            ):
+                moved.append(order.client_order_id)
+        return moved
+
+
+@dataclass(frozen=True)
+class NotSent:
+    """Why a planned order was not sent; `other` is the order another run sent for the
+    same leg under the same client order id at the same moment, to be followed."""
+
+    reason: str
+    other: Order | None = None
+
+
+def _submit(
+    broker: Broker, session: date, planned: PlannedOrder, seen: OrdersSeen
+) -> Order | NotSent:
     """Send one order under the leg's next client order id; return it, or why not."""
     side = OrderSide(planned.side)
     prefix = leg_prefix(session, side, planned.symbol)
-    earlier = broker.list_orders(prefix)
-    open_orders = [o.client_order_id for o in earlier if not o.status.is_final]
+    # Both sides of the symbol: any fill of it since planning makes the quantity stale.
+    symbol_orders = [
+        o for o in broker.list_orders(session_prefix(session)) if o.symbol == planned.symbol
+    ]
+    open_orders = [o.client_order_id for o in symbol_orders if not o.status.is_final]
     if open_orders:
-        return f"order {open_orders[0]} for this leg is still open; not sending another"
+        return NotSent(f"order {open_orders[0]} for {planned.symbol} is still open; not sending")
+    moved = seen.moved_since(symbol_orders)
+    if moved:
+        return NotSent(
+            f"order {moved[0]} for {planned.symbol} appeared or finished after this run read "
+            "the positions it planned from (another run is trading this session); not sending"
+        )
+    earlier = [o for o in symbol_orders if o.client_order_id.startswith(prefix)]
     client_order_id = f"{prefix}{len(earlier) + 1}"
     request = OrderRequest(
         symbol=planned.symbol, side=side, qty=planned.qty, client_order_id=client_order_id
@@ -117,12 +185,18 @@ def _submit(broker: Broker, session: date, planned: PlannedOrder) -> Order | str
     try:
         return broker.submit_order(request)
     except DuplicateClientOrderIdError:
+        # The adapter resolves its own lost answers; a refusal here means another run sent
+        # this very attempt since the check above.
         existing = broker.get_order_by_client_id(client_order_id)
         if existing is None:
             raise
-        return existing
+        return NotSent(
+            f"order {client_order_id} was sent by another run at the same moment; "
+            "not sending another",
+            other=existing,
+        )
     except OrderRejectedError as exc:
-        return f"rejected by the broker: {exc}"
+        return NotSent(f"rejected by the broker: {exc}")
 
 
 @dataclass(frozen=True)
@@ -227,10 +301,14 @@ def execute(
     """
     tracker = _OrderTracker(broker, policy, pacing or Pacing())
     # A killed run may have left orders working: let them finish (or cancel them) first.
-    left_open = [o for o in broker.list_orders(session_prefix(session)) if not o.status.is_final]
+    listed = broker.list_orders(session_prefix(session))
+    left_open = [o for o in listed if not o.status.is_final]
     for order in left_open:
         tracker.track(order)
     tracker.settle(o.id for o in left_open)
+    # Listed (and settled) before the positions are read: what each leg's next attempt
+    # must still find at the broker when it is sent.
+    seen = OrdersSeen({o.client_order_id: tracker.orders.get(o.id, o) for o in listed})
 
     snapshot = plan_from_broker(broker, weights, prices, policy)
     plan, assets = snapshot.plan, snapshot.assets
@@ -239,17 +317,21 @@ def execute(
 
     def send(orders: tuple[PlannedOrder, ...]) -> None:
         phase: list[str] = []
+        others: list[str] = []
         for planned in orders:
             if not assets[planned.symbol].tradable:
                 skipped.append((planned.symbol, "asset is not tradable at the broker"))
                 continue
-            outcome = _submit(broker, session, planned)
-            if isinstance(outcome, str):
-                skipped.append((planned.symbol, outcome))
+            outcome = _submit(broker, session, planned, seen)
+            if isinstance(outcome, NotSent):
+                skipped.append((planned.symbol, outcome.reason))
+                if outcome.other is not None:
+                    tracker.track(outcome.other)
+                    others.append(outcome.other.id)
             else:
                 tracker.track(outcome)
                 phase.append(outcome.id)
-        tracker.settle(phase)
+        tracker.settle([*phase, *others])
         sent.extend(phase)
 
     send(plan.sells)

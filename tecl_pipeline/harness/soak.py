@@ -7,7 +7,10 @@ layer, and the general promise checked after every session:
 - no order on a closed market or on untrusted data;
 - positions reach the target, or the shortfall is reported;
 - every session's journal is complete and equals broker truth;
-- a refused session says why.
+- a refused session says why;
+- a second host's run of the same session (its own local state and Dagster instance, the
+  same broker and journal), held at one point of its work while this host trades, fills
+  no leg twice when it carries on (C2).
 
 A session whose run fails is run again with the faults gone, as the next schedule tick or
 the operator would; that is part of the promise ("retried on the next tick"), not a way
@@ -47,7 +50,8 @@ from tecl_pipeline.harness.replay import holding_problems, session_prices
 from tecl_pipeline.harness.world import SessionRun, World, write_market_dir
 from tecl_pipeline.marketdata.demo import DEMO_SEED, DemoMarketData
 from tecl_pipeline.state.records import SessionRecord
-from tecl_pipeline.universe import SYMBOLS
+from tecl_pipeline.strategy import signal_history
+from tecl_pipeline.universe import HOLDINGS, SYMBOLS
 
 # Demo data start in January 2019; the strategy's 200-session warm-up is over by then.
 SOAK_START = date(2020, 1, 2)
@@ -65,6 +69,7 @@ FAULT_KINDS = (
     "killed_run",  # a `tecl run` process killed just after its first order was accepted
     "closed_market",  # the run fires after the close
     "untrusted_data",  # the session's bar of one symbol is missing
+    "second_host",  # another host's run of the session, held mid-way while this one trades
 )
 _BROKER_FAULTS = (
     FaultKind.RATE_LIMIT,
@@ -80,15 +85,17 @@ _BROKER_ENDPOINTS = (
     "GET /v2/account",
     "GET /v2/positions",
     "GET /v2/clock",
-    "GET /v2/assets/{symbol_or_asset_id}",
+    "GET /v2/assets/{symbol}",
     "GET /v2/orders",
-    "GET /v2/orders/{order_id}",
+    "GET /v2/orders/{id}",
     "POST /v2/orders",
 )
 # Pipeline settings that keep a soak session short: fills polled often, a short fill
 # timeout, quick backoff; the simulator's faults ask for no Retry-After wait.
 SOAK_POLICY = {"fill_timeout_seconds": 1.0, "poll_interval_seconds": 0.02}
 SOAK_BROKER = {"retry_base_delay_seconds": 0.01, "timeout_seconds": 1.0}
+# How long a second host's `tecl run` may take to reach its hold, or to finish after it.
+SECOND_HOST_PATIENCE = 300.0
 
 
 @dataclass
@@ -350,6 +357,90 @@ class _Session:
         self.soak.result.runs += 1
         self.world.simulator.clear_faults()
 
+    def _held_second_host(self) -> subprocess.Popen[bytes]:
+        """Another host's `tecl run` for the session (its own TECL_LOCAL_DIR and DAGSTER_HOME,
+        the same simulator and journal), stopped (SIGSTOP) inside one broker request: an
+        asset lookup of its execution's plan (positions already read), its first order's
+        POST, or its first wait for a fill. `_let_go` resumes it after this host's runs.
+
+        Nothing else talks to the broker while it is being stopped, and this host starts
+        only once the held request has done at the broker what it does, so the session plays
+        out the same way every time."""
+        simulator = self.world.simulator
+        point = self.rng.choice(("asset lookup", "order POST", "fill wait"))
+        held = {s for s, p in simulator.state()["positions"].items() if Decimal(p["qty"])}
+        # target_allocation looks each symbol up once before execution's own plan does.
+        endpoint, after = {
+            "asset lookup": (
+                "GET /v2/assets/{symbol}",
+                len(held | self.soak.targets(self.session)),
+            ),
+            "order POST": ("POST /v2/orders", 0),
+            "fill wait": ("GET /v2/orders/{id}", 0),
+        }[point]
+        simulator.set_faults(
+            0, [FaultRule(kind=FaultKind.LATENCY, endpoint=endpoint, after=after, times=1)]
+        )
+        if point == "fill wait":
+            simulator.set_fill_mode("delayed", delay_polls=0)  # its first read fills it
+        submitted = len(simulator.state()["submissions"])
+        host = self.soak.work_dir / "second-host"
+        env = {
+            **os.environ,
+            **self.world.environment(),
+            "TECL_LOCAL_DIR": str(host / "local"),
+            "TECL_LOG_DIR": str(host / "logs"),
+            "DAGSTER_HOME": str(host / "dagster"),
+        }
+        host.mkdir(parents=True, exist_ok=True)
+        # Files, not pipes: nobody reads a pipe while the process runs up to its hold.
+        with open(host / "stdout.txt", "w") as stdout, open(host / "stderr.txt", "w") as stderr:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "tecl_pipeline.cli", "run", "--session", str(self.session)],
+                env=env,
+                cwd=self.soak.work_dir,
+                stdout=stdout,
+                stderr=stderr,
+            )
+        deadline = time.monotonic() + SECOND_HOST_PATIENCE
+
+        def waiting(done: Callable[[], bool]) -> None:
+            while process.poll() is None and not done():
+                if time.monotonic() > deadline:
+                    process.kill()
+                    process.wait()
+                    self.violations.append(f"the second host's run hung at its {point}")
+                    return
+                time.sleep(0.02)
+
+        waiting(lambda: bool(simulator.state()["fault_plan"]["injected"]))
+        if process.poll() is None:
+            process.send_signal(signal.SIGSTOP)
+            # The held request still lands at the broker: wait for what it does there (an
+            # asset lookup changes nothing).
+            if point == "order POST":
+                waiting(lambda: len(simulator.state()["submissions"]) > submitted)
+            elif point == "fill wait":
+                waiting(lambda: all(o.status.is_final for o in self._orders()))
+        simulator.clear_faults()
+        simulator.set_fill_mode("immediate")
+        return process
+
+    def _let_go(self, process: subprocess.Popen[bytes]) -> None:
+        """The held second host carries on with what it had read before this host traded;
+        it must fill nothing twice (`check`), and if it fails, say why."""
+        process.send_signal(signal.SIGCONT)
+        try:
+            process.wait(timeout=SECOND_HOST_PATIENCE)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            self.violations.append("the second host's run hung after it was let go")
+        self.soak.result.runs += 1
+        reason = (self.soak.work_dir / "second-host" / "stderr.txt").read_text().strip()
+        if process.returncode != 0 and not reason:
+            self.violations.append(f"the second host's run ended with exit {process.returncode}")
+
     def play(self) -> None:
         world = self.world
         world.set_clock(self.session)
@@ -362,6 +453,7 @@ class _Session:
             world.set_clock(self.session)
         if "killed_run" in self.faults:
             self._killed_run()
+        second_host = self._held_second_host() if "second_host" in self.faults else None
         self._arm_in_run_faults()
         run = self._run()
         reruns = 0
@@ -375,6 +467,8 @@ class _Session:
             if run.ok and len(self._orders()) != before:
                 self.violations.append("a second trigger of a finished session sent orders")
         self._disarm()
+        if second_host is not None:
+            self._let_go(second_host)
         self.check(run)
 
     # -- invariants ---------------------------------------------------------------------------
@@ -469,6 +563,7 @@ class _Soak:
         self.work_dir = work_dir
         self.result = result
         self.closes = _demo_closes(sessions[-1])
+        self.expected = signal_history(self.closes)
         self.cash_reserve = TradingPolicyResource(**SOAK_POLICY).policy().cash_reserve
         market = write_market_dir(self.closes, work_dir / "market")
         self.dagster_home = work_dir / "dagster"
@@ -486,6 +581,11 @@ class _Soak:
             policy=SOAK_POLICY,
             broker=SOAK_BROKER,
         )
+
+    def targets(self, session: date) -> set[str]:
+        """The symbols `signal_history` puts money in at the session."""
+        row = self.expected.loc[pd.Timestamp(session)]
+        return {s for s in HOLDINGS if row[s]}
 
     def stale_market(self, session: date, rng: random.Random) -> Path:
         """A copy of the market data whose latest bar of one symbol is missing."""

@@ -1,6 +1,7 @@
 """The chaos soak through the real pipeline: seeded faults at every layer (broker, lost
 acknowledgements, partial fills, S3, Secrets Manager, duplicate triggers, a killed run,
-a closed market, untrusted data), invariants after every session (X3, C2, A2, C8, R2, R3)."""
+a closed market, untrusted data, a second host's run of the session), invariants after
+every session (X3, C2, A2, C8, R2, R3)."""
 
 import os
 import subprocess
