@@ -7,9 +7,12 @@ The real alpaca-py TradingClient talks to a loopback server with scripted answer
 (canned_http). Sleeping is recorded, not slept; jitter comes from the test's printed seed.
 """
 
+import base64
+import json
 import random
 from datetime import UTC, datetime
 from decimal import Decimal
+from urllib.parse import quote, quote_plus
 
 import pytest
 import requests
@@ -18,7 +21,6 @@ from tecl_pipeline.broker import alpaca
 from tecl_pipeline.broker.alpaca import (
     AlpacaBroker,
     harden_client,
-    make_scrubber,
     parse_retry_after,
 )
 from tecl_pipeline.broker.credentials import Credentials, MissingCredentialsError
@@ -34,6 +36,7 @@ from tecl_pipeline.broker.models import (
     RateLimitedError,
 )
 from tecl_pipeline.broker.retry import RetryPolicy
+from tecl_pipeline.observability.redaction import Redactor
 from tecl_pipeline_tests.broker import canned_http
 from tecl_pipeline_tests.broker.adapter_helpers import CountingProvider, sim_credentials
 from tecl_pipeline_tests.broker.canned_http import Canned
@@ -347,8 +350,30 @@ def test_a_client_without_the_expected_internals_is_refused_loudly():
         harden_client(Changed(), 1.0)
 
 
-def test_the_scrubber_hides_the_secret_and_is_a_no_op_without_credentials():
-    """S2: whatever a server echoes back, the secret never leaves the adapter."""
-    assert make_scrubber(None)("secret-value") == "secret-value"
-    scrub = make_scrubber(Credentials("PKTEST", "secret-value"))
-    assert scrub("echo: secret-value!") == "echo: ***!"
+def test_the_redactor_masks_a_key_pair_in_every_encoding_a_server_may_echo():
+    """S2: the key id and the secret, raw, percent-encoded (quote, quote_plus, lower-case
+    hex), JSON-escaped (escaped slashes, unicode escapes), base64 of each and of the
+    Basic-auth pair `key:secret`, standard and URL-safe, with or without padding."""
+    key, secret = "PKEDGE4Q9", "wJal/rXUt+nF EMI~"
+    redactor = Redactor.for_credentials(key, secret)
+    unicode_escaped = "".join(f"\\u{ord(ch):04x}" for ch in secret)
+    echoes = [
+        key,
+        secret,
+        quote(secret, safe=""),
+        quote(secret, safe="").replace("%2F", "%2f").replace("%2B", "%2b"),
+        quote_plus(secret),
+        json.dumps(secret)[1:-1].replace("/", "\\/"),
+        unicode_escaped,
+        unicode_escaped.upper().replace("\\U", "\\u"),
+        base64.b64encode(secret.encode()).decode(),
+        base64.urlsafe_b64encode(secret.encode()).decode().rstrip("="),
+        base64.b64encode(key.encode()).decode(),
+        base64.b64encode(f"{key}:{secret}".encode()).decode(),
+    ]
+    for echo in echoes:
+        text = f"before {echo} after"
+        assert redactor.redact(text) == "before *** after", echo
+        assert redactor.redact_bytes(text.encode()) == b"before *** after", echo
+    assert Redactor().redact_bytes(b"no secrets known") == b"no secrets known"
+    assert redactor.redact("an order id, a price 101.50") == "an order id, a price 101.50"
