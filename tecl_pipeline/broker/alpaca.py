@@ -489,6 +489,10 @@ class _SubmitState:
     ever_unknown: bool = False  # some POST of this call had an unknown outcome
 
 
+def _as_is(body: Any) -> Any:
+    return body
+
+
 class AlpacaConnection(Generic[C]):
     """One alpaca-py client with the project's guarantees: timeout, one retry policy,
     error mapping, and one credentials refresh after a refusal (B4, X6).
@@ -562,11 +566,15 @@ class AlpacaConnection(Generic[C]):
                     "stopping (check the API key and secret)"
                 ) from second
 
-    def read_once(self, endpoint: str, call: Callable[[C], object], parse: Callable[[Any], T]) -> T:
+    def read_once(
+        self, endpoint: str, call: Callable[[C], Any], parse: Callable[[Any], T] = _as_is
+    ) -> T:
         """One read and its answer parsed; an unusable answer is a `MalformedReadError`."""
         return parse_read(self.once(endpoint, "read", call), parse)
 
-    def read(self, endpoint: str, call: Callable[[C], object], parse: Callable[[Any], T]) -> T:
+    def read(
+        self, endpoint: str, call: Callable[[C], Any], parse: Callable[[Any], T] = _as_is
+    ) -> T:
         """A read and the parsing of its answer, retried together under the policy (an
         unusable answer included), with one credentials refresh."""
         return self.with_auth(lambda: self.retrying(lambda: self.read_once(endpoint, call, parse)))
