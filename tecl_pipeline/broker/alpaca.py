@@ -113,6 +113,15 @@ class RedirectRefusedError(requests.RequestException):
     the APCA key headers to wherever it points (it strips only `Authorization`)."""
 
 
+def _masked_copy(exc: requests.RequestException, redactor: Redactor) -> requests.RequestException:
+    """A transport error of the same kind, carrying only its masked text."""
+    text = redactor.redact(f"{exc}")
+    try:
+        return type(exc)(text)
+    except Exception:  # a subclass with another signature: keep the family, not the type
+        return requests.ConnectionError(f"{type(exc).__name__}: {text}")
+
+
 class _GuardedAdapter(HTTPAdapter):
     """The transport boundary: a timeout on every request, no redirects, and every answer
     (or failure) masked by `redactor` before anything above reads it (S2)."""
@@ -134,7 +143,7 @@ class _GuardedAdapter(HTTPAdapter):
         except requests.RequestException as exc:
             # The text can hold the URL or what a proxy said; the original (and its chain of
             # urllib3 errors) is not kept: raised outside this block, so not as __context__.
-            failure = type(exc)(self._redactor.redact(f"{exc}"))
+            failure = _masked_copy(exc, self._redactor)
         if failure is not None:
             raise failure
         redact = self._redactor.redact
@@ -535,9 +544,6 @@ class AlpacaConnection(Generic[C]):
     def close(self) -> None:
         close_client(self._client)
         self._client = None
-
-    def scrub(self, text: str) -> str:
-        return self._redactor.redact(text)
 
     def once(self, endpoint: str, kind: CallKind, call: Callable[[C], T]) -> T:
         """One HTTP call, failures mapped, no retry."""

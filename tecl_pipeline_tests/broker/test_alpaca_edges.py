@@ -377,3 +377,50 @@ def test_the_redactor_masks_a_key_pair_in_every_encoding_a_server_may_echo():
         assert redactor.redact_bytes(text.encode()) == b"before *** after", echo
     assert Redactor().redact_bytes(b"no secrets known") == b"no secrets known"
     assert redactor.redact("an order id, a price 101.50") == "an order id, a price 101.50"
+
+
+def test_a_redirect_is_not_followed_so_the_keys_go_nowhere_else(canned, make):
+    """S2: requests would resend the APCA key headers to any redirect target (it strips
+    only Authorization). The adapter does not follow: the target never hears from it, the
+    call fails at once naming the endpoint, and the error keeps no raw exception."""
+    elsewhere = canned_http.CannedServer().start()
+    try:
+        elsewhere.answer("GET", "/v2/account", Canned(ACCOUNT))
+        target = f"{elsewhere.url}/v2/account"
+        canned.answer("GET", "/v2/account", Canned(status=307, headers={"Location": target}))
+        with pytest.raises(
+            BrokerError, match=r"GET /v2/account: .*redirect; not followed"
+        ) as caught:
+            make(attempts=3).get_account()
+        assert elsewhere.seen == []
+        assert len(canned.requests("GET", "/v2/account")) == 1
+        assert caught.value.__cause__ is None and caught.value.__context__ is None
+    finally:
+        elsewhere.stop()
+
+
+def test_an_echoing_error_answer_is_masked_before_any_error_is_built(canned, make):
+    """S2: a 401 body, a header and the status line echo the key pair in several encodings;
+    the adapter's error holds none of them, and chains no alpaca-py or requests exception
+    that still would (cause, context)."""
+    creds = sim_credentials().get()
+    basic = base64.b64encode(f"{creds.key_id}:{creds.secret_key}".encode()).decode()
+    echo = f"{creds.key_id} {quote(creds.secret_key, safe='')} {basic}"
+    canned.answer(
+        "GET",
+        "/v2/account",
+        Canned({"code": 40110000, "message": f"unauthorized: {echo}"}, 401, {"X-Echo": echo}),
+    )
+    with pytest.raises(AuthError) as caught:
+        make().get_account()
+    error = caught.value
+    texts = []
+    link: BaseException | None = error
+    while link is not None:
+        texts += [str(link), repr(link), *getattr(link, "__notes__", [])]
+        assert not isinstance(link, requests.RequestException | alpaca.APIError), type(link)
+        link = link.__cause__ or link.__context__
+    assert "***" in texts[0]
+    for text in texts:
+        for form in (creds.key_id, creds.secret_key, quote(creds.secret_key, safe=""), basic):
+            assert form not in text
