@@ -9,7 +9,13 @@ What alpaca-py does not do, this module does (DESIGN.md, "Measured facts about a
 - every failure becomes one of the errors in `broker.models` (table in `translate_api_error`);
 - an order whose acknowledgement was lost is looked up by its client order id before
   anything else, and resent only with the same id (B5);
-- refused credentials are refreshed once, then the call fails with `AuthError` (B4, X6).
+- refused credentials are refreshed once, then the call fails with `AuthError` (B4, X6);
+- the key id and the secret, in every encoding a server may echo them back, are masked at
+  the transport, in bodies, headers, status lines and URLs, before alpaca-py or this module
+  builds anything from an answer; redirects are not followed (the request carries the
+  keys); the project's errors are built from that masked text and do not chain alpaca-py's
+  or requests' exceptions (S2);
+- a read whose answer cannot be used is asked again under the retry policy (B3).
 
 alpaca-py's typed models are bypassed (raw_data=True): the project's own models, with
 `extra="forbid"`, are the schema, and the fields they need are picked out explicitly.
@@ -37,6 +43,7 @@ from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest
 from pydantic import AwareDatetime, BaseModel, TypeAdapter, ValidationError
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 
 from tecl_pipeline.broker.credentials import (
     Credentials,
@@ -51,6 +58,7 @@ from tecl_pipeline.broker.models import (
     BrokerUnavailableError,
     Clock,
     DuplicateClientOrderIdError,
+    MalformedReadError,
     MalformedResponseError,
     NotFoundError,
     Order,
@@ -63,6 +71,7 @@ from tecl_pipeline.broker.models import (
 )
 from tecl_pipeline.broker.retry import RetryPolicy, call_with_retry
 from tecl_pipeline.endpoints import validate_endpoint
+from tecl_pipeline.observability.redaction import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -99,23 +108,68 @@ _AWARE_DATETIME = TypeAdapter(AwareDatetime)
 # --------------------------------------------------------------------------- endpoints
 
 
-class _TimeoutAdapter(HTTPAdapter):
-    """Gives every request a timeout unless the caller set one."""
+class RedirectRefusedError(requests.RequestException):
+    """The server answered with a redirect, which is not followed: requests would resend
+    the APCA key headers to wherever it points (it strips only `Authorization`)."""
 
-    def __init__(self, timeout: float) -> None:
+
+def _masked_copy(exc: requests.RequestException, redactor: Redactor) -> requests.RequestException:
+    """A transport error of the same kind, carrying only its masked text."""
+    text = redactor.redact(f"{exc}")
+    try:
+        return type(exc)(text)
+    except Exception:  # a subclass with another signature: keep the family, not the type
+        return requests.ConnectionError(f"{type(exc).__name__}: {text}")
+
+
+class _GuardedAdapter(HTTPAdapter):
+    """The transport boundary: a timeout on every request, no redirects, and every answer
+    (or failure) masked by `redactor` before anything above reads it (S2)."""
+
+    def __init__(self, timeout: float, redactor: Redactor) -> None:
         super().__init__(max_retries=0)  # no hidden urllib3 retries either
         self._timeout = timeout
+        self._redactor = redactor
 
     def send(  # type: ignore[override]
         self, request: requests.PreparedRequest, *args: Any, **kwargs: Any
     ) -> requests.Response:
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self._timeout
-        return super().send(request, *args, **kwargs)
+        failure: requests.RequestException | None = None
+        try:
+            response = super().send(request, *args, **kwargs)
+            content = response.content  # read here, so a body cut short fails here too
+        except requests.RequestException as exc:
+            # The text can hold the URL or what a proxy said; the original (and its chain of
+            # urllib3 errors) is not kept: raised outside this block, so not as __context__.
+            failure = _masked_copy(exc, self._redactor)
+        if failure is not None:
+            raise failure
+        redact = self._redactor.redact
+        response._content = self._redactor.redact_bytes(content)
+        response.headers = CaseInsensitiveDict(
+            {name: redact(value) for name, value in response.headers.items()}
+        )
+        response.reason = redact(response.reason or "")
+        response.url = redact(response.url or "")
+        masked = request.copy()
+        masked.headers = CaseInsensitiveDict(
+            {name: redact(str(value)) for name, value in request.headers.items()}
+        )
+        response.request = masked
+        if response.is_redirect:
+            response.close()
+            raise RedirectRefusedError(
+                f"the server answered HTTP {response.status_code} with a redirect; not "
+                "followed, the request carries the API keys"
+            )
+        return response
 
 
-def harden_client(client: C, timeout: float) -> C:
-    """Give an alpaca-py client a request timeout and switch off its own retry.
+def harden_client(client: C, timeout: float, redactor: Redactor | None = None) -> C:
+    """Give an alpaca-py client a request timeout, switch off its own retry, and mask every
+    answer with `redactor` (the client's key pair) at the transport.
 
     alpaca-py exposes neither: its requests Session gets no timeout, and TradingClient /
     StockHistoricalDataClient do not pass retry settings through. Both live in private
@@ -132,7 +186,7 @@ def harden_client(client: C, timeout: float) -> C:
             "alpaca-py's RESTClient no longer has _session/_retry/_retry_codes; the "
             "timeout and single-retry-policy guarantees cannot be applied to this version"
         )
-    adapter = _TimeoutAdapter(timeout)
+    adapter = _GuardedAdapter(timeout, redactor if redactor is not None else Redactor())
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     # With _retry == 0, RESTClient raises APIError on the first 429/504 instead of
@@ -277,6 +331,9 @@ def translate_transport_error(
 ) -> BrokerError:
     """No usable HTTP answer: a read can simply be retried; a write may have happened."""
     detail = _clip(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, RedirectRefusedError):
+        # An answer, just not one to act on: trying again would be answered the same way.
+        return BrokerError(f"{endpoint}: {detail}")
     if kind == "read":
         return BrokerUnavailableError(f"{endpoint}: no answer from the broker ({detail})")
     return OutcomeUnknownError(
@@ -284,35 +341,29 @@ def translate_transport_error(
     )
 
 
-def invoke(endpoint: str, call: Callable[[], T], kind: CallKind, scrub: Callable[[str], str]) -> T:
-    """Run one HTTP call and turn any failure into a project error (never retries)."""
+def invoke(endpoint: str, call: Callable[[], T], kind: CallKind, redactor: Redactor) -> T:
+    """Run one HTTP call and turn any failure into a project error (never retries).
+
+    The error is built from the (already masked) answer and masked once more; alpaca-py's
+    or requests' exception is neither its cause nor its context (raised outside the
+    handler), so no chain a framework stores can lead back to the raw answer or request.
+    """
     try:
-        return call()
-    except requests.exceptions.JSONDecodeError as exc:
+        body = call()
+    except requests.exceptions.JSONDecodeError:
         # A 2xx whose body is not JSON; this subclass of RequestException must come first.
-        raise MalformedResponseError(
-            scrub(f"{endpoint}: the broker answered with a body that is not JSON")
-        ) from exc
+        error: BrokerError = MalformedResponseError(
+            f"{endpoint}: the broker answered with a body that is not JSON"
+        )
     except APIError as exc:
         error = translate_api_error(exc, endpoint, kind)
-        error.args = (scrub(str(error)),)
-        raise error from exc
     except requests.RequestException as exc:
         error = translate_transport_error(exc, endpoint, kind)
-        error.args = (scrub(str(error)),)
-        raise error from exc
-
-
-def make_scrubber(credentials: Credentials | None) -> Callable[[str], str]:
-    """Cheap insurance (S2): whatever a server echoes back, the secret never leaves here."""
-    if credentials is None:
-        return lambda text: text
-    secret = credentials.secret_key
-
-    def scrub(text: str) -> str:
-        return text.replace(secret, "***")
-
-    return scrub
+    else:
+        # Parsed JSON: an escape style the transport did not know is undone by now.
+        return redactor.redact_value(body)  # type: ignore[return-value]
+    error.args = tuple(redactor.redact_value(arg) for arg in error.args)
+    raise error
 
 
 # ----------------------------------------------------------------------- body mapping
@@ -447,6 +498,10 @@ class _SubmitState:
     ever_unknown: bool = False  # some POST of this call had an unknown outcome
 
 
+def _as_is(body: Any) -> Any:
+    return body
+
+
 class AlpacaConnection(Generic[C]):
     """One alpaca-py client with the project's guarantees: timeout, one retry policy,
     error mapping, and one credentials refresh after a refusal (B4, X6).
@@ -474,27 +529,26 @@ class AlpacaConnection(Generic[C]):
         self._sleep = sleep
         self._rng = rng if rng is not None else random.Random()
         self._client: C | None = None
-        self._credentials: Credentials | None = None
+        # Every pair this connection has sent stays masked: a key refused and replaced by a
+        # refresh is still a credential.
+        self._redactor = Redactor()
 
     def client(self, *, refresh: bool = False) -> C:
         if self._client is None or refresh:
             credentials = self._provider.get(refresh=refresh)
             self.close()
-            self._client = harden_client(self._factory(credentials), self._timeout)
-            self._credentials = credentials
+            self._redactor.register_pair(credentials.key_id, credentials.secret_key)
+            self._client = harden_client(self._factory(credentials), self._timeout, self._redactor)
         return self._client
 
     def close(self) -> None:
         close_client(self._client)
         self._client = None
 
-    def scrub(self, text: str) -> str:
-        return make_scrubber(self._credentials)(text)
-
     def once(self, endpoint: str, kind: CallKind, call: Callable[[C], T]) -> T:
         """One HTTP call, failures mapped, no retry."""
         client = self.client()
-        return invoke(endpoint, lambda: call(client), kind, self.scrub)
+        return invoke(endpoint, lambda: call(client), kind, self._redactor)
 
     def retrying(self, attempt: Callable[[], T]) -> T:
         return call_with_retry(
@@ -518,9 +572,29 @@ class AlpacaConnection(Generic[C]):
                     "stopping (check the API key and secret)"
                 ) from second
 
-    def read(self, endpoint: str, call: Callable[[C], T]) -> T:
-        """A read: retried under the policy, with one credentials refresh."""
-        return self.with_auth(lambda: self.retrying(lambda: self.once(endpoint, "read", call)))
+    def read_once(
+        self, endpoint: str, call: Callable[[C], Any], parse: Callable[[Any], T] = _as_is
+    ) -> T:
+        """One read and its answer parsed; an unusable answer is a `MalformedReadError`."""
+        return parse_read(self.once(endpoint, "read", call), parse)
+
+    def read(
+        self, endpoint: str, call: Callable[[C], Any], parse: Callable[[Any], T] = _as_is
+    ) -> T:
+        """A read and the parsing of its answer, retried together under the policy (an
+        unusable answer included), with one credentials refresh."""
+        return self.with_auth(lambda: self.retrying(lambda: self.read_once(endpoint, call, parse)))
+
+
+def parse_read(body: object, parse: Callable[[Any], T]) -> T:
+    """`parse(body)`, a `MalformedResponseError` turned into the retryable `MalformedReadError`."""
+    try:
+        return parse(body)
+    except MalformedReadError:
+        raise
+    except MalformedResponseError as exc:
+        error = MalformedReadError(*exc.args)
+    raise error  # outside the handler: the message is the whole story
 
 
 def _log_retry(attempt: int, error: BaseException, wait: float) -> None:
@@ -624,62 +698,80 @@ class AlpacaBroker(AlpacaService[TradingClient]):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _read(self, endpoint: str, call: Callable[[TradingClient], T]) -> T:
-        return self._conn.read(endpoint, call)
+    def _read(
+        self, endpoint: str, call: Callable[[TradingClient], object], parse: Callable[[Any], T]
+    ) -> T:
+        return self._conn.read(endpoint, call, parse)
 
     # -- reads ----------------------------------------------------------------------------
 
     def get_clock(self) -> Clock:
         endpoint = "GET /v2/clock"
-        return clock_from_alpaca(self._read(endpoint, lambda c: c.get_clock()), endpoint)
+        return self._read(
+            endpoint, lambda c: c.get_clock(), lambda b: clock_from_alpaca(b, endpoint)
+        )
 
     def get_account(self) -> Account:
         endpoint = "GET /v2/account"
-        return account_from_alpaca(self._read(endpoint, lambda c: c.get_account()), endpoint)
+        return self._read(
+            endpoint, lambda c: c.get_account(), lambda b: account_from_alpaca(b, endpoint)
+        )
 
     def get_positions(self) -> dict[str, Position]:
         endpoint = "GET /v2/positions"
-        body = expect_list(self._read(endpoint, lambda c: c.get_all_positions()), endpoint)
-        positions: dict[str, Position] = {}
-        for item in body:
-            position = position_from_alpaca(item, endpoint)
-            if position.symbol in positions:
-                raise MalformedResponseError(f"{endpoint}: {position.symbol} listed twice")
-            positions[position.symbol] = position
-        return positions
+
+        def parse(body: object) -> dict[str, Position]:
+            positions: dict[str, Position] = {}
+            for item in expect_list(body, endpoint):
+                position = position_from_alpaca(item, endpoint)
+                if position.symbol in positions:
+                    raise MalformedResponseError(f"{endpoint}: {position.symbol} listed twice")
+                positions[position.symbol] = position
+            return positions
+
+        return self._read(endpoint, lambda c: c.get_all_positions(), parse)
 
     def get_asset(self, symbol: str) -> Asset:
         endpoint = f"GET /v2/assets/{check_symbol(symbol)}"
-        asset = asset_from_alpaca(self._read(endpoint, lambda c: c.get_asset(symbol)), endpoint)
-        if asset.symbol != symbol:
-            raise MalformedResponseError(f"{endpoint}: answered for {asset.symbol!r}")
-        return asset
+
+        def parse(body: object) -> Asset:
+            asset = asset_from_alpaca(body, endpoint)
+            if asset.symbol != symbol:
+                raise MalformedResponseError(f"{endpoint}: answered for {asset.symbol!r}")
+            return asset
+
+        return self._read(endpoint, lambda c: c.get_asset(symbol), parse)
 
     def get_order(self, order_id: str) -> Order:
         endpoint = f"GET /v2/orders/{order_id}"
+
+        def parse(body: object) -> Order:
+            order = order_from_alpaca(body, endpoint)
+            if order.id.lower() != order_id.lower():
+                raise MalformedResponseError(f"{endpoint}: answered with order {order.id!r}")
+            return order
+
         # alpaca-py validates the id as a UUID (ValueError otherwise) before it builds the path.
-        order = order_from_alpaca(
-            self._read(endpoint, lambda c: c.get_order_by_id(order_id)), endpoint
-        )
-        if order.id.lower() != order_id.lower():
-            raise MalformedResponseError(f"{endpoint}: answered with order {order.id!r}")
-        return order
+        return self._read(endpoint, lambda c: c.get_order_by_id(order_id), parse)
 
     def _lookup_once(self, client_order_id: str) -> Order | None:
         """One lookup by client order id, no retry; None when the broker has no such order."""
         endpoint = f"GET /v2/orders:by_client_order_id?client_order_id={client_order_id}"
+
+        def parse(body: object) -> Order:
+            order = order_from_alpaca(body, endpoint)
+            if order.client_order_id != client_order_id:
+                raise MalformedResponseError(
+                    f"{endpoint}: answered with client order id {order.client_order_id!r}"
+                )
+            return order
+
         try:
-            body = self._conn.once(
-                endpoint, "read", lambda c: c.get_order_by_client_id(client_order_id)
+            return self._conn.read_once(
+                endpoint, lambda c: c.get_order_by_client_id(client_order_id), parse
             )
         except NotFoundError:
             return None
-        order = order_from_alpaca(body, endpoint)
-        if order.client_order_id != client_order_id:
-            raise MalformedResponseError(
-                f"{endpoint}: answered with client order id {order.client_order_id!r}"
-            )
-        return order
 
     def get_order_by_client_id(self, client_order_id: str) -> Order | None:
         return self._conn.with_auth(
@@ -696,24 +788,36 @@ class AlpacaBroker(AlpacaService[TradingClient]):
         that is an error, not a silently short list.
         """
         endpoint = "GET /v2/orders"
-        seen: dict[str, dict[str, Any]] = {}
+        seen: dict[str, Order | None] = {}
         until: datetime | None = None
-        for _ in range(MAX_ORDER_PAGES):
-            limit = ORDERS_PAGE_LIMIT
-            request = GetOrdersRequest(
-                status=QueryOrderStatus.ALL, limit=limit, direction=Sort.DESC, until=until
-            )
-            page = expect_list(self._read(endpoint, lambda c, r=request: c.get_orders(r)), endpoint)
-            stamps = []
-            for item in page:
+
+        def parse(body: object) -> list[tuple[str, datetime, Order | None]]:
+            # Only our orders are validated: a foreign order (a notional one, say, with no
+            # qty) must not make our own history unreadable.
+            page = []
+            for item in expect_list(body, endpoint):
                 data = expect_object(item, endpoint)
                 fields = pick(data, endpoint, ("id", "client_order_id", "submitted_at"))
                 if not isinstance(fields["id"], str) or not isinstance(
                     fields["client_order_id"], str
                 ):
                     raise MalformedResponseError(f"{endpoint}: order id is not a string")
-                stamps.append(_timestamp(fields["submitted_at"], endpoint))
-                seen.setdefault(fields["id"], data)
+                stamp = _timestamp(fields["submitted_at"], endpoint)
+                ours = fields["client_order_id"].startswith(client_order_id_prefix)
+                page.append(
+                    (fields["id"], stamp, order_from_alpaca(data, endpoint) if ours else None)
+                )
+            return page
+
+        for _ in range(MAX_ORDER_PAGES):
+            limit = ORDERS_PAGE_LIMIT
+            request = GetOrdersRequest(
+                status=QueryOrderStatus.ALL, limit=limit, direction=Sort.DESC, until=until
+            )
+            page = self._read(endpoint, lambda c, r=request: c.get_orders(r), parse)
+            stamps = [stamp for _, stamp, _ in page]
+            for order_id, _, order in page:
+                seen.setdefault(order_id, order)
             if len(page) < limit:
                 break
             if min(stamps) == max(stamps):
@@ -726,13 +830,7 @@ class AlpacaBroker(AlpacaService[TradingClient]):
             raise MalformedResponseError(
                 f"{endpoint}: still paging after {MAX_ORDER_PAGES} pages of {ORDERS_PAGE_LIMIT}"
             )
-        # Only our orders are validated: a foreign order (a notional one, say, with no qty)
-        # must not make our own history unreadable.
-        orders = [
-            order_from_alpaca(data, endpoint)
-            for data in seen.values()
-            if data["client_order_id"].startswith(client_order_id_prefix)
-        ]
+        orders = [order for order in seen.values() if order is not None]
         return sorted(orders, key=lambda o: (o.submitted_at, o.client_order_id))
 
     # -- writes ---------------------------------------------------------------------------

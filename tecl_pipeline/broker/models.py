@@ -179,6 +179,13 @@ class MalformedResponseError(BrokerError):
     under a success status (X4). Never read as success."""
 
 
+class MalformedReadError(MalformedResponseError, RetryableBrokerError):
+    """A read whose answer could not be used. Reading changes nothing at the broker, so it
+    is asked again under the retry policy like any other failed call (a garbled answer while
+    an order is being followed must not abandon it); when the policy gives up, it is still
+    the loud `MalformedResponseError` (B3)."""
+
+
 class DuplicateClientOrderIdError(BrokerError):
     """An order with this client_order_id was already sent: the order exists, do not resend."""
 
@@ -199,6 +206,7 @@ __all__ = [
     "BrokerUnavailableError",
     "Clock",
     "DuplicateClientOrderIdError",
+    "MalformedReadError",
     "MalformedResponseError",
     "NotFoundError",
     "Order",

@@ -3,8 +3,9 @@
 alpaca-py's own retry (a fixed 3 s wait on 429/504, blind to Retry-After, and applied to
 order submission too) is switched off by the adapters, so this is the only place where a
 broker call is repeated. Only `RetryableBrokerError` is retried; every other exception,
-including the broker's definite answers (rejections, auth failures, malformed bodies) and
-plain bugs, propagates at once.
+including the broker's definite answers (rejections, auth failures, a garbled answer to an
+order submit) and plain bugs, propagates at once. A garbled answer to a read is retryable
+(`MalformedReadError`): reading again changes nothing at the broker.
 """
 
 import math

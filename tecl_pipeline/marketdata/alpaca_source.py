@@ -154,27 +154,27 @@ class AlpacaMarketData(AlpacaService[StockHistoricalDataClient]):
         params: dict[str, Any] = {"symbols": ",".join(wanted)}
         if self._feed is not None:
             params["feed"] = self._feed.value
-        body = expect_object(
-            self._conn.read(endpoint, lambda c: c.get("/stocks/trades/latest", params)),
-            endpoint,
-        )
-        trades = body.get("trades")
-        if not isinstance(trades, Mapping):
-            raise MalformedResponseError(f"{endpoint}: response lacks a 'trades' object")
-        prices: dict[str, Decimal] = {}
-        for symbol in wanted:
-            trade = trades.get(symbol)
-            if trade is None:
-                raise MarketDataError(f"{symbol}: Alpaca reported no latest trade")
-            trade = expect_object(trade, endpoint)
-            if "p" not in trade:
-                raise MalformedResponseError(f"{endpoint}: {symbol} trade lacks its price 'p'")
-            price = _number(trade["p"], f"{symbol} trade price", endpoint)
-            if not math.isfinite(price) or price <= 0:
-                raise MarketDataError(f"{symbol}: latest trade price {price!r} is not positive")
-            # Via str, never the binary float (C3).
-            prices[symbol] = Decimal(str(price))
-        return prices
+
+        def parse(body: object) -> dict[str, Decimal]:
+            trades = expect_object(body, endpoint).get("trades")
+            if not isinstance(trades, Mapping):
+                raise MalformedResponseError(f"{endpoint}: response lacks a 'trades' object")
+            prices: dict[str, Decimal] = {}
+            for symbol in wanted:
+                trade = trades.get(symbol)
+                if trade is None:
+                    raise MarketDataError(f"{symbol}: Alpaca reported no latest trade")
+                trade = expect_object(trade, endpoint)
+                if "p" not in trade:
+                    raise MalformedResponseError(f"{endpoint}: {symbol} trade lacks its price 'p'")
+                price = _number(trade["p"], f"{symbol} trade price", endpoint)
+                if not math.isfinite(price) or price <= 0:
+                    raise MarketDataError(f"{symbol}: latest trade price {price!r} is not positive")
+                # Via str, never the binary float (C3).
+                prices[symbol] = Decimal(str(price))
+            return prices
+
+        return self._conn.read(endpoint, lambda c: c.get("/stocks/trades/latest", params), parse)
 
     # -- bars -----------------------------------------------------------------------------
 
@@ -212,24 +212,38 @@ class AlpacaMarketData(AlpacaService[StockHistoricalDataClient]):
         closes: dict[str, dict[date, float]] = {s: {} for s in wanted}
         token: str | None = None
         tokens_seen: set[str] = set()
-        for _ in range(MAX_BAR_PAGES):
-            params = dict(base, page_token=token) if token else base
-            body = expect_object(
-                self._conn.read(endpoint, lambda c, p=params: c.get("/stocks/bars", p)),
-                endpoint,
-            )
-            self._add_page(body, closes, endpoint)
+
+        def parse(body: object) -> tuple[Mapping[str, Any], str | None]:
+            page = expect_object(body, endpoint)
+            self._check_page(page, closes, endpoint)
             # Alpaca always sends the key (null on the last page); a renamed key must not
             # read as "no more pages" and silently cut the history short (B3).
-            if "next_page_token" not in body:
+            if "next_page_token" not in page:
                 raise MalformedResponseError(f"{endpoint}: response lacks 'next_page_token'")
-            token = body["next_page_token"]
+            next_token = page["next_page_token"]
+            if next_token is not None and (not isinstance(next_token, str) or not next_token):
+                raise MalformedResponseError(f"{endpoint}: bad or repeated next_page_token")
+            return page, next_token
+
+        for _ in range(MAX_BAR_PAGES):
+            params = dict(base, page_token=token) if token else base
+            page, token = self._conn.read(
+                endpoint, lambda c, p=params: c.get("/stocks/bars", p), parse
+            )
+            self._add_page(page, closes, endpoint)
             if token is None:
                 return closes
-            if not isinstance(token, str) or not token or token in tokens_seen:
+            if token in tokens_seen:
                 raise MalformedResponseError(f"{endpoint}: bad or repeated next_page_token")
             tokens_seen.add(token)
         raise MalformedResponseError(f"{endpoint}: still paging after {MAX_BAR_PAGES} pages")
+
+    @classmethod
+    def _check_page(
+        cls, body: Mapping[str, Any], closes: dict[str, dict[date, float]], endpoint: str
+    ) -> None:
+        """The page's shape (a garbled answer is asked again), without adding its bars."""
+        cls._add_page(body, {symbol: {} for symbol in closes}, endpoint)
 
     @staticmethod
     def _add_page(

@@ -6,16 +6,21 @@ share one instance, so a secret registered once (at load, or when a secret provi
 fetches a rotated key) is masked everywhere from then on.
 
 Exact-value matching is deliberate: pattern guessing ("anything that looks like a key")
-both misses real secrets and mangles order ids. The URL-encoded form is masked too,
-because AWS-style secrets contain ``/`` and ``+`` and end up quoted inside URLs.
+both misses real secrets and mangles order ids. But a server or a library that echoes a
+secret rarely echoes it raw: AWS-style secrets contain ``/`` and ``+`` and come back
+percent-encoded (either hex case, ``+`` for a space) in URLs, JSON-escaped in bodies,
+base64-encoded in Basic auth (``key:secret``). Every such form of a registered
+value is masked (`encoded_forms`).
 """
 
+import base64
+import json
 import re
 import threading
 import traceback
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 from tecl_pipeline.errors import RefusedToTrade
 
@@ -37,6 +42,36 @@ SECRET_ENV_NAMES = frozenset(
 SECRET_ENV_SUFFIXES = ("_SECRET", "_SECRET_KEY", "_TOKEN", "_PASSWORD")
 
 
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-F]{2}")
+
+
+def _base64_forms(raw: bytes) -> set[str]:
+    # With and without padding (JWT-style encoders strip it); the longer form wins a match.
+    padded = {base64.b64encode(raw).decode("ascii"), base64.urlsafe_b64encode(raw).decode("ascii")}
+    return padded | {form.rstrip("=") for form in padded}
+
+
+def encoded_forms(value: str) -> set[str]:
+    """`value` as it may come back from a server or a library: raw, percent-encoded (quote,
+    quote_plus, either hex case), JSON-escaped (also the escaped-slash style, and every
+    character as a unicode escape), and base64 (standard and URL-safe)."""
+    percent = {quote(value, safe=""), quote(value), quote_plus(value), quote_plus(value, safe="/")}
+    percent |= {_PERCENT_ESCAPE.sub(lambda m: m.group(0).lower(), form) for form in percent}
+    json_escaped = json.dumps(value)[1:-1]
+    forms = {value, value.strip(), *percent, json_escaped, json_escaped.replace("/", "\\/")}
+    forms |= {json.dumps(value, ensure_ascii=False)[1:-1]}
+    if all(ord(ch) <= 0xFFFF for ch in value):
+        forms |= {"".join(f"\\u{ord(ch):04x}" for ch in value)}
+        forms |= {"".join(f"\\u{ord(ch):04X}" for ch in value)}
+    forms |= _base64_forms(value.encode("utf-8"))
+    return forms
+
+
+def pair_forms(user: str, password: str) -> set[str]:
+    """The forms of a ``user:password`` pair that name both at once (HTTP Basic auth)."""
+    return _base64_forms(f"{user}:{password}".encode())
+
+
 class Redactor:
     """The set of secret values, and the one place that masks them.
 
@@ -48,23 +83,45 @@ class Redactor:
         self._lock = threading.Lock()
         self._secrets: frozenset[str] = frozenset()
         self._pattern: re.Pattern[str] | None = None
+        self._bytes_pattern: re.Pattern[bytes] | None = None
         for secret in secrets:
             self.register(secret)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> "Redactor":
-        """A redactor that knows every secret-looking variable's value in `environ`."""
-        return cls(
+        """A redactor that knows every secret-looking variable's value in `environ`, and
+        the Alpaca key pair as one (its Basic-auth form)."""
+        redactor = cls(
             value
             for name, value in environ.items()
             if name in SECRET_ENV_NAMES or name.upper().endswith(SECRET_ENV_SUFFIXES)
         )
+        redactor.register_pair(environ.get("ALPACA_API_KEY"), environ.get("ALPACA_SECRET_KEY"))
+        return redactor
+
+    @classmethod
+    def for_credentials(cls, key_id: str, secret: str) -> "Redactor":
+        """A redactor for one API key pair: the key id, the secret, and the pair."""
+        redactor = cls([key_id, secret])
+        redactor.register_pair(key_id, secret)
+        return redactor
 
     def register(self, value: str | None) -> None:
-        """Mask `value` from now on; values shorter than 4 characters are ignored."""
+        """Mask `value` in every encoded form from now on; values shorter than 4
+        characters are ignored."""
         if not value:
             return
-        forms = {value, value.strip(), quote(value, safe="")}
+        self._add(encoded_forms(value))
+
+    def register_pair(self, user: str | None, password: str | None) -> None:
+        """Mask both values, and the forms that carry them together (``user:password``)."""
+        if not user or not password:
+            return
+        self.register(user)
+        self.register(password)
+        self._add(pair_forms(user, password) | pair_forms(user.strip(), password.strip()))
+
+    def _add(self, forms: set[str]) -> None:
         forms = {form for form in forms if len(form) >= MIN_SECRET_LENGTH}
         if not forms:
             return
@@ -75,6 +132,9 @@ class Redactor:
             # Longest first, so a secret containing another is masked whole, not in part.
             ordered = sorted(self._secrets, key=len, reverse=True)
             self._pattern = re.compile("|".join(re.escape(secret) for secret in ordered))
+            self._bytes_pattern = re.compile(
+                b"|".join(re.escape(secret.encode("utf-8")) for secret in ordered)
+            )
 
     def redact(self, text: str) -> str:
         """`text` with every registered secret replaced by ``***``."""
@@ -82,6 +142,13 @@ class Redactor:
         if pattern is None or not text:
             return text
         return pattern.sub(REDACTED, text)
+
+    def redact_bytes(self, data: bytes) -> bytes:
+        """`data` (a body on the wire, UTF-8 or ASCII) with every registered form masked."""
+        pattern = self._bytes_pattern
+        if pattern is None or not data:
+            return data
+        return pattern.sub(REDACTED.encode(), data)
 
     def contains_secret(self, text: str) -> bool:
         """Whether `text` holds a registered secret (for scanners and tests)."""

@@ -548,13 +548,21 @@ def test_read_timeout_is_retried_and_never_hangs(simulator):
 
 
 def test_error_body_under_200_on_a_read_is_never_success(simulator):
-    """X4: 200 with {"code", "message"} -> MalformedResponseError naming the endpoint, once."""
+    """X4: 200 with {"code", "message"} is never read as success: the read is asked again
+    under the retry policy, and when every answer is an error body the call fails with
+    MalformedResponseError naming the endpoint."""
     faults(simulator.url, {"endpoint": "GET /v2/account", "kind": "error_body", "times": 1})
     broker, sleeps = make_broker(simulator.url)
+    assert broker.get_account().currency == "USD"
+    assert sim_requests(simulator.url, "GET /v2/account") == 2
+    assert len(sleeps) == 1
+
+    faults(simulator.url, {"endpoint": "GET /v2/account", "kind": "error_body"})
+    broker, sleeps = make_broker(simulator.url, policy=RetryPolicy(max_attempts=3))
     with pytest.raises(MalformedResponseError, match=r"GET /v2/account.*error body"):
         broker.get_account()
-    assert sim_requests(simulator.url, "GET /v2/account") == 1
-    assert sleeps == []
+    assert sim_requests(simulator.url, "GET /v2/account") == 2 + 3
+    assert len(sleeps) == 2
 
 
 @pytest.mark.parametrize(
@@ -603,8 +611,11 @@ def test_rotated_key_is_picked_up_by_the_refresh(simulator):
     provider = CountingProvider(EnvCredentials(environ))
     broker, _ = make_broker(simulator.url, provider=provider)
     assert broker.get_clock().is_open  # the old pair is now cached in the client
-    sim_admin(simulator.url, "/_sim/credentials", {"key": "PKROTATED", "secret": "rotated"})
-    environ.update(ALPACA_API_KEY="PKROTATED", ALPACA_SECRET_KEY="rotated")
+    # A secret is masked wherever an answer holds it, so it must not be an everyday word
+    # that answers carry ("rotated" is in the client order id); real ones are random.
+    rotated = "rotated-Qm7x2Kp9Lw4"
+    sim_admin(simulator.url, "/_sim/credentials", {"key": "PKROTATED", "secret": rotated})
+    environ.update(ALPACA_API_KEY="PKROTATED", ALPACA_SECRET_KEY=rotated)
     order = broker.submit_order(buy("rotated-1"))
     assert order.client_order_id == "rotated-1"
     assert provider.refreshes == 1

@@ -7,9 +7,12 @@ The real alpaca-py TradingClient talks to a loopback server with scripted answer
 (canned_http). Sleeping is recorded, not slept; jitter comes from the test's printed seed.
 """
 
+import base64
+import json
 import random
 from datetime import UTC, datetime
 from decimal import Decimal
+from urllib.parse import quote, quote_plus
 
 import pytest
 import requests
@@ -18,7 +21,6 @@ from tecl_pipeline.broker import alpaca
 from tecl_pipeline.broker.alpaca import (
     AlpacaBroker,
     harden_client,
-    make_scrubber,
     parse_retry_after,
 )
 from tecl_pipeline.broker.credentials import Credentials, MissingCredentialsError
@@ -34,6 +36,7 @@ from tecl_pipeline.broker.models import (
     RateLimitedError,
 )
 from tecl_pipeline.broker.retry import RetryPolicy
+from tecl_pipeline.observability.redaction import Redactor
 from tecl_pipeline_tests.broker import canned_http
 from tecl_pipeline_tests.broker.adapter_helpers import CountingProvider, sim_credentials
 from tecl_pipeline_tests.broker.canned_http import Canned
@@ -347,8 +350,77 @@ def test_a_client_without_the_expected_internals_is_refused_loudly():
         harden_client(Changed(), 1.0)
 
 
-def test_the_scrubber_hides_the_secret_and_is_a_no_op_without_credentials():
-    """S2: whatever a server echoes back, the secret never leaves the adapter."""
-    assert make_scrubber(None)("secret-value") == "secret-value"
-    scrub = make_scrubber(Credentials("PKTEST", "secret-value"))
-    assert scrub("echo: secret-value!") == "echo: ***!"
+def test_the_redactor_masks_a_key_pair_in_every_encoding_a_server_may_echo():
+    """S2: the key id and the secret, raw, percent-encoded (quote, quote_plus, lower-case
+    hex), JSON-escaped (escaped slashes, unicode escapes), base64 of each and of the
+    Basic-auth pair `key:secret`, standard and URL-safe, with or without padding."""
+    key, secret = "PKEDGE4Q9", "wJal/rXUt+nF EMI~"
+    redactor = Redactor.for_credentials(key, secret)
+    unicode_escaped = "".join(f"\\u{ord(ch):04x}" for ch in secret)
+    echoes = [
+        key,
+        secret,
+        quote(secret, safe=""),
+        quote(secret, safe="").replace("%2F", "%2f").replace("%2B", "%2b"),
+        quote_plus(secret),
+        json.dumps(secret)[1:-1].replace("/", "\\/"),
+        unicode_escaped,
+        unicode_escaped.upper().replace("\\U", "\\u"),
+        base64.b64encode(secret.encode()).decode(),
+        base64.urlsafe_b64encode(secret.encode()).decode().rstrip("="),
+        base64.b64encode(key.encode()).decode(),
+        base64.b64encode(f"{key}:{secret}".encode()).decode(),
+    ]
+    for echo in echoes:
+        text = f"before {echo} after"
+        assert redactor.redact(text) == "before *** after", echo
+        assert redactor.redact_bytes(text.encode()) == b"before *** after", echo
+    assert Redactor().redact_bytes(b"no secrets known") == b"no secrets known"
+    assert redactor.redact("an order id, a price 101.50") == "an order id, a price 101.50"
+
+
+def test_a_redirect_is_not_followed_so_the_keys_go_nowhere_else(canned, make):
+    """S2: requests would resend the APCA key headers to any redirect target (it strips
+    only Authorization). The adapter does not follow: the target never hears from it, the
+    call fails at once naming the endpoint, and the error keeps no raw exception."""
+    elsewhere = canned_http.CannedServer().start()
+    try:
+        elsewhere.answer("GET", "/v2/account", Canned(ACCOUNT))
+        target = f"{elsewhere.url}/v2/account"
+        canned.answer("GET", "/v2/account", Canned(status=307, headers={"Location": target}))
+        with pytest.raises(
+            BrokerError, match=r"GET /v2/account: .*redirect; not followed"
+        ) as caught:
+            make(attempts=3).get_account()
+        assert elsewhere.seen == []
+        assert len(canned.requests("GET", "/v2/account")) == 1
+        assert caught.value.__cause__ is None and caught.value.__context__ is None
+    finally:
+        elsewhere.stop()
+
+
+def test_an_echoing_error_answer_is_masked_before_any_error_is_built(canned, make):
+    """S2: a 401 body, a header and the status line echo the key pair in several encodings;
+    the adapter's error holds none of them, and chains no alpaca-py or requests exception
+    that still would (cause, context)."""
+    creds = sim_credentials().get()
+    basic = base64.b64encode(f"{creds.key_id}:{creds.secret_key}".encode()).decode()
+    echo = f"{creds.key_id} {quote(creds.secret_key, safe='')} {basic}"
+    canned.answer(
+        "GET",
+        "/v2/account",
+        Canned({"code": 40110000, "message": f"unauthorized: {echo}"}, 401, {"X-Echo": echo}),
+    )
+    with pytest.raises(AuthError) as caught:
+        make().get_account()
+    error = caught.value
+    texts = []
+    link: BaseException | None = error
+    while link is not None:
+        texts += [str(link), repr(link), *getattr(link, "__notes__", [])]
+        assert not isinstance(link, requests.RequestException | alpaca.APIError), type(link)
+        link = link.__cause__ or link.__context__
+    assert "***" in texts[0]
+    for text in texts:
+        for form in (creds.key_id, creds.secret_key, quote(creds.secret_key, safe=""), basic):
+            assert form not in text

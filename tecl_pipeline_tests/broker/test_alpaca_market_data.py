@@ -229,9 +229,17 @@ def fetch_malformed(url: str, endpoint: str, kind: str) -> list[float]:
 
 @pytest.mark.parametrize("endpoint", [BARS, TRADES])
 def test_error_body_under_200_is_never_data(simulator, endpoint):
-    """X4: 200 {"code", "message"} -> MalformedResponseError, not an empty history."""
+    """X4: 200 {"code", "message"} -> asked again under the retry policy (4 attempts here),
+    then MalformedResponseError, not an empty history; one such answer is only a retry."""
     sleeps = fetch_malformed(simulator.url, endpoint, "error_body")
-    assert sleeps == []
+    assert len(sleeps) == 3
+    assert sim_requests(simulator.url, endpoint) == 4
+
+    faults(simulator.url, {"endpoint": endpoint, "kind": "error_body", "times": 1})
+    source, sleeps = make_source(simulator.url)
+    fetched = fetch(source, endpoint)
+    assert len(fetched) > 0  # closes (a frame) or prices (a dict), read after one wait
+    assert len(sleeps) == 1
 
 
 @pytest.mark.parametrize("endpoint", [BARS, TRADES])
