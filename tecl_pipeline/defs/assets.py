@@ -18,7 +18,7 @@ from tecl_pipeline.broker.models import Order
 from tecl_pipeline.data_quality import require_trustworthy
 from tecl_pipeline.defs.partitions import CALENDAR, session_partitions
 from tecl_pipeline.defs.presentation import ORDER_HEADERS, markdown_table, order_rows, percent
-from tecl_pipeline.defs.refusals import refusing_to_trade
+from tecl_pipeline.defs.refusals import refusing_to_trade, tell_checks_session_refused
 from tecl_pipeline.defs.resources import (
     BrokerResource,
     MarketDataResource,
@@ -78,7 +78,8 @@ def _session(context: AssetExecutionContext) -> date:
 def _refusals(
     context: AssetExecutionContext, observability: ObservabilityResource
 ) -> AbstractContextManager[None]:
-    """A refusal stops the chain and reaches the alert path, naming the session and why."""
+    """A refusal stops the chain and reaches the alert path, naming the session and why;
+    the checks it leaves unrun say so too."""
     session = _session(context)
 
     def alert(reason: str) -> None:
@@ -89,6 +90,7 @@ def _refusals(
             session=session,
             run_id=context.run.run_id,
         )
+        tell_checks_session_refused(context, context.asset_key, reason, own_checks=True)
 
     return refusing_to_trade(alert)
 
