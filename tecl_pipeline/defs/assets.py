@@ -36,13 +36,15 @@ from tecl_pipeline.execution import (
 )
 from tecl_pipeline.indicators import indicator_table
 from tecl_pipeline.portfolio import round_price, to_decimal
-from tecl_pipeline.reconcile import PositionChange, unexplained_position_changes
+from tecl_pipeline.reconcile import PositionChange, residuals, unexplained_position_changes
 from tecl_pipeline.state.journal import SessionRecord
 from tecl_pipeline.state.locks import session_lock
 from tecl_pipeline.strategy import Decision, evaluate_tecl
 from tecl_pipeline.universe import HOLDINGS, SYMBOLS
 
 GROUP = "trading"
+RESIDUAL_REPORT = "residual_report"
+"""Metadata key of post_trade_positions' residuals as JSON (see `Residuals.to_json`)."""
 
 
 @dataclass(frozen=True)
@@ -63,12 +65,16 @@ class PostTradePositions:
     positions: dict[str, Decimal]
     targets: dict[str, Decimal]
     residuals: dict[str, Decimal]
+    """target - held where the difference is worth a trade (the minimum-trade rule)."""
     cash: Decimal
     equity: Decimal
     journal_record: str
     prices: dict[str, Decimal]
     session_orders: tuple[Order, ...]
     """The session's orders as the broker reports them after trading."""
+    min_trade_notional: Decimal
+    """The minimum trade execution used: residuals below it were left on purpose."""
+    residuals_below_minimum: dict[str, Decimal]
 
 
 def _session(context: AssetExecutionContext) -> date:
@@ -320,6 +326,7 @@ def post_trade_positions(
     signal: Decision,
     market_data_source: MarketDataResource,
     broker: BrokerResource,
+    trading_policy: TradingPolicyResource,
     state: StateResource,
     observability: ObservabilityResource,
 ) -> Output:
@@ -334,11 +341,9 @@ def post_trade_positions(
         positions = {s: p.qty for s, p in client.get_positions().items()}
         session_orders = tuple(client.list_orders(session_prefix(session)))
     targets = dict(executed_orders.plan.targets)
-    residuals = {
-        s: targets.get(s, Decimal(0)) - positions.get(s, Decimal(0))
-        for s in sorted(set(targets) | set(positions))
-        if targets.get(s, Decimal(0)) != positions.get(s, Decimal(0))
-    }
+    left = residuals(
+        targets, positions, target_allocation.prices, trading_policy.policy().min_trade_notional
+    )
     record = SessionRecord(
         session=session,
         run_id=context.run.run_id,
@@ -358,13 +363,16 @@ def post_trade_positions(
         session=session,
         positions=positions,
         targets=targets,
-        residuals=residuals,
+        residuals={r.symbol: r.qty for r in left.open},
         cash=account.cash,
         equity=account.equity,
         journal_record=str(path),
         prices=target_allocation.prices,
         session_orders=session_orders,
+        min_trade_notional=left.min_trade_notional,
+        residuals_below_minimum={r.symbol: r.qty for r in left.below_minimum},
     )
+    residual_headers = ("symbol", "target - held", "value")
     return Output(
         result,
         metadata={
@@ -377,8 +385,15 @@ def post_trade_positions(
                     for s, q in positions.items()
                 ],
             ),
-            "residuals": markdown_table(("symbol", "target - held"), residuals.items()),
-            "residual_count": len(residuals),
+            "residuals": markdown_table(
+                residual_headers, [(r.symbol, r.qty, r.notional) for r in left.open]
+            ),
+            "residuals_below_minimum": markdown_table(
+                residual_headers, [(r.symbol, r.qty, r.notional) for r in left.below_minimum]
+            ),
+            "residual_count": len(left.open),
+            # What the residuals sensor reads (B6): numbers, not the tables above.
+            RESIDUAL_REPORT: MetadataValue.json(left.to_json()),
             "journal_record": MetadataValue.path(str(path)),
         },
     )

@@ -105,17 +105,26 @@ def _market_data_sane(
 def _post_trade_reconciled(
     context: AssetCheckExecutionContext, post_trade_positions: PostTradePositions
 ) -> AssetCheckResult:
-    """Positions at the broker match the target within a dollar, no order of the session is
-    still working, no client order id was used twice (D4, B6, X3)."""
+    """No residual worth a trade by the minimum-trade rule execution used, no order of the
+    session still working, no client order id used twice (D4, B6, X3)."""
     after = post_trade_positions
     problems = post_trade_problems(
-        after.targets, after.positions, after.prices, after.session_orders
+        after.targets,
+        after.positions,
+        after.prices,
+        after.session_orders,
+        min_trade_notional=after.min_trade_notional,
     )
     return AssetCheckResult(
         passed=not problems,
         severity=AssetCheckSeverity.ERROR,
         description="; ".join(problems) or f"session {after.session} reconciled with the broker",
-        metadata={"problems": len(problems), "orders": len(after.session_orders)},
+        metadata={
+            "problems": len(problems),
+            "orders": len(after.session_orders),
+            "min_trade_notional": float(after.min_trade_notional),
+            "residuals_below_minimum": len(after.residuals_below_minimum),
+        },
     )
 
 

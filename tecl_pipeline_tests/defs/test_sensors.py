@@ -7,6 +7,7 @@ tests carry the cursor from one evaluation to the next the way the daemon does.
 import json
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -15,14 +16,15 @@ from dagster import (
     AssetMaterialization,
     DagsterInstance,
     Definitions,
+    MetadataValue,
     RepositoryDefinition,
     SensorDefinition,
     build_sensor_context,
 )
 
 from tecl_pipeline.definitions import build_definitions
+from tecl_pipeline.defs.assets import RESIDUAL_REPORT
 from tecl_pipeline.defs.failure_alerts import RUN_ALERTED_TAG
-from tecl_pipeline.defs.presentation import markdown_table
 from tecl_pipeline.defs.sensors import (
     ALERT_SENSORS,
     missed_session_sensor,
@@ -34,6 +36,7 @@ from tecl_pipeline.defs.sensors.residuals import build_residuals_sensor, parse_r
 from tecl_pipeline.defs.sensors.run_failure import build_run_failure_alert_sensor
 from tecl_pipeline.observability.alerts import Alert, Alerter
 from tecl_pipeline.observability.redaction import Redactor
+from tecl_pipeline.reconcile import residuals
 from tecl_pipeline.settings import Settings
 
 NY = ZoneInfo("America/New_York")
@@ -105,16 +108,23 @@ def failing_run(run_daily, tmp_path: Path, instance: DagsterInstance, session: d
 
 
 def report_post_trade(
-    instance: DagsterInstance, session: date, residuals: dict[str, object] | None = None
+    instance: DagsterInstance, session: date, left: dict[str, str] | None = None
 ) -> None:
-    """A post_trade_positions materialization carrying the asset's residuals table."""
+    """A post_trade_positions materialization carrying the asset's residual report, with
+    `left` ({symbol: target - held}) worth a trade at a $50 price and a $1 minimum."""
+    left = {s: Decimal(q) for s, q in (left or {}).items()}
+    report = residuals(
+        {s: max(q, Decimal(0)) for s, q in left.items()},
+        {s: max(-q, Decimal(0)) for s, q in left.items()},
+        dict.fromkeys(left, Decimal("50")),
+        Decimal("1"),
+    )
+    assert len(report.open) == len(left)
     instance.report_runless_asset_event(
         AssetMaterialization(
             "post_trade_positions",
             partition=session.isoformat(),
-            metadata={
-                "residuals": markdown_table(("symbol", "target - held"), (residuals or {}).items())
-            },
+            metadata={RESIDUAL_REPORT: MetadataValue.json(report.to_json())},
         )
     )
 
