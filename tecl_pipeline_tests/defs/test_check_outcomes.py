@@ -89,3 +89,31 @@ def test_checks_of_a_session_refused_by_an_asset_say_it_was_refused(run_daily, c
         assert record.status == AssetCheckExecutionRecordStatus.FAILED, name
         assert record.evaluation.description.startswith("session refused: "), name
         assert "BSV" in record.evaluation.description
+
+
+def test_a_refused_partial_materialization_speaks_only_for_its_own_checks(
+    state_dir, csv_dir, instance
+):
+    """Materializing market_data alone (as from the asset graph) on missing data: its own
+    checks say the session was refused; checks of assets the run never planned get nothing."""
+    from tecl_pipeline.definitions import build_definitions
+    from tecl_pipeline.settings import Settings
+
+    folder = csv_dir(REAL_LAST_SESSION)
+    (folder / "BSV.csv").unlink()
+    settings = Settings(state_uri=state_dir.as_uri(), data_dir=folder)
+    job = build_definitions(settings, environ={}).resolve_job_def("daily_trading_job")
+
+    result = job.execute_in_process(
+        partition_key=REAL_LAST_SESSION.isoformat(),
+        instance=instance,
+        asset_selection=[AssetKey("market_data")],
+        raise_on_error=False,
+    )
+
+    assert not result.success
+    for name in ("market_data_fresh", "market_data_sane"):
+        assert latest_check(instance, name).evaluation.description.startswith("session refused")
+    for name in ("signal_parity", "pre_trade_ready", "post_trade_reconciled"):
+        key = AssetCheckKey(AssetKey(CHECKS[name]), name)
+        assert instance.event_log_storage.get_asset_check_execution_history(key, limit=1) == []
