@@ -75,6 +75,7 @@ class PostTradePositions:
     min_trade_notional: Decimal
     """The minimum trade execution used: residuals below it were left on purpose."""
     residuals_below_minimum: dict[str, Decimal]
+    """target - held where the difference was not worth a trade: left on purpose."""
 
 
 def _session(context: AssetExecutionContext) -> date:
