@@ -259,7 +259,7 @@ class PlannedOrder:
     @property
     def notional(self) -> Decimal:
         """qty x reference price, rounded to the cent (half-even)."""
-        return _cents(_value(self.qty, self.reference_price), ROUND_HALF_EVEN)
+        return trade_notional(self.qty, self.reference_price)
 
     @property
     def cost_ceiling(self) -> Decimal:
@@ -353,8 +353,20 @@ def target_quantities(
     }
 
 
+def trade_notional(qty: Decimal, price: Decimal) -> Decimal:
+    """|qty| x price, rounded to the cent (half-even): a trade's (or a residual's) value."""
+    return _cents(_value(abs(qty), price), ROUND_HALF_EVEN)
+
+
+def worth_trading(qty: Decimal, price: Decimal, min_trade_notional: Decimal) -> bool:
+    """The minimum-trade rule, the one tolerance of the whole chain (B6): a trade, or what is
+    left of the target after trading, counts when its value reaches `min_trade_notional`.
+    Below it the trade is skipped on purpose, so the residual it leaves is no shortfall."""
+    return trade_notional(qty, price) >= min_trade_notional
+
+
 def _below_minimum(order: PlannedOrder, min_trade_notional: Decimal) -> str | None:
-    if order.notional >= min_trade_notional:
+    if worth_trading(order.qty, order.reference_price, min_trade_notional):
         return None
     return (
         f"{order.side} {order.qty} @ {order.reference_price} = ${order.notional} is below the "

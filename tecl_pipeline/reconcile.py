@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from tecl_pipeline.broker.models import Account, Order, OrderSide, Position
-from tecl_pipeline.portfolio import RebalancePlan
+from tecl_pipeline.portfolio import RebalancePlan, trade_notional, worth_trading
 
 # Quantities are exact to Alpaca's 9 decimal places; anything smaller is rounding.
 _QTY_EPSILON = Decimal("0.000000001")
@@ -84,22 +84,94 @@ def price_disagreements(
     return problems
 
 
+@dataclass(frozen=True)
+class Residual:
+    """What separates a holding from its target after trading."""
+
+    symbol: str
+    target: Decimal
+    held: Decimal
+    notional: Decimal | None
+    """|target - held| at the session price; None when there is no price to value it at."""
+
+    @property
+    def qty(self) -> Decimal:
+        """target - held: positive means still to buy, negative still to sell."""
+        return self.target - self.held
+
+    def __str__(self) -> str:
+        value = f"{self.notional:.2f} dollars off" if self.notional is not None else "no price"
+        return f"{self.symbol}: holds {self.held}, target {self.target} ({value})"
+
+
+@dataclass(frozen=True)
+class Residuals:
+    """Every difference from the target, split by the minimum-trade rule: `open` ones count
+    (a shortfall to report and alert), `below_minimum` ones were not worth a trade."""
+
+    open: tuple[Residual, ...]
+    below_minimum: tuple[Residual, ...]
+    min_trade_notional: Decimal
+
+    def to_json(self) -> dict[str, object]:
+        """Structured form for metadata and the residuals sensor (decimals as strings)."""
+
+        def rows(items: tuple[Residual, ...]) -> list[dict[str, str | None]]:
+            return [
+                {
+                    "symbol": r.symbol,
+                    "target": str(r.target),
+                    "held": str(r.held),
+                    "qty": str(r.qty),
+                    "notional": None if r.notional is None else str(r.notional),
+                }
+                for r in items
+            ]
+
+        return {
+            "min_trade_notional": str(self.min_trade_notional),
+            "open": rows(self.open),
+            "below_minimum": rows(self.below_minimum),
+        }
+
+
+def residuals(
+    targets: Mapping[str, Decimal],
+    positions: Mapping[str, Decimal],
+    prices: Mapping[str, Decimal],
+    min_trade_notional: Decimal,
+) -> Residuals:
+    """Differences from the target after trading, judged by the same rule that made
+    execution skip a trade (`worth_trading`): below the minimum trade a residual was left
+    on purpose; at or above it, or without a price to value it, it counts."""
+    counted, small = [], []
+    for symbol in sorted(set(targets) | set(positions)):
+        target = targets.get(symbol, Decimal(0))
+        held = positions.get(symbol, Decimal(0))
+        if target == held:
+            continue
+        price = prices.get(symbol)
+        if price is None or price <= 0:
+            counted.append(Residual(symbol, target, held, None))
+            continue
+        residual = Residual(symbol, target, held, trade_notional(target - held, price))
+        (counted if worth_trading(target - held, price, min_trade_notional) else small).append(
+            residual
+        )
+    return Residuals(tuple(counted), tuple(small), min_trade_notional)
+
+
 def post_trade_problems(
     targets: Mapping[str, Decimal],
     positions: Mapping[str, Decimal],
     prices: Mapping[str, Decimal],
     orders: Iterable[Order],
-    tolerance: Decimal = Decimal("1"),
+    *,
+    min_trade_notional: Decimal,
 ) -> list[str]:
-    """After trading (D4, B6): holdings within `tolerance` dollars of the target, no order of
-    the session still working, and no client order id used twice."""
-    problems = []
-    for symbol in sorted(set(targets) | set(positions)):
-        target = targets.get(symbol, Decimal(0))
-        held = positions.get(symbol, Decimal(0))
-        off = abs(target - held) * prices.get(symbol, Decimal(0))
-        if off > tolerance:
-            problems.append(f"{symbol}: holds {held}, target {target} ({off:.2f} dollars off)")
+    """After trading (D4, B6): no residual worth a trade (the minimum-trade rule execution
+    used), no order of the session still working, and no client order id used twice."""
+    problems = [str(r) for r in residuals(targets, positions, prices, min_trade_notional).open]
     orders = list(orders)
     problems += [
         f"order {o.client_order_id} is still {o.status.value}"

@@ -13,6 +13,9 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_REFUSED = 2
+# Metadata of a check result that evaluated nothing (no history row to compare with, a
+# refused session): shown as a warning, never read as a finding about the session.
+CHECKED_METADATA = "checked"
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ def _failed_checks(result: "ExecuteInProcessResult") -> list[str]:
         evaluation.description or evaluation.check_name
         for evaluation in result.get_asset_check_evaluations()
         if not evaluation.passed
+        and _metadata_text(evaluation.metadata.get(CHECKED_METADATA)) is not False
     ]
 
 

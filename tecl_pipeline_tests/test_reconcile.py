@@ -79,7 +79,10 @@ def order(cid: str, status: OrderStatus, filled: str = "10") -> Order:
 def test_post_trade_reconciled_when_at_target_and_all_orders_final():
     orders = [order("a-1", OrderStatus.FILLED), order("b-1", OrderStatus.CANCELED, "0")]
     assert (
-        post_trade_problems({"TECL": D("10")}, {"TECL": D("10")}, {"TECL": D("50")}, orders) == []
+        post_trade_problems(
+            {"TECL": D("10")}, {"TECL": D("10")}, {"TECL": D("50")}, orders, min_trade_notional=D(1)
+        )
+        == []
     )
 
 
@@ -90,14 +93,21 @@ def test_post_trade_problems_name_residual_open_order_and_duplicate_id():
         order("b-1", OrderStatus.FILLED),
         order("b-1", OrderStatus.FILLED),
     ]
-    problems = post_trade_problems({"TECL": D("10")}, {"TECL": D("6")}, {"TECL": D("50")}, orders)
+    problems = post_trade_problems(
+        {"TECL": D("10")}, {"TECL": D("6")}, {"TECL": D("50")}, orders, min_trade_notional=D(1)
+    )
     assert any(p.startswith("TECL: holds 6, target 10 (200.00") for p in problems)
     assert "order a-1 is still partially_filled" in problems
     assert "client order id b-1 was used 2 times" in problems
 
 
 def test_sub_dollar_residual_is_within_tolerance():
-    assert post_trade_problems({"TECL": D("10")}, {"TECL": D("9.99")}, {"TECL": D("50")}, []) == []
+    assert (
+        post_trade_problems(
+            {"TECL": D("10")}, {"TECL": D("9.99")}, {"TECL": D("50")}, [], min_trade_notional=D(1)
+        )
+        == []
+    )
 
 
 def account(currency: str = "USD", cash: str = "1000", blocked: bool = False) -> Account:

@@ -19,7 +19,7 @@ from tecl_pipeline.broker.protocol import Broker
 from tecl_pipeline.data_quality import require_trustworthy
 from tecl_pipeline.defs.partitions import CALENDAR, session_partitions
 from tecl_pipeline.defs.presentation import ORDER_HEADERS, markdown_table, order_rows, percent
-from tecl_pipeline.defs.refusals import refusing_to_trade
+from tecl_pipeline.defs.refusals import refusing_to_trade, tell_checks_session_refused
 from tecl_pipeline.defs.resources import (
     BrokerResource,
     MarketDataResource,
@@ -42,6 +42,7 @@ from tecl_pipeline.portfolio import round_price, to_decimal
 from tecl_pipeline.reconcile import (
     PositionChange,
     fills_after_record,
+    residuals,
     unexplained_position_changes,
 )
 from tecl_pipeline.state.journal import SessionRecord
@@ -50,6 +51,8 @@ from tecl_pipeline.strategy import Decision, evaluate_tecl
 from tecl_pipeline.universe import HOLDINGS, SYMBOLS
 
 GROUP = "trading"
+RESIDUAL_REPORT = "residual_report"
+"""Metadata key of post_trade_positions' residuals as JSON (see `Residuals.to_json`)."""
 
 
 @dataclass(frozen=True)
@@ -72,12 +75,17 @@ class PostTradePositions:
     positions: dict[str, Decimal]
     targets: dict[str, Decimal]
     residuals: dict[str, Decimal]
+    """target - held where the difference is worth a trade (the minimum-trade rule)."""
     cash: Decimal
     equity: Decimal
     journal_record: str
     prices: dict[str, Decimal]
     session_orders: tuple[Order, ...]
     """The session's orders as the broker reports them after trading."""
+    min_trade_notional: Decimal
+    """The minimum trade execution used: residuals below it were left on purpose."""
+    residuals_below_minimum: dict[str, Decimal]
+    """target - held where the difference was not worth a trade: left on purpose."""
 
 
 def _session(context: AssetExecutionContext) -> date:
@@ -87,7 +95,8 @@ def _session(context: AssetExecutionContext) -> date:
 def _refusals(
     context: AssetExecutionContext, observability: ObservabilityResource
 ) -> AbstractContextManager[None]:
-    """A refusal stops the chain and reaches the alert path, naming the session and why."""
+    """A refusal stops the chain and reaches the alert path, naming the session and why;
+    the checks it leaves unrun say so too."""
     session = _session(context)
 
     def alert(reason: str) -> None:
@@ -98,6 +107,7 @@ def _refusals(
             session=session,
             run_id=context.run.run_id,
         )
+        tell_checks_session_refused(context, context.asset_key, reason, own_checks=True)
 
     return refusing_to_trade(alert)
 
@@ -396,6 +406,7 @@ def post_trade_positions(
     signal: Decision,
     market_data_source: MarketDataResource,
     broker: BrokerResource,
+    trading_policy: TradingPolicyResource,
     state: StateResource,
     observability: ObservabilityResource,
 ) -> Output:
@@ -410,11 +421,9 @@ def post_trade_positions(
         positions = {s: p.qty for s, p in client.get_positions().items()}
         session_orders = tuple(client.list_orders(session_prefix(session)))
     targets = dict(executed_orders.plan.targets)
-    residuals = {
-        s: targets.get(s, Decimal(0)) - positions.get(s, Decimal(0))
-        for s in sorted(set(targets) | set(positions))
-        if targets.get(s, Decimal(0)) != positions.get(s, Decimal(0))
-    }
+    left = residuals(
+        targets, positions, target_allocation.prices, trading_policy.policy().min_trade_notional
+    )
     record = SessionRecord(
         session=session,
         run_id=context.run.run_id,
@@ -434,13 +443,16 @@ def post_trade_positions(
         session=session,
         positions=positions,
         targets=targets,
-        residuals=residuals,
+        residuals={r.symbol: r.qty for r in left.open},
         cash=account.cash,
         equity=account.equity,
         journal_record=str(path),
         prices=target_allocation.prices,
         session_orders=session_orders,
+        min_trade_notional=left.min_trade_notional,
+        residuals_below_minimum={r.symbol: r.qty for r in left.below_minimum},
     )
+    residual_headers = ("symbol", "target - held", "value")
     return Output(
         result,
         metadata={
@@ -453,8 +465,15 @@ def post_trade_positions(
                     for s, q in positions.items()
                 ],
             ),
-            "residuals": markdown_table(("symbol", "target - held"), residuals.items()),
-            "residual_count": len(residuals),
+            "residuals": markdown_table(
+                residual_headers, [(r.symbol, r.qty, r.notional) for r in left.open]
+            ),
+            "residuals_below_minimum": markdown_table(
+                residual_headers, [(r.symbol, r.qty, r.notional) for r in left.below_minimum]
+            ),
+            "residual_count": len(left.open),
+            # What the residuals sensor reads (B6): numbers, not the tables above.
+            RESIDUAL_REPORT: MetadataValue.json(left.to_json()),
             "journal_record": MetadataValue.path(str(path)),
         },
     )

@@ -1,5 +1,6 @@
 """Checks that stand between the data and the orders, and that check the broker after."""
 
+import functools
 import warnings
 from collections.abc import Callable
 from datetime import date
@@ -27,6 +28,7 @@ from tecl_pipeline.defs.assets import (
 from tecl_pipeline.defs.history import history_db
 from tecl_pipeline.defs.partitions import CALENDAR, session_partitions
 from tecl_pipeline.defs.presentation import markdown_table
+from tecl_pipeline.defs.refusals import tell_checks_session_refused
 from tecl_pipeline.defs.resources import (
     BrokerResource,
     ObservabilityResource,
@@ -37,6 +39,7 @@ from tecl_pipeline.errors import TradingWindowError
 from tecl_pipeline.execution import check_trading_window
 from tecl_pipeline.history_store import read_signals
 from tecl_pipeline.reconcile import post_trade_problems, pre_trade_problems
+from tecl_pipeline.run_report import CHECKED_METADATA
 from tecl_pipeline.strategy import Decision
 from tecl_pipeline.universe import HOLDINGS
 
@@ -102,17 +105,26 @@ def _market_data_sane(
 def _post_trade_reconciled(
     context: AssetCheckExecutionContext, post_trade_positions: PostTradePositions
 ) -> AssetCheckResult:
-    """Positions at the broker match the target within a dollar, no order of the session is
-    still working, no client order id was used twice (D4, B6, X3)."""
+    """No residual worth a trade by the minimum-trade rule execution used, no order of the
+    session still working, no client order id used twice (D4, B6, X3)."""
     after = post_trade_positions
     problems = post_trade_problems(
-        after.targets, after.positions, after.prices, after.session_orders
+        after.targets,
+        after.positions,
+        after.prices,
+        after.session_orders,
+        min_trade_notional=after.min_trade_notional,
     )
     return AssetCheckResult(
         passed=not problems,
         severity=AssetCheckSeverity.ERROR,
         description="; ".join(problems) or f"session {after.session} reconciled with the broker",
-        metadata={"problems": len(problems), "orders": len(after.session_orders)},
+        metadata={
+            "problems": len(problems),
+            "orders": len(after.session_orders),
+            "min_trade_notional": float(after.min_trade_notional),
+            "residuals_below_minimum": len(after.residuals_below_minimum),
+        },
     )
 
 
@@ -124,10 +136,15 @@ def _signal_parity(
     session = date.fromisoformat(context.partition_key)
     stored = read_signals(history_db(state), session, session)
     if stored.empty:
+        # Nothing to compare with is "not checked", never a pass.
         return AssetCheckResult(
-            passed=True,
+            passed=False,
             severity=AssetCheckSeverity.WARN,
-            description=f"no history row for {session} yet: `tecl backfill` after the close",
+            description=(
+                f"not checked: no history row for session {session} to compare with; "
+                f"`tecl backfill --start {session} --end {session}` after the close"
+            ),
+            metadata={CHECKED_METADATA: False, "live_leaf": signal.leaf},
         )
     row = stored.iloc[0]
     history_weights = {s: row[s] for s in HOLDINGS if row[s] != 0}
@@ -185,9 +202,28 @@ def _pre_trade_ready(
     )
 
 
+def _refusing(
+    asset: AssetsDefinition, fn: Callable[..., AssetCheckResult]
+) -> Callable[..., AssetCheckResult]:
+    """A blocking check that fails refuses the session: the checks downstream, which will
+    not run, say so and why."""
+
+    @functools.wraps(fn)
+    def check(context: AssetCheckExecutionContext, **inputs: object) -> AssetCheckResult:
+        result = fn(context, **inputs)
+        if not result.passed and result.severity == AssetCheckSeverity.ERROR:
+            reason = result.description or "a blocking check failed"
+            tell_checks_session_refused(context, asset.key, reason, own_checks=False)
+        return result
+
+    return check
+
+
 def _partitioned_check(
     asset: AssetsDefinition, name: str, fn: Callable[..., AssetCheckResult], *, blocking: bool
 ) -> AssetChecksDefinition:
+    if blocking:
+        fn = _refusing(asset, fn)
     # A check on a partitioned asset needs the partitions (or it loads every partition);
     # Dagster marks that as preview, which we accept knowingly rather than warn each load.
     with warnings.catch_warnings():

@@ -28,3 +28,17 @@ def session_partitions_def(calendar: TradingCalendar) -> DailyPartitionsDefiniti
 
 CALENDAR = TradingCalendar()
 session_partitions = session_partitions_def(CALENDAR)
+
+
+# Dagster's own partition tag on a partitioned run.
+PARTITION_TAG = "dagster/partition"
+
+
+def session_of(partition_key: str | None) -> date | None:
+    """The session a partition key names; None for a run without (or with a foreign) key."""
+    if not partition_key:
+        return None
+    try:
+        return date.fromisoformat(partition_key)
+    except ValueError:
+        return None

@@ -3,9 +3,17 @@
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from dagster import Failure
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckExecutionContext,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetKey,
+    Failure,
+)
 
 from tecl_pipeline.errors import RefusedToTrade
+from tecl_pipeline.run_report import CHECKED_METADATA
 
 REFUSED = "refused"
 
@@ -24,3 +32,38 @@ def refusing_to_trade(on_refusal: Callable[[str], None] | None = None) -> Iterat
             metadata={"outcome": REFUSED, "reason": str(exc), "error": type(exc).__name__},
             allow_retries=False,
         ) from exc
+
+
+def tell_checks_session_refused(
+    context: AssetExecutionContext | AssetCheckExecutionContext,
+    refused_at: AssetKey,
+    reason: str,
+    *,
+    own_checks: bool,
+) -> None:
+    """Every check of this run that will now not run (on `refused_at` if `own_checks`, and on
+    everything downstream of it) gets an evaluation saying the session was refused and why,
+    instead of Dagster's bare "Execution failed". A warning that evaluated nothing: marked
+    so in its metadata, and never read as a finding about the session."""
+    op_context = context.op_execution_context
+    graph = op_context.job_def.asset_layer.asset_graph
+    selection = op_context.run.asset_check_selection
+    planned = graph.asset_check_keys if selection is None else selection & graph.asset_check_keys
+    partition = op_context.partition_key if op_context.has_partition_key else None
+    for key in sorted(planned, key=lambda k: k.to_user_string()):
+        if key.asset_key == refused_at:
+            if not own_checks:
+                continue
+        elif refused_at not in graph.get_ancestor_asset_keys(key.asset_key):
+            continue
+        op_context.log_event(
+            AssetCheckEvaluation(
+                asset_key=key.asset_key,
+                check_name=key.name,
+                passed=False,
+                severity=AssetCheckSeverity.WARN,
+                description=f"session refused: {reason}",
+                metadata={CHECKED_METADATA: False, "outcome": REFUSED, "reason": reason},
+                partition=partition,
+            )
+        )

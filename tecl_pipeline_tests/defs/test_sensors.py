@@ -7,6 +7,7 @@ tests carry the cursor from one evaluation to the next the way the daemon does.
 import json
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -15,14 +16,15 @@ from dagster import (
     AssetMaterialization,
     DagsterInstance,
     Definitions,
+    MetadataValue,
     RepositoryDefinition,
     SensorDefinition,
-    build_run_status_sensor_context,
     build_sensor_context,
 )
 
 from tecl_pipeline.definitions import build_definitions
-from tecl_pipeline.defs.presentation import markdown_table
+from tecl_pipeline.defs.assets import RESIDUAL_REPORT
+from tecl_pipeline.defs.failure_alerts import RUN_ALERTED_TAG
 from tecl_pipeline.defs.sensors import (
     ALERT_SENSORS,
     missed_session_sensor,
@@ -34,6 +36,7 @@ from tecl_pipeline.defs.sensors.residuals import build_residuals_sensor, parse_r
 from tecl_pipeline.defs.sensors.run_failure import build_run_failure_alert_sensor
 from tecl_pipeline.observability.alerts import Alert, Alerter
 from tecl_pipeline.observability.redaction import Redactor
+from tecl_pipeline.reconcile import residuals
 from tecl_pipeline.settings import Settings
 
 NY = ZoneInfo("America/New_York")
@@ -105,16 +108,23 @@ def failing_run(run_daily, tmp_path: Path, instance: DagsterInstance, session: d
 
 
 def report_post_trade(
-    instance: DagsterInstance, session: date, residuals: dict[str, object] | None = None
+    instance: DagsterInstance, session: date, left: dict[str, str] | None = None
 ) -> None:
-    """A post_trade_positions materialization carrying the asset's residuals table."""
+    """A post_trade_positions materialization carrying the asset's residual report, with
+    `left` ({symbol: target - held}) worth a trade at a $50 price and a $1 minimum."""
+    left = {s: Decimal(q) for s, q in (left or {}).items()}
+    report = residuals(
+        {s: max(q, Decimal(0)) for s, q in left.items()},
+        {s: max(-q, Decimal(0)) for s, q in left.items()},
+        dict.fromkeys(left, Decimal("50")),
+        Decimal("1"),
+    )
+    assert len(report.open) == len(left)
     instance.report_runless_asset_event(
         AssetMaterialization(
             "post_trade_positions",
             partition=session.isoformat(),
-            metadata={
-                "residuals": markdown_table(("symbol", "target - held"), (residuals or {}).items())
-            },
+            metadata={RESIDUAL_REPORT: MetadataValue.json(report.to_json())},
         )
     )
 
@@ -136,56 +146,90 @@ def test_sensors_load_in_the_project_definitions(tmp_path):
 # -- C1: run failure -------------------------------------------------------------------------
 
 
-def test_run_failure_alert_names_session_run_and_failure(
-    run_daily, tmp_path, instance, monkeypatch
+def killed_run(instance: DagsterInstance, tmp_path: Path, session: date = SESSION) -> str:
+    """A daily_trading_job run that failed without any step failing (its run worker was
+    killed): no hook inside it could alert. Returns its run id."""
+    job = build_definitions(
+        Settings(state_uri=(tmp_path / "killed-state").as_uri()), environ={}
+    ).resolve_job_def("daily_trading_job")
+    run = instance.create_run_for_job(job_def=job, tags={"dagster/partition": session.isoformat()})
+    instance.report_run_failed(run, "run worker killed")
+    return run.run_id
+
+
+def failure_alerts(log_dir: Path) -> list[dict]:
+    path = log_dir / "alerts.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [a for a in map(json.loads, lines) if a["kind"] == "run_failure"]
+
+
+def test_failed_run_alerts_from_inside_naming_session_run_and_failure(
+    run_daily, tmp_path, instance, sink, alerter_factory
 ):
-    """C1: the default sensor, with the default alerter from the environment, writes the
-    failure to the alert file, naming the session, the run and the failed step."""
+    """C1: an in-process run (as `tecl run` starts it) that fails alerts by itself, once,
+    naming the session, the run, the failed step and why; the sensor, evaluated like the
+    daemon does, adds nothing for that run."""
+    sensor = build_run_failure_alert_sensor(alerter_factory=alerter_factory)
+    repository = repository_with(sensor, tmp_path / "repo-state")
+    cursor = tick(sensor, instance, None, repository)
+
     result = failing_run(run_daily, tmp_path, instance)
-    run = instance.get_run_by_id(result.run_id)
-    # Set after the run: the run's own resources would otherwise write to the file too.
-    alert_file = tmp_path / "alerts.jsonl"
-    monkeypatch.setenv("TECL_ALERT_FILE", str(alert_file))
-    monkeypatch.delenv("TECL_ALERT_WEBHOOK_URL", raising=False)
+    for _ in range(3):
+        cursor = tick(sensor, instance, cursor, repository)
 
-    context = build_run_status_sensor_context(
-        sensor_name=run_failure_alert_sensor.name,
-        dagster_event=result.get_run_failure_event(),
-        dagster_instance=instance,
-        dagster_run=run,
-    ).for_run_failure()
-    run_failure_alert_sensor(context)
-
-    [line] = alert_file.read_text().splitlines()
-    alert = json.loads(line)
-    assert alert["kind"] == "run_failure"
+    [alert] = failure_alerts(tmp_path / "logs")
     assert alert["severity"] == "critical"
     assert alert["session"] == SESSION.isoformat()
     assert alert["run_id"] == result.run_id
     assert "market_data: " in alert["detail"] and "no data file" in alert["detail"]
     assert "daily_trading_job failed for session 2026-11-24" in alert["title"]
+    assert instance.get_run_by_id(result.run_id).tags[RUN_ALERTED_TAG] == "hook"
+    assert sink.sent == []
 
 
-def test_run_failure_alerts_once_across_evaluations(
+def test_run_that_died_without_a_step_failure_alerts_once_from_the_sensor(
     run_daily, tmp_path, instance, sink, alerter_factory
 ):
-    """C1: evaluated like the daemon does, each failed run alerts once, not on every tick."""
+    """C1: runs whose worker was killed (no hook could run) alert once each from the sensor,
+    however often it is evaluated; a run that alerted itself is not alerted again."""
     sensor = build_run_failure_alert_sensor(alerter_factory=alerter_factory)
     repository = repository_with(sensor, tmp_path / "repo-state")
     # The first evaluation only anchors the cursor (Dagster skips history before it).
     cursor = tick(sensor, instance, None, repository)
-    first = failing_run(run_daily, tmp_path, instance)
-
+    first = killed_run(instance, tmp_path)
     for _ in range(3):
         cursor = tick(sensor, instance, cursor, repository)
-    second = failing_run(run_daily, tmp_path, instance, session=date(2026, 11, 23))
+    failing_run(run_daily, tmp_path, instance, session=date(2026, 11, 20))
+    second = killed_run(instance, tmp_path, session=date(2026, 11, 23))
     for _ in range(2):
         cursor = tick(sensor, instance, cursor, repository)
 
     assert [(a.run_id, a.session) for a in sink.sent] == [
-        (first.run_id, SESSION),
-        (second.run_id, date(2026, 11, 23)),
+        (first, SESSION),
+        (second, date(2026, 11, 23)),
     ]
+    assert all("run worker killed" in a.detail for a in sink.sent)
+    assert instance.get_run_by_id(first).tags[RUN_ALERTED_TAG] == "sensor"
+
+
+def test_default_run_failure_sensor_uses_the_alert_file(tmp_path, instance, monkeypatch):
+    """C1/X9: the registered sensor delivers through the environment's alert sinks."""
+    alert_file = tmp_path / "alerts.jsonl"
+    monkeypatch.setenv("TECL_ALERT_FILE", str(alert_file))
+    monkeypatch.delenv("TECL_ALERT_WEBHOOK_URL", raising=False)
+    repository = repository_with(run_failure_alert_sensor, tmp_path / "repo-state")
+    cursor = tick(run_failure_alert_sensor, instance, None, repository)
+    run_id = killed_run(instance, tmp_path)
+
+    tick(run_failure_alert_sensor, instance, cursor, repository)
+
+    [line] = alert_file.read_text().splitlines()
+    alert = json.loads(line)
+    assert (alert["kind"], alert["run_id"], alert["session"]) == (
+        "run_failure",
+        run_id,
+        SESSION.isoformat(),
+    )
 
 
 # -- A3: missed session ------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from dagster import DagsterInstance, ExecuteInProcessResult, build_run_status_sensor_context
+from dagster import DagsterInstance, ExecuteInProcessResult
 
 from tecl_pipeline.definitions import build_definitions
 from tecl_pipeline.settings import Settings
@@ -63,19 +63,13 @@ def read_alerts(log_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def run_failure_alert(
-    result: ExecuteInProcessResult, instance: DagsterInstance, alert_file: Path
-) -> dict[str, Any]:
-    """What the registered run-failure sensor delivers for this failed run to `alert_file`
-    (TECL_ALERT_FILE must point there while it runs)."""
-    from tecl_pipeline.defs.sensors import run_failure_alert_sensor
-
-    context = build_run_status_sensor_context(
-        sensor_name=run_failure_alert_sensor.name,
-        dagster_event=result.get_run_failure_event(),
-        dagster_instance=instance,
-        dagster_run=instance.get_run_by_id(result.run_id),
-    ).for_run_failure()
-    run_failure_alert_sensor(context)
-    [line] = alert_file.read_text().splitlines()
-    return json.loads(line)
+def run_failure_alert(result: ExecuteInProcessResult, log_dir: Path) -> dict[str, Any]:
+    """The one run-failure alert the failed run delivered to its alert file
+    (<log dir>/alerts.jsonl): the run alerts from inside, whatever started it (C1)."""
+    alerts = [
+        a
+        for a in read_alerts(log_dir)
+        if a["kind"] == "run_failure" and a["run_id"] == result.run_id
+    ]
+    assert len(alerts) == 1, f"expected one run-failure alert for the run, got {alerts}"
+    return alerts[0]

@@ -54,7 +54,7 @@ def demo_against(simulator, tmp_path: Path) -> Settings:
 
 
 def test_broker_stalling_before_trading_sends_no_orders_alerts_and_the_rerun_trades_once(
-    simulator, tmp_path, monkeypatch
+    simulator, tmp_path
 ):
     """B2: every broker answer stalls past the client's timeout: each call ends at the
     timeout (the run does not hang), the run fails before any order with the timed-out
@@ -73,10 +73,7 @@ def test_broker_stalling_before_trading_sends_no_orders_alerts_and_the_rerun_tra
     assert submissions(simulator) == []
     assert "no answer from the broker" in stop_reasons(down)
     assert "timed out" in stop_reasons(down)
-    alert_file = tmp_path / "alerts.jsonl"
-    monkeypatch.setenv("TECL_ALERT_FILE", str(alert_file))
-    monkeypatch.delenv("TECL_ALERT_WEBHOOK_URL", raising=False)
-    alert = run_failure_alert(down, instance, alert_file)
+    alert = run_failure_alert(down, settings.logs_dir)
     assert alert["session"] == SIM_SESSION.isoformat() and alert["run_id"] == down.run_id
     assert "target_allocation" in alert["detail"]
 
@@ -148,10 +145,7 @@ def test_refused_broker_credentials_stop_the_run_after_one_refresh_and_alert(
     requests = simulator.simulator.state()["requests"]
     assert requests == {"GET /v2/account": 2}, "one call, one refresh, one retry, then stop"
     assert "still refused after refreshing" in stop_reasons(result)
-    alert_file = tmp_path / "alerts.jsonl"
-    monkeypatch.setenv("TECL_ALERT_FILE", str(alert_file))
-    monkeypatch.delenv("TECL_ALERT_WEBHOOK_URL", raising=False)
-    alert = run_failure_alert(result, instance, alert_file)
+    alert = run_failure_alert(result, settings.logs_dir)
     assert alert["session"] == SIM_SESSION.isoformat() and alert["run_id"] == result.run_id
     assert "old-secret-value-rotated-away" not in json.dumps(alert)
 

@@ -104,10 +104,7 @@ def test_run_failure_alert_names_the_cause(simulator, tmp_path, monkeypatch, cau
 
     assert not result.success
     assert expected in stop_reasons(result)  # the cause is known to the run ...
-    alert_file = tmp_path / "alerts.jsonl"
-    monkeypatch.setenv("TECL_ALERT_FILE", str(alert_file))
-    monkeypatch.delenv("TECL_ALERT_WEBHOOK_URL", raising=False)
-    alert = run_failure_alert(result, instance, alert_file)
+    alert = run_failure_alert(result, settings.logs_dir)
     assert expected in alert["detail"]  # ... and must reach the alert
 
 

@@ -7,16 +7,15 @@ build an Alerter from the same environment the code location reads. Built per ev
 
 import os
 from collections.abc import Callable
-from datetime import date
 from pathlib import Path
 
+from tecl_pipeline.defs.partitions import PARTITION_TAG, session_of
 from tecl_pipeline.observability.alerts import Alerter, alerter_from_env
 from tecl_pipeline.observability.logs import Redactor
 from tecl_pipeline.settings import Settings
 
 AlerterFactory = Callable[[], Alerter]
-# Dagster's own partition tag on a partitioned run.
-PARTITION_TAG = "dagster/partition"
+__all__ = ["PARTITION_TAG", "AlerterFactory", "build_alerter", "session_of"]
 
 
 def build_alerter() -> Alerter:
@@ -25,13 +24,3 @@ def build_alerter() -> Alerter:
     redactor = Redactor.from_environ(os.environ)
     settings = Settings.from_env(os.environ, cwd=Path.cwd())
     return alerter_from_env(os.environ, redactor, settings.logs_dir)
-
-
-def session_of(partition_key: str | None) -> date | None:
-    """The session a partition key names; None for a run without (or with a foreign) key."""
-    if not partition_key:
-        return None
-    try:
-        return date.fromisoformat(partition_key)
-    except ValueError:
-        return None

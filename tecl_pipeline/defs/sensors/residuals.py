@@ -1,10 +1,13 @@
 """B6: a trading run that ended away from its target (unfilled residuals) raises an alert.
 
-Reads the "residuals" table of each `post_trade_positions` materialization. A plain sensor
-over the event log rather than `@asset_sensor`: an asset sensor hands over only the latest
-materialization per evaluation, so a backfill of several sessions between two ticks would
-hide all but one. Here the cursor is the storage id of the last materialization handled,
-and every materialization after it is read in order, each alerting at most once.
+Reads the structured residual report (JSON) of each `post_trade_positions` materialization:
+the asset has already judged each residual by the minimum-trade rule execution used
+(`portfolio.worth_trading`), so what was left on purpose never alerts, and what
+post_trade_reconciled reports always does. A plain sensor over the event log rather than
+`@asset_sensor`: an asset sensor hands over only the latest materialization per evaluation,
+so a backfill of several sessions between two ticks would hide all but one. Here the cursor
+is the storage id of the last materialization handled, and every materialization after it
+is read in order, each alerting at most once.
 """
 
 from collections.abc import Mapping
@@ -19,32 +22,38 @@ from dagster import (
     sensor,
 )
 
+from tecl_pipeline.defs.assets import RESIDUAL_REPORT
 from tecl_pipeline.defs.sensors.alerting import AlerterFactory, build_alerter, session_of
 from tecl_pipeline.defs.sensors.missed_session import POST_TRADE_KEY
 from tecl_pipeline.observability.alerts import Alert
 
-RESIDUALS_METADATA = "residuals"
 # Bounded work per tick; a longer backlog is worked off over the following ticks.
 BATCH = 100
 
 
 def parse_residuals(metadata: Mapping[str, object]) -> list[tuple[str, str]]:
-    """(symbol, target - held) rows of the markdown table post_trade_positions writes.
+    """(symbol, "target - held (value)") for each residual worth a trade.
 
-    A missing or unreadable table is reported as such rather than as "no residuals":
+    A missing or unreadable report is reported as such rather than as "no residuals":
     silence must mean the position matched the target.
     """
-    entry = metadata.get(RESIDUALS_METADATA)
-    text = getattr(entry, "value", entry)
-    if not isinstance(text, str):
-        return [("?", f"no readable '{RESIDUALS_METADATA}' metadata")]
-    rows = []
-    # Header row, separator row, then one row per symbol: "| TECL | 3 |".
-    for line in text.splitlines()[2:]:
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if len(cells) >= 2 and cells[0]:
-            rows.append((cells[0], cells[1]))
-    return rows
+    entry = metadata.get(RESIDUAL_REPORT)
+    report = getattr(entry, "value", entry)
+    rows = report.get("open") if isinstance(report, dict) else None
+    if not isinstance(rows, list) or not all(
+        isinstance(row, dict) and row.get("symbol") and row.get("qty") for row in rows
+    ):
+        return [("?", f"no readable '{RESIDUAL_REPORT}' metadata")]
+    minimum = report.get("min_trade_notional", "?")
+    return [
+        (
+            str(row["symbol"]),
+            f"{row['qty']} (${row['notional']}, minimum trade ${minimum})"
+            if row.get("notional") is not None
+            else f"{row['qty']} (no price to value it)",
+        )
+        for row in rows
+    ]
 
 
 def residual_alert(record: EventLogRecord, rows: list[tuple[str, str]]) -> Alert:

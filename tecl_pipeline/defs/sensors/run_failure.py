@@ -1,59 +1,41 @@
-"""C1: a failed daily run becomes an alert, once per failed run.
+"""C1: a failed daily run that did not alert from inside (see defs/failure_alerts.py)
+becomes an alert here: a killed run worker, a run that died before its steps.
 
-Dagster's run-status sensors keep their own cursor (the last run-failure event they
-handled), so each failure reaches the function exactly once.
+Watches every code location, because a run executed in process (`tecl run`) has no origin
+and a sensor limited to its own location skips it; the job is filtered here instead.
+Dagster's run-status sensors keep their own cursor (the last run-failure event handled),
+and the run tag the hook sets keeps the alert to one per run.
 """
 
-from typing import TYPE_CHECKING
-
 from dagster import (
+    DagsterEventType,
     DefaultSensorStatus,
     RunFailureSensorContext,
     SensorDefinition,
     run_failure_sensor,
 )
 
-from tecl_pipeline.defs.jobs import daily_trading_job
-from tecl_pipeline.defs.sensors.alerting import (
-    PARTITION_TAG,
-    AlerterFactory,
-    build_alerter,
-    session_of,
+from tecl_pipeline.defs.failure_alerts import (
+    RUN_ALERTED_TAG,
+    alert_once,
+    failed_steps,
+    run_failure_alert,
 )
+from tecl_pipeline.defs.jobs import daily_trading_job
+from tecl_pipeline.defs.sensors.alerting import AlerterFactory, build_alerter
 from tecl_pipeline.observability.alerts import Alert
-from tecl_pipeline.run_report import error_cause
-
-if TYPE_CHECKING:
-    from dagster._core.execution.plan.objects import StepFailureData
-
-
-def _step_reason(data: "StepFailureData") -> str:
-    """A refusal's own description, else the exception under Dagster's wrappers."""
-    user = data.user_failure_data
-    if user is not None and user.description:
-        return user.description
-    return error_cause(data.error)
 
 
 def failure_alert(context: RunFailureSensorContext) -> Alert:
     run = context.dagster_run
-    session = session_of(run.tags.get(PARTITION_TAG))
-    message = context.failure_event.message or "run failed (no message)"
     # The run's message only names the failed steps; the step errors say what went wrong.
-    step_errors = [
-        f"{event.step_key}: {_step_reason(event.step_failure_data)}"
-        for event in context.get_step_failure_events()
-    ]
-    detail = "\n".join([message, *step_errors])
-    where = f" for session {session.isoformat()}" if session else ""
-    return Alert(
-        kind="run_failure",
-        title=f"{run.job_name} failed{where}",
-        detail=detail,
-        session=session,
-        run_id=run.run_id,
-        severity="critical",
+    records = context.instance.all_logs(
+        run.run_id,
+        of_type={DagsterEventType.STEP_FAILURE, DagsterEventType.ASSET_CHECK_EVALUATION},
     )
+    events = [r.dagster_event for r in records if r.dagster_event is not None]
+    message = context.failure_event.message or "run failed (no message)"
+    return run_failure_alert(run, failed_steps(events), message)
 
 
 def build_run_failure_alert_sensor(
@@ -64,20 +46,31 @@ def build_run_failure_alert_sensor(
 ) -> SensorDefinition:
     @run_failure_sensor(
         name=name,
-        monitored_jobs=[daily_trading_job],
+        monitor_all_code_locations=True,
         minimum_interval_seconds=minimum_interval_seconds,
         # Alerting is safe to have on from the start, unlike the trading schedule.
         default_status=DefaultSensorStatus.RUNNING,
-        description="Alerts (C1) through the alert sinks when daily_trading_job fails.",
+        description="Alerts (C1) through the alert sinks when a daily_trading_job run fails "
+        "without having alerted itself (e.g. a killed run); once per run.",
     )
     def _sensor(context: RunFailureSensorContext) -> None:
+        run = context.dagster_run
+        if run.job_name != daily_trading_job.name:
+            return
+        if run.tags.get(RUN_ALERTED_TAG):
+            context.log.info("run %s already alerted (%s)", run.run_id, run.tags[RUN_ALERTED_TAG])
+            return
         alert = failure_alert(context)
-        results = alerter_factory().send(alert)
-        context.log.info(
-            "run failure alert for run %s: %s",
-            alert.run_id,
-            ", ".join(f"{r.sink}={'ok' if r.ok else r.error}" for r in results),
-        )
+
+        def send(_: object) -> None:
+            results = alerter_factory().send(alert)
+            context.log.info(
+                "run failure alert for run %s: %s",
+                alert.run_id,
+                ", ".join(f"{r.sink}={'ok' if r.ok else r.error}" for r in results),
+            )
+
+        alert_once(context.instance, run.run_id, send, route="sensor")
 
     return _sensor
 

@@ -1,0 +1,148 @@
+"""C1: every failed daily run alerts, once, wherever it was started.
+
+Dagster's run-status sensors see only runs launched from a code location: a run executed
+in process (`tecl run`, `make run`) has no origin and is skipped, and with no daemon no
+sensor runs at all. So the alert comes from inside the run: `run_failure_alert_hook` sits
+on every step of daily_trading_job and alerts at the run's first failed step, whatever
+started the run (the CLI, the launchpad, the schedule). `run_failure_alert_sensor` stays
+for runs that failed without a step failure reaching the hook (a killed run worker, a
+run that died before its steps).
+
+One alert per failed run: whoever alerts first tags the run (`RUN_ALERTED_TAG`), and a
+tagged run is never alerted again. Steps that fail at the same moment in separate
+processes (the multiprocess executor) take a lock on this machine around
+check-send-tag, so they cannot both see an untagged run.
+"""
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import ExitStack, suppress
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckSeverity,
+    DagsterEvent,
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRun,
+    HookContext,
+    HookDefinition,
+)
+from dagster._core.definitions.events import HookExecutionResult
+
+from tecl_pipeline.defs.partitions import PARTITION_TAG, session_of
+from tecl_pipeline.observability.alerts import Alert
+from tecl_pipeline.run_report import error_cause
+from tecl_pipeline.state.locks import exclusive
+
+if TYPE_CHECKING:
+    from dagster._core.execution.plan.objects import StepFailureData
+
+RUN_ALERTED_TAG = "tecl/run_failure_alerted"
+"""Set on a run once its failure alert is sent; its value says which route sent it."""
+HOOK_NAME = "run_failure_alert_hook"
+LOCK_NAME = "run-failure-alerts.lock"
+
+
+def step_failure_reason(
+    failure: "StepFailureData", checks: Sequence[AssetCheckEvaluation] = ()
+) -> str:
+    """Why a step failed, in words: a refusal's own description, the failed blocking
+    checks' descriptions, else the exception under Dagster's wrappers."""
+    user = failure.user_failure_data
+    if user is not None and user.description:
+        return user.description
+    failed = [
+        f"{c.check_name}: {c.description or 'failed'}"
+        for c in checks
+        if not c.passed and c.severity == AssetCheckSeverity.ERROR
+    ]
+    return "; ".join(failed) if failed else error_cause(failure.error)
+
+
+def failed_steps(events: Iterable[DagsterEvent]) -> list[str]:
+    """ "<step>: <why>" for every failed step among a run's events."""
+    events = list(events)
+    checks: dict[str | None, list[AssetCheckEvaluation]] = defaultdict(list)
+    for event in events:
+        if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+            checks[event.step_key].append(event.asset_check_evaluation_data)
+    return [
+        f"{event.step_key}: {step_failure_reason(event.step_failure_data, checks[event.step_key])}"
+        for event in events
+        if event.is_step_failure
+    ]
+
+
+def run_failure_alert(run: DagsterRun, steps: Sequence[str], message: str = "") -> Alert:
+    session = session_of(run.tags.get(PARTITION_TAG))
+    where = f" for session {session.isoformat()}" if session else ""
+    lines = [message] if message else []
+    return Alert(
+        kind="run_failure",
+        title=f"{run.job_name} failed{where}",
+        detail="\n".join([*lines, *steps]) or "run failed (no message)",
+        session=session,
+        run_id=run.run_id,
+        severity="critical",
+    )
+
+
+def alert_once(
+    instance: DagsterInstance,
+    run_id: str,
+    send: Callable[[DagsterRun], None],
+    *,
+    route: str,
+    lock_dir: Path | None = None,
+) -> bool:
+    """Call `send` for the run unless its failure alert went out already; tag it after.
+    Returns whether this call sent it."""
+    with ExitStack() as stack:
+        # An unusable lock directory must not silence the alert: at worst two steps
+        # failing at once both alert.
+        if lock_dir is not None:
+            with suppress(OSError):
+                stack.enter_context(exclusive(lock_dir / LOCK_NAME))
+        run = instance.get_run_by_id(run_id)
+        if run is None or run.tags.get(RUN_ALERTED_TAG):
+            return False
+        send(run)
+        instance.add_run_tags(run_id, {RUN_ALERTED_TAG: route})
+        return True
+
+
+def _hook_fn(context: HookContext, event_list: Sequence[DagsterEvent]) -> HookExecutionResult:
+    if not any(event.is_step_failure for event in event_list):
+        return HookExecutionResult(hook_name=HOOK_NAME, is_skipped=True)
+    observability = context.resources.observability
+    steps = failed_steps(event_list)
+
+    def send(run: DagsterRun) -> None:
+        alert = run_failure_alert(run, steps, f"run failed at step {context.step_key}")
+        observability.alert(
+            alert.kind,
+            alert.title,
+            alert.detail,
+            session=alert.session,
+            run_id=alert.run_id,
+            severity=alert.severity,
+        )
+
+    alert_once(
+        context.instance,
+        context.run_id,
+        send,
+        route="hook",
+        lock_dir=context.resources.state.lock_dir,
+    )
+    return HookExecutionResult(hook_name=HOOK_NAME, is_skipped=False)
+
+
+run_failure_alert_hook = HookDefinition(
+    name=HOOK_NAME,
+    hook_fn=_hook_fn,
+    required_resource_keys={"observability", "state"},
+)

@@ -1,0 +1,163 @@
+"""C1/X9: a failed daily run alerts, once, whatever started it: `tecl run` (in process, no
+daemon), the launchpad (a launched run: its steps in separate processes), the schedule (the
+run its tick requests). Each run here executes for real and the alert is read back from
+the alert file the deployment configures (TECL_ALERT_FILE); no sensor is evaluated."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from dagster import (
+    DagsterInstance,
+    JobDefinition,
+    build_schedule_context,
+    execute_job,
+    instance_for_test,
+    reconstructable,
+)
+
+from tecl_pipeline.definitions import build_definitions
+from tecl_pipeline.defs.failure_alerts import RUN_ALERTED_TAG
+from tecl_pipeline.defs.partitions import CALENDAR
+from tecl_pipeline.defs.schedules import daily_trading_schedule
+from tecl_pipeline.settings import Settings
+
+DEMO_SESSION = date(2026, 11, 24)
+REAL_LAST_SESSION = date(2026, 7, 31)
+
+
+def daily_trading_job_from_env() -> JobDefinition:
+    """The job as a code location loads it from the environment; module level so that a
+    launched run's step processes can rebuild it (`reconstructable`)."""
+    settings = Settings.from_env(os.environ, cwd=Path.cwd())
+    return build_definitions(settings).resolve_job_def("daily_trading_job")
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_failure_alerts(alert_file: Path) -> list[dict]:
+    lines = alert_file.read_text().splitlines() if alert_file.exists() else []
+    return [a for a in map(json.loads, lines) if a["kind"] == "run_failure"]
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A code location's environment: state and alert file under tmp_path. Returns the
+    alert file."""
+    for key in [k for k in os.environ if k.startswith("TECL_")]:
+        monkeypatch.delenv(key)
+    alert_file = tmp_path / "alerts" / "alerts.jsonl"
+    monkeypatch.setenv("TECL_STATE_URI", (tmp_path / "state").as_uri())
+    monkeypatch.setenv("TECL_ALERT_FILE", str(alert_file))
+    return alert_file
+
+
+@pytest.fixture
+def instance(tmp_path: Path):
+    """A persistent instance, like the webserver's and the daemon's: launched runs execute
+    their steps in separate processes (the multiprocess executor)."""
+    home = tmp_path / "dagster-home"
+    home.mkdir()
+    with instance_for_test(temp_dir=str(home)) as instance:
+        yield instance
+
+
+def test_cli_run_with_the_broker_down_alerts_naming_the_cause(tmp_path, deployment):
+    """C1/B2: `tecl run` in its own process, the broker unreachable: exit status 1 and one
+    run-failure alert in TECL_ALERT_FILE naming the session, the step and the cause."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_")}
+    environ["TECL_BROKER_URL"] = f"http://127.0.0.1:{closed_port()}"
+
+    done = subprocess.run(
+        [sys.executable, "-m", "tecl_pipeline.cli", "run", "--session", str(DEMO_SESSION)],
+        cwd=tmp_path,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert done.returncode == 1, done.stderr
+    [alert] = run_failure_alerts(deployment)
+    assert alert["session"] == DEMO_SESSION.isoformat() and alert["severity"] == "critical"
+    assert "target_allocation: " in alert["detail"]
+    assert "no answer from the broker" in alert["detail"]
+    run = DagsterInstance.from_config(str(tmp_path / ".dagster")).get_run_by_id(alert["run_id"])
+    assert run is not None and run.tags[RUN_ALERTED_TAG] == "hook"
+
+
+def test_launched_run_alerts_once_when_two_steps_fail_at_once(
+    csv_dir, deployment, instance, monkeypatch
+):
+    """C1: a run launched as the launchpad launches it (reconstructable job, steps in their
+    own processes) whose two blocking data checks both fail: the alert hook runs in both
+    failed steps, and the run alerts once, naming the failed check and its reason."""
+    folder = csv_dir(REAL_LAST_SESSION)
+    kmlm = pd.read_csv(folder / "KMLM.csv")
+    kmlm.iloc[:-1].to_csv(folder / "KMLM.csv", index=False)  # stale: market_data_fresh
+    spy = pd.read_csv(folder / "SPY.csv")
+    spy.loc[spy.index[-1], "adj_close"] *= 3  # an impossible jump: market_data_sane
+    spy.to_csv(folder / "SPY.csv", index=False)
+    monkeypatch.setenv("TECL_DATA_DIR", str(folder))
+
+    result = execute_job(
+        reconstructable(daily_trading_job_from_env),
+        instance=instance,
+        tags={"dagster/partition": REAL_LAST_SESSION.isoformat()},
+    )
+
+    assert not result.success
+    failed = {e.step_key for e in result.all_events if e.is_step_failure}
+    assert failed == {"market_data_market_data_fresh", "market_data_market_data_sane"}
+    hooked = [e.step_key for e in result.all_events if e.event_type_value == "HOOK_COMPLETED"]
+    assert sorted(hooked) == sorted(failed)
+    [alert] = run_failure_alerts(deployment)
+    assert alert["run_id"] == result.run_id
+    assert alert["session"] == REAL_LAST_SESSION.isoformat()
+    assert ("market_data_fresh: " in alert["detail"] and "KMLM" in alert["detail"]) or (
+        "market_data_sane: " in alert["detail"] and "SPY" in alert["detail"]
+    )
+
+
+def test_scheduled_run_alerts_when_it_fails(tmp_path, deployment, instance, monkeypatch):
+    """C1/A3: the run the schedule requests at a session's decision time, executed as the
+    daemon launches it (the request's partition and tags), fails on missing market data
+    and alerts for that session."""
+    empty = tmp_path / "no-market-data"
+    empty.mkdir()
+    monkeypatch.setenv("TECL_DATA_DIR", str(empty))
+    project = build_definitions(Settings.from_env(os.environ, cwd=Path.cwd()))
+    repository = project.get_repository_def()
+    tick = daily_trading_schedule.evaluate_tick(
+        build_schedule_context(
+            scheduled_execution_time=CALENDAR.decision_time(DEMO_SESSION),
+            repository_def=repository,
+        )
+    )
+    [request] = tick.run_requests
+
+    result = execute_job(
+        reconstructable(daily_trading_job_from_env),
+        instance=instance,
+        tags={
+            **request.tags,
+            "dagster/partition": request.partition_key,
+            "dagster/schedule_name": daily_trading_schedule.name,
+        },
+    )
+
+    assert not result.success
+    [alert] = run_failure_alerts(deployment)
+    assert alert["run_id"] == result.run_id
+    assert alert["session"] == DEMO_SESSION.isoformat()
+    assert "market_data: " in alert["detail"] and "no data file" in alert["detail"]
