@@ -12,7 +12,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 import pandas as pd
-from dagster import AssetExecutionContext, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, MetadataValue, Output, ResourceParam, asset
 
 from tecl_pipeline.broker.models import Order
 from tecl_pipeline.data_quality import require_trustworthy
@@ -29,6 +29,8 @@ from tecl_pipeline.defs.resources import (
 from tecl_pipeline.execution import (
     BrokerSnapshot,
     ExecutionReport,
+    Pacing,
+    StopRequest,
     check_trading_window,
     execute,
     plan_from_broker,
@@ -283,6 +285,7 @@ def executed_orders(
     trading_policy: TradingPolicyResource,
     state: StateResource,
     observability: ObservabilityResource,
+    stop_request: ResourceParam[StopRequest],
 ) -> Output:
     """Orders sent to the broker for the session, sells first, each under a deterministic
     client order id so that a re-run or a second trigger cannot trade twice."""
@@ -296,7 +299,12 @@ def executed_orders(
         context.log.info(f"trading through {client.description}")
         check_trading_window(client.get_clock(), session, CALENDAR, policy)
         report = execute(
-            client, session, target_allocation.weights, target_allocation.prices, policy
+            client,
+            session,
+            target_allocation.weights,
+            target_allocation.prices,
+            policy,
+            Pacing(stop_requested=stop_request),
         )
     return Output(
         report,
