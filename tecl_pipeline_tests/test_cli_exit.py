@@ -78,7 +78,8 @@ def run_submissions(url: str) -> list[dict]:
 
 
 def test_orders_sent_but_session_not_clean_exits_3_with_report_and_alert(
-    tmp_path, simulator_process
+    tmp_path,
+    simulator_process,  # noqa: F811 -- the fixture, imported above
 ):
     """The run sells BIL, then its TECL buy is rejected (TECL halted): orders were sent, the
     session is away from its target. Exit 3, not "refused": the report is printed with what
@@ -121,7 +122,10 @@ def test_refusal_is_exit_2_and_says_refused_once(tmp_path, csv_dir):
 # -- P1/C1: SIGTERM ---------------------------------------------------------------------------
 
 
-def test_sigterm_while_an_order_is_working_stops_cleanly_and_exits_1(tmp_path, simulator_process):
+def test_sigterm_while_an_order_is_working_stops_cleanly_and_exits_1(
+    tmp_path,
+    simulator_process,  # noqa: F811 -- the fixture, imported above
+):
     """SIGTERM while the run's BIL sell is held by the simulator (delayed fill): no order is
     sent after the signal (the TECL buy never goes out), the run alerts, says which order it
     left working, and exits 1 with a sentence."""
@@ -311,3 +315,52 @@ def test_bad_alert_webhook_url_is_a_configuration_error_naming_it(tmp_path, mark
     assert "TECL_ALERT_WEBHOOK_URL" in line and "configuration" in line
     assert "very-secret-path" not in done.stdout + done.stderr
     assert not (tmp_path / ".tecl" / "state" / "journal").exists()
+
+
+# -- P1: warning checks are not refusals ------------------------------------------------------
+
+
+def test_live_vs_history_mismatch_after_trading_is_exit_3_not_refused(
+    run_daily, csv_dir, state_dir, real_closes
+):
+    """signal_parity only warns: the run traded, so the outcome is 3 with the mismatch in the
+    report's look-at list, never 2 ("refused") for a run that sent its orders."""
+    from tecl_pipeline.history_store import write_signals
+    from tecl_pipeline.run_report import EXIT_NOT_CLEAN, explain_result
+    from tecl_pipeline.strategy import signal_history
+    from tecl_pipeline_tests.test_cli import REAL_LAST_SESSION
+
+    day = signal_history(real_closes).loc[[pd.Timestamp(REAL_LAST_SESSION)]]
+    other = "R5a" if day["leaf"].iloc[0] != "R5a" else "B4b"
+    write_signals(state_dir / "history.sqlite", day.assign(leaf=other))
+
+    result = run_daily(REAL_LAST_SESSION, data_dir=csv_dir(REAL_LAST_SESSION))
+    outcome = explain_result(result, REAL_LAST_SESSION)
+
+    assert outcome.exit_code == EXIT_NOT_CLEAN
+    assert "sent this run" in outcome.report and "look at" in outcome.report
+    assert any(other in item for item in outcome.attention)
+    assert "refused" not in outcome.reason
+
+
+def test_journal_broker_difference_after_trading_is_exit_3_naming_the_symbols(run_daily, state_dir):
+    """pre_trade_ready's journal/broker difference (a split between sessions) warns and
+    the run goes on: 3 with the symbols in the look-at list, not a refusal."""
+    from datetime import date
+
+    from tecl_pipeline.run_report import EXIT_NOT_CLEAN, EXIT_OK, explain_result
+    from tecl_pipeline.state.journal import LocalJournal
+
+    first = date(2026, 11, 23)
+    assert explain_result(run_daily(first), first).exit_code == EXIT_OK
+    journal = LocalJournal(state_dir / "journal")
+    record = journal.latest(first)
+    wrong = {s: q * 2 for s, q in record.positions.items()}
+    journal.append(record.model_copy(update={"positions": wrong, "run_id": "tampered"}))
+
+    session = date(2026, 11, 24)
+    outcome = explain_result(run_daily(session), session)
+
+    assert outcome.exit_code == EXIT_NOT_CLEAN, outcome.reason
+    assert wrong and all(any(s in item for item in outcome.attention) for s in wrong)
+    assert "refused" not in outcome.reason
