@@ -488,24 +488,55 @@ def _run(args: argparse.Namespace) -> int:
     return outcome.exit_code
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _command(args: argparse.Namespace) -> int:
     if args.command == "soak":
         return _soak(args)
     if args.command == "simulator":
         return _simulator(args)
     if args.command == "replay":
         return _replay(args)
+    ensure_dagster_home()
+    if args.command == "backfill":
+        return _backfill(args.start, args.end)
+    return _run(args)
+
+
+def _internal_error(exc: Exception) -> str:
+    """A bug, in one line for the person; the traceback, redacted, in a file for whoever
+    fixes it."""
+    import tempfile
+    import traceback
+
+    from tecl_pipeline.observability.redaction import Redactor
+    from tecl_pipeline.settings import Settings
+
+    redactor = Redactor.from_environ(os.environ)
+    try:
+        folder = Settings.from_env(os.environ, cwd=Path.cwd()).logs_dir
+        folder.mkdir(parents=True, exist_ok=True)
+    except Exception:  # the settings may be what is broken: the temp directory still works
+        folder = Path(tempfile.gettempdir())
+    path = folder / f"tecl-error-{os.getpid()}.txt"
+    try:
+        path.write_text(redactor.redact("".join(traceback.format_exception(exc))))
+        where = f"details in {path}"
+    except OSError:
+        where = "no details written: the log directory is not writable either"
+    message = " ".join(redactor.redact(str(exc)).split()) or type(exc).__name__
+    return f"tecl: internal error (a bug, please report it): {message}; {where}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     from tecl_pipeline.settings import ConfigError
 
     try:
-        ensure_dagster_home()
-        if args.command == "backfill":
-            return _backfill(args.start, args.end)
-        return _run(args)
+        return _command(args)
     except ConfigError as exc:
         print(f"tecl: configuration error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    except Exception as exc:
+        print(_internal_error(exc), file=sys.stderr)
+    return EXIT_ERROR
 
 
 if __name__ == "__main__":

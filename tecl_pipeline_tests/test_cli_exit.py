@@ -364,3 +364,34 @@ def test_journal_broker_difference_after_trading_is_exit_3_naming_the_symbols(ru
     assert outcome.exit_code == EXIT_NOT_CLEAN, outcome.reason
     assert wrong and all(any(s in item for item in outcome.attention) for s in wrong)
     assert "refused" not in outcome.reason
+
+
+def test_a_bug_is_one_line_with_the_traceback_in_a_file_and_no_secret(tmp_path):
+    """The safety net under every `tecl` command: an exception nobody expected is one line
+    (exit 1) naming where its traceback went; the secret in its message is masked in both."""
+    canary = "canary-secret-value-1234"
+    crash = (
+        "import sys\n"
+        "import tecl_pipeline.cli as cli\n"
+        "def broken(args):\n"
+        f"    raise ZeroDivisionError('while pricing with {canary}')\n"
+        "cli._command = broken\n"
+        "sys.exit(cli.main(['run']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", crash],
+        cwd=tmp_path,
+        env=_environ(tmp_path, ALPACA_SECRET_KEY=canary, TECL_LOG_DIR=str(tmp_path / "logs")),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 1
+    line = one_line(done.stderr)
+    assert "internal error" in line and "while pricing with ***" in line
+    [details] = (tmp_path / "logs").glob("tecl-error-*.txt")
+    assert str(details) in line
+    text = details.read_text()
+    assert "ZeroDivisionError" in text and "Traceback" in text
+    assert canary not in done.stderr + done.stdout + text
