@@ -484,7 +484,8 @@ def _run(args: argparse.Namespace) -> int:
         label = {EXIT_REFUSED: "refused to trade", EXIT_NOT_CLEAN: "attention"}.get(
             outcome.exit_code, "error"
         )
-        print(f"tecl: {label}: {outcome.reason}", file=sys.stderr)
+        # One line, whatever the cause's own text spans (a retry summary, a quoted body).
+        print(f"tecl: {label}: {' '.join(outcome.reason.split())}", file=sys.stderr)
     return outcome.exit_code
 
 

@@ -126,6 +126,8 @@ def error_cause(error: "SerializableErrorInfo | None") -> str:
 
 
 def _own_error_names() -> frozenset[str]:
+    """The exceptions the project defines for people to read (refusals, broker errors,
+    configuration), not those it merely imports."""
     import tecl_pipeline.errors as errors
     from tecl_pipeline.broker import models
     from tecl_pipeline.settings import ConfigError
@@ -135,7 +137,9 @@ def _own_error_names() -> frozenset[str]:
         found |= {
             name
             for name, value in vars(module).items()
-            if isinstance(value, type) and issubclass(value, Exception)
+            if isinstance(value, type)
+            and issubclass(value, Exception)
+            and value.__module__ == module.__name__
         }
     return frozenset(found)
 

@@ -395,3 +395,16 @@ def test_a_bug_is_one_line_with_the_traceback_in_a_file_and_no_secret(tmp_path):
     text = details.read_text()
     assert "ZeroDivisionError" in text and "Traceback" in text
     assert canary not in done.stderr + done.stdout + text
+
+
+def test_broker_unreachable_is_exit_1_in_one_line_naming_the_call(tmp_path):
+    """Nothing listens at the broker URL: after its retries the run is an error (1), not a
+    refusal, in one line naming the call that got no answer."""
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]
+    done = tecl(["run", "--session", SESSION], tmp_path, TECL_BROKER_URL=f"http://127.0.0.1:{port}")
+
+    assert done.returncode == 1
+    line = one_line(done.stderr)
+    assert "/v2/account" in line and "no answer from the broker" in line
+    assert "refused to trade" not in line
