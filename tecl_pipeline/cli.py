@@ -245,21 +245,32 @@ def run_session(
     from tecl_pipeline.defs.partitions import CALENDAR, session_partitions
     from tecl_pipeline.defs.sensors.alerting import build_alerter
     from tecl_pipeline.errors import RefusedToTrade
+    from tecl_pipeline.observability.alerts import Alert
+    from tecl_pipeline.observability.logs import Redactor, configure_logging
     from tecl_pipeline.run_report import explain_result
     from tecl_pipeline.settings import Settings
 
     settings = Settings.from_env(os.environ, cwd=Path.cwd())
+    # Without --verbose, stderr is the one line `tecl run` prints; the JSON log (this
+    # process's alerts included) is in TECL_LOG_DIR.
+    stderr_level = logging.WARNING if verbose else QUIET
+    configure_logging(
+        settings.logs_dir, redactor=Redactor.from_environ(os.environ), stderr_level=stderr_level
+    )
     # The alert sinks are settings too (TECL_ALERT_WEBHOOK_URL): checked before anything runs.
     alerter = build_alerter()
     try:
         session = session or _default_session(settings)
         CALENDAR.require_session(session)
+        if not session_partitions.has_partition_key(session.isoformat()):
+            raise RefusedToTrade(f"session {session} is outside the trading partitions")
     except RefusedToTrade as exc:
+        # Refused before any run exists: the alert is sent from here (in a run, the run's).
+        alerter.send(
+            Alert("refused", "tecl run refused to trade", str(exc), session=session or None)
+        )
         return RunOutcome(EXIT_REFUSED, "", str(exc))
-    if not session_partitions.has_partition_key(session.isoformat()):
-        return RunOutcome(EXIT_REFUSED, "", f"session {session} is outside the trading partitions")
-    # Without --verbose, stderr is the one line below; the JSON log is in TECL_LOG_DIR.
-    quiet = {"observability": {"stderr_level": logging.WARNING if verbose else QUIET}}
+    quiet = {"observability": {"stderr_level": stderr_level}}
     job = build_definitions(settings, resource_config=quiet).resolve_job_def("daily_trading_job")
     with open_instance() as instance:
         try:

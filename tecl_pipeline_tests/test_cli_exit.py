@@ -209,6 +209,8 @@ def test_header_only_csv_without_session_is_one_line(tmp_path):
     assert done.returncode == 2
     line = one_line(done.stderr)
     assert "no price rows" in line and "TECL.csv" in line
+    [alert] = [a for a in alerts(tmp_path) if a["kind"] == "refused"]
+    assert "no price rows" in alert["detail"]
 
 
 def test_simulator_on_header_only_csv_is_one_line(tmp_path):
