@@ -182,6 +182,14 @@ def explain_result(result: "ExecuteInProcessResult", session: date) -> RunOutcom
     attention = [*check_errors, *check_warnings, *refusals, *errors]
     if trade is not None and trade.cancelled:
         attention.append("not filled in time, cancelled: " + ", ".join(trade.cancelled))
+    if attention and trade is not None:
+        # Orders the plan wanted but execution did not send (rejected, not tradable, a leg
+        # still open) explain the residuals; the plan's own small-trade skips do not.
+        attention += [
+            f"{symbol} not sent: {why}"
+            for symbol, why in trade.skipped
+            if (symbol, why) not in trade.plan.skipped
+        ]
     report = format_report(result, session, attention)
     if not attention:
         return RunOutcome(EXIT_OK, report, run_id=run_id)

@@ -100,6 +100,7 @@ def test_orders_sent_but_session_not_clean_exits_3_with_report_and_alert(
     assert outcomes[("sell", "BIL")] == "filled" and outcomes[("buy", "TECL")] != "filled"
     [alert] = [a for a in alerts(tmp_path) if a["kind"] == "not_clean"]
     assert alert["session"] == SESSION and "TECL" in alert["detail"]
+    assert "halted" in alert["detail"] and "halted" in line
 
 
 def test_refusal_is_exit_2_and_says_refused_once(tmp_path, csv_dir):

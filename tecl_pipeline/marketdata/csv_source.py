@@ -13,7 +13,7 @@ REQUIRED_COLUMNS = ("date", "adj_close")
 
 def _cell(value: object) -> str:
     """A CSV cell as the file has it: never a numpy repr such as np.float64(nan)."""
-    return "(empty)" if pd.isna(value) else repr(str(value))
+    return "(empty or NaN)" if pd.isna(value) else repr(str(value))
 
 
 def read_adjusted_closes(path: Path, symbol: str) -> pd.Series:
