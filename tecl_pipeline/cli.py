@@ -1,19 +1,41 @@
 """`tecl`: run the daily trading job for one session and print what happened.
 
-Exit status: 0 traded or had nothing to do; 2 refused to trade (reason on stderr); 1 error.
+Exit status of `tecl run`: 0 the session ended at its target; 2 refused, no order sent;
+3 orders sent but the session did not end clean (report printed, alert sent); 1 an error;
+64 a usage error.
 """
 
 import argparse
+import logging
 import os
+import re
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
-from tecl_pipeline.run_report import EXIT_ERROR, EXIT_OK, EXIT_REFUSED, RunOutcome
+from tecl_pipeline.run_report import (
+    EXIT_ERROR,
+    EXIT_NOT_CLEAN,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_STATUSES,
+    EXIT_USAGE,
+    RunOutcome,
+)
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
+    from dagster import DagsterInstance, DagsterInvalidConfigError
+
+    from tecl_pipeline.execution import StopRequest
+    from tecl_pipeline.observability.alerts import Alerter
     from tecl_pipeline.settings import Settings
 
 
@@ -24,10 +46,35 @@ def _parse_session(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit 64: argparse's own 2 would read as
+    "refused to trade" to a scheduler."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: usage error: {message} (see {self.prog} --help)\n")
+
+
+def _exit_status_help() -> str:
+    import textwrap
+
+    rows = [
+        textwrap.fill(f"{code:<3} {meaning}", 78, initial_indent="  ", subsequent_indent="      ")
+        + f"\n      scheduler: {then}"
+        for code, meaning, then in EXIT_STATUSES
+    ]
+    return "exit status:\n" + "\n".join(rows)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tecl", description=__doc__)
+    parser = _Parser(prog="tecl", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run daily_trading_job for one session")
+    run = commands.add_parser(
+        "run",
+        help="run daily_trading_job for one session",
+        description="Run daily_trading_job for one session and print the report.",
+        epilog=_exit_status_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.add_argument("--verbose", action="store_true", help="also print Dagster's own event log")
     run.add_argument(
         "--session",
@@ -85,8 +132,50 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Above every level: no log record on stderr (a failing log file still falls back there).
+QUIET = logging.CRITICAL + 1
 # Local instance defaults: no telemetry from an offline trading machine.
 DAGSTER_YAML = "telemetry:\n  enabled: false\n"
+
+
+def _dagster_home() -> Path:
+    """DAGSTER_HOME (default ./.dagster), checked: Dagster wants an absolute directory it can
+    write, and says so only as a traceback."""
+    from tecl_pipeline.settings import ConfigError
+
+    raw = os.environ.setdefault("DAGSTER_HOME", str(Path.cwd() / ".dagster"))
+    home = Path(raw)
+    if not home.is_absolute():
+        raise ConfigError(f"DAGSTER_HOME: {raw!r} is not an absolute path")
+    if home.exists() and not home.is_dir():
+        raise ConfigError(f"DAGSTER_HOME: {home} is a file, not a directory")
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"DAGSTER_HOME: cannot create {home}: {exc.strerror or exc}") from None
+    if not os.access(home, os.W_OK | os.X_OK):
+        raise ConfigError(f"DAGSTER_HOME: {home} is not writable")
+    return home
+
+
+@contextmanager
+def open_instance() -> Iterator["DagsterInstance"]:
+    """The DAGSTER_HOME instance; a dagster.yaml Dagster cannot read is a configuration
+    error naming the file, not a traceback."""
+    import yaml
+    from dagster import DagsterInstance
+    from dagster._core.errors import DagsterError
+
+    from tecl_pipeline.settings import ConfigError
+
+    config = Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml"
+    try:
+        instance = DagsterInstance.get()
+    except (DagsterError, OSError, ValueError, yaml.YAMLError) as exc:
+        # Dagster's and yaml's texts span lines; one line names the file and the problem.
+        raise ConfigError(f"DAGSTER_HOME: {config}: {' '.join(str(exc).split())}") from None
+    with instance:
+        yield instance
 
 
 def ensure_dagster_home() -> Path:
@@ -96,63 +185,146 @@ def ensure_dagster_home() -> Path:
     `tecl run`s started together on a new home would otherwise race to create the same
     tables, and one would die of it instead of being refused by the session lock (C2).
     """
+    from tecl_pipeline.settings import ConfigError
     from tecl_pipeline.state.locks import exclusive
 
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path.cwd() / ".dagster")))
-    home.mkdir(parents=True, exist_ok=True)
+    home = _dagster_home()
     config = home / "dagster.yaml"
     ready = home / ".storage-ready"
     if ready.exists():
         return home
-    with exclusive(home / ".setup.lock"):
-        if not config.exists():
-            config.write_text(DAGSTER_YAML)
-        if not ready.exists():
-            from dagster import DagsterInstance
-
-            with DagsterInstance.get():
-                pass
-            ready.touch()
+    try:
+        with exclusive(home / ".setup.lock"):
+            if not config.exists():
+                config.write_text(DAGSTER_YAML)
+            if not ready.exists():
+                with open_instance():
+                    pass
+                ready.touch()
+    except OSError as exc:
+        raise ConfigError(f"DAGSTER_HOME: cannot write in {home}: {exc.strerror or exc}") from None
     return home
 
 
-def run_session(session: date | None, *, verbose: bool = False) -> RunOutcome:
+def _config_problem(exc: "DagsterInvalidConfigError") -> str:
+    """The run config's errors in one line: an unset EnvVar is named as the variable."""
+    problems = []
+    for error in exc.errors:
+        text = error.message.split("\n\nStack Trace", 1)[0]
+        unset = re.search(r'environment variable "(\w+)" which is not set', text)
+        problems.append(f"{unset.group(1)} is not set" if unset else " ".join(text.split()))
+    return "; ".join(dict.fromkeys(problems)) or " ".join(str(exc).split())
+
+
+def _off_the_main_thread(work: Callable[[], T]) -> T:
+    """Run `work` in a worker thread while the main thread waits.
+
+    On the main thread Dagster installs its own SIGINT/SIGTERM handlers, which raise inside
+    a step wherever it is, between an order's request and its answer included. Off it, the
+    signals stay with `tecl run`'s handlers, which ask the execution to stop before its next
+    order instead.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tecl-run") as pool:
+        future = pool.submit(work)
+        while True:
+            try:
+                # A bounded wait, so that signal handlers run promptly on this thread.
+                return future.result(timeout=0.2)
+            except FuturesTimeout:
+                continue
+
+
+def run_session(
+    session: date | None, *, verbose: bool = False, stop: "StopRequest | None" = None
+) -> RunOutcome:
     # Imported here so that `tecl --help` answers at once and a bad setting is reported
     # as such, not as an import failure.
-    from dagster import DagsterInstance, DagsterInvalidConfigError
+    from dagster import DagsterInvalidConfigError
 
     from tecl_pipeline.definitions import build_definitions
     from tecl_pipeline.defs.partitions import CALENDAR, session_partitions
+    from tecl_pipeline.defs.sensors.alerting import build_alerter
     from tecl_pipeline.errors import RefusedToTrade
+    from tecl_pipeline.observability.alerts import Alert
+    from tecl_pipeline.observability.logs import Redactor, configure_logging
     from tecl_pipeline.run_report import explain_result
     from tecl_pipeline.settings import Settings
 
     settings = Settings.from_env(os.environ, cwd=Path.cwd())
+    # Without --verbose, stderr is the one line `tecl run` prints; the JSON log (this
+    # process's alerts included) is in TECL_LOG_DIR.
+    stderr_level = logging.WARNING if verbose else QUIET
+    configure_logging(
+        settings.logs_dir, redactor=Redactor.from_environ(os.environ), stderr_level=stderr_level
+    )
+    # The alert sinks are settings too (TECL_ALERT_WEBHOOK_URL): checked before anything runs.
+    alerter = build_alerter()
     try:
         session = session or _default_session(settings)
         CALENDAR.require_session(session)
+        if not session_partitions.has_partition_key(session.isoformat()):
+            raise RefusedToTrade(f"session {session} is outside the trading partitions")
     except RefusedToTrade as exc:
+        # Refused before any run exists: the alert is sent from here (in a run, the run's).
+        alerter.send(
+            Alert("refused", "tecl run refused to trade", str(exc), session=session or None)
+        )
         return RunOutcome(EXIT_REFUSED, "", str(exc))
-    if not session_partitions.has_partition_key(session.isoformat()):
-        return RunOutcome(EXIT_REFUSED, "", f"session {session} is outside the trading partitions")
-    job = build_definitions(settings).resolve_job_def("daily_trading_job")
-    with DagsterInstance.get() as instance:
+    quiet = {"observability": {"stderr_level": stderr_level}}
+    job = build_definitions(settings, resource_config=quiet).resolve_job_def("daily_trading_job")
+    with open_instance() as instance:
         try:
-            result = job.execute_in_process(
-                partition_key=session.isoformat(),
-                instance=instance,
-                raise_on_error=False,
-                # The report below says what happened; the full event log is in the UI.
-                run_config={
-                    "loggers": {
-                        "console": {"config": {"log_level": "DEBUG" if verbose else "CRITICAL"}}
-                    }
-                },
+            result = _off_the_main_thread(
+                lambda: job.execute_in_process(
+                    partition_key=session.isoformat(),
+                    instance=instance,
+                    raise_on_error=False,
+                    # The report below says what happened; the full event log is in the UI.
+                    run_config={
+                        "loggers": {
+                            "console": {"config": {"log_level": "DEBUG" if verbose else "CRITICAL"}}
+                        }
+                    },
+                    resources={"stop_request": stop} if stop is not None else None,
+                )
             )
         except DagsterInvalidConfigError as exc:
             # E.g. an EnvVar whose variable is not set: named, before anything ran (C4).
-            return RunOutcome(EXIT_ERROR, "", f"configuration: {exc}")
-    return explain_result(result, session)
+            return RunOutcome(EXIT_ERROR, "", f"configuration: {_config_problem(exc)}")
+    outcome = explain_result(result, session)
+    _alert_outcome(alerter, outcome, session, stop)
+    return outcome
+
+
+def _alert_outcome(
+    alerter: "Alerter", outcome: RunOutcome, session: date, stop: "StopRequest | None"
+) -> None:
+    """A run that traded but did not end clean, or was stopped, reaches the alert sinks
+    with what a person must look at (refusals alert where they happen, in the run)."""
+    from tecl_pipeline.observability.alerts import Alert
+
+    if stop is not None and stop() and outcome.exit_code == EXIT_ERROR:
+        alerter.send(
+            Alert(
+                kind="stopped",
+                title=f"session {session}: tecl run stopped by {stop()}",
+                detail=outcome.reason,
+                session=session,
+                run_id=outcome.run_id or None,
+                severity="critical",
+            )
+        )
+    elif outcome.exit_code == EXIT_NOT_CLEAN:
+        alerter.send(
+            Alert(
+                kind="not_clean",
+                title=f"session {session} did not end clean: look at the report",
+                detail="\n".join(outcome.attention),
+                session=session,
+                run_id=outcome.run_id or None,
+                severity="critical",
+            )
+        )
 
 
 def _default_session(settings: "Settings") -> date:
@@ -176,15 +348,15 @@ def _default_session(settings: "Settings") -> date:
 
 def _backfill(start: date, end: date) -> int:
     """Historical signals into the history table: yearly partitions, one run (fast path)."""
-    from dagster import DagsterInstance
-
     from tecl_pipeline.definitions import defs
-    from tecl_pipeline.defs.history import run_backfill
+    from tecl_pipeline.defs.history import history_partition_keys, run_backfill
 
-    if start > end:
-        print(f"tecl backfill: --start {start} is after --end {end}", file=sys.stderr)
-        return EXIT_ERROR
-    with DagsterInstance.get() as instance:
+    with open_instance() as instance:
+        try:
+            history_partition_keys(start, end, instance)
+        except ValueError as exc:  # a range the history cannot hold, said as such
+            print(f"tecl backfill: {exc}", file=sys.stderr)
+            return EXIT_ERROR
         summary = run_backfill(start, end, instance=instance, defs=defs)
     print(summary.describe())
     return EXIT_OK if summary.success else EXIT_ERROR
@@ -200,6 +372,11 @@ def _simulator(args: argparse.Namespace) -> int:
         serve(args.host, args.port, data_dir=args.data_dir, seed=None, now=now)
     except (UnknownSessionError, ValueError) as exc:
         print(f"tecl simulator: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:
+        # Binding the port: in use, not permitted, or no such address on this machine.
+        why = exc.strerror or str(exc)
+        print(f"tecl simulator: cannot listen on {args.host}:{args.port}: {why}", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
 
@@ -294,8 +471,36 @@ def _soak(args: argparse.Namespace) -> int:
     return EXIT_OK if clean else EXIT_ERROR
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _run(args: argparse.Namespace) -> int:
+    from tecl_pipeline.execution import StopRequest
+
+    stop = StopRequest()
+    # SIGTERM (a scheduler's or an operator's stop) or Ctrl-C: no new order after it; the
+    # run ends, says what it left working, alerts and exits 1.
+    stopping = (signal.SIGTERM, signal.SIGINT)
+    previous = {
+        signum: signal.signal(
+            signum, lambda number, frame: stop.request(signal.Signals(number).name)
+        )
+        for signum in stopping
+    }
+    try:
+        outcome = run_session(args.session, verbose=args.verbose, stop=stop)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if outcome.report:
+        print(outcome.report, flush=True)
+    if outcome.reason:
+        label = {EXIT_REFUSED: "refused to trade", EXIT_NOT_CLEAN: "attention"}.get(
+            outcome.exit_code, "error"
+        )
+        # One line, whatever the cause's own text spans (a retry summary, a quoted body).
+        print(f"tecl: {label}: {' '.join(outcome.reason.split())}", file=sys.stderr)
+    return outcome.exit_code
+
+
+def _command(args: argparse.Namespace) -> int:
     if args.command == "soak":
         return _soak(args)
     if args.command == "simulator":
@@ -305,19 +510,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     ensure_dagster_home()
     if args.command == "backfill":
         return _backfill(args.start, args.end)
+    return _run(args)
+
+
+def _internal_error(exc: Exception) -> str:
+    """A bug, in one line for the person; the traceback, redacted, in a file for whoever
+    fixes it."""
+    import tempfile
+    import traceback
+
+    from tecl_pipeline.observability.redaction import Redactor
+    from tecl_pipeline.settings import Settings
+
+    redactor = Redactor.from_environ(os.environ)
+    try:
+        folder = Settings.from_env(os.environ, cwd=Path.cwd()).logs_dir
+        folder.mkdir(parents=True, exist_ok=True)
+    except Exception:  # the settings may be what is broken: the temp directory still works
+        folder = Path(tempfile.gettempdir())
+    path = folder / f"tecl-error-{os.getpid()}.txt"
+    try:
+        path.write_text(redactor.redact("".join(traceback.format_exception(exc))))
+        where = f"details in {path}"
+    except OSError:
+        where = "no details written: the log directory is not writable either"
+    message = " ".join(redactor.redact(str(exc)).split()) or type(exc).__name__
+    return f"tecl: internal error (a bug, please report it): {message}; {where}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     from tecl_pipeline.settings import ConfigError
 
     try:
-        outcome = run_session(args.session, verbose=args.verbose)
+        return _command(args)
     except ConfigError as exc:
         print(f"tecl: configuration error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    if outcome.report:
-        print(outcome.report)
-    if outcome.reason:
-        label = "refused to trade" if outcome.exit_code == EXIT_REFUSED else "error"
-        print(f"tecl: {label}: {outcome.reason}", file=sys.stderr)
-    return outcome.exit_code
+    except Exception as exc:
+        print(_internal_error(exc), file=sys.stderr)
+    return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from tecl_pipeline.defs.resources import (
 )
 from tecl_pipeline.defs.schedules import daily_trading_schedule
 from tecl_pipeline.defs.sensors import ALERT_SENSORS
+from tecl_pipeline.execution import StopRequest
 from tecl_pipeline.settings import Mode, Settings
 
 
@@ -36,10 +37,11 @@ def resources_for(
     environ: Mapping[str, str],
     resource_config: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, object]:
-    """The deployment's resources; `resource_config` sets fields of the broker and the trading
-    policy on top (drills use it for fast fill polling and backoff)."""
+    """The deployment's resources; `resource_config` sets fields of the broker, the trading
+    policy and observability on top (drills use it for fast fill polling and backoff, the
+    CLI for a quiet stderr)."""
     extra = resource_config or {}
-    unknown = sorted(set(extra) - {"broker", "trading_policy"})
+    unknown = sorted(set(extra) - {"broker", "trading_policy", "observability"})
     if unknown:
         raise ValueError(f"resource_config: no configurable resource {', '.join(unknown)}")
     local_dir = settings.machine_dir
@@ -61,6 +63,7 @@ def resources_for(
         webhook_url=EnvVar("TECL_ALERT_WEBHOOK_URL")
         if environ.get("TECL_ALERT_WEBHOOK_URL")
         else None,
+        **extra.get("observability", {}),
     )
     broker = BrokerResource(
         mode=settings.mode.value,
@@ -72,6 +75,8 @@ def resources_for(
         **extra.get("broker", {}),
     )
     return {
+        # Never set here; `tecl run` passes its own, which its SIGTERM handler sets.
+        "stop_request": StopRequest(),
         "market_data_source": market_data,
         "broker": broker,
         "observability": observability,

@@ -50,3 +50,9 @@ class AccountError(RefusedToTrade):
 
 class TradingWindowError(RefusedToTrade):
     """The broker's clock says this is not the time to trade this session (T2, T3)."""
+
+
+class TradingStopped(Exception):
+    """The run was asked to stop (SIGTERM) while trading: it sent nothing after the request,
+    and the message says what it left working at the broker. Not a refusal: it may have
+    sent orders before the signal."""

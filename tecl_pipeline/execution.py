@@ -49,7 +49,13 @@ from tecl_pipeline.broker.models import (
 )
 from tecl_pipeline.broker.protocol import Broker
 from tecl_pipeline.calendar import EXCHANGE_TZ, TradingCalendar
-from tecl_pipeline.errors import AccountError, MarketDataError, RiskLimitError, TradingWindowError
+from tecl_pipeline.errors import (
+    AccountError,
+    MarketDataError,
+    RiskLimitError,
+    TradingStopped,
+    TradingWindowError,
+)
 from tecl_pipeline.portfolio import (
     PlannedOrder,
     RebalancePlan,
@@ -90,12 +96,33 @@ class ExecutionReport:
     """Client order ids this run cancelled because they had not filled in time (T6)."""
 
 
+def _never() -> str | None:
+    return None
+
+
+class StopRequest:
+    """A request to stop trading (`tecl run` sets it on SIGTERM), asked before every new
+    order: once set, the run sends nothing more and leaves what is working to the broker."""
+
+    def __init__(self) -> None:
+        self._reason: str | None = None
+
+    def request(self, reason: str) -> None:
+        # One attribute store: safe from a signal handler, which runs between bytecodes.
+        self._reason = self._reason or reason
+
+    def __call__(self) -> str | None:
+        return self._reason
+
+
 @dataclass(frozen=True)
 class Pacing:
-    """Time as execution sees it; tests pass a fake clock so no test waits for real."""
+    """Time as execution sees it; tests pass a fake clock so no test waits for real.
+    `stop_requested` names why to stop (e.g. "SIGTERM"), or None to carry on."""
 
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
+    stop_requested: Callable[[], str | None] = _never
 
 
 def check_trading_window(
@@ -276,6 +303,8 @@ class _OrderTracker:
         overall_end = self._started + self._policy.deadline
         end = min(self._pacing.monotonic() + self._policy.fill_timeout, overall_end)
         while pending := [i for i in pending if not self.orders[i].status.is_final]:
+            if self._pacing.stop_requested():
+                return  # left working at the broker; the caller reports them
             if self._pacing.monotonic() >= end:
                 for order_id in pending:
                     self._broker.cancel_order(order_id)
@@ -299,7 +328,20 @@ def execute(
     Quantities always come from the broker's positions at that moment, never from what an
     earlier attempt meant to send, so nothing is re-ordered blindly (T6, A2).
     """
-    tracker = _OrderTracker(broker, policy, pacing or Pacing())
+    pacing = pacing or Pacing()
+    tracker = _OrderTracker(broker, policy, pacing)
+    sent: list[str] = []
+
+    def stop_if_asked() -> None:
+        why = pacing.stop_requested()
+        if why:
+            working = [o.client_order_id for o in tracker.orders.values() if not o.status.is_final]
+            raise TradingStopped(
+                f"stopped by {why} before session {session} was finished: {len(sent)} order(s) "
+                f"sent this run, nothing sent after the signal; still working at the broker: "
+                f"{', '.join(working) or 'none'}"
+            )
+
     # A killed run may have left orders working: let them finish (or cancel them) first.
     listed = broker.list_orders(session_prefix(session))
     left_open = [o for o in listed if not o.status.is_final]
@@ -309,10 +351,10 @@ def execute(
     # Listed (and settled) before the positions are read: what each leg's next attempt
     # must still find at the broker when it is sent.
     seen = OrdersSeen({o.client_order_id: tracker.orders.get(o.id, o) for o in listed})
+    stop_if_asked()
 
     snapshot = plan_from_broker(broker, weights, prices, policy)
     plan, assets = snapshot.plan, snapshot.assets
-    sent: list[str] = []
     skipped: list[tuple[str, str]] = list(plan.skipped)
 
     def send(orders: tuple[PlannedOrder, ...]) -> None:
@@ -322,6 +364,7 @@ def execute(
             if not assets[planned.symbol].tradable:
                 skipped.append((planned.symbol, "asset is not tradable at the broker"))
                 continue
+            stop_if_asked()
             outcome = _submit(broker, session, planned, seen)
             if isinstance(outcome, NotSent):
                 skipped.append((planned.symbol, outcome.reason))
@@ -331,8 +374,9 @@ def execute(
             else:
                 tracker.track(outcome)
                 phase.append(outcome.id)
+                sent.append(outcome.id)
         tracker.settle([*phase, *others])
-        sent.extend(phase)
+        stop_if_asked()
 
     send(plan.sells)
     if plan.buys:

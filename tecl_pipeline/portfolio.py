@@ -74,7 +74,7 @@ def to_decimal(value: float | int | str | Decimal, what: str) -> Decimal:
             f"{what} must be a Decimal, int, float or str, got {type(value).__name__}: {value!r}"
         )
     if not result.is_finite():
-        raise PortfolioInputError(f"{what} is {value!r}; expected a finite number")
+        raise PortfolioInputError(f"{what} is {value}; expected a finite number")
     return result
 
 

@@ -24,7 +24,11 @@ class PositionChange:
     actual: Decimal
 
     def __str__(self) -> str:
-        ratio = f" (x{self.actual / self.expected:.4g})" if self.expected else ""
+        ratio = ""
+        if self.expected:
+            # Fixed-point, never "0e+9": a broker holding nothing is a ratio of 0.
+            factor = (self.actual / self.expected).quantize(Decimal("0.0001")).normalize()
+            ratio = f" (x{factor:f})"
         return (
             f"{self.symbol}: journal and fills say {self.expected}, "
             f"broker holds {self.actual}{ratio}"

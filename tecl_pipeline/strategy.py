@@ -176,7 +176,7 @@ class _Walk:
             raise MissingIndicatorError(symbol, name, "missing")
         value = values[name]
         if isinstance(value, bool) or not isinstance(value, Real | Decimal):
-            raise MissingIndicatorError(symbol, name, f"not a number ({value!r})")
+            raise MissingIndicatorError(symbol, name, f"not a number ({value})")
         number = float(value)
         if math.isnan(number):
             raise MissingIndicatorError(symbol, name, "NaN")

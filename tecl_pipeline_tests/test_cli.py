@@ -90,7 +90,7 @@ def test_bad_configuration_is_an_error_naming_the_key(tmp_path):
 def test_bad_session_argument_is_rejected(tmp_path):
     done = tecl(["run", "--session", "31/07/2026"], tmp_path)
 
-    assert done.returncode == 2  # argparse's usage error
+    assert done.returncode == 64  # a usage error, never 2 ("refused to trade")
     assert "YYYY-MM-DD" in done.stderr
 
 

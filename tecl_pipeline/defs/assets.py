@@ -12,7 +12,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 import pandas as pd
-from dagster import AssetExecutionContext, Failure, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, Failure, MetadataValue, Output, ResourceParam, asset
 
 from tecl_pipeline.broker.models import Order
 from tecl_pipeline.broker.protocol import Broker
@@ -27,11 +27,13 @@ from tecl_pipeline.defs.resources import (
     StateResource,
     TradingPolicyResource,
 )
-from tecl_pipeline.errors import RefusedToTrade
+from tecl_pipeline.errors import RefusedToTrade, TradingStopped
 from tecl_pipeline.execution import (
     ORDER_ID_PREFIX,
     BrokerSnapshot,
     ExecutionReport,
+    Pacing,
+    StopRequest,
     check_trading_window,
     execute,
     plan_from_broker,
@@ -351,6 +353,7 @@ def executed_orders(
     trading_policy: TradingPolicyResource,
     state: StateResource,
     observability: ObservabilityResource,
+    stop_request: ResourceParam[StopRequest],
 ) -> Output:
     """Orders sent to the broker for the session, sells first, each under a deterministic
     client order id so that a re-run or a second trigger cannot trade twice."""
@@ -365,9 +368,15 @@ def executed_orders(
         check_trading_window(client.get_clock(), session, CALENDAR, policy)
         try:
             report = execute(
-                client, session, target_allocation.weights, target_allocation.prices, policy
+                client,
+                session,
+                target_allocation.weights,
+                target_allocation.prices,
+                policy,
+                Pacing(stop_requested=stop_request),
             )
-        except RefusedToTrade:
+        except (RefusedToTrade, TradingStopped):
+            # A refusal sent nothing; a stop says itself what it left working.
             raise
         except Exception as exc:
             # Orders may have gone out before the failure: a sell filled and its buy not is

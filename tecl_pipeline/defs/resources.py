@@ -56,6 +56,9 @@ class ObservabilityResource(ConfigurableResource):
     log_dir: str
     alert_file: str | None = None
     webhook_url: str | None = None
+    # Log records at this level and above are also written to stderr as JSON (a container's
+    # log stream); `tecl run` raises it, since its stderr is one line for a person.
+    stderr_level: int = logging.WARNING
 
     _alerter: Any = PrivateAttr(default=None)
     _context: Any = PrivateAttr(default=None)
@@ -70,7 +73,7 @@ class ObservabilityResource(ConfigurableResource):
 
         redactor = Redactor.from_environ(os.environ)
         log_dir = Path(self.log_dir)
-        configure_logging(log_dir, redactor=redactor, stderr_level=logging.WARNING)
+        configure_logging(log_dir, redactor=redactor, stderr_level=self.stderr_level)
         sinks_env = {ENV_ALERT_FILE: self.alert_file or "", ENV_WEBHOOK_URL: self.webhook_url or ""}
         self._alerter = alerter_from_env(sinks_env, redactor, log_dir)
         # Every line logged while the run uses this resource names the run and its session

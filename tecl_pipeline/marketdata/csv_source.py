@@ -11,6 +11,11 @@ from tecl_pipeline.errors import MarketDataError
 REQUIRED_COLUMNS = ("date", "adj_close")
 
 
+def _cell(value: object) -> str:
+    """A CSV cell as the file has it: never a numpy repr such as np.float64(nan)."""
+    return "(empty or NaN)" if pd.isna(value) else repr(str(value))
+
+
 def read_adjusted_closes(path: Path, symbol: str) -> pd.Series:
     """One symbol's adjusted closes, validated: dates ascending and unique, prices finite > 0."""
     if not path.is_file():
@@ -28,13 +33,13 @@ def read_adjusted_closes(path: Path, symbol: str) -> pd.Series:
     dates = pd.to_datetime(frame["date"], format="%Y-%m-%d", errors="coerce")
     if dates.isna().any():
         row = int(dates.isna().to_numpy().argmax())
-        raise MarketDataError(f"{symbol}: bad date {frame['date'].iloc[row]!r} in {path}")
+        raise MarketDataError(f"{symbol}: bad date {_cell(frame['date'].iloc[row])} in {path}")
     prices = pd.to_numeric(frame["adj_close"], errors="coerce").astype(float)
     bad = ~np.isfinite(prices.to_numpy()) | (prices.to_numpy() <= 0)
     if bad.any():
         row = int(bad.argmax())
         raise MarketDataError(
-            f"{symbol}: adj_close {frame['adj_close'].iloc[row]!r} on "
+            f"{symbol}: adj_close {_cell(frame['adj_close'].iloc[row])} on "
             f"{dates.iloc[row].date()} is not a positive number"
         )
     series = pd.Series(prices.to_numpy(), index=pd.DatetimeIndex(dates), name=symbol)
@@ -70,4 +75,15 @@ class CsvMarketData:
         present = [s for s in symbols if self._path(s).is_file()]
         if not present:
             raise MarketDataError(f"none of {', '.join(symbols)} has a CSV file in {self._dir}")
-        return max(read_adjusted_closes(self._path(s), s).index[-1] for s in present).date()
+        latest = [
+            closes.index[-1]
+            for closes in (read_adjusted_closes(self._path(s), s) for s in present)
+            if len(closes)
+        ]
+        if not latest:
+            # Header-only files: there is no latest session to default to, so say which.
+            raise MarketDataError(
+                f"no price rows in {', '.join(f'{s}.csv' for s in present)} in {self._dir}; "
+                "no session to trade (pass --session or fill the files)"
+            )
+        return max(latest).date()

@@ -47,6 +47,8 @@ ALERT_KINDS = frozenset(
         "refused",
         "missed_session",
         "residuals",
+        "not_clean",
+        "stopped",
         "quarantine",
         "secret_access_failure",
         "auth_failures",

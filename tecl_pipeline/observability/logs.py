@@ -243,13 +243,17 @@ class FallbackHandler(logging.Handler):
         *,
         fallback: TextIO | None = None,
         redactor: Redactor | None = None,
+        echoed_from: int | None = None,
     ) -> None:
+        """`echoed_from`: records at this level and above already reach the fallback stream
+        through another handler; a failure of this sink must not print them a second time."""
         super().__init__(inner.level)
         self.inner = inner
         self.set_name(inner.get_name())
         self._fallback = fallback
         self._redactor = redactor
         self._failing = False
+        self._echoed_from = echoed_from
         # The inner handler calls handleError inside its own `except`; re-raising there
         # hands the exception to `emit` below (thread-safe: no shared flag needed).
         inner.handleError = self._reraise  # type: ignore[method-assign]
@@ -280,10 +284,13 @@ class FallbackHandler(logging.Handler):
                 f"tecl_pipeline logging: sink {self.sink_name} failed "
                 f"({type(exc).__name__}: {exc}); its records go to stderr until it recovers"
             )
-        try:
-            lines.append((self.inner.formatter or logging.Formatter()).format(record))
-        except Exception:
-            lines.append(f"{record.levelname} {record.name}: {_safe_message(record)}")
+        if self._echoed_from is None or record.levelno < self._echoed_from:
+            try:
+                lines.append((self.inner.formatter or logging.Formatter()).format(record))
+            except Exception:
+                lines.append(f"{record.levelname} {record.name}: {_safe_message(record)}")
+        if not lines:
+            return
         self._write_fallback("".join(f"{redact(line, self._redactor)}\n" for line in lines))
 
     def _write_fallback(self, text: str) -> None:
@@ -390,6 +397,11 @@ def configure_logging(
     for sink in sinks:
         sink.setFormatter(formatter)
         sink.addFilter(RedactingFilter(redactor))
-        logger.addHandler(FallbackHandler(sink, fallback=stream, redactor=redactor))
+        # The stderr handler already shows what reaches its level: a failing file sink
+        # falls back to stderr only with what would otherwise be missing there.
+        echoed = None if sink is stream_handler else max(stderr_level, logging.NOTSET + 1)
+        logger.addHandler(
+            FallbackHandler(sink, fallback=stream, redactor=redactor, echoed_from=echoed)
+        )
     logger.setLevel(level)
     return logger

@@ -154,8 +154,9 @@ def test_disk_full_falls_back_to_stderr_without_raising(tmp_path, redactor, rest
     assert err.count("sink tecl_pipeline.file failed (OSError") == 1
     assert "No space left on device" in err
     assert err.count("sink tecl_pipeline.file recovered") == 1
-    # Each failed record is on stderr twice: once from the stderr sink, once as fallback.
-    assert all(err.count(f"order {i} sent") == 2 for i in range(5))
+    # Each failed record is on stderr once: the stderr sink shows it, so the fallback
+    # does not repeat it (an alert line printed twice reads as two alerts).
+    assert all(err.count(f"order {i} sent") == 1 for i in range(5))
     assert CANARY not in err
     messages = [line["message"] for line in read_json_lines(tmp_path / LOG_FILE_NAME)]
     assert messages == ["before", "after"]
@@ -180,7 +181,8 @@ def test_closed_stderr_stream_and_unwritable_dir_never_raise(
     text = fallback.getvalue()
     assert "sink tecl_pipeline.file failed (NotADirectoryError" in text
     assert "sink tecl_pipeline.stderr failed (ValueError" in text
-    assert text.count("trade path goes on ***") == 2 and CANARY not in text
+    # Once: the stderr sink's own fallback carries it; the file sink's does not repeat it.
+    assert text.count("trade path goes on ***") == 1 and CANARY not in text
     assert text.count(" failed (") == 2  # one note per sink for the burst, not per record
 
 
@@ -217,6 +219,24 @@ def test_configure_logging_twice_does_not_duplicate_handlers(tmp_path, redactor,
     _log().info("once")
     assert [line["message"] for line in read_json_lines(tmp_path / LOG_FILE_NAME)] == ["once"]
     assert stream.getvalue().count('"once"') == 1
+
+
+def test_records_below_the_stderr_level_fall_back_when_the_file_fails(
+    tmp_path, redactor, restore_logger
+):
+    """C5 with a quiet stderr (`tecl run`): what the stderr sink does not show is what the
+    failing file sink must put there, once."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    stream = io.StringIO()
+    configure_logging(
+        blocker / "logs", redactor=redactor, stream=stream, stderr_level=logging.CRITICAL + 1
+    )
+    _log().warning("alert refused: session 2026-07-31")
+
+    text = stream.getvalue()
+    assert text.count("alert refused: session 2026-07-31") == 1
+    assert "sink tecl_pipeline.file failed (NotADirectoryError" in text
 
 
 def test_stderr_level_filters_only_stderr(tmp_path, redactor, restore_logger):
