@@ -291,40 +291,34 @@ def run_session(
         except DagsterInvalidConfigError as exc:
             # E.g. an EnvVar whose variable is not set: named, before anything ran (C4).
             return RunOutcome(EXIT_ERROR, "", f"configuration: {_config_problem(exc)}")
-    outcome = explain_result(result, session)
-    _alert_outcome(alerter, outcome, session, stop)
+        outcome = explain_result(result, session)
+        _alert_outcome(instance, alerter, outcome, session)
     return outcome
 
 
 def _alert_outcome(
-    alerter: "Alerter", outcome: RunOutcome, session: date, stop: "StopRequest | None"
+    instance: "DagsterInstance",
+    alerter: "Alerter",
+    outcome: RunOutcome,
+    session: date,
 ) -> None:
-    """A run that traded but did not end clean, or was stopped, reaches the alert sinks
-    with what a person must look at (refusals alert where they happen, in the run)."""
+    """A run that traded but did not end clean reaches the alert sinks with what a person
+    must look at, unless the run alerted already (a refusal, a stop or a step that failed
+    alert where they happen, in the run): one alert per run."""
+    from tecl_pipeline.defs.failure_alerts import alert_once
     from tecl_pipeline.observability.alerts import Alert
 
-    if stop is not None and stop() and outcome.exit_code == EXIT_ERROR:
-        alerter.send(
-            Alert(
-                kind="stopped",
-                title=f"session {session}: tecl run stopped by {stop()}",
-                detail=outcome.reason,
-                session=session,
-                run_id=outcome.run_id or None,
-                severity="critical",
-            )
-        )
-    elif outcome.exit_code == EXIT_NOT_CLEAN:
-        alerter.send(
-            Alert(
-                kind="not_clean",
-                title=f"session {session} did not end clean: look at the report",
-                detail="\n".join(outcome.attention),
-                session=session,
-                run_id=outcome.run_id or None,
-                severity="critical",
-            )
-        )
+    if outcome.exit_code != EXIT_NOT_CLEAN or not outcome.run_id:
+        return
+    alert = Alert(
+        kind="not_clean",
+        title=f"session {session} did not end clean: look at the report",
+        detail="\n".join(outcome.attention),
+        session=session,
+        run_id=outcome.run_id,
+        severity="critical",
+    )
+    alert_once(instance, outcome.run_id, lambda _run: alerter.send(alert), route="cli")
 
 
 def _default_session(settings: "Settings") -> date:

@@ -6,10 +6,12 @@ its target once it traded (post_trade_reconciled passed, no warning, nothing can
 """
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+
+from tecl_pipeline.outcomes import CHECKED, Outcome, metadata_text, outcome_of
 
 if TYPE_CHECKING:
     from dagster import ExecuteInProcessResult
@@ -20,9 +22,6 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_REFUSED = 2
-# Metadata of a check result that evaluated nothing (no history row to compare with, a
-# refused session): shown as a warning, never read as a finding about the session.
-CHECKED_METADATA = "checked"
 EXIT_NOT_CLEAN = 3
 # BSD sysexits' EX_USAGE: a command line the program cannot read is not a refusal (2).
 EXIT_USAGE = 64
@@ -78,7 +77,7 @@ def _failed_checks(result: "ExecuteInProcessResult") -> tuple[list[str], list[st
     errors, warnings = [], []
     for evaluation in result.get_asset_check_evaluations():
         # A check that evaluated nothing (no history row, a refused session) is no finding.
-        if evaluation.passed or _metadata_text(evaluation.metadata.get(CHECKED_METADATA)) is False:
+        if evaluation.passed or metadata_text(evaluation.metadata.get(CHECKED)) is False:
             continue
         text = evaluation.description or evaluation.check_name
         if evaluation.severity == AssetCheckSeverity.ERROR:
@@ -88,21 +87,35 @@ def _failed_checks(result: "ExecuteInProcessResult") -> tuple[list[str], list[st
     return errors, warnings
 
 
-def _step_failures(result: "ExecuteInProcessResult") -> tuple[list[str], list[str]]:
-    """(refusals, errors) from the run's failed steps, each with its reason."""
-    refusals, errors = [], []
+@dataclass
+class _StepFailures:
+    refusals: list[str] = field(default_factory=list)
+    """Bare reasons: the CLI says "refused to trade" once, in front of them."""
+    incomplete: list[str] = field(default_factory=list)
+    """Trading that failed part way, with what the broker has."""
+    errors: list[str] = field(default_factory=list)
+
+
+def _step_failures(result: "ExecuteInProcessResult") -> _StepFailures:
+    """The run's failed steps, each with its reason, by what they mean."""
+    found = _StepFailures()
     for event in result.get_step_failure_events():
         data = event.step_failure_data
         user = data.user_failure_data
-        if user is not None and _metadata_text(user.metadata.get("outcome")) == "refused":
-            # The bare reason: the CLI says "refused to trade" once, in front of it.
-            refusals.append(_metadata_text(user.metadata.get("reason")) or "refused")
+        outcome = outcome_of(user.metadata) if user is not None else None
+        if user is not None and outcome is Outcome.REFUSED:
+            found.refusals.append(str(metadata_text(user.metadata.get("reason")) or "refused"))
+            continue
+        if user is not None and outcome is not None and user.description:
+            # A stop or a part-way failure: the step's own sentence says what is working.
+            target = found.incomplete if outcome is Outcome.INCOMPLETE else found.errors
+            target.append(user.description)
             continue
         chain = _error_chain(data.error)
         if any(e.cls_name == "DagsterAssetCheckFailedError" for e in chain):
             continue  # a blocking check: its evaluation carries the reason
-        errors.append(f"step {event.step_key} failed: {error_cause(data.error)}")
-    return refusals, errors
+        found.errors.append(f"step {event.step_key} failed: {error_cause(data.error)}")
+    return found
 
 
 def _error_chain(error: "SerializableErrorInfo | None") -> list["SerializableErrorInfo"]:
@@ -158,10 +171,6 @@ def _run_failure(result: "ExecuteInProcessResult", session: date) -> str:
     return f"the run for session {session} did not complete: {cause}"
 
 
-def _metadata_text(value: object) -> str | None:
-    return getattr(value, "value", value) if value is not None else None
-
-
 def _asset_value(result: "ExecuteInProcessResult", name: str) -> Any:
     """The asset's value if this run materialized it, else None."""
     if not result.asset_materializations_for_node(name):
@@ -170,10 +179,21 @@ def _asset_value(result: "ExecuteInProcessResult", name: str) -> Any:
 
 
 def explain_result(result: "ExecuteInProcessResult", session: date) -> RunOutcome:
-    refusals, errors = _step_failures(result)
+    failures = _step_failures(result)
+    refusals, errors = failures.refusals, failures.errors
     check_errors, check_warnings = _failed_checks(result)
     trade: ExecutionReport | None = _asset_value(result, "executed_orders")
     run_id = result.run_id
+    if trade is None and failures.incomplete:
+        # Trading failed part way: orders may be out. Not a refusal, not a mere error.
+        attention = [*failures.incomplete, *errors]
+        return RunOutcome(
+            EXIT_NOT_CLEAN,
+            format_report(result, session, attention),
+            f"session {session} did not end clean: " + "; ".join(attention),
+            run_id,
+            tuple(attention),
+        )
     if trade is None:
         # The chain stopped before executed_orders: this run sent no order.
         if errors:

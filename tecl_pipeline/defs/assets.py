@@ -40,6 +40,7 @@ from tecl_pipeline.execution import (
     session_prefix,
 )
 from tecl_pipeline.indicators import indicator_table
+from tecl_pipeline.outcomes import OUTCOME, Outcome
 from tecl_pipeline.portfolio import round_price, to_decimal
 from tecl_pipeline.reconcile import (
     PositionChange,
@@ -375,9 +376,22 @@ def executed_orders(
                 policy,
                 Pacing(stop_requested=stop_request),
             )
-        except (RefusedToTrade, TradingStopped):
-            # A refusal sent nothing; a stop says itself what it left working.
+        except RefusedToTrade:
             raise
+        except TradingStopped as exc:
+            observability.alert(
+                Outcome.STOPPED.value,
+                f"session {session}: trading stopped on request",
+                str(exc),
+                session=session,
+                run_id=context.run.run_id,
+                severity="critical",
+            )
+            raise Failure(
+                description=str(exc),
+                metadata={OUTCOME: Outcome.STOPPED.value},
+                allow_retries=False,
+            ) from exc
         except Exception as exc:
             # Orders may have gone out before the failure: a sell filled and its buy not is
             # a changed account with no record yet. Say what the broker has, loudly.
@@ -393,7 +407,7 @@ def executed_orders(
             )
             raise Failure(
                 description=f"trading stopped part way: {cause}. {where}",
-                metadata={"outcome": "incomplete", "error": type(exc).__name__},
+                metadata={OUTCOME: Outcome.INCOMPLETE.value, "error": type(exc).__name__},
             ) from exc
     return Output(
         report,

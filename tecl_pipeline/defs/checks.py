@@ -38,8 +38,8 @@ from tecl_pipeline.defs.resources import (
 from tecl_pipeline.errors import TradingWindowError
 from tecl_pipeline.execution import check_trading_window
 from tecl_pipeline.history_store import read_signals
+from tecl_pipeline.outcomes import CHECKED
 from tecl_pipeline.reconcile import post_trade_problems, pre_trade_problems
-from tecl_pipeline.run_report import CHECKED_METADATA
 from tecl_pipeline.strategy import Decision
 from tecl_pipeline.universe import HOLDINGS
 
@@ -144,7 +144,7 @@ def _signal_parity(
                 f"not checked: no history row for session {session} to compare with; "
                 f"`tecl backfill --start {session} --end {session}` after the close"
             ),
-            metadata={CHECKED_METADATA: False, "live_leaf": signal.leaf},
+            metadata={CHECKED: False, "live_leaf": signal.leaf},
         )
     row = stored.iloc[0]
     history_weights = {s: row[s] for s in HOLDINGS if row[s] != 0}
@@ -164,6 +164,7 @@ def _pre_trade_ready(
     target_allocation: TargetAllocation,
     broker: BrokerResource,
     trading_policy: TradingPolicyResource,
+    observability: ObservabilityResource,
 ) -> AssetCheckResult:
     """Blocking before the orders: USD account not blocked, the plan funded (X8, B7), the
     market open inside the session's window by the broker's clock (T2, T3). Journal-vs-broker
@@ -180,6 +181,13 @@ def _pre_trade_ready(
     unrecorded = ", ".join(d.isoformat() for d in target_allocation.sessions_without_record)
     if problems:
         severity, description = AssetCheckSeverity.ERROR, "; ".join(problems)
+        observability.alert(
+            "refused",
+            f"session {session}: not ready to trade, no orders",
+            description,
+            session=session,
+            run_id=context.run.run_id,
+        )
     else:
         severity = AssetCheckSeverity.WARN
         description = (

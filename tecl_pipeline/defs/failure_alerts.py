@@ -9,7 +9,9 @@ for runs that failed without a step failure reaching the hook (a killed run work
 run that died before its steps).
 
 One alert per failed run: whoever alerts first tags the run (`RUN_ALERTED_TAG`), and a
-tagged run is never alerted again. Steps that fail at the same moment in separate
+tagged run is never alerted again. A step that alerted itself (a refusal, a blocking check
+that failed, trading stopped part way) counts: its alert already names the cause, so the
+hook only tags the run. Steps that fail at the same moment in separate
 processes (the multiprocess executor) take a lock on this machine around
 check-send-tag, so they cannot both see an untagged run.
 """
@@ -34,6 +36,7 @@ from dagster._core.definitions.events import HookExecutionResult
 
 from tecl_pipeline.defs.partitions import PARTITION_TAG, session_of
 from tecl_pipeline.observability.alerts import Alert
+from tecl_pipeline.outcomes import outcome_of
 from tecl_pipeline.run_report import error_cause
 from tecl_pipeline.state.locks import exclusive
 
@@ -74,6 +77,25 @@ def failed_steps(events: Iterable[DagsterEvent]) -> list[str]:
         for event in events
         if event.is_step_failure
     ]
+
+
+def alerted_by_the_step(events: Iterable[DagsterEvent]) -> bool:
+    """Whether every failed step among `events` sent its own alert: a failure with an
+    Outcome, or a blocking check that failed (it alerts as a refusal)."""
+    events = list(events)
+    failures = [e.step_failure_data for e in events if e.is_step_failure]
+    blocked = any(
+        not e.asset_check_evaluation_data.passed
+        and e.asset_check_evaluation_data.severity == AssetCheckSeverity.ERROR
+        for e in events
+        if e.event_type == DagsterEventType.ASSET_CHECK_EVALUATION
+    )
+
+    def alerted(failure: "StepFailureData") -> bool:
+        user = failure.user_failure_data
+        return blocked or (user is not None and outcome_of(user.metadata) is not None)
+
+    return bool(failures) and all(alerted(f) for f in failures)
 
 
 def run_failure_alert(run: DagsterRun, steps: Sequence[str], message: str = "") -> Alert:
@@ -119,8 +141,11 @@ def _hook_fn(context: HookContext, event_list: Sequence[DagsterEvent]) -> HookEx
         return HookExecutionResult(hook_name=HOOK_NAME, is_skipped=True)
     observability = context.resources.observability
     steps = failed_steps(event_list)
+    route = "step" if alerted_by_the_step(event_list) else "hook"
 
     def send(run: DagsterRun) -> None:
+        if route == "step":
+            return
         alert = run_failure_alert(run, steps, f"run failed at step {context.step_key}")
         observability.alert(
             alert.kind,
@@ -135,7 +160,7 @@ def _hook_fn(context: HookContext, event_list: Sequence[DagsterEvent]) -> HookEx
         context.instance,
         context.run_id,
         send,
-        route="hook",
+        route=route,
         lock_dir=context.resources.state.lock_dir,
     )
     return HookExecutionResult(hook_name=HOOK_NAME, is_skipped=False)

@@ -13,9 +13,7 @@ from dagster import (
 )
 
 from tecl_pipeline.errors import RefusedToTrade
-from tecl_pipeline.run_report import CHECKED_METADATA
-
-REFUSED = "refused"
+from tecl_pipeline.outcomes import CHECKED, OUTCOME, Outcome
 
 
 @contextmanager
@@ -29,7 +27,11 @@ def refusing_to_trade(on_refusal: Callable[[str], None] | None = None) -> Iterat
             on_refusal(str(exc))
         raise Failure(
             description=f"refused to trade: {exc}",
-            metadata={"outcome": REFUSED, "reason": str(exc), "error": type(exc).__name__},
+            metadata={
+                OUTCOME: Outcome.REFUSED.value,
+                "reason": str(exc),
+                "error": type(exc).__name__,
+            },
             allow_retries=False,
         ) from exc
 
@@ -63,7 +65,7 @@ def tell_checks_session_refused(
                 passed=False,
                 severity=AssetCheckSeverity.WARN,
                 description=f"session refused: {reason}",
-                metadata={CHECKED_METADATA: False, "outcome": REFUSED, "reason": reason},
+                metadata={CHECKED: False, OUTCOME: Outcome.REFUSED.value, "reason": reason},
                 partition=partition,
             )
         )

@@ -438,7 +438,8 @@ def test_endpoint_down_without_cache_stops_before_any_broker_client_exists(
     with SecretUnavailableError before it builds a client, and Dagster shows a refusal."""
     from dagster import Failure
 
-    from tecl_pipeline.defs.refusals import REFUSED, refusing_to_trade
+    from tecl_pipeline.defs.refusals import refusing_to_trade
+    from tecl_pipeline.outcomes import Outcome
 
     provider = provider_for(secret_id, make_client(closed_port_url()))
     built: list[Credentials] = []
@@ -453,7 +454,7 @@ def test_endpoint_down_without_cache_stops_before_any_broker_client_exists(
     with pytest.raises(Failure) as caught, refusing_to_trade():
         connection.read("/v2/account", lambda client: client.get_account())
     assert built == []  # no broker client, so no order could have been sent
-    assert caught.value.metadata["outcome"].value == REFUSED
+    assert caught.value.metadata["outcome"].value == Outcome.REFUSED
     assert caught.value.metadata["error"].value == "SecretUnavailableError"
     assert "EndpointConnectionError" in caught.value.description
     assert len(fake_time.sleeps) == ATTEMPTS - 1  # the provider's retries, not the adapter's
