@@ -160,7 +160,7 @@ def indicators(
     """Price, SMA(200), RSI(10) and RSI(9) per symbol at the session (Wilder RSI)."""
     session = _session(context)
     with _refusals(context, observability):
-        require_trustworthy(market_data, session)
+        require_trustworthy(market_data, session, CALENDAR)
         table = indicator_table(market_data[list(SYMBOLS)])
     rows = [
         (s, f"{r.price:.4f}", f"{r.sma_200:.4f}", f"{r.rsi_10:.2f}", f"{r.rsi_9:.2f}")

@@ -52,7 +52,9 @@ def _evaluate(
     on failure the alert names every symbol and date, and nothing downstream runs."""
     session = date.fromisoformat(context.partition_key)
     problems = [
-        p for p in data_problems(market_data, session) if (p.kind in FRESHNESS_KINDS) == fresh
+        p
+        for p in data_problems(market_data, session, CALENDAR)
+        if (p.kind in FRESHNESS_KINDS) == fresh
     ]
     what = "fresh" if fresh else "sane"
     if problems:
