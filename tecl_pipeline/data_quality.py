@@ -7,8 +7,10 @@ window, positive, no move the fund cannot make in a day).
 """
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
+from fractions import Fraction
 from types import MappingProxyType
 from typing import Final
 
@@ -48,6 +50,21 @@ def plausible_daily_move(symbol: str) -> float | None:
     if fund is None:
         return None
     return min(abs(fund.leverage) * UNDERLYING_DAILY_MOVE[fund.underlying], SPLIT_SAFE_MOVE)
+
+
+@dataclass(frozen=True)
+class Split:
+    """A split the data source reports: from `ex_date` on, one old share is `ratio` new
+    ones (2 for a 2:1 split, 0.5 for a 1:2 reverse split)."""
+
+    symbol: str
+    ex_date: date
+    ratio: float
+
+    @property
+    def label(self) -> str:
+        ratio = Fraction(self.ratio).limit_denominator(1000)
+        return f"{ratio.numerator}:{ratio.denominator}"
 
 
 @dataclass(frozen=True)
@@ -117,7 +134,12 @@ def _calendar_problems(bars: pd.Series, view: _Calendar) -> list[str]:
 
 
 def _symbol_problems(
-    symbol: str, closes: pd.Series, session: date, warmup: int, view: _Calendar
+    symbol: str,
+    closes: pd.Series,
+    session: date,
+    warmup: int,
+    view: _Calendar,
+    splits: tuple[Split, ...],
 ) -> list[str]:
     first, last = closes.first_valid_index(), closes.last_valid_index()
     if first is None or last is None:
@@ -140,9 +162,9 @@ def _symbol_problems(
     if len(bars) < warmup:
         problems.append(f"too_short: {len(bars)} bars up to {last.date()}, needs {warmup}")
     problems += _calendar_problems(bars, view)
-    jump = _implausible_jump(symbol, bars)
-    if jump:
-        problems.append(jump)
+    for found in (_implausible_jump(symbol, bars), _unadjusted_split(symbol, bars, splits)):
+        if found:
+            problems.append(found)
     return problems
 
 
@@ -168,6 +190,31 @@ def _implausible_jump(symbol: str, bars: pd.Series) -> str | None:
     )
 
 
+def _unadjusted_split(symbol: str, bars: pd.Series, splits: Iterable[Split]) -> str | None:
+    """A split the source reports whose ex-date move undoes into an ordinary day: the closes
+    were not adjusted for it. This catches what the one-day bound cannot (a 3:2 split of a
+    3x fund is a move the fund can make), and names the split where the bound fired too."""
+    limit = plausible_daily_move(symbol)
+    positive = bars[bars > 0]
+    for split in splits:
+        day = pd.Timestamp(split.ex_date)
+        if split.symbol != symbol or split.ratio <= 0 or day not in positive.index:
+            continue
+        at = positive.index.get_loc(day)
+        if not isinstance(at, int) or at == 0:
+            continue
+        before, after = float(positive.iloc[at - 1]), float(positive.iloc[at])
+        move = math.log(after / before)
+        undone = move + math.log(split.ratio)
+        if abs(undone) < abs(move) and (limit is None or abs(undone) <= limit):
+            return (
+                f"unadjusted_split: the data source reports a {split.label} split on "
+                f"{split.ex_date}, and the close moved {after / before - 1:+.1%} that day "
+                f"({before:.4f} -> {after:.4f}): the closes are not adjusted for it"
+            )
+    return None
+
+
 def _frame_problems(closes: pd.DataFrame) -> list[DataProblem]:
     if closes.index.has_duplicates:
         day = closes.index[closes.index.duplicated()][0]
@@ -183,8 +230,13 @@ def data_problems(
     calendar: TradingCalendar,
     symbols: tuple[str, ...] = SYMBOLS,
     warmup: int = WARMUP_BARS,
+    splits: Iterable[Split] = (),
 ) -> list[DataProblem]:
-    """Everything that makes `closes` unfit for deciding `session`, per symbol and date."""
+    """Everything that makes `closes` unfit for deciding `session`, per symbol and date.
+
+    `splits` are the corporate actions the data source reports: where one explains a move
+    in the closes, the closes were not adjusted for it."""
+    reported = tuple(splits)
     problems = _frame_problems(closes)
     if problems:
         return problems
@@ -193,7 +245,7 @@ def data_problems(
         if symbol not in closes.columns:
             problems.append(DataProblem(symbol, "missing", f"missing: no data for {symbol}"))
             continue
-        for detail in _symbol_problems(symbol, closes[symbol], session, warmup, view):
+        for detail in _symbol_problems(symbol, closes[symbol], session, warmup, view, reported):
             problems.append(DataProblem(symbol, detail.split(":", 1)[0], detail))
     return problems
 

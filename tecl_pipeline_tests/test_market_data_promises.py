@@ -4,18 +4,36 @@ symbol and date on stderr, no order)."""
 
 import json
 import math
+import re
+from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from tecl_pipeline.broker.alpaca import AlpacaBroker
+from tecl_pipeline.broker.simulator import BrokerSimulator, SimulatorServer
 from tecl_pipeline.calendar import TradingCalendar
-from tecl_pipeline.data_quality import SPLIT_SAFE_MOVE, data_problems, plausible_daily_move
+from tecl_pipeline.data_quality import (
+    SPLIT_SAFE_MOVE,
+    Split,
+    data_problems,
+    plausible_daily_move,
+)
+from tecl_pipeline.defs.resources import TradingPolicyResource
+from tecl_pipeline.errors import MarketDataError
+from tecl_pipeline.execution import ExecutionPolicy, execute, plan_from_broker
+from tecl_pipeline.marketdata.csv_source import CsvMarketData
 from tecl_pipeline.marketdata.demo import DemoMarketData
-from tecl_pipeline.universe import FUNDS, SYMBOLS
+from tecl_pipeline.settings import ConfigError
+from tecl_pipeline.universe import FUNDS, HOLDINGS, SYMBOLS
+from tecl_pipeline_tests.broker.simulator_fixtures import SIM_SESSION
 from tecl_pipeline_tests.test_cli import tecl
+from tecl_pipeline_tests.test_execution import adapter
 
 CALENDAR = TradingCalendar()
 SESSION = date(2026, 7, 31)
@@ -131,6 +149,25 @@ def test_an_unadjusted_split_of_any_fund_is_a_jump_naming_it(symbol, ratio, labe
     assert str(day.date()) in problems[0].detail
 
 
+def test_a_reported_split_names_what_the_one_day_bound_lets_through(real_closes):
+    """A 3:2 split of TQQQ left unadjusted (-33%) is a move a 3x fund can make, so the bound
+    passes it; the split the data source reports names it. Adjusted closes with the same
+    report, and a report of a split on a day it explains nothing, are no problem."""
+    closes = real_closes.loc[: pd.Timestamp(SESSION)].copy()
+    day = closes.index[-3]
+    split = Split("TQQQ", day.date(), 1.5)
+    assert data_problems(closes, SESSION, CALENDAR, splits=[split]) == []
+    elsewhere = Split("TQQQ", closes.index[-30].date(), 2.0)
+    assert data_problems(closes, SESSION, CALENDAR, splits=[elsewhere]) == []
+
+    closes.loc[day:, "TQQQ"] /= 1.5
+    assert data_problems(closes, SESSION, CALENDAR) == []  # the bound alone cannot tell
+    problems = data_problems(closes, SESSION, CALENDAR, splits=[split])
+
+    assert kinds(problems) == {("TQQQ", "unadjusted_split")}
+    assert "3:2 split" in problems[0].detail and str(day.date()) in problems[0].detail
+
+
 # -- through `tecl run` with CSV data: exit 2, reason on stderr, no order -------------------
 
 
@@ -168,3 +205,91 @@ def test_tecl_run_refuses_misaligned_or_unadjusted_data_with_exit_2(tmp_path, cs
     assert "Traceback" not in done.stderr
     book = tmp_path / ".tecl" / "state" / "demo-broker" / "account.json"
     assert not book.exists() or json.loads(book.read_text())["orders"] == []
+
+
+# -- decision prices against the broker's latest trade, before any order (T4, X2) ----------
+
+MIX = {"UVXY": Decimal("0.25"), "BIL": Decimal("0.75")}
+FAST = ExecutionPolicy(fill_timeout=10.0, poll_interval=1.0)
+
+
+@pytest.fixture
+def broker(simulator: SimulatorServer) -> Iterator[AlpacaBroker]:
+    """The real adapter over HTTP; its latest trades come from the same simulator."""
+    with adapter(simulator) as client:
+        yield client
+
+
+def decision_prices(simulator: SimulatorServer, symbols: tuple[str, ...]) -> dict[str, Decimal]:
+    return {s: simulator.simulator.price(s) for s in symbols}
+
+
+def test_a_symbol_the_plan_buys_but_does_not_hold_is_checked_before_any_order(broker, simulator):
+    """The broker's UVXY trades at half the decision price (a split the data have not
+    adjusted). Nothing is held, so only the latest trade can tell: the session is refused
+    naming UVXY, both prices, the gap and the session, and no order is sent."""
+    prices = decision_prices(simulator, HOLDINGS)
+    simulator.simulator.split("UVXY", 2)
+
+    with pytest.raises(MarketDataError) as refused:
+        execute(broker, SIM_SESSION, MIX, prices, FAST)
+
+    reason = str(refused.value)
+    assert "UVXY" in reason and "BIL" not in reason
+    assert str(prices["UVXY"]) in reason and SIM_SESSION.isoformat() in reason
+    assert re.search(r"latest price is [0-9.]+: they disagree by \+100\.\d\d%", reason), reason
+    assert simulator.simulator.state()["submissions"] == []
+
+
+def test_a_symbol_the_decision_only_read_is_checked_where_the_broker_quotes_it(broker, simulator):
+    """SPY is never traded but the decision read its price: a broker SPY far from it blocks
+    the plan; a read symbol the broker does not quote at all is no reason to refuse."""
+    prices = decision_prices(simulator, HOLDINGS)
+    read = {**decision_prices(simulator, SYMBOLS), "ZZZZ": Decimal("10")}
+    agreed = plan_from_broker(broker, MIX, prices, FAST, session=SIM_SESSION, read_prices=read)
+    assert agreed.price_problems == ()
+    simulator.simulator.split("SPY", 4)
+
+    snapshot = plan_from_broker(broker, MIX, prices, FAST, session=SIM_SESSION, read_prices=read)
+
+    [problem] = snapshot.price_problems
+    assert re.match(r"SPY: decided at .* they disagree by \+(299\.9\d|300\.\d\d)%", problem)
+    with pytest.raises(MarketDataError, match="SPY"):
+        snapshot.require_prices_confirmed()
+    assert simulator.simulator.state()["submissions"] == []
+
+
+def test_the_tolerance_is_the_trading_policys(broker, simulator):
+    """A gap within the configured `max_price_gap` passes; the same gap beyond it blocks."""
+    prices = decision_prices(simulator, HOLDINGS)
+    simulator.simulator.split("UVXY", Decimal("1.04"))  # the broker 3.85% below
+    strict = replace(FAST, max_price_gap=Decimal("0.02"))
+
+    blocked = plan_from_broker(broker, MIX, prices, strict, session=SIM_SESSION)
+    assert [p.split(":")[0] for p in blocked.price_problems] == ["UVXY"]
+    assert plan_from_broker(broker, MIX, prices, FAST, session=SIM_SESSION).price_problems == ()
+    resource = TradingPolicyResource(max_price_gap="0.02")
+    assert resource.policy().max_price_gap == Decimal("0.02")
+    with pytest.raises(ConfigError, match="max_price_gap"):
+        TradingPolicyResource(max_price_gap="two percent").policy()
+
+
+def test_tecl_run_refuses_when_the_broker_prices_a_read_symbol_far_away(tmp_path, csv_dir):
+    """Through `tecl run` on CSV data: the demo broker's SPY split 2:1 (its book on disk)
+    while the CSV closes were not adjusted: exit 2 naming SPY and the session, no order."""
+    folder = csv_dir(SESSION)
+    book = tmp_path / ".tecl" / "state" / "demo-broker" / "account.json"
+    BrokerSimulator(
+        CsvMarketData(folder), CALENDAR, now=CALENDAR.decision_time(SESSION), book_path=book
+    ).split("SPY", 2)
+
+    done = tecl(["run", "--session", SESSION.isoformat()], tmp_path, TECL_DATA_DIR=str(folder))
+
+    assert done.returncode == 2, done.stderr
+    assert "refused to trade" in done.stderr and "Traceback" not in done.stderr
+    assert "SPY" in done.stderr and SESSION.isoformat() in done.stderr
+    assert re.search(
+        r"SPY: decided at [0-9.]+ .* is [0-9.]+: they disagree by \+(99\.9\d|100\.\d\d)%",
+        done.stderr,
+    )
+    assert json.loads(book.read_text())["orders"] == []

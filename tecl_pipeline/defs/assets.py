@@ -226,7 +226,14 @@ def target_allocation(
         policy = trading_policy.policy()
         prices = session_prices(market_data, HOLDINGS)
         with broker.connect(session) as client:
-            snapshot = plan_from_broker(client, signal.allocation, prices, policy)
+            snapshot = plan_from_broker(
+                client,
+                signal.allocation,
+                prices,
+                policy,
+                session=session,
+                read_prices=session_prices(market_data, SYMBOLS),
+            )
             fills_since = client.list_orders(session_prefix(session))
     changes = (
         unexplained_position_changes(previous.positions, fills_since, snapshot.held)
@@ -235,6 +242,8 @@ def target_allocation(
     )
     for change in changes:
         context.log.warning(f"position changed without an order (corporate action?): {change}")
+    for problem in snapshot.price_problems:
+        context.log.warning(f"decision price not confirmed by the broker: {problem}")
     plan = snapshot.plan
     target = TargetAllocation(
         session=session,
