@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -64,6 +64,9 @@ from tecl_pipeline.broker.models import (
 )
 from tecl_pipeline.broker.retry import RetryPolicy, call_with_retry
 from tecl_pipeline.endpoints import validate_endpoint
+
+if TYPE_CHECKING:
+    from tecl_pipeline.marketdata.alpaca_source import AlpacaMarketData
 
 log = logging.getLogger(__name__)
 
@@ -605,7 +608,7 @@ class AlpacaBroker(AlpacaService[TradingClient]):
             "sleep": sleep,
             "rng": rng,
         }
-        self._quotes: Any = None
+        self._quotes: AlpacaMarketData | None = None
         # url_override silently wins over paper= in alpaca-py; refuse the combination that
         # would trade real money while the log says PAPER (or the reverse).
         host = urlsplit(api_url).hostname
