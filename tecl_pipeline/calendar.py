@@ -145,6 +145,15 @@ class TradingCalendar:
         hi = bisect_right(self._sessions, end)
         return list(self._sessions[lo:hi])
 
+    def sessions_ending(self, end: date, count: int) -> list[date]:
+        """The last `count` sessions up to and including `end`; fewer only where the
+        calendar's range begins."""
+        end = self._check_in_range(end, "end")
+        if count < 0:
+            raise ValueError(f"count must be >= 0, got {count}")
+        hi = bisect_right(self._sessions, end)
+        return list(self._sessions[max(0, hi - count) : hi])
+
     def non_session_weekdays(self, start: date, end: date) -> list[date]:
         """Weekdays without a session (holidays and ad-hoc closures), both ends inclusive.
 

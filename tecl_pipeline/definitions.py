@@ -68,6 +68,7 @@ def resources_for(
     broker = BrokerResource(
         mode=settings.mode.value,
         url=settings.broker_url,
+        data_url=settings.data_url,
         book_path=str(local_dir / "demo-broker" / "account.json"),
         market_data_source=market_data,
         observability=observability,

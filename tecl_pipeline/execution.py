@@ -46,6 +46,7 @@ from tecl_pipeline.broker.models import (
     OrderRejectedError,
     OrderRequest,
     OrderSide,
+    Position,
 )
 from tecl_pipeline.broker.protocol import Broker
 from tecl_pipeline.calendar import EXCHANGE_TZ, TradingCalendar
@@ -72,6 +73,9 @@ class ExecutionPolicy:
     cash_reserve: Decimal = Decimal("0")
     min_trade_notional: Decimal = Decimal("1")
     risk: RiskLimits = field(default_factory=RiskLimits)
+    # How far (a fraction) a decision price may be from the broker's latest trade before the
+    # session is refused: beyond it one of the two is unadjusted, stale or wrong (T4, X2).
+    max_price_gap: Decimal = Decimal("0.05")
     # How long one phase (sells, then buys) waits for its orders to fill before cancelling
     # what is left, and how often it asks; the whole execution never runs past `deadline`.
     fill_timeout: float = 120.0
@@ -234,6 +238,16 @@ class BrokerSnapshot:
     held: Mapping[str, Decimal]
     assets: Mapping[str, Asset]
     plan: RebalancePlan
+    price_problems: tuple[str, ...] = ()
+    """Decision prices the broker's latest trades do not confirm (T4, X2): no order may
+    follow while there is one (`pre_trade_ready` shows them, `execute` refuses)."""
+
+    def require_prices_confirmed(self) -> None:
+        if self.price_problems:
+            raise MarketDataError(
+                "decision prices disagree with the broker, no orders: "
+                + "; ".join(self.price_problems)
+            )
 
     @property
     def fractionable(self) -> dict[str, bool]:
@@ -245,19 +259,21 @@ def plan_from_broker(
     weights: Mapping[str, Decimal],
     prices: Mapping[str, Decimal],
     policy: ExecutionPolicy,
+    *,
+    session: date,
+    read_prices: Mapping[str, Decimal] | None = None,
 ) -> BrokerSnapshot:
     """Read account, positions and assets, and plan the rebalance within the risk limits.
 
-    Refuses when a held symbol's broker price is far from the decision price (X2, T4): the
-    quantities would be sized on one of two inconsistent prices.
+    Compares decision prices with the broker's latest trades (T4, X2): of every symbol the
+    plan trades or holds (which the broker must quote), and of those the decision only read
+    (`read_prices`) where the broker quotes them; quantities sized on one of two inconsistent
+    prices would trade against a phantom. What disagrees is in `price_problems`.
     """
     account = broker.get_account()
     if account.currency != "USD":
         raise AccountError(f"account currency is {account.currency}, not USD; not trading")
     positions = broker.get_positions()
-    disagreements = price_disagreements(prices, positions)
-    if disagreements:
-        raise MarketDataError("prices disagree with the broker: " + "; ".join(disagreements))
     held = {symbol: p.qty for symbol, p in positions.items()}
     assets = {symbol: broker.get_asset(symbol) for symbol in sorted(set(weights) | set(held))}
     plan = plan_rebalance(
@@ -270,10 +286,37 @@ def plan_from_broker(
         cash_reserve=policy.cash_reserve,
         min_trade_notional=policy.min_trade_notional,
     )
+    price_problems = _price_problems(
+        broker, session, prices, read_prices or {}, positions, plan, policy
+    )
     violations = check_risk(plan, account.equity, policy.risk)
     if violations:
         raise RiskLimitError("risk limits refuse the plan: " + "; ".join(violations))
-    return BrokerSnapshot(account=account, held=held, assets=assets, plan=plan)
+    return BrokerSnapshot(
+        account=account,
+        held=held,
+        assets=assets,
+        plan=plan,
+        price_problems=tuple(price_problems),
+    )
+
+
+def _price_problems(
+    broker: Broker,
+    session: date,
+    prices: Mapping[str, Decimal],
+    read_prices: Mapping[str, Decimal],
+    positions: Mapping[str, Position],
+    plan: RebalancePlan,
+    policy: ExecutionPolicy,
+) -> list[str]:
+    traded = {o.symbol for o in plan.orders} | set(positions)
+    decided = {**read_prices, **{s: p for s, p in prices.items() if s in traded}}
+    if not decided:
+        return []
+    quoted = {s: p.current_price for s, p in positions.items()}
+    quoted.update(broker.latest_trades(tuple(sorted(decided))))
+    return price_disagreements(decided, quoted, session, policy.max_price_gap, required=traded)
 
 
 class _OrderTracker:
@@ -353,7 +396,8 @@ def execute(
     seen = OrdersSeen({o.client_order_id: tracker.orders.get(o.id, o) for o in listed})
     stop_if_asked()
 
-    snapshot = plan_from_broker(broker, weights, prices, policy)
+    snapshot = plan_from_broker(broker, weights, prices, policy, session=session)
+    snapshot.require_prices_confirmed()
     plan, assets = snapshot.plan, snapshot.assets
     skipped: list[tuple[str, str]] = list(plan.skipped)
 

@@ -7,14 +7,14 @@ the two is unadjusted or wrong, and sizing orders on it would trade against a ph
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 
-from tecl_pipeline.broker.models import Account, Order, OrderSide, Position
+from tecl_pipeline.broker.models import Account, Order, OrderSide
 from tecl_pipeline.portfolio import RebalancePlan, trade_notional, worth_trading
 
 # Quantities are exact to Alpaca's 9 decimal places; anything smaller is rounding.
 _QTY_EPSILON = Decimal("0.000000001")
-PRICE_TOLERANCE = Decimal("0.05")
 
 
 @dataclass(frozen=True)
@@ -70,20 +70,32 @@ def fills_after_record(recorded: Iterable[Order], orders: Iterable[Order]) -> li
 
 
 def price_disagreements(
-    reference: Mapping[str, Decimal],
-    positions: Mapping[str, Position],
-    tolerance: Decimal = PRICE_TOLERANCE,
+    decided: Mapping[str, Decimal],
+    quoted: Mapping[str, Decimal],
+    session: date,
+    tolerance: Decimal,
+    required: Iterable[str] = (),
 ) -> list[str]:
-    """Held symbols whose broker price is more than `tolerance` away from the decision price."""
+    """Symbols whose decision price for `session` is more than `tolerance` (a fraction) away
+    from the broker's price; a `required` symbol (one the plan trades) the broker does not
+    quote is one too, since its price cannot be confirmed."""
+    must = set(required)
     problems = []
-    for symbol, position in sorted(positions.items()):
-        ours = reference.get(symbol)
-        if ours is None or position.current_price <= 0:
+    for symbol, ours in sorted(decided.items()):
+        theirs = quoted.get(symbol)
+        if theirs is None or theirs <= 0:
+            if symbol in must:
+                problems.append(
+                    f"{symbol}: decided at {ours} for {session}, but the broker quotes no "
+                    "price to confirm it"
+                )
             continue
-        if abs(ours / position.current_price - 1) > tolerance:
+        gap = ours / theirs - 1
+        if abs(gap) > tolerance:
             problems.append(
-                f"{symbol}: decided at {ours}, broker prices it {position.current_price} "
-                f"(more than {tolerance:.0%} apart: a split, unadjusted data or a bad price)"
+                f"{symbol}: decided at {ours} for {session}, but the broker's latest price is "
+                f"{theirs}: they disagree by {gap:+.2%} (tolerance {tolerance:.2%}): a split, "
+                "unadjusted data or a bad price"
             )
     return problems
 

@@ -5,6 +5,7 @@ from datetime import date
 
 import pandas as pd
 
+from tecl_pipeline.calendar import TradingCalendar
 from tecl_pipeline.data_quality import data_problems
 from tecl_pipeline.universe import SYMBOLS
 
@@ -15,12 +16,16 @@ def frame(days: list[str]) -> pd.DataFrame:
 
 
 def test_a_date_twice_is_one_schema_problem_naming_it():
-    problems = data_problems(frame(["2026-07-29", "2026-07-30", "2026-07-30"]), date(2026, 7, 30))
+    problems = data_problems(
+        frame(["2026-07-29", "2026-07-30", "2026-07-30"]), date(2026, 7, 30), TradingCalendar()
+    )
     assert [(p.symbol, p.kind) for p in problems] == [("*", "schema")]
     assert "2026-07-30 appears twice" in problems[0].detail
 
 
 def test_dates_out_of_order_are_one_schema_problem():
-    problems = data_problems(frame(["2026-07-30", "2026-07-29"]), date(2026, 7, 30))
+    problems = data_problems(
+        frame(["2026-07-30", "2026-07-29"]), date(2026, 7, 30), TradingCalendar()
+    )
     assert [(p.symbol, p.kind) for p in problems] == [("*", "schema")]
     assert "not in ascending order" in problems[0].detail

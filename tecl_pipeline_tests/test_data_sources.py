@@ -34,7 +34,7 @@ def test_demo_data_are_deterministic_and_extending_them_keeps_the_past(calendar)
     assert list(long.columns) == list(SYMBOLS)
     assert (long > 0).all().all()
     assert long.index[-1] == pd.Timestamp("2026-11-24")
-    assert data_problems(long, date(2026, 11, 24)) == []
+    assert data_problems(long, date(2026, 11, 24), calendar) == []
 
 
 def test_demo_data_say_they_are_demo(calendar):
@@ -95,8 +95,11 @@ def test_csv_source_missing_symbol_names_it(tmp_path):
         CsvMarketData(tmp_path).closes(("TECL",), through=date(2026, 7, 31))
 
 
-def _frame(days: int, end: str = "2026-07-31") -> pd.DataFrame:
-    index = pd.bdate_range(end=end, periods=days)
+CALENDAR = TradingCalendar()
+
+
+def _frame(days: int, end: date = date(2026, 7, 31)) -> pd.DataFrame:
+    index = pd.DatetimeIndex([pd.Timestamp(d) for d in CALENDAR.sessions_ending(end, days)])
     print("_frame: random walk seed=5")
     rng = np.random.default_rng(5)
     return pd.DataFrame(
@@ -114,7 +117,9 @@ def test_data_problems_name_symbol_kind_and_date():
     closes = closes.drop(columns="SQQQ")
     closes.loc[: closes.index[-100], "KMLM"] = np.nan  # only 99 bars
 
-    problems = {(p.symbol, p.kind): p.detail for p in data_problems(closes, date(2026, 7, 31))}
+    problems = {
+        (p.symbol, p.kind): p.detail for p in data_problems(closes, date(2026, 7, 31), CALENDAR)
+    }
 
     assert set(problems) == {
         ("XLK", "stale"),
@@ -129,7 +134,7 @@ def test_data_problems_name_symbol_kind_and_date():
 def test_interior_gap_is_a_problem():
     closes = _frame(300)
     closes.loc[closes.index[-5], "TQQQ"] = np.nan
-    [problem] = data_problems(closes, date(2026, 7, 31))
+    [problem] = data_problems(closes, date(2026, 7, 31), CALENDAR)
     assert (problem.symbol, problem.kind) == ("TQQQ", "nan")
     assert str(closes.index[-5].date()) in problem.detail
 
@@ -137,14 +142,14 @@ def test_interior_gap_is_a_problem():
 def test_require_trustworthy_lists_everything_wrong():
     closes = _frame(300).drop(columns=["UVXY", "BSV"])
     with pytest.raises(MarketDataError, match=r"UVXY.*BSV"):
-        require_trustworthy(closes, date(2026, 7, 31))
-    require_trustworthy(_frame(300), date(2026, 7, 31))
+        require_trustworthy(closes, date(2026, 7, 31), CALENDAR)
+    require_trustworthy(_frame(300), date(2026, 7, 31), CALENDAR)
 
 
 def test_gap_day_is_not_stale(market_dir):
     """T4: the 2020-03-16 crash day is processed like any other (no false "stale")."""
     closes = CsvMarketData(Path(market_dir)).closes(SYMBOLS, through=date(2020, 3, 16))
-    problems = data_problems(closes, date(2020, 3, 16))
+    problems = data_problems(closes, date(2020, 3, 16), CALENDAR)
     # KMLM did not exist yet; the -20% day itself is no data problem.
     assert [(p.symbol, p.kind) for p in problems] == [("KMLM", "missing")]
 
@@ -154,7 +159,7 @@ def test_unadjusted_split_is_an_implausible_jump():
     closes = _frame(300)
     closes.loc[closes.index[-3] :, "TECL"] /= 2
 
-    [problem] = data_problems(closes, date(2026, 7, 31))
+    [problem] = data_problems(closes, date(2026, 7, 31), CALENDAR)
 
     assert (problem.symbol, problem.kind) == ("TECL", "jump")
     assert str(closes.index[-3].date()) in problem.detail and "-50" in problem.detail
@@ -162,5 +167,5 @@ def test_unadjusted_split_is_an_implausible_jump():
 
 def test_real_crash_and_rally_days_are_not_implausible(real_closes):
     """T4: the real history, 2020-03-16 and 2025-04-09 included, raises no jump anywhere."""
-    problems = data_problems(real_closes, date(2026, 7, 31))
+    problems = data_problems(real_closes, date(2026, 7, 31), CALENDAR)
     assert [p for p in problems if p.kind == "jump"] == []

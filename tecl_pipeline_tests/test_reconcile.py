@@ -1,9 +1,9 @@
 """Reconciliation: corporate actions are recognised, price disagreements refused (X2, D4)."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from tecl_pipeline.broker.models import Account, Order, OrderSide, OrderStatus, Position
+from tecl_pipeline.broker.models import Account, Order, OrderSide, OrderStatus
 from tecl_pipeline.portfolio import PlannedOrder, RebalancePlan
 from tecl_pipeline.reconcile import (
     post_trade_problems,
@@ -53,21 +53,35 @@ def test_sub_quantum_differences_are_not_changes():
     assert unexplained_position_changes({"TECL": D("1.0000000001")}, [], {"TECL": D("1")}) == []
 
 
-def position(symbol: str, price: str) -> Position:
-    return Position(symbol=symbol, qty=D("1"), avg_entry_price=D(price), current_price=D(price))
+SESSION = date(2026, 11, 24)
+TOLERANCE = D("0.05")
 
 
-def test_prices_far_apart_are_named():
+def test_prices_far_apart_are_named_with_both_prices_the_gap_and_the_date():
     """X2/T4: a broker price half the decision price (an unadjusted split) is flagged."""
     problems = price_disagreements(
         {"TECL": D("868.46"), "BIL": D("91.50")},
-        {"TECL": position("TECL", "434.23"), "BIL": position("BIL", "91.52")},
+        {"TECL": D("434.23"), "BIL": D("91.52")},
+        SESSION,
+        TOLERANCE,
     )
     assert len(problems) == 1 and problems[0].startswith("TECL")
+    for part in ("868.46", "434.23", "+100.00%", "2026-11-24"):
+        assert part in problems[0]
 
 
-def test_prices_within_tolerance_pass():
-    assert price_disagreements({"TECL": D("100")}, {"TECL": position("TECL", "104.99")}) == []
+def test_prices_within_tolerance_pass_and_the_edge_is_strict():
+    assert price_disagreements({"TECL": D("100")}, {"TECL": D("104.99")}, SESSION, TOLERANCE) == []
+    assert price_disagreements({"TECL": D("105")}, {"TECL": D("100")}, SESSION, TOLERANCE) == []
+    assert price_disagreements({"TECL": D("105.01")}, {"TECL": D("100")}, SESSION, TOLERANCE)
+
+
+def test_an_unquoted_symbol_is_a_problem_only_when_the_plan_trades_it():
+    """A symbol the decision only read may lack a quote; one the plan trades may not."""
+    decided = {"KMLM": D("25"), "UVXY": D("40")}
+    assert price_disagreements(decided, {}, SESSION, TOLERANCE) == []
+    [problem] = price_disagreements(decided, {}, SESSION, TOLERANCE, required=["UVXY"])
+    assert problem.startswith("UVXY") and "no price" in problem
 
 
 def order(cid: str, status: OrderStatus, filled: str = "10") -> Order:

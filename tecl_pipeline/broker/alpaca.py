@@ -30,8 +30,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from email.utils import parsedate_to_datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -72,6 +73,9 @@ from tecl_pipeline.broker.models import (
 from tecl_pipeline.broker.retry import RetryPolicy, call_with_retry
 from tecl_pipeline.endpoints import validate_endpoint
 from tecl_pipeline.observability.redaction import Redactor
+
+if TYPE_CHECKING:
+    from tecl_pipeline.marketdata.alpaca_source import AlpacaMarketData
 
 log = logging.getLogger(__name__)
 
@@ -663,10 +667,22 @@ class AlpacaBroker(AlpacaService[TradingClient]):
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         label: str = "",
+        data_url: str | None = None,
     ) -> None:
         default = BaseURL.TRADING_PAPER.value if paper else BaseURL.TRADING_LIVE.value
         self._label = label
         api_url = validate_endpoint(url if url is not None else default)
+        # Latest trades come from the broker's market data: Alpaca's data API, or, when the
+        # trading endpoint is overridden (a simulator serves both), that same server.
+        self._quotes_args: dict[str, Any] = {
+            "credentials": credentials,
+            "url": data_url if data_url is not None else (url or BaseURL.DATA.value),
+            "timeout": timeout,
+            "retry": retry,
+            "sleep": sleep,
+            "rng": rng,
+        }
+        self._quotes: AlpacaMarketData | None = None
         # url_override silently wins over paper= in alpaca-py; refuse the combination that
         # would trade real money while the log says PAPER (or the reverse).
         host = urlsplit(api_url).hostname
@@ -741,6 +757,22 @@ class AlpacaBroker(AlpacaService[TradingClient]):
             return asset
 
         return self._read(endpoint, lambda c: c.get_asset(symbol), parse)
+
+    def latest_trades(self, symbols: tuple[str, ...]) -> dict[str, Decimal]:
+        """The broker's latest trade price per symbol it quotes (GET /v2/stocks/trades/latest),
+        read with the same credentials, timeout and retry policy as the trading calls."""
+        if self._quotes is None:
+            # Imported here: the market data source builds on this module.
+            from tecl_pipeline.marketdata.alpaca_source import AlpacaMarketData
+
+            self._quotes = AlpacaMarketData(**self._quotes_args)
+        return self._quotes.quoted_prices(symbols)
+
+    def close(self) -> None:
+        if self._quotes is not None:
+            self._quotes.close()
+            self._quotes = None
+        super().close()
 
     def get_order(self, order_id: str) -> Order:
         endpoint = f"GET /v2/orders/{order_id}"

@@ -5,6 +5,7 @@ Implementations map every transport failure onto the errors in `broker.models`
 validate every answer into the models there before returning it (B3, X4).
 """
 
+from decimal import Decimal
 from typing import Protocol
 
 from tecl_pipeline.broker.models import Account, Asset, Clock, Order, OrderRequest, Position
@@ -23,6 +24,11 @@ class Broker(Protocol):
     def get_positions(self) -> dict[str, Position]: ...
 
     def get_asset(self, symbol: str) -> Asset: ...
+
+    def latest_trades(self, symbols: tuple[str, ...]) -> dict[str, Decimal]:
+        """The price of each symbol's latest trade in the broker's market data; a symbol it
+        does not quote is absent."""
+        ...
 
     def submit_order(self, request: OrderRequest) -> Order:
         """Send an order. Raises DuplicateClientOrderIdError if that id was already used,

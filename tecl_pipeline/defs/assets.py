@@ -182,7 +182,7 @@ def indicators(
     """Price, SMA(200), RSI(10) and RSI(9) per symbol at the session (Wilder RSI)."""
     session = _session(context)
     with _refusals(context, observability):
-        require_trustworthy(market_data, session)
+        require_trustworthy(market_data, session, CALENDAR)
         table = indicator_table(market_data[list(SYMBOLS)])
     rows = [
         (s, f"{r.price:.4f}", f"{r.sma_200:.4f}", f"{r.rsi_10:.2f}", f"{r.rsi_9:.2f}")
@@ -248,7 +248,14 @@ def target_allocation(
         policy = trading_policy.policy()
         prices = session_prices(market_data, HOLDINGS)
         with broker.connect(session) as client:
-            snapshot = plan_from_broker(client, signal.allocation, prices, policy)
+            snapshot = plan_from_broker(
+                client,
+                signal.allocation,
+                prices,
+                policy,
+                session=session,
+                read_prices=session_prices(market_data, SYMBOLS),
+            )
             changes, unrecorded = _journal_vs_broker(previous, session, client, snapshot.held)
     for change in changes:
         context.log.warning(f"position changed without an order (corporate action?): {change}")
@@ -257,6 +264,8 @@ def target_allocation(
             f"no journal record for session(s) {_days(unrecorded)}: reconciled from the "
             f"record of {previous.session if previous else '-'} and the broker's fills since"
         )
+    for problem in snapshot.price_problems:
+        context.log.warning(f"decision price not confirmed by the broker: {problem}")
     plan = snapshot.plan
     target = TargetAllocation(
         session=session,

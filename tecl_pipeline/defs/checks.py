@@ -55,7 +55,9 @@ def _evaluate(
     on failure the alert names every symbol and date, and nothing downstream runs."""
     session = date.fromisoformat(context.partition_key)
     problems = [
-        p for p in data_problems(market_data, session) if (p.kind in FRESHNESS_KINDS) == fresh
+        p
+        for p in data_problems(market_data, session, CALENDAR)
+        if (p.kind in FRESHNESS_KINDS) == fresh
     ]
     what = "fresh" if fresh else "sane"
     if problems:
@@ -166,12 +168,13 @@ def _pre_trade_ready(
     trading_policy: TradingPolicyResource,
     observability: ObservabilityResource,
 ) -> AssetCheckResult:
-    """Blocking before the orders: USD account not blocked, the plan funded (X8, B7), the
-    market open inside the session's window by the broker's clock (T2, T3). Journal-vs-broker
+    """Blocking before the orders: USD account not blocked, the plan funded (X8, B7),
+    decision prices confirmed by the broker's latest trades (T4, X2), the market open inside
+    the session's window by the broker's clock (T2, T3). Journal-vs-broker
     differences (D4) only warn: a split is one, and it must not stop the trading day."""
     session = target_allocation.session
     snapshot = target_allocation.broker_before
-    problems = pre_trade_problems(snapshot.account, snapshot.plan)
+    problems = pre_trade_problems(snapshot.account, snapshot.plan) + list(snapshot.price_problems)
     with broker.connect(session) as client:
         try:
             check_trading_window(client.get_clock(), session, CALENDAR, trading_policy.policy())

@@ -224,6 +224,9 @@ class BrokerResource(ConfigurableResource):
 
     mode: Literal["demo", "paper", "live"] = "demo"
     url: str | None = None
+    # Where the broker's latest trades are read: TECL_DATA_URL; else `url` when set (a
+    # compatible server serves both), else Alpaca's market data API.
+    data_url: str | None = None
     api_key: str | None = None
     secret_key: str | None = None
     secret_id: str | None = None
@@ -307,6 +310,7 @@ class BrokerResource(ConfigurableResource):
             timeout=self.timeout_seconds,
             retry=retry,
             label="demo broker simulator (embedded)" if self.embedded else "",
+            data_url=self.data_url if not self.embedded else url,
         )
 
 
@@ -322,6 +326,9 @@ class TradingPolicyResource(ConfigurableResource):
     max_order_notional: str | None = None
     max_position_weight: str = "1"
     max_daily_turnover: str | None = None
+    # A decision price further than this fraction from the broker's latest trade refuses
+    # the session before any order (an unadjusted split, stale or bad data).
+    max_price_gap: str = "0.05"
     # How long each phase (sells, then buys) waits for fills before cancelling the rest.
     fill_timeout_seconds: float = 120.0
     poll_interval_seconds: float = 1.0
@@ -346,6 +353,7 @@ class TradingPolicyResource(ConfigurableResource):
             fill_timeout=self.fill_timeout_seconds,
             poll_interval=self.poll_interval_seconds,
             min_trade_notional=_decimal("min_trade_notional", self.min_trade_notional),
+            max_price_gap=_decimal("max_price_gap", self.max_price_gap),
             risk=RiskLimits(
                 kill_switch=self.kill_switch,
                 max_position_weight=_decimal("max_position_weight", self.max_position_weight),

@@ -149,6 +149,15 @@ class AlpacaMarketData(AlpacaService[StockHistoricalDataClient]):
 
     def latest_prices(self, symbols: tuple[str, ...]) -> dict[str, Decimal]:
         """The price of each symbol's latest trade: the live price at decision time."""
+        prices = self.quoted_prices(symbols)
+        for symbol in symbols:
+            if symbol not in prices:
+                raise MarketDataError(f"{symbol}: Alpaca reported no latest trade")
+        return prices
+
+    def quoted_prices(self, symbols: tuple[str, ...]) -> dict[str, Decimal]:
+        """The latest trade's price of each of `symbols` that Alpaca quotes; a symbol without
+        a trade is left out (Alpaca omits it from the answer)."""
         wanted = self._check_symbols(symbols)
         endpoint = "GET /v2/stocks/trades/latest"
         params: dict[str, Any] = {"symbols": ",".join(wanted)}
@@ -163,7 +172,7 @@ class AlpacaMarketData(AlpacaService[StockHistoricalDataClient]):
             for symbol in wanted:
                 trade = trades.get(symbol)
                 if trade is None:
-                    raise MarketDataError(f"{symbol}: Alpaca reported no latest trade")
+                    continue
                 trade = expect_object(trade, endpoint)
                 if "p" not in trade:
                     raise MalformedResponseError(f"{endpoint}: {symbol} trade lacks its price 'p'")
