@@ -31,7 +31,6 @@ from tecl_pipeline.defs.presentation import markdown_table
 from tecl_pipeline.defs.refusals import tell_checks_session_refused
 from tecl_pipeline.defs.resources import (
     BrokerResource,
-    ObservabilityResource,
     StateResource,
     TradingPolicyResource,
 )
@@ -47,12 +46,12 @@ from tecl_pipeline.universe import HOLDINGS
 def _evaluate(
     context: AssetCheckExecutionContext,
     market_data: pd.DataFrame,
-    observability: ObservabilityResource,
     *,
     fresh: bool,
 ) -> AssetCheckResult:
     """One family of data problems (freshness, or sanity of the values) for the session;
-    on failure the alert names every symbol and date, and nothing downstream runs."""
+    on failure the description names every symbol and date (the run's alert carries it),
+    and nothing downstream runs."""
     session = date.fromisoformat(context.partition_key)
     problems = [
         p
@@ -60,14 +59,6 @@ def _evaluate(
         if (p.kind in FRESHNESS_KINDS) == fresh
     ]
     what = "fresh" if fresh else "sane"
-    if problems:
-        observability.alert(
-            "refused",
-            f"session {session}: market data not {what}, no orders",
-            "; ".join(str(p) for p in problems),
-            session=session,
-            run_id=context.run.run_id,
-        )
     return AssetCheckResult(
         passed=not problems,
         severity=AssetCheckSeverity.ERROR,
@@ -86,22 +77,18 @@ def _evaluate(
 
 
 def _market_data_fresh(
-    context: AssetCheckExecutionContext,
-    market_data: pd.DataFrame,
-    observability: ObservabilityResource,
+    context: AssetCheckExecutionContext, market_data: pd.DataFrame
 ) -> AssetCheckResult:
     """Every symbol is there, its latest bar is the session, with a full warm-up (T1)."""
-    return _evaluate(context, market_data, observability, fresh=True)
+    return _evaluate(context, market_data, fresh=True)
 
 
 def _market_data_sane(
-    context: AssetCheckExecutionContext,
-    market_data: pd.DataFrame,
-    observability: ObservabilityResource,
+    context: AssetCheckExecutionContext, market_data: pd.DataFrame
 ) -> AssetCheckResult:
     """Dates unique and in order, no NaN in the window, positive prices, and no one-day
     move beyond what the fund can make without a corporate action (T1, T4, X2)."""
-    return _evaluate(context, market_data, observability, fresh=False)
+    return _evaluate(context, market_data, fresh=False)
 
 
 def _post_trade_reconciled(
@@ -166,7 +153,6 @@ def _pre_trade_ready(
     target_allocation: TargetAllocation,
     broker: BrokerResource,
     trading_policy: TradingPolicyResource,
-    observability: ObservabilityResource,
 ) -> AssetCheckResult:
     """Blocking before the orders: USD account not blocked, the plan funded (X8, B7),
     decision prices confirmed by the broker's latest trades (T4, X2), the market open inside
@@ -184,13 +170,6 @@ def _pre_trade_ready(
     unrecorded = ", ".join(d.isoformat() for d in target_allocation.sessions_without_record)
     if problems:
         severity, description = AssetCheckSeverity.ERROR, "; ".join(problems)
-        observability.alert(
-            "refused",
-            f"session {session}: not ready to trade, no orders",
-            description,
-            session=session,
-            run_id=context.run.run_id,
-        )
     else:
         severity = AssetCheckSeverity.WARN
         description = (

@@ -9,11 +9,11 @@ for runs that failed without a step failure reaching the hook (a killed run work
 run that died before its steps).
 
 One alert per failed run: whoever alerts first tags the run (`RUN_ALERTED_TAG`), and a
-tagged run is never alerted again. A step that alerted itself (a refusal, a blocking check
-that failed, trading stopped part way) counts: its alert already names the cause, so the
-hook only tags the run. Steps that fail at the same moment in separate
-processes (the multiprocess executor) take a lock on this machine around
-check-send-tag, so they cannot both see an untagged run.
+tagged run is never alerted again. A step that alerted itself (a refusal, a stop, trading
+failed part way) counts: its alert already names the cause, so the hook only tags the
+run. A blocking check that failed is a refusal too, and the hook's alert says so. Steps
+that fail at the same moment in separate processes (the multiprocess executor) take a lock
+on this machine around check-send-tag, so they cannot both see an untagged run.
 """
 
 from collections import defaultdict
@@ -36,7 +36,7 @@ from dagster._core.definitions.events import HookExecutionResult
 
 from tecl_pipeline.defs.partitions import PARTITION_TAG, session_of
 from tecl_pipeline.observability.alerts import Alert
-from tecl_pipeline.outcomes import outcome_of
+from tecl_pipeline.outcomes import Outcome, outcome_of
 from tecl_pipeline.run_report import error_cause
 from tecl_pipeline.state.locks import exclusive
 
@@ -81,27 +81,39 @@ def failed_steps(events: Iterable[DagsterEvent]) -> list[str]:
 
 def alerted_by_the_step(events: Iterable[DagsterEvent]) -> bool:
     """Whether every failed step among `events` sent its own alert: a failure with an
-    Outcome, or a blocking check that failed (it alerts as a refusal)."""
-    events = list(events)
+    Outcome (refused, stopped, incomplete)."""
     failures = [e.step_failure_data for e in events if e.is_step_failure]
-    blocked = any(
+    return bool(failures) and all(
+        f.user_failure_data is not None and outcome_of(f.user_failure_data.metadata) is not None
+        for f in failures
+    )
+
+
+def refused_by_a_check(events: Iterable[DagsterEvent]) -> bool:
+    """Whether a blocking check among `events` failed: the session was refused."""
+    return any(
         not e.asset_check_evaluation_data.passed
         and e.asset_check_evaluation_data.severity == AssetCheckSeverity.ERROR
         for e in events
         if e.event_type == DagsterEventType.ASSET_CHECK_EVALUATION
     )
 
-    def alerted(failure: "StepFailureData") -> bool:
-        user = failure.user_failure_data
-        return blocked or (user is not None and outcome_of(user.metadata) is not None)
 
-    return bool(failures) and all(alerted(f) for f in failures)
-
-
-def run_failure_alert(run: DagsterRun, steps: Sequence[str], message: str = "") -> Alert:
+def run_failure_alert(
+    run: DagsterRun, steps: Sequence[str], message: str = "", *, refused: bool = False
+) -> Alert:
+    """The alert of a failed run; `refused` when a blocking check stopped it on purpose."""
     session = session_of(run.tags.get(PARTITION_TAG))
     where = f" for session {session.isoformat()}" if session else ""
     lines = [message] if message else []
+    if refused:
+        return Alert(
+            kind=Outcome.REFUSED.value,
+            title=f"session {session}: refused to trade, no orders",
+            detail="\n".join([*lines, *steps]),
+            session=session,
+            run_id=run.run_id,
+        )
     return Alert(
         kind="run_failure",
         title=f"{run.job_name} failed{where}",
@@ -146,7 +158,12 @@ def _hook_fn(context: HookContext, event_list: Sequence[DagsterEvent]) -> HookEx
     def send(run: DagsterRun) -> None:
         if route == "step":
             return
-        alert = run_failure_alert(run, steps, f"run failed at step {context.step_key}")
+        alert = run_failure_alert(
+            run,
+            steps,
+            f"run failed at step {context.step_key}",
+            refused=refused_by_a_check(event_list),
+        )
         observability.alert(
             alert.kind,
             alert.title,

