@@ -94,20 +94,6 @@ def test_bad_session_argument_is_rejected(tmp_path):
     assert "YYYY-MM-DD" in done.stderr
 
 
-def test_paper_mode_without_credentials_is_an_error_naming_the_variable(tmp_path):
-    """C4/S4: no order, no network: the missing variable is named on stderr, exit 1."""
-    done = tecl(
-        ["run", "--session", "2026-07-31"],
-        tmp_path,
-        TECL_MODE="paper",
-        TECL_BROKER_URL="http://127.0.0.1:9",
-        TECL_DATA_URL="http://127.0.0.1:9",
-    )
-
-    assert done.returncode == 1
-    assert "ALPACA_API_KEY" in done.stderr or "ALPACA_SECRET_KEY" in done.stderr
-
-
 def test_backfill_stores_every_historical_signal(tmp_path, market_dir, real_closes):
     """`tecl backfill` fills the queryable history table in one run; its signals equal
     signal_history on the same data."""

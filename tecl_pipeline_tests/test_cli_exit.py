@@ -14,12 +14,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from alpaca.trading.enums import OrderSide, TimeInForce
-from alpaca.trading.requests import MarketOrderRequest
 
 from tecl_pipeline.universe import SYMBOLS
-from tecl_pipeline_tests.broker.simulator_fixtures import sim_admin, sim_state, trading_client
-from tecl_pipeline_tests.test_cli_simulator import SESSION, simulator_process  # noqa: F401
+from tecl_pipeline_tests.broker.simulator_fixtures import (
+    CLI_SESSION,
+    hold_bil,
+    sim_admin,
+    sim_state,
+)
+
+SESSION = CLI_SESSION
 
 TECL_ENV_PREFIXES = ("TECL_", "DAGSTER_", "ALPACA_")
 
@@ -57,19 +61,6 @@ def alerts(cwd: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def hold_bil(url: str) -> None:
-    """The account holds BIL before the session, so its TECL target needs a sell, then a buy."""
-    trading_client(url).submit_order(
-        MarketOrderRequest(
-            symbol="BIL",
-            qty=100,
-            side=OrderSide.BUY,
-            time_in_force=TimeInForce.DAY,
-            client_order_id="manual-bil-1",
-        )
-    )
-
-
 def run_submissions(url: str) -> list[dict]:
     return [s for s in sim_state(url)["submissions"] if s["client_order_id"].startswith("tecl-")]
 
@@ -79,7 +70,7 @@ def run_submissions(url: str) -> list[dict]:
 
 def test_orders_sent_but_session_not_clean_exits_3_with_report_and_alert(
     tmp_path,
-    simulator_process,  # noqa: F811 -- the fixture, imported above
+    simulator_process,
 ):
     """The run sells BIL, then its TECL buy is rejected (TECL halted): orders were sent, the
     session is away from its target. Exit 3, not "refused": the report is printed with what
@@ -125,7 +116,7 @@ def test_refusal_is_exit_2_and_says_refused_once(tmp_path, csv_dir):
 
 def test_sigterm_while_an_order_is_working_stops_cleanly_and_exits_1(
     tmp_path,
-    simulator_process,  # noqa: F811 -- the fixture, imported above
+    simulator_process,
 ):
     """SIGTERM while the run's BIL sell is held by the simulator (delayed fill): no order is
     sent after the signal (the TECL buy never goes out), the run alerts, says which order it

@@ -2,7 +2,6 @@
 the same session run twice sends its orders once (X3)."""
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -12,13 +11,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-import pytest
-from alpaca.trading.enums import OrderSide, TimeInForce
-from alpaca.trading.requests import MarketOrderRequest
+from tecl_pipeline_tests.broker.simulator_fixtures import (
+    CLI_SESSION,
+    hold_bil,
+    sim_admin,
+    sim_state,
+    trading_client,
+)
 
-from tecl_pipeline_tests.broker.simulator_fixtures import sim_admin, sim_state, trading_client
-
-SESSION = "2026-11-24"
+SESSION = CLI_SESSION
 
 
 def _pipe(source: socket.socket, sink: socket.socket) -> None:
@@ -50,35 +51,6 @@ def tcp_proxy(target_port: int) -> Iterator[int]:
     finally:
         stop.set()
         listener.close()
-
-
-@pytest.fixture
-def simulator_process(tmp_path: Path) -> Iterator[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TECL_")}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tecl_pipeline.cli",
-            "simulator",
-            "--port",
-            "0",
-            "--session",
-            SESSION,
-        ],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        first = process.stdout.readline()
-        assert "listening on" in first, first + process.stderr.read()
-        yield first.rsplit(" ", 1)[-1].strip()
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
 
 
 def tecl_run(cwd: Path, url: str) -> subprocess.CompletedProcess[str]:
@@ -121,17 +93,7 @@ def test_run_killed_between_sells_and_buys_is_completed_by_the_rerun(
     its first buy is still in flight; the re-run for the session ends at the target, with
     no order sent twice."""
     url = simulator_process
-    # Hold BIL before the session, so that its TECL target needs a sell, then a buy.
-    client = trading_client(url)
-    client.submit_order(
-        MarketOrderRequest(
-            symbol="BIL",
-            qty=100,
-            side=OrderSide.BUY,
-            time_in_force=TimeInForce.DAY,
-            client_order_id="manual-bil-1",
-        )
-    )
+    hold_bil(url)
     # The run's second order POST (its first buy) hangs long enough to be killed mid-way.
     sim_admin(
         url,
@@ -174,7 +136,7 @@ def test_run_killed_between_sells_and_buys_is_completed_by_the_rerun(
     assert rerun.returncode == 0, rerun.stderr
     ids = [s["client_order_id"] for s in _run_submissions(url)]
     assert len(ids) == len(set(ids)), ids
-    positions = {p.symbol: p for p in client.get_all_positions()}
+    positions = {p.symbol: p for p in trading_client(url).get_all_positions()}
     assert set(positions) == {"TECL"}
     buys = [s for s in _run_submissions(url) if s["side"] == "buy" and s["outcome"] == "filled"]
     assert len(buys) == 1, "exactly one TECL buy, whoever sent it"

@@ -5,15 +5,22 @@ clock at the decision time of session 2026-11-24 (15:45 New York), stopped after
 `sim_admin(url, path, payload)` drives its /_sim/ admin endpoints; `trading_client` and
 `data_client` build the real alpaca-py clients against it, with a request timeout (alpaca-py
 sets none) and, by default, without alpaca-py's own 429/504 retries so a test sees each answer;
-`market_order` sends a market order through such a client.
+`market_order` sends a market order through such a client. `simulator_process`: a `tecl
+simulator` process on a free port (session CLI_SESSION), its URL; `hold_bil` gives its
+account a BIL position, so a TECL target needs a sell, then a buy.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -137,3 +144,48 @@ def simulator(sim_calendar: TradingCalendar) -> Iterator[SimulatorServer]:
     market_data = DemoMarketData(sim_calendar, now=lambda: now)
     with SimulatorServer(BrokerSimulator(market_data, sim_calendar, now=now)).start() as server:
         yield server
+
+
+CLI_SESSION = "2026-11-24"
+
+
+@pytest.fixture
+def simulator_process(tmp_path: Path) -> Iterator[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TECL_")}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tecl_pipeline.cli",
+            "simulator",
+            "--port",
+            "0",
+            "--session",
+            CLI_SESSION,
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = process.stdout.readline()
+        assert "listening on" in first, first + process.stderr.read()
+        yield first.rsplit(" ", 1)[-1].strip()
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+
+
+def hold_bil(url: str) -> None:
+    """The account holds BIL before the session, so its TECL target needs a sell, then a buy."""
+    trading_client(url).submit_order(
+        MarketOrderRequest(
+            symbol="BIL",
+            qty=100,
+            side=OrderSide.BUY,
+            time_in_force=TimeInForce.DAY,
+            client_order_id="manual-bil-1",
+        )
+    )

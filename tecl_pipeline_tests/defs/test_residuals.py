@@ -8,26 +8,17 @@ from decimal import Decimal
 from dagster import DagsterInstance, build_sensor_context
 
 from tecl_pipeline.defs.sensors.residuals import build_residuals_sensor
-from tecl_pipeline.observability.alerts import Alert, Alerter
+from tecl_pipeline.observability.alerts import Alerter
 from tecl_pipeline.observability.redaction import Redactor
 from tecl_pipeline.portfolio import plan_rebalance
 from tecl_pipeline.reconcile import post_trade_problems, residuals
 from tecl_pipeline.settings import Settings
 from tecl_pipeline_tests.failure_modes.helpers import run_session
+from tecl_pipeline_tests.observability.helpers import CaptureSink
 
 SESSION = date(2026, 11, 24)
 PRICE = Decimal("50")
 MINIMUM = Decimal("10")
-
-
-class CaptureSink:
-    name = "capture"
-
-    def __init__(self) -> None:
-        self.sent: list[Alert] = []
-
-    def send(self, alert: Alert) -> None:
-        self.sent.append(alert)
 
 
 def skipped_by_execution(held: Decimal) -> bool:

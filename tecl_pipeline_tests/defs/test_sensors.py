@@ -34,23 +34,14 @@ from tecl_pipeline.defs.sensors import (
 from tecl_pipeline.defs.sensors.missed_session import build_missed_session_sensor
 from tecl_pipeline.defs.sensors.residuals import build_residuals_sensor, parse_residuals
 from tecl_pipeline.defs.sensors.run_failure import build_run_failure_alert_sensor
-from tecl_pipeline.observability.alerts import Alert, Alerter
+from tecl_pipeline.observability.alerts import Alerter
 from tecl_pipeline.observability.redaction import Redactor
 from tecl_pipeline.reconcile import residuals
 from tecl_pipeline.settings import Settings
+from tecl_pipeline_tests.observability.helpers import CaptureSink
 
 NY = ZoneInfo("America/New_York")
 SESSION = date(2026, 11, 24)
-
-
-class CaptureSink:
-    name = "capture"
-
-    def __init__(self) -> None:
-        self.sent: list[Alert] = []
-
-    def send(self, alert: Alert) -> None:
-        self.sent.append(alert)
 
 
 @pytest.fixture

@@ -4,10 +4,23 @@ import json
 import logging
 from pathlib import Path
 
+from tecl_pipeline.observability.alerts import Alert
 from tecl_pipeline.observability.logs import LOGGER_NAME
 
 # The planted secret: if it shows up anywhere a person or a log store can read, S2 failed.
 CANARY = "CANARY-sk-9f8e7d6c5b4a"
+
+
+class CaptureSink:
+    """An alert sink that keeps what it is sent, for tests to read."""
+
+    name = "capture"
+
+    def __init__(self) -> None:
+        self.sent: list[Alert] = []
+
+    def send(self, alert: Alert) -> None:
+        self.sent.append(alert)
 
 
 class LoggerState:
