@@ -26,7 +26,7 @@ from tecl_pipeline.broker.simulator.engine import DEMO_API_KEY, DEMO_API_SECRET
 from tecl_pipeline.calendar import TradingCalendar
 from tecl_pipeline.definitions import build_definitions
 from tecl_pipeline.marketdata.demo import DemoMarketData
-from tecl_pipeline.run_report import explain_result
+from tecl_pipeline.run_report import EXIT_NOT_CLEAN, explain_result
 from tecl_pipeline.settings import Settings
 from tecl_pipeline_tests.broker.simulator_fixtures import market_order, trading_client
 
@@ -153,13 +153,19 @@ def test_a_disk_that_fills_after_the_sell_alerts_with_what_filled(tmp_path, full
     description = failure.step_failure_data.user_failure_data.description
     sell = f"sell {SOLD} filled 40 of 40 [filled] tecl-{SESSION:%Y%m%d}-sell-{SOLD}-1"
     assert "trading stopped part way" in description and sell in description
-    outcome = explain_result(failed, SESSION)  # what `tecl run` prints: one line, no report
-    assert outcome.exit_code != 0 and sell in outcome.reason and "\n" not in outcome.reason
+    # What `tecl run` says: orders went out and the session did not end clean (exit 3), the
+    # report ends with what to look at, the reason is one line naming the filled sell.
+    outcome = explain_result(failed, SESSION)
+    assert outcome.exit_code == EXIT_NOT_CLEAN
+    assert sell in outcome.reason and "\n" not in outcome.reason
+    assert "look at" in outcome.report and sell in outcome.report
     alerts = [
         json.loads(line)
         for line in (state_dir.parent / "logs" / "alerts.jsonl").read_text().splitlines()
     ]
-    [alert] = [a for a in alerts if a["kind"] == "trading_incomplete"]
+    # One alert for the run: the step's own, which the run-failure hook does not repeat.
+    [alert] = alerts
+    assert alert["kind"] == "trading_incomplete"
     assert sell in alert["detail"] and alert["session"] == SESSION.isoformat()
     assert "positions now: none" in alert["detail"]
     state = _simulator(book).state()  # the file validates: nothing half-written
