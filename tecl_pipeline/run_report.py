@@ -267,10 +267,12 @@ def format_report(
             ]
         else:
             earlier = len(report.session_orders)
+            # A leg held back (another run's order, a rejection) is not "at target".
+            held_back = any(skip not in report.plan.skipped for skip in report.skipped)
             lines.append(
                 (
                     "orders       none sent this run"
-                    if attention
+                    if attention or held_back
                     else "orders       none needed: positions already at target"
                 )
                 + (f" ({earlier} order(s) sent earlier this session)" if earlier else "")

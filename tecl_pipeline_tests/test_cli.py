@@ -46,7 +46,7 @@ def test_run_twice_trades_once_and_says_so(tmp_path, csv_dir):
     second = tecl(["run", "--session", "2026-07-31"], tmp_path, TECL_DATA_DIR=str(folder))
 
     assert first.returncode == 0 and second.returncode == 0, second.stderr
-    assert "sent this run" in first.stdout
+    assert "sent this run:" in first.stdout
     assert "none needed" in second.stdout and "sent earlier this session" in second.stdout
 
 

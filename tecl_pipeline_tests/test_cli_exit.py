@@ -85,7 +85,7 @@ def test_orders_sent_but_session_not_clean_exits_3_with_report_and_alert(
     line = one_line(done.stderr)
     assert "refused" not in done.stdout + done.stderr
     assert "did not end clean" in line and "TECL" in line
-    assert "sent this run" in done.stdout and "tecl-20261124-sell-BIL-1" in done.stdout
+    assert "sent this run:" in done.stdout and "tecl-20261124-sell-BIL-1" in done.stdout
     assert "look at" in done.stdout and "halted" in done.stdout
     outcomes = {(s["side"], s["symbol"]): s["outcome"] for s in run_submissions(url)}
     assert outcomes[("sell", "BIL")] == "filled" and outcomes[("buy", "TECL")] != "filled"
@@ -332,7 +332,7 @@ def test_live_vs_history_mismatch_after_trading_is_exit_3_not_refused(
     outcome = explain_result(result, REAL_LAST_SESSION)
 
     assert outcome.exit_code == EXIT_NOT_CLEAN
-    assert "sent this run" in outcome.report and "look at" in outcome.report
+    assert "sent this run:" in outcome.report and "look at" in outcome.report
     assert any(other in item for item in outcome.attention)
     assert "refused" not in outcome.reason
 

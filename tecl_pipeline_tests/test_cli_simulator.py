@@ -74,7 +74,7 @@ def test_separate_simulator_same_session_twice_orders_once(tmp_path, simulator_p
 
     assert first.returncode == 0, first.stderr
     assert second.returncode == 0, second.stderr
-    assert "sent this run" in first.stdout
+    assert "sent this run:" in first.stdout
     assert "none needed" in second.stdout
     state = sim_state(simulator_process)
     ids = [s["client_order_id"] for s in state["submissions"]]

@@ -230,13 +230,13 @@ def test_two_processes_started_together_for_one_session_trade_once(tmp_path):
     outputs = [process.communicate(timeout=300) for process in (first, second)]
     codes = [first.returncode, second.returncode]
 
-    traded = [out for out, _ in outputs if "sent this run" in out]
+    traded = [out for out, _ in outputs if "sent this run:" in out]
     assert len(traded) == 1, outputs
     assert sorted(codes) in ([0, 0], [0, 2]), outputs
     for (out, err), code in zip(outputs, codes, strict=True):
         if code == 2:
             assert "another run is trading session 2026-11-24" in err
-        elif "sent this run" not in out:
+        elif "sent this run:" not in out:
             assert "none needed" in out
     orders = demo_book_orders(tmp_path / ".tecl" / "state")
     ids = [o["client_order_id"] for o in orders]
