@@ -250,6 +250,7 @@ def read_error_body(exc: APIError, redactor: Redactor | None = None) -> ErrorBod
 
     APIError.code/.message call json.loads on the body, so an HTML page from a gateway
     (a 502 from a load balancer) would raise inside the handler: read the body here instead.
+    The message is masked by `redactor` before it is clipped.
     """
     response = exc.response
     status = getattr(response, "status_code", None)
