@@ -47,18 +47,64 @@ def forms(value: str) -> dict[str, str]:
         "quote": quote(value, safe=""),
         "quote-lower": quote(value, safe="").replace("%2F", "%2f").replace("%2B", "%2b"),
         "quote_plus": quote_plus(value),
+        "pct-every-byte": "".join(
+            f"%{b:02x}" if i % 2 else f"%{b:02X}" for i, b in enumerate(value.encode())
+        ),
+        "pct-mixed": "".join(f"%{ord(ch):02x}" if i % 3 == 1 else ch for i, ch in enumerate(value)),
         "json-slash": escaped.replace("/", "\\/"),
         "json-unicode": "".join(f"\\u{ord(ch):04x}" for ch in value),
+        "json-unicode-twice": "".join(f"\\\\u{ord(ch):04X}" for ch in value),
+        "html-entities": "".join(
+            (f"&#{ord(ch)};", f"&#X{ord(ch):x};", ch)[i % 3] for i, ch in enumerate(value)
+        ),
         "base64": b64,
         "base64-unpadded": b64.rstrip("="),
         "base64-urlsafe": base64.urlsafe_b64encode(value.encode()).decode(),
+        # `value` one and two bytes into a larger blob: other characters than at offset 0.
+        "base64-offset-1": base64.b64encode(b"x" + value.encode()).decode(),
+        "base64-offset-2": base64.urlsafe_b64encode(b"xy" + value.encode()).decode(),
     }
 
 
+def key_forms(key: str) -> dict[str, str]:
+    """A key id's forms, and the key id in other letter cases."""
+    mixed = "".join(ch.lower() if i % 2 else ch for i, ch in enumerate(key))
+    return forms(key) | {"lower": key.lower(), "mixed-case": mixed}
+
+
+def pair_blobs(key: str, secret: str) -> dict[str, str]:
+    """Encodings that carry both at once."""
+    document = json.dumps({"key_id": key, "secret_key": secret}).encode()
+    return {
+        "basic key:secret": base64.b64encode(f"{key}:{secret}".encode()).decode(),
+        "base64 json": base64.b64encode(document).decode(),
+    }
+
+
+def _inner(blob: bytes, part: str, encode: Callable[[bytes], bytes] = base64.b64encode) -> str:
+    """The base64 characters of `blob` that carry nothing but `part` (found in `blob`),
+    less one on each side: a run every encoder writes the same, whatever surrounds it."""
+    start = blob.index(part.encode())
+    end = start + len(part.encode())
+    return encode(blob).decode()[start * 4 // 3 + 2 : end * 4 // 3 - 1]
+
+
 def needles() -> dict[str, str]:
-    found = {f"key {name}": text for name, text in forms(KEY).items()}
+    """What the scan looks for. A base64 blob holding a value at an offset starts and ends
+    with characters that depend on its neighbours, so the scan looks for its inner run."""
+    found = {f"key {name}": text for name, text in key_forms(KEY).items()}
     found |= {f"secret {name}": text for name, text in forms(SECRET).items()}
-    found["basic key:secret"] = base64.b64encode(f"{KEY}:{SECRET}".encode()).decode()
+    found["basic key:secret"] = pair_blobs(KEY, SECRET)["basic key:secret"]
+    shifted = (
+        ("base64-offset-1", b"x", base64.b64encode),
+        ("base64-offset-2", b"xy", base64.urlsafe_b64encode),
+    )
+    for name, filler, encode in shifted:
+        for kind, value in (("key", KEY), ("secret", SECRET)):
+            found[f"{kind} {name}"] = _inner(filler + value.encode(), value, encode)
+    document = json.dumps({"key_id": KEY, "secret_key": SECRET}).encode()
+    found["base64 json: key"] = _inner(document, KEY)
+    found["base64 json: secret"] = _inner(document, SECRET)
     return found
 
 
@@ -81,8 +127,9 @@ class Rule:
 
 def everything(key: str, secret: str) -> str:
     """Every form of both, in one message."""
-    texts = [f"{kind}={text}" for kind, text in (forms(key) | forms(secret)).items()]
-    texts.append("basic=" + base64.b64encode(f"{key}:{secret}".encode()).decode())
+    texts = [f"key_{kind}={text}" for kind, text in key_forms(key).items()]
+    texts += [f"secret_{kind}={text}" for kind, text in forms(secret).items()]
+    texts += [f"{kind.replace(' ', '_')}={text}" for kind, text in pair_blobs(key, secret).items()]
     return " ".join(texts)
 
 

@@ -72,7 +72,7 @@ from tecl_pipeline.broker.models import (
 )
 from tecl_pipeline.broker.retry import RetryPolicy, call_with_retry
 from tecl_pipeline.endpoints import validate_endpoint
-from tecl_pipeline.observability.redaction import Redactor
+from tecl_pipeline.observability.redaction import Redactor, redact
 
 if TYPE_CHECKING:
     from tecl_pipeline.marketdata.alpaca_source import AlpacaMarketData
@@ -219,8 +219,9 @@ class ErrorBody:
     retry_after: float | None
 
 
-def _clip(text: str) -> str:
-    text = " ".join(text.split())
+def _clip(text: str, redactor: Redactor | None = None) -> str:
+    # Masked before the cut: a clipped secret (or a prefix of one) no longer matches whole.
+    text = " ".join(redact(text, redactor).split())
     return text if len(text) <= _MESSAGE_LIMIT else text[:_MESSAGE_LIMIT] + "..."
 
 
@@ -244,11 +245,12 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, seconds)
 
 
-def read_error_body(exc: APIError) -> ErrorBody:
+def read_error_body(exc: APIError, redactor: Redactor | None = None) -> ErrorBody:
     """Status, Alpaca error code, message and Retry-After of an APIError.
 
     APIError.code/.message call json.loads on the body, so an HTML page from a gateway
     (a 502 from a load balancer) would raise inside the handler: read the body here instead.
+    The message is masked by `redactor` before it is clipped.
     """
     response = exc.response
     status = getattr(response, "status_code", None)
@@ -265,16 +267,16 @@ def read_error_body(exc: APIError) -> ErrorBody:
         if isinstance(raw_code, int) and not isinstance(raw_code, bool):
             code = raw_code
         raw_message = body.get("message")
-        message = raw_message if isinstance(raw_message, str) else _clip(text)
+        message = raw_message if isinstance(raw_message, str) else _clip(text, redactor)
     elif text.strip():
         stripped = re.sub(r"<[^>]*>", " ", text)
-        message = f"non-JSON body: {_clip(stripped)}"
+        message = f"non-JSON body: {_clip(stripped, redactor)}"
     else:
         message = "empty body"
     return ErrorBody(
         status=status,
         code=code,
-        message=_clip(message),
+        message=_clip(message, redactor),
         retry_after=parse_retry_after(headers.get("Retry-After")),
     )
 
@@ -284,7 +286,9 @@ def _describe(endpoint: str, body: ErrorBody) -> str:
     return f"{endpoint}: HTTP {body.status}: {body.message}{code}"
 
 
-def translate_api_error(exc: APIError, endpoint: str, kind: CallKind) -> BrokerError:
+def translate_api_error(
+    exc: APIError, endpoint: str, kind: CallKind, redactor: Redactor | None = None
+) -> BrokerError:
     """One HTTP error response -> one project error.
 
     | status              | error                                                       |
@@ -303,7 +307,7 @@ def translate_api_error(exc: APIError, endpoint: str, kind: CallKind) -> BrokerE
     | 400/422 on reads    | BrokerError                                                 |
     | anything else       | BrokerError                                                 |
     """
-    body = read_error_body(exc)
+    body = read_error_body(exc, redactor)
     status = body.status
     message = _describe(endpoint, body)
     lowered = body.message.lower()
@@ -360,7 +364,7 @@ def invoke(endpoint: str, call: Callable[[], T], kind: CallKind, redactor: Redac
             f"{endpoint}: the broker answered with a body that is not JSON"
         )
     except APIError as exc:
-        error = translate_api_error(exc, endpoint, kind)
+        error = translate_api_error(exc, endpoint, kind, redactor)
     except requests.RequestException as exc:
         error = translate_transport_error(exc, endpoint, kind)
     else:

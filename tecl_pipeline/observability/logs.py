@@ -189,6 +189,9 @@ class JsonFormatter(logging.Formatter):
         self.max_message_chars = max_message_chars
 
     def _cap(self, text: str) -> str:
+        # Masked before the cut: the cut could leave a prefix of an encoded secret that no
+        # longer matches as a whole.
+        text = redact(text, self.redactor)
         if len(text) <= self.max_message_chars:
             return text
         cut = len(text) - self.max_message_chars

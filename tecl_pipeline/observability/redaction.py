@@ -9,18 +9,19 @@ Exact-value matching is deliberate: pattern guessing ("anything that looks like 
 both misses real secrets and mangles order ids. But a server or a library that echoes a
 secret rarely echoes it raw: AWS-style secrets contain ``/`` and ``+`` and come back
 percent-encoded (either hex case, ``+`` for a space) in URLs, JSON-escaped in bodies,
-base64-encoded in Basic auth (``key:secret``). Every such form of a registered
-value is masked (`encoded_forms`).
+base64-encoded in Basic auth (``key:secret``) or inside a larger blob, HTML-escaped in
+pages. Each registered value gets one pattern in which every character matches any of its
+encodings, so any mix of them is masked (`value_pattern`); base64, which mixes the bits of
+neighbouring characters, is matched by its stable runs (`base64_forms`).
 """
 
 import base64
-import json
+import html.entities
 import re
 import threading
 import traceback
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from urllib.parse import quote, quote_plus
 
 from tecl_pipeline.errors import RefusedToTrade
 
@@ -42,7 +43,76 @@ SECRET_ENV_NAMES = frozenset(
 SECRET_ENV_SUFFIXES = ("_SECRET", "_SECRET_KEY", "_TOKEN", "_PASSWORD")
 
 
-_PERCENT_ESCAPE = re.compile(r"%[0-9A-F]{2}")
+# A character's escape after any number of JSON/string-literal escaping rounds: one
+# backslash (``\u0026``), two (``\\u0026``, JSON inside JSON), and so on.
+_BACKSLASHES = r"\\{1,8}"
+_JSON_SHORT_ESCAPES = {'"': '"', "/": "/", "\b": "b", "\f": "f", "\n": "n", "\r": "r", "\t": "t"}
+
+
+def _hex(number: int, width: int) -> str:
+    # Hex digits in either case, no leading zeros beyond `width` required.
+    return "(?i:" + f"{number:0{width}x}" + ")"
+
+
+def _html_names() -> dict[str, list[str]]:
+    # Every named HTML5 entity that stands for exactly one character, by that character.
+    names: dict[str, list[str]] = {}
+    for name, char in html.entities.html5.items():
+        if len(char) == 1:
+            names.setdefault(char, []).append(name)
+    return names
+
+
+def _char_alternatives(
+    ch: str, html_names: Mapping[str, list[str]], *, as_bytes: bool
+) -> list[str]:
+    """Regex sources, each matching one way `ch` may be written in an echo."""
+    code = ord(ch)
+    data = ch.encode("utf-8")
+    raw = "".join(f"\\x{b:02x}" for b in data) if as_bytes and code > 0x7F else re.escape(ch)
+    # %XX per UTF-8 byte (either hex case), and once more percent-encoded (%25XX).
+    percent = "".join(f"%(?:25)?{_hex(b, 2)}" for b in data)
+    alternatives = [raw, percent]
+    if ch == " ":
+        alternatives.append(r"\+")
+    # HTML character references: decimal, hex, named (any case), ";" optional as in HTML.
+    alternatives.append(f"&\\#0*{code};?")
+    alternatives.append(f"&\\#[xX]0*{_hex(code, 1)};?")
+    for name in sorted(html_names.get(ch, ()), key=len, reverse=True):
+        alternatives.append("&(?i:" + re.escape(name) + ")")
+    # JSON / string-literal escapes: \uXXXX (a surrogate pair beyond the BMP) and the short
+    # forms, each behind any number of escaping rounds.
+    if code > 0xFFFF:
+        high, low = divmod(code - 0x10000, 0x400)
+        units = [0xD800 + high, 0xDC00 + low]
+    else:
+        units = [code]
+    alternatives.append("".join(f"{_BACKSLASHES}[uU]{_hex(unit, 4)}" for unit in units))
+    if ch == "\\":
+        # Exact counts, not a range: ranges over a run of backslashes would backtrack badly.
+        alternatives.append(r"\\(?:\\(?:\\\\)?)?")
+    elif ch in _JSON_SHORT_ESCAPES:
+        alternatives.append(_BACKSLASHES + re.escape(_JSON_SHORT_ESCAPES[ch]))
+    return alternatives
+
+
+def value_pattern(value: str, *, any_case: bool = False, as_bytes: bool = False) -> str:
+    """A regex source matching `value` written with any mix of encodings per character: raw,
+    percent-encoded (either hex case, ``+`` for a space, doubly), HTML character references
+    (decimal, hex, named, any case), JSON escapes (``\\uXXXX``, ``\\/``, after one or more
+    escaping rounds). With `any_case`, letters match in either case (a key id)."""
+    html_names = _html_names()
+    groups = []
+    for ch in value:
+        variants = {ch, ch.lower(), ch.upper()} if any_case else {ch}
+        variants = {v for v in variants if len(v) == 1}
+        alternatives: list[str] = []
+        for variant in sorted(variants):
+            for alternative in _char_alternatives(variant, html_names, as_bytes=as_bytes):
+                if alternative not in alternatives:
+                    alternatives.append(alternative)
+        groups.append("(?:" + "|".join(alternatives) + ")")
+    return "".join(groups)
 
 
 def _base64_forms(raw: bytes) -> set[str]:
@@ -51,19 +121,19 @@ def _base64_forms(raw: bytes) -> set[str]:
     return padded | {form.rstrip("=") for form in padded}
 
 
-def encoded_forms(value: str) -> set[str]:
-    """`value` as it may come back from a server or a library: raw, percent-encoded (quote,
-    quote_plus, either hex case), JSON-escaped (also the escaped-slash style, and every
-    character as a unicode escape), and base64 (standard and URL-safe)."""
-    percent = {quote(value, safe=""), quote(value), quote_plus(value), quote_plus(value, safe="/")}
-    percent |= {_PERCENT_ESCAPE.sub(lambda m: m.group(0).lower(), form) for form in percent}
-    json_escaped = json.dumps(value)[1:-1]
-    forms = {value, value.strip(), *percent, json_escaped, json_escaped.replace("/", "\\/")}
-    forms |= {json.dumps(value, ensure_ascii=False)[1:-1]}
-    if all(ord(ch) <= 0xFFFF for ch in value):
-        forms |= {"".join(f"\\u{ord(ch):04x}" for ch in value)}
-        forms |= {"".join(f"\\u{ord(ch):04X}" for ch in value)}
-    forms |= _base64_forms(value.encode("utf-8"))
+def base64_forms(value: str) -> set[str]:
+    """`value` inside base64 text: the whole encoding of `value` alone (padded or not), and,
+    for `value` at each byte offset in a larger blob (offset mod 3), the run of characters
+    that depends on `value` only; standard and URL-safe alphabets."""
+    raw = value.encode("utf-8")
+    forms = _base64_forms(raw)
+    for shift in range(3):
+        # Characters [first, last) cover bits that lie wholly inside `value`'s bytes.
+        first = -(-8 * shift // 6)
+        last = 8 * (shift + len(raw)) // 6
+        blob = b"\0" * shift + raw + b"\0\0"
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            forms.add(encode(blob).decode("ascii")[first:last])
     return forms
 
 
@@ -81,7 +151,10 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
         self._lock = threading.Lock()
-        self._secrets: frozenset[str] = frozenset()
+        # (value, any_case): matched per character in every encoding (`value_pattern`).
+        self._values: frozenset[tuple[str, bool]] = frozenset()
+        # Encodings that mix the characters (base64): matched as literal text.
+        self._literals: frozenset[str] = frozenset()
         self._pattern: re.Pattern[str] | None = None
         self._bytes_pattern: re.Pattern[bytes] | None = None
         for secret in secrets:
@@ -106,34 +179,60 @@ class Redactor:
         redactor.register_pair(key_id, secret)
         return redactor
 
-    def register(self, value: str | None) -> None:
-        """Mask `value` in every encoded form from now on; values shorter than 4
-        characters are ignored."""
+    def register(self, value: str | None, *, any_case: bool = False) -> None:
+        """Mask `value` in every encoded form from now on (letters in either case with
+        `any_case`); values shorter than 4 characters are ignored."""
         if not value:
             return
-        self._add(encoded_forms(value))
+        values = {(v, any_case) for v in (value, value.strip()) if len(v) >= MIN_SECRET_LENGTH}
+        if not values:
+            return
+        literals: set[str] = set()
+        for v, _ in values:
+            for case in {v, v.lower(), v.upper()} if any_case else {v}:
+                literals |= base64_forms(case)
+        self._add(values, literals)
 
     def register_pair(self, user: str | None, password: str | None) -> None:
-        """Mask both values, and the forms that carry them together (``user:password``)."""
+        """Mask both values, and the forms that carry them together (``user:password``).
+        `user` is a key id: an identifier that may come back in another letter case."""
         if not user or not password:
             return
-        self.register(user)
+        self.register(user, any_case=True)
         self.register(password)
-        self._add(pair_forms(user, password) | pair_forms(user.strip(), password.strip()))
+        self._add(set(), pair_forms(user, password) | pair_forms(user.strip(), password.strip()))
 
-    def _add(self, forms: set[str]) -> None:
-        forms = {form for form in forms if len(form) >= MIN_SECRET_LENGTH}
-        if not forms:
-            return
+    def _add(self, values: set[tuple[str, bool]], literals: set[str]) -> None:
+        literals = {form for form in literals if len(form) >= MIN_SECRET_LENGTH}
         with self._lock:
-            if forms <= self._secrets:
+            if values <= self._values and literals <= self._literals:
                 return
-            self._secrets = self._secrets | forms
+            self._values = self._values | values
+            self._literals = self._literals | literals
             # Longest first, so a secret containing another is masked whole, not in part.
-            ordered = sorted(self._secrets, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(secret) for secret in ordered))
+            ordered = sorted(
+                [(len(v), v, any_case) for v, any_case in self._values]
+                + [(len(form), form, None) for form in self._literals],
+                key=lambda item: item[0],
+                reverse=True,
+            )
+            text_sources, byte_sources = [], []
+            # Every character a match can start with: a position starting with none of them
+            # costs one set lookup instead of a try of every alternative (most of a message).
+            starts = set("%&\\+")
+            for _, item, any_case in ordered:
+                starts |= {item[0], item[0].lower(), item[0].upper()} if any_case else {item[0]}
+                if any_case is None:
+                    text_sources.append(re.escape(item))
+                    byte_sources.append(re.escape(item))  # base64: ASCII
+                else:
+                    text_sources.append(value_pattern(item, any_case=any_case))
+                    byte_sources.append(value_pattern(item, any_case=any_case, as_bytes=True))
+            text_start = "".join(re.escape(ch) for ch in sorted(starts))
+            byte_start = "".join(sorted({f"\\x{ch.encode()[0]:02x}" for ch in starts}))
+            self._pattern = re.compile(f"(?=[{text_start}])(?:{'|'.join(text_sources)})")
             self._bytes_pattern = re.compile(
-                b"|".join(re.escape(secret.encode("utf-8")) for secret in ordered)
+                f"(?=[{byte_start}])(?:{'|'.join(byte_sources)})".encode("ascii")
             )
 
     def redact(self, text: str) -> str:
@@ -177,11 +276,11 @@ class Redactor:
         return self.redact(text) if self.contains_secret(text) else value
 
     def __len__(self) -> int:
-        return len(self._secrets)
+        return len(self._values) + len(self._literals)
 
     def __repr__(self) -> str:
         # Never the values: a repr ends up in tracebacks and debuggers.
-        return f"Redactor({len(self._secrets)} secret forms)"
+        return f"Redactor({len(self)} secret forms)"
 
 
 def redact(text: str, redactor: Redactor | None) -> str:

@@ -36,6 +36,7 @@ from typing import Any
 from tecl_pipeline.broker.credentials import Credentials
 from tecl_pipeline.broker.models import RetryableBrokerError
 from tecl_pipeline.broker.retry import RetryPolicy, call_with_retry
+from tecl_pipeline.observability.redaction import Redactor
 from tecl_pipeline.secrets_provider.errors import (
     SecretAccessDeniedError,
     SecretAccessError,
@@ -369,18 +370,20 @@ class SecretsManagerCredentials:
                 return _TransientSecretError(
                     code, f"{operation} failed with {code} (HTTP {status})"
                 )
-            return self._refusal(operation, code, self._scrub(_short(error.get("Message"))))
+            return self._refusal(
+                operation, code, _short(self._scrub(str(error.get("Message") or "")))
+            )
         if isinstance(exc, boto_errors.ConnectionError | boto_errors.HTTPClientError):
             name = type(exc).__name__
             return _TransientSecretError(
-                name, f"{operation} failed: {name}: {self._scrub(_short(str(exc)))}"
+                name, f"{operation} failed: {name}: {_short(self._scrub(str(exc)))}"
             )
         if isinstance(exc, boto_errors.BotoCoreError):
             # No AWS credentials, no region, a bad parameter: configuration, not weather.
             name = type(exc).__name__
             return SecretAccessError(
                 f"cannot call Secrets Manager {operation} for secret {self._secret_id!r}: "
-                f"{name}: {self._scrub(_short(str(exc)))}; check the pipeline's AWS "
+                f"{name}: {_short(self._scrub(str(exc)))}; check the pipeline's AWS "
                 "credentials and region",
                 secret_id=self._secret_id,
                 code=name,
@@ -437,11 +440,12 @@ class SecretsManagerCredentials:
         return now
 
     def _scrub(self, text: str) -> str:
+        # Before `_short`: a secret cut in half by the clip is no longer recognisable.
         cached = self._cache
-        if cached is not None:
-            for value in (cached.credentials.secret_key, cached.credentials.key_id):
-                text = text.replace(value, "***")
-        return text
+        if cached is None:
+            return text
+        credentials = cached.credentials
+        return Redactor.for_credentials(credentials.key_id, credentials.secret_key).redact(text)
 
     def _emit(self, event: str, message: str, level: int) -> None:
         log.log(level, "%s: %s", event, message)

@@ -350,33 +350,130 @@ def test_a_client_without_the_expected_internals_is_refused_loudly():
         harden_client(Changed(), 1.0)
 
 
-def test_the_redactor_masks_a_key_pair_in_every_encoding_a_server_may_echo():
-    """S2: the key id and the secret, raw, percent-encoded (quote, quote_plus, lower-case
-    hex), JSON-escaped (escaped slashes, unicode escapes), base64 of each and of the
-    Basic-auth pair `key:secret`, standard and URL-safe, with or without padding."""
-    key, secret = "PKEDGE4Q9", "wJal/rXUt+nF EMI~"
-    redactor = Redactor.for_credentials(key, secret)
-    unicode_escaped = "".join(f"\\u{ord(ch):04x}" for ch in secret)
-    echoes = [
-        key,
-        secret,
-        quote(secret, safe=""),
-        quote(secret, safe="").replace("%2F", "%2f").replace("%2B", "%2b"),
-        quote_plus(secret),
-        json.dumps(secret)[1:-1].replace("/", "\\/"),
-        unicode_escaped,
-        unicode_escaped.upper().replace("\\U", "\\u"),
-        base64.b64encode(secret.encode()).decode(),
-        base64.urlsafe_b64encode(secret.encode()).decode().rstrip("="),
-        base64.b64encode(key.encode()).decode(),
-        base64.b64encode(f"{key}:{secret}".encode()).decode(),
+ALPACA_KEY = "PKALNUMCANARYKEY0042"
+ALPACA_SECRET = "aB3dE5fG7hJ9kL1mN2pQ4rS6tU8vW0xYz1A2b3C4"
+
+
+def _one_char_forms(ch: str) -> list[str]:
+    """Ways a server may write one character (written out here, not by the product)."""
+    code = ord(ch)
+    forms = [ch, f"%{code:02x}", f"%{code:02X}", f"&#{code};", f"&#x{code:x};", f"&#X{code:X};"]
+    forms += [f"\\u{code:04x}", f"\\u{code:04X}", f"\\\\u{code:04x}"]
+    named = {"&": ["&amp;", "&AMP;"], "<": ["&lt;", "&LT;"], ">": ["&gt;"], "/": ["&sol;"]}
+    return forms + named.get(ch, []) + (["+"] if ch == " " else [])
+
+
+def _shifted_base64(value: str) -> list[str]:
+    """`value` inside a larger base64 blob at each byte offset mod 3, both alphabets."""
+    blobs = [value.encode(), b"x" + value.encode(), b"xy" + value.encode() + b"z"]
+    return [
+        encode(blob).decode()
+        for blob in blobs
+        for encode in (base64.b64encode, base64.urlsafe_b64encode)
     ]
-    for echo in echoes:
+
+
+def _echoes(value: str) -> dict[str, str]:
+    escaped = json.dumps(value)[1:-1]
+    return {
+        "raw": value,
+        "quote": quote(value, safe=""),
+        "quote-lower": quote(value, safe="").replace("%2F", "%2f").replace("%2B", "%2b"),
+        "quote_plus": quote_plus(value),
+        "pct-every-byte": "".join(
+            f"%{b:02x}" if i % 2 else f"%{b:02X}" for i, b in enumerate(value.encode())
+        ),
+        "json-slash": escaped.replace("/", "\\/"),
+        "json-twice": json.dumps(escaped)[1:-1],
+        "json-unicode": "".join(f"\\u{ord(ch):04x}" for ch in value),
+        "json-unicode-upper": "".join(f"\\u{ord(ch):04X}" for ch in value),
+        "json-unicode-twice": "".join(f"\\\\u{ord(ch):04x}" for ch in value),
+        "html-decimal": "".join(f"&#{ord(ch)};" for ch in value),
+        "html-hex": "".join(f"&#X{ord(ch):X};" for ch in value),
+        "html-escape": value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"),
+        "base64": base64.b64encode(value.encode()).decode(),
+        "base64-urlsafe-unpadded": base64.urlsafe_b64encode(value.encode()).decode().rstrip("="),
+    }
+
+
+@pytest.mark.parametrize(
+    ("key", "secret"),
+    [
+        ("PKEDGE4Q9", "wJal/rXUt+nF EMI~"),
+        (ALPACA_KEY, ALPACA_SECRET),
+        ("PKHTML0SYM", "Zq9/Xy+Ab3&Cd<Ef>"),
+    ],
+)
+def test_the_redactor_masks_a_key_pair_in_every_encoding_a_server_may_echo(seed, key, secret):
+    """S2: the key id and the secret, raw, percent-encoded (quote, quote_plus, every byte,
+    either hex case), JSON-escaped (escaped slashes, unicode escapes, escaped twice),
+    HTML-escaped (decimal, hex, named, any case), base64 of each and of the Basic-auth pair
+    `key:secret`, standard and URL-safe, with or without padding; any per-character mix of
+    those; base64 of a larger blob holding a value at any offset; the key id in any letter
+    case. What is left around a mask never holds a run of the value."""
+    rng = random.Random(seed)
+    redactor = Redactor.for_credentials(key, secret)
+    whole = [(name, form) for value in (key, secret) for name, form in _echoes(value).items()]
+    whole += [("key-lower", key.lower()), ("key-swapcase", key.swapcase())]
+    whole += [("basic", base64.b64encode(f"{key}:{secret}".encode()).decode())]
+    for name, echo in whole:
         text = f"before {echo} after"
-        assert redactor.redact(text) == "before *** after", echo
-        assert redactor.redact_bytes(text.encode()) == b"before *** after", echo
+        assert redactor.redact(text) == "before *** after", (name, echo)
+        assert redactor.redact_bytes(text.encode()) == b"before *** after", (name, echo)
+    mixes = [
+        ("mixed", "".join(rng.choice(_one_char_forms(ch)) for ch in value))
+        for value in (key, secret, key.lower())
+        for _ in range(20)
+    ]
+    shifted = [
+        ("base64-shifted", blob)
+        for value in (key, secret, key.lower())
+        for blob in _shifted_base64(value)
+    ]
+    blob = json.dumps({"key_id": key, "secret_key": secret}).encode()
+    shifted += [
+        ("base64-json", encode(blob).decode())
+        for encode in (base64.b64encode, base64.urlsafe_b64encode)
+    ]
+    for name, echo in mixes + shifted:
+        text = f"before {echo} after"
+        masked = redactor.redact(text)
+        assert redactor.redact_bytes(text.encode()).decode() == masked, (name, echo)
+        assert "***" in masked and not redactor.contains_secret(masked), (name, echo, masked)
+        # A filler-dependent character may stay on each side of a base64 mask, never more
+        # than one: the rest of what stays is the filler's.
+        for value in (key, secret):
+            for encoded in (value, *_shifted_base64(value)):
+                for start in range(len(encoded) - 4):
+                    assert encoded[start : start + 5] not in masked.replace("before ", ""), (
+                        name,
+                        echo,
+                        masked,
+                    )
     assert Redactor().redact_bytes(b"no secrets known") == b"no secrets known"
     assert redactor.redact("an order id, a price 101.50") == "an order id, a price 101.50"
+    assert redactor.redact("PKAL &amp; %2F \\u0041 a=b") == "PKAL &amp; %2F \\u0041 a=b"
+
+
+def test_an_error_message_is_masked_before_it_is_clipped(canned, make):
+    """S2: a 403 whose JSON message, once decoded, holds the secret percent-encoded (the
+    raw body JSON-escapes each "%", so only the decoded text shows it) right where the
+    adapter clips long messages: the message is masked first, so no prefix of the encoded
+    secret is left in the error."""
+    creds = sim_credentials().get()
+    encoded = "".join(f"\\u0025{b:02x}" for b in creds.secret_key.encode())
+    message = "forbidden " + "x" * 280 + " " + encoded + " end"
+    canned.answer(
+        "GET",
+        "/v2/account",
+        Canned(raw='{"code": 40310000, "message": "' + message + '"}', status=403),
+    )
+    with pytest.raises(BrokerError) as caught:
+        make().get_account()
+    text = str(caught.value)
+    assert "forbidden xxx" in text and "***" in text, text
+    first_bytes = "".join(f"%{b:02x}" for b in creds.secret_key.encode()[:2])
+    assert first_bytes not in text.lower(), text
 
 
 def test_a_redirect_is_not_followed_so_the_keys_go_nowhere_else(canned, make):

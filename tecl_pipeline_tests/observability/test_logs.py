@@ -131,6 +131,19 @@ def test_redactor_masks_encoded_forms_and_ignores_short_values():
     assert env.redact(f"{CANARY} /root/home") == "*** /root/home"
 
 
+def test_a_long_message_is_masked_before_it_is_truncated():
+    """S2: the formatter caps a huge message; a record that reached it unfiltered, with an
+    encoded secret straddling the cap, shows the mask and no prefix of the encoding."""
+    secret = "Zq9/Xy+Ab3&Cd<Ef>"
+    encoded = "Zq9%2FXy%2bAb3%26Cd%3cEf%3E"
+    formatter = JsonFormatter(Redactor([secret]), max_message_chars=256)
+    record = logging.makeLogRecord({"msg": "x" * 245 + " " + encoded + " " + "y" * 100})
+    line = formatter.format(record)
+    message = json.loads(line)["message"]
+    assert "***" in message and "truncated" in message, message
+    assert "Zq9" not in line and "%2F" not in line, line
+
+
 def test_disk_full_falls_back_to_stderr_without_raising(tmp_path, redactor, restore_logger):
     """C5: a sink that cannot write (ENOSPC via /dev/full) never raises into the caller; its
     records go to stderr, with one note for the whole failure burst and one on recovery."""

@@ -660,6 +660,23 @@ def test_a_value_echoed_by_the_server_is_scrubbed_from_our_messages(
         assert "not for *** / ***" in text
 
 
+def test_an_echoed_value_is_masked_before_the_message_is_clipped(
+    proxy, secret_id, provider_for, fake_time, events
+):
+    """S2: a long AWS message with the cached secret percent-encoded (either hex case)
+    where the provider clips messages: masked first, so no prefix of it is left."""
+    provider = provider_for(secret_id, make_client(proxy.url))
+    provider.get()
+    fake_time.advance(TTL)
+    encoded = "".join(f"%{b:02x}" if i % 2 else f"%{b:02X}" for i, b in enumerate(SECRET.encode()))
+    proxy.fail("GetSecretValue", "AccessDeniedException", message="x" * 270 + " " + encoded)
+    with pytest.raises(SecretAccessDeniedError) as caught:
+        provider.get()
+    for text in (str(caught.value), events[0][1]):
+        assert "xxx ***" in text, text
+        assert encoded[:6] not in text, text
+
+
 # ---------------------------------------------------------------------------- the factory
 
 
