@@ -23,10 +23,10 @@ import pytest
 from pydantic import ValidationError
 
 from tecl_pipeline.broker.models import OrderRequest, OrderSide
-from tecl_pipeline.run_report import EXIT_NOT_CLEAN, explain_result
+from tecl_pipeline.run_report import EXIT_NOT_CLEAN, EXIT_REFUSED, explain_result
 from tecl_pipeline.settings import Settings
 from tecl_pipeline.state.locks import session_lock
-from tecl_pipeline_tests.broker.simulator_fixtures import hold_bil
+from tecl_pipeline_tests.broker.simulator_fixtures import hold_bil, market_order, trading_client
 from tecl_pipeline_tests.failure_modes.helpers import (
     materialized,
     read_alerts,
@@ -227,6 +227,25 @@ def test_configured_risk_limit_refuses_the_run_before_any_order(tmp_path, limit,
 
 
 # -- C2: two runs for one session: one trades, the other stops without orders -----------------
+
+
+def test_run_that_would_reverse_another_hosts_fill_of_the_session_refuses_with_exit_2(
+    simulator, tmp_path
+):
+    """C2/X3: another host, deciding differently, bought BIL for this session (its order is
+    at the broker, no journal shared); this run decides TECL, which would sell that BIL. It
+    refuses before any order (exit 2), naming the other host's order."""
+    market_order(trading_client(simulator.url), "BIL", 100, "tecl-20261124-buy-BIL-1")
+
+    result = run_session(against(simulator, tmp_path), SESSION)
+
+    outcome = explain_result(result, SESSION)
+    assert outcome.exit_code == EXIT_REFUSED, outcome
+    assert (
+        "session 2026-11-24 already bought BIL (tecl-20261124-buy-BIL-1); "
+        "this run's decision would sell it: not sending"
+    ) in outcome.reason
+    assert [s["client_order_id"] for s in submissions(simulator)] == ["tecl-20261124-buy-BIL-1"]
 
 
 def test_run_for_a_session_another_run_is_trading_sends_no_orders(run_daily, state_dir):
