@@ -52,6 +52,11 @@ class TradingWindowError(RefusedToTrade):
     """The broker's clock says this is not the time to trade this session (T2, T3)."""
 
 
+class SessionReversalError(RefusedToTrade):
+    """This run's decision would reverse a trade its session already made at the broker:
+    another run decided differently for the same session (C2, X3)."""
+
+
 class TradingStopped(Exception):
     """The run was asked to stop (SIGTERM) while trading: it sent nothing after the request,
     and the message says what it left working at the broker. Not a refusal: it may have

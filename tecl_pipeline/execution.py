@@ -29,6 +29,15 @@ Why no leg fills twice:
   positions already hold n+1's fill.
 A run that cannot be sure therefore sends nothing for that leg and names why. The session
 lock in `TECL_LOCAL_DIR` only spares one machine the needless race.
+
+One direction per symbol per session: runs of one session on hosts with slightly different
+market data may decide differently, and each would trade its own decision. The broker's
+orders of the session are the one record every host sees, so the rule is kept there
+(`first_reversal`), not in a journal a host may not share: an order that would reverse a
+filled order of the session (buy what it sold, sell what it bought) is never sent.
+
+The broker's clock is read again before every order (T2, T3): fill waits and retries can
+carry a run past the close, and an order sent then would be queued for the next session.
 """
 
 import time
@@ -54,6 +63,7 @@ from tecl_pipeline.errors import (
     AccountError,
     MarketDataError,
     RiskLimitError,
+    SessionReversalError,
     TradingStopped,
     TradingWindowError,
 )
@@ -180,6 +190,34 @@ class OrdersSeen:
         return moved
 
 
+_DONE = {OrderSide.BUY: "bought", OrderSide.SELL: "sold"}
+
+
+def first_reversal(
+    session: date, planned: Iterable[PlannedOrder], session_orders: Iterable[Order]
+) -> str | None:
+    """Why an order of `planned` would reverse a filled order of the session, or None.
+
+    Only fills count: an order cancelled or rejected with nothing filled traded nothing, so
+    the other direction is still open to the session.
+    """
+    prefix = session_prefix(session)
+    traded: dict[tuple[str, OrderSide], str] = {}
+    for order in sorted(session_orders, key=lambda o: o.submitted_at):
+        if order.filled_qty > 0 and order.client_order_id.startswith(prefix):
+            traded.setdefault((order.symbol, order.side), order.client_order_id)
+    for order in planned:
+        side = OrderSide(order.side)
+        opposite = OrderSide.SELL if side is OrderSide.BUY else OrderSide.BUY
+        earlier = traded.get((order.symbol, opposite))
+        if earlier is not None:
+            return (
+                f"session {session} already {_DONE[opposite]} {order.symbol} ({earlier}); "
+                f"this run's decision would {side.value} it: not sending"
+            )
+    return None
+
+
 @dataclass(frozen=True)
 class NotSent:
     """Why a planned order was not sent; `other` is the order another run sent for the
@@ -190,15 +228,18 @@ class NotSent:
 
 
 def _submit(
-    broker: Broker, session: date, planned: PlannedOrder, seen: OrdersSeen
+    broker: Broker,
+    session: date,
+    planned: PlannedOrder,
+    seen: OrdersSeen,
+    session_orders: Iterable[Order],
 ) -> Order | NotSent:
-    """Send one order under the leg's next client order id; return it, or why not."""
+    """Send one order under the leg's next client order id; return it, or why not.
+    `session_orders` are the session's orders as listed right before this call."""
     side = OrderSide(planned.side)
     prefix = leg_prefix(session, side, planned.symbol)
     # Both sides of the symbol: any fill of it since planning makes the quantity stale.
-    symbol_orders = [
-        o for o in broker.list_orders(session_prefix(session)) if o.symbol == planned.symbol
-    ]
+    symbol_orders = [o for o in session_orders if o.symbol == planned.symbol]
     open_orders = [o.client_order_id for o in symbol_orders if not o.status.is_final]
     if open_orders:
         return NotSent(f"order {open_orders[0]} for {planned.symbol} is still open; not sending")
@@ -365,15 +406,45 @@ def execute(
     prices: Mapping[str, Decimal],
     policy: ExecutionPolicy,
     pacing: Pacing | None = None,
+    *,
+    calendar: TradingCalendar | None = None,
 ) -> ExecutionReport:
     """Trade the session's target: finish earlier runs' open orders, then sells, then buys.
 
     Quantities always come from the broker's positions at that moment, never from what an
     earlier attempt meant to send, so nothing is re-ordered blindly (T6, A2).
+
+    With `calendar`, the broker's clock must be inside the session's window
+    (`check_trading_window`) when execution starts, else `TradingWindowError`, and again
+    before every order: once it is not, nothing more is sent and the orders left are
+    reported as not sent with the reason (orders may already be out, so this is not a
+    refusal; the residuals make the session end not clean). Without it the caller vouches
+    for the time (the order logic's own tests).
+
+    A plan that would reverse a filled order of the session is refused before any order
+    (`SessionReversalError`): it comes from a decision other than the one the session
+    already traded on, so none of it is sent, not only the reversing leg (a run that sold
+    TECL for BIL against a session that bought TECL would otherwise still buy BIL). A
+    reversing order that appears only while this run trades (another host's, sent after
+    this run listed the session) stops the rest of this run the same way as a closed window.
     """
     pacing = pacing or Pacing()
     tracker = _OrderTracker(broker, policy, pacing)
     sent: list[str] = []
+    # Why this run sends nothing more (the window closed, the session was reversed).
+    halted: list[str] = []
+
+    def window_problem() -> str | None:
+        if calendar is None:
+            return None
+        try:
+            check_trading_window(broker.get_clock(), session, calendar, policy)
+        except TradingWindowError as exc:
+            return str(exc)
+        return None
+
+    if (closed := window_problem()) is not None:
+        raise TradingWindowError(closed)
 
     def stop_if_asked() -> None:
         why = pacing.stop_requested()
@@ -400,6 +471,9 @@ def execute(
     snapshot.require_prices_confirmed()
     plan, assets = snapshot.plan, snapshot.assets
     skipped: list[tuple[str, str]] = list(plan.skipped)
+    reversal = first_reversal(session, plan.orders, seen.orders.values())
+    if reversal is not None:
+        raise SessionReversalError(reversal)
 
     def send(orders: tuple[PlannedOrder, ...]) -> None:
         phase: list[str] = []
@@ -409,7 +483,18 @@ def execute(
                 skipped.append((planned.symbol, "asset is not tradable at the broker"))
                 continue
             stop_if_asked()
-            outcome = _submit(broker, session, planned, seen)
+            session_orders: list[Order] = []
+            if not halted:
+                why = window_problem()
+                if why is None:
+                    session_orders = broker.list_orders(session_prefix(session))
+                    why = first_reversal(session, plan.orders, session_orders)
+                if why is not None:
+                    halted.append(why)
+            if halted:
+                skipped.append((planned.symbol, halted[0]))
+                continue
+            outcome = _submit(broker, session, planned, seen, session_orders)
             if isinstance(outcome, NotSent):
                 skipped.append((planned.symbol, outcome.reason))
                 if outcome.other is not None:
@@ -423,7 +508,9 @@ def execute(
         stop_if_asked()
 
     send(plan.sells)
-    if plan.buys:
+    if plan.buys and halted:
+        skipped.extend((planned.symbol, halted[0]) for planned in plan.buys)
+    elif plan.buys:
         # Buy with what the broker says is available once the sells are done (B7).
         buying_power = broker.get_account().buying_power
         buys, too_small = size_buys(

@@ -18,7 +18,9 @@ from tecl_pipeline.broker.models import (
     OrderStatus,
 )
 from tecl_pipeline.broker.simulator import SimulatorServer
-from tecl_pipeline.execution import ExecutionPolicy, OrdersSeen, execute
+from tecl_pipeline.errors import SessionReversalError
+from tecl_pipeline.execution import ExecutionPolicy, OrdersSeen, execute, first_reversal
+from tecl_pipeline.portfolio import PlannedOrder
 from tecl_pipeline_tests.test_execution import (
     ALL_TECL,
     FAST,
@@ -181,6 +183,74 @@ def test_order_another_run_sent_while_this_one_planned_is_not_repeated(
     simulator.simulator.set_fill_mode("immediate")
     assert execute(client, SESSION, ALL_TECL, prices, HALF).sent == ()
     assert filled_per_leg(simulator) == {("buy", "TECL"): 1}
+
+
+def test_run_whose_decision_would_reverse_the_sessions_fill_sends_nothing(
+    client,  # noqa: F811
+    prices,  # noqa: F811
+    simulator,
+    sim_calendar,
+):
+    """C2/X3: host A bought TECL for the session; host B, deciding on slightly different
+    data, would sell it for UVXY/BIL. B refuses before any order and names A's order: one
+    direction per symbol per session, from the broker's orders alone (no shared journal)."""
+    [bought] = execute(client, SESSION, ALL_TECL, prices, HALF, calendar=sim_calendar).sent
+    assert bought.client_order_id == "tecl-20261124-buy-TECL-1"
+
+    with adapter(simulator) as other, pytest.raises(SessionReversalError) as refused:
+        execute(other, SESSION, MIX, prices, HALF, calendar=sim_calendar)
+
+    assert str(refused.value) == (
+        "session 2026-11-24 already bought TECL (tecl-20261124-buy-TECL-1); "
+        "this run's decision would sell it: not sending"
+    )
+    assert len(submissions(simulator)) == 1
+    assert filled_per_leg(simulator) == {("buy", "TECL"): 1}
+    assert set(client.get_positions()) == {"TECL"}
+
+
+def test_reversal_that_appears_while_a_run_trades_stops_what_is_left(
+    client,  # noqa: F811
+    prices,  # noqa: F811
+    simulator,
+    sim_calendar,
+):
+    """C2/X3: run B read positions (half TECL, half cash) and planned to sell TECL for
+    UVXY/BIL; another host's buy of TECL with the cash fills before B's first order: B
+    sends none of its orders, the buys included, and names the order it would reverse."""
+    execute(client, date(2026, 11, 23), ALL_TECL, prices, HALF)
+
+    def other_host_buys_tecl() -> None:
+        [order] = execute(client, SESSION, ALL_TECL, prices, FAST).sent
+        assert order.client_order_id == "tecl-20261124-buy-TECL-1"
+
+    other = paused(simulator, get_asset=other_host_buys_tecl)
+    with other:
+        late = execute(other, SESSION, MIX, prices, HALF, calendar=sim_calendar)
+
+    assert late.sent == ()
+    assert {symbol for symbol, _ in late.skipped} == {"TECL", "UVXY", "BIL"}, late.skipped
+    assert all(
+        "already bought TECL (tecl-20261124-buy-TECL-1)" in why for _, why in late.skipped
+    ), late.skipped
+    assert filled_per_leg(simulator) == {("buy", "TECL"): 1}
+
+
+def test_only_fills_of_the_other_side_count_as_a_reversal():
+    """The rule itself: a cancelled order with nothing filled traded nothing; an order of the
+    same side, or of another session or symbol, is no reversal."""
+    sell = PlannedOrder(symbol="TECL", side="sell", qty=Decimal(10), reference_price=Decimal(50))
+    unfilled = _order("tecl-20261124-buy-TECL-1", "canceled", "0")
+    assert first_reversal(SESSION, [sell], [unfilled]) is None
+    other_day = _order("tecl-20261123-buy-TECL-1", "filled", "10")
+    assert first_reversal(SESSION, [sell], [other_day]) is None
+    buy = PlannedOrder(symbol="TECL", side="buy", qty=Decimal(10), reference_price=Decimal(50))
+    partly = _order("tecl-20261124-buy-TECL-1", "canceled", "4")
+    assert first_reversal(SESSION, [buy], [partly]) is None
+    assert first_reversal(SESSION, [sell], [partly]) == (
+        "session 2026-11-24 already bought TECL (tecl-20261124-buy-TECL-1); "
+        "this run's decision would sell it: not sending"
+    )
 
 
 def _order(client_order_id: str, status: str, filled: str) -> Order:

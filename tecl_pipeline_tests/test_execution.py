@@ -3,7 +3,7 @@ buys, idempotent client order ids, orders tracked to completion, refusals before
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -40,7 +40,13 @@ from tecl_pipeline.portfolio import RiskLimits
 from tecl_pipeline.reconcile import unexplained_position_changes
 from tecl_pipeline.state.locks import session_lock
 from tecl_pipeline.universe import HOLDINGS
-from tecl_pipeline_tests.broker.simulator_fixtures import SIM_KEY, SIM_SECRET, SIM_SESSION
+from tecl_pipeline_tests.broker.simulator_fixtures import (
+    SIM_KEY,
+    SIM_SECRET,
+    SIM_SESSION,
+    hold_bil,
+    set_sim_clock,
+)
 
 SESSION = SIM_SESSION
 ALL_TECL = {"TECL": Decimal(1)}
@@ -410,6 +416,60 @@ def test_closed_market_at_order_time_refuses(calendar):
     moment = datetime(2026, 11, 24, 20, 45, tzinfo=UTC)
     with pytest.raises(TradingWindowError, match="closed"):
         check_trading_window(clock_at(moment, is_open=False), SESSION, calendar, ExecutionPolicy())
+
+
+class ClosePassesDuringTheWait(FakeTime):
+    """The sell's fill wait: at its first pause the sell fills, then the broker's clock
+    moves past the close before the run looks again."""
+
+    def __init__(self, broker: AlpacaBroker, server: SimulatorServer, after: datetime) -> None:
+        super().__init__()
+        self._broker, self._server, self._after = broker, server, after
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        if len(self.sleeps) == 1:
+            # Reads are what fill a delayed order in the simulator: two fill this one.
+            for _ in range(2):
+                [sell] = self._broker.list_orders(leg_prefix(SESSION, OrderSide.SELL, "BIL"))
+            assert sell.status is OrderStatus.FILLED
+            set_sim_clock(self._server.url, self._after)
+
+
+def test_clock_passing_the_close_during_the_sells_fill_wait_sends_no_buy(
+    client, prices, simulator, sim_calendar
+):
+    """T3: the broker's clock is read again before every order. The sell of BIL fills while
+    the clock passes 16:00 New York: the TECL buy is not sent, and the report says why."""
+    hold_bil(simulator.url)
+    simulator.simulator.set_fill_mode("delayed", delay_polls=1)
+    after_close = sim_calendar.close_time(SESSION) + timedelta(minutes=5)
+    fake = ClosePassesDuringTheWait(client, simulator, after_close)
+
+    report = execute(client, SESSION, ALL_TECL, prices, FAST, fake.pacing(), calendar=sim_calendar)
+
+    [sold] = report.sent
+    assert (sold.side, sold.symbol, sold.status) == (OrderSide.SELL, "BIL", OrderStatus.FILLED)
+    assert fake.sleeps, "the close passed during the sell's fill wait"
+    [(symbol, why)] = [skip for skip in report.skipped if skip not in report.plan.skipped]
+    assert symbol == "TECL"
+    assert "broker clock 2026-11-24 16:05 EST is outside session 2026-11-24" in why
+    assert [s["client_order_id"] for s in submissions(simulator)] == [
+        "manual-bil-1",
+        "tecl-20261124-sell-BIL-1",
+    ]
+
+
+def test_run_starting_after_the_close_by_the_broker_clock_sends_nothing(
+    client, prices, simulator, sim_calendar
+):
+    """T3: execution itself reads the broker's clock before anything else."""
+    set_sim_clock(simulator.url, sim_calendar.close_time(SESSION) + timedelta(minutes=1))
+
+    with pytest.raises(TradingWindowError, match="16:01 EST is outside session 2026-11-24"):
+        execute(client, SESSION, ALL_TECL, prices, FAST, calendar=sim_calendar)
+
+    assert submissions(simulator) == []
 
 
 def test_split_between_two_sessions_is_not_traded_against(client, simulator):

@@ -34,7 +34,6 @@ from tecl_pipeline.execution import (
     ExecutionReport,
     Pacing,
     StopRequest,
-    check_trading_window,
     execute,
     plan_from_broker,
     session_prefix,
@@ -375,8 +374,8 @@ def executed_orders(
         broker.connect(session) as client,
     ):
         context.log.info(f"trading through {client.description}")
-        check_trading_window(client.get_clock(), session, CALENDAR, policy)
         try:
+            # The broker's clock is checked first and before every order (T2, T3).
             report = execute(
                 client,
                 session,
@@ -384,6 +383,7 @@ def executed_orders(
                 target_allocation.prices,
                 policy,
                 Pacing(stop_requested=stop_request),
+                calendar=CALENDAR,
             )
         except RefusedToTrade:
             raise

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -22,8 +23,10 @@ import pytest
 from pydantic import ValidationError
 
 from tecl_pipeline.broker.models import OrderRequest, OrderSide
+from tecl_pipeline.run_report import EXIT_NOT_CLEAN, EXIT_REFUSED, explain_result
 from tecl_pipeline.settings import Settings
 from tecl_pipeline.state.locks import session_lock
+from tecl_pipeline_tests.broker.simulator_fixtures import hold_bil, market_order, trading_client
 from tecl_pipeline_tests.failure_modes.helpers import (
     materialized,
     read_alerts,
@@ -85,6 +88,37 @@ def test_run_at_the_wrong_broker_time_refuses_before_any_order(simulator, tmp_pa
 
 
 # -- T3: an early close moves the run; a closed market refuses -------------------------------
+
+
+def test_close_passing_while_the_sell_waits_sends_no_buy_and_ends_not_clean(simulator, tmp_path):
+    """T3/P1: the run's BIL sell is held (delayed fill) and the broker's clock passes 16:00
+    New York while the run waits for it: the TECL buy is never sent, the run says why, and
+    the session ends not clean (exit 3), not as a crash."""
+    hold_bil(simulator.url)
+    simulator.simulator.set_fill_mode("delayed", delay_polls=1_000_000)
+    done = threading.Event()
+
+    def close_once_the_sell_is_out() -> None:
+        while not done.is_set():
+            if any(s["client_order_id"].startswith("tecl-") for s in submissions(simulator)):
+                simulator.simulator.set_clock(datetime(2026, 11, 24, 16, 5, tzinfo=NY))
+                return
+            done.wait(0.05)
+
+    mover = threading.Thread(target=close_once_the_sell_is_out)
+    mover.start()
+    try:
+        result = run_session(against(simulator, tmp_path), SESSION)
+    finally:
+        done.set()
+        mover.join()
+
+    outcome = explain_result(result, SESSION)
+    assert outcome.exit_code == EXIT_NOT_CLEAN, outcome
+    sent = [s["client_order_id"] for s in submissions(simulator)]
+    assert sent == ["manual-bil-1", "tecl-20261124-sell-BIL-1"]
+    [why] = [line for line in outcome.attention if line.startswith("TECL not sent: ")]
+    assert "broker clock 2026-11-24 16:05 EST is outside session 2026-11-24" in why
 
 
 def test_early_close_refuses_at_the_regular_time_and_trades_at_1245(simulator, tmp_path):
@@ -193,6 +227,25 @@ def test_configured_risk_limit_refuses_the_run_before_any_order(tmp_path, limit,
 
 
 # -- C2: two runs for one session: one trades, the other stops without orders -----------------
+
+
+def test_run_that_would_reverse_another_hosts_fill_of_the_session_refuses_with_exit_2(
+    simulator, tmp_path
+):
+    """C2/X3: another host, deciding differently, bought BIL for this session (its order is
+    at the broker, no journal shared); this run decides TECL, which would sell that BIL. It
+    refuses before any order (exit 2), naming the other host's order."""
+    market_order(trading_client(simulator.url), "BIL", 100, "tecl-20261124-buy-BIL-1")
+
+    result = run_session(against(simulator, tmp_path), SESSION)
+
+    outcome = explain_result(result, SESSION)
+    assert outcome.exit_code == EXIT_REFUSED, outcome
+    assert (
+        "session 2026-11-24 already bought BIL (tecl-20261124-buy-BIL-1); "
+        "this run's decision would sell it: not sending"
+    ) in outcome.reason
+    assert [s["client_order_id"] for s in submissions(simulator)] == ["tecl-20261124-buy-BIL-1"]
 
 
 def test_run_for_a_session_another_run_is_trading_sends_no_orders(run_daily, state_dir):
