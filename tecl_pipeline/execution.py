@@ -12,15 +12,18 @@ relied on. A run sends attempt n+1 of a leg only when
 
 (a) the session's orders, listed *before* it read the positions it planned from, held
     exactly n attempts of the leg, all final (`OrdersSeen`), and
-(b) the symbol's orders, listed again right before the POST, are those same orders in
-    the same final states: nothing of that symbol appeared or moved since (a).
+(b) the session's orders, listed again right before the POST, are those same orders in
+    the same final states, apart from this run's own: nothing appeared or moved since (a).
 
 Why no leg fills twice:
 - Positions read after attempts 1..n were final include their fills, so the quantity sent
   is what is still missing, never what another attempt already bought or sold.
 - An attempt that reached the broker between (a) and (b), or was still open at (a), shows
-  at (b) as new, moved or open: this run sends nothing for the symbol and says why; the
-  next run plans from positions that include it.
+  at (b) as new, moved or open: this run sends nothing more and says why; the next run
+  plans from positions that include it. (b) looks at every symbol, not only the one about
+  to be sent: another run that traded any of the session's symbols since (a) is trading
+  from another snapshot, perhaps another decision, and this run's remaining orders, sized
+  from cash and positions read before that, would mix the two.
 - An attempt that reaches the broker after (b) was decided from the same n attempts, so it
   carries the same id n+1: the broker places one order per client order id and refuses
   the others (422). The run that lost waits for the winner's order and reports that
@@ -190,6 +193,18 @@ class OrdersSeen:
         return moved
 
 
+def another_run(seen: OrdersSeen, session_orders: Iterable[Order], own: set[str]) -> str | None:
+    """Why this run must send nothing more, if another run traded the session since this
+    run's plan was made (rule (b)): an order not this run's that is new, was open, or moved."""
+    moved = seen.moved_since(o for o in session_orders if o.client_order_id not in own)
+    if not moved:
+        return None
+    return (
+        f"order {moved[0]} appeared or finished after this run read the positions it planned "
+        "from (another run is trading this session); not sending"
+    )
+
+
 _DONE = {OrderSide.BUY: "bought", OrderSide.SELL: "sold"}
 
 
@@ -231,24 +246,17 @@ def _submit(
     broker: Broker,
     session: date,
     planned: PlannedOrder,
-    seen: OrdersSeen,
     session_orders: Iterable[Order],
 ) -> Order | NotSent:
     """Send one order under the leg's next client order id; return it, or why not.
-    `session_orders` are the session's orders as listed right before this call."""
+    `session_orders` are the session's orders as listed right before this call, checked by
+    the caller against what it planned from (rule (b))."""
     side = OrderSide(planned.side)
     prefix = leg_prefix(session, side, planned.symbol)
-    # Both sides of the symbol: any fill of it since planning makes the quantity stale.
     symbol_orders = [o for o in session_orders if o.symbol == planned.symbol]
     open_orders = [o.client_order_id for o in symbol_orders if not o.status.is_final]
     if open_orders:
         return NotSent(f"order {open_orders[0]} for {planned.symbol} is still open; not sending")
-    moved = seen.moved_since(symbol_orders)
-    if moved:
-        return NotSent(
-            f"order {moved[0]} for {planned.symbol} appeared or finished after this run read "
-            "the positions it planned from (another run is trading this session); not sending"
-        )
     earlier = [o for o in symbol_orders if o.client_order_id.startswith(prefix)]
     client_order_id = f"{prefix}{len(earlier) + 1}"
     request = OrderRequest(
@@ -431,6 +439,7 @@ def execute(
     pacing = pacing or Pacing()
     tracker = _OrderTracker(broker, policy, pacing)
     sent: list[str] = []
+    own: set[str] = set()  # client order ids this run sent
     # Why this run sends nothing more (the window closed, the session was reversed).
     halted: list[str] = []
 
@@ -489,12 +498,14 @@ def execute(
                 if why is None:
                     session_orders = broker.list_orders(session_prefix(session))
                     why = first_reversal(session, plan.orders, session_orders)
+                if why is None:
+                    why = another_run(seen, session_orders, own)
                 if why is not None:
                     halted.append(why)
             if halted:
                 skipped.append((planned.symbol, halted[0]))
                 continue
-            outcome = _submit(broker, session, planned, seen, session_orders)
+            outcome = _submit(broker, session, planned, session_orders)
             if isinstance(outcome, NotSent):
                 skipped.append((planned.symbol, outcome.reason))
                 if outcome.other is not None:
@@ -504,6 +515,7 @@ def execute(
                 tracker.track(outcome)
                 phase.append(outcome.id)
                 sent.append(outcome.id)
+                own.add(outcome.client_order_id)
         tracker.settle([*phase, *others])
         stop_if_asked()
 

@@ -236,6 +236,33 @@ def test_reversal_that_appears_while_a_run_trades_stops_what_is_left(
     assert filled_per_leg(simulator) == {("buy", "TECL"): 1}
 
 
+def test_run_whose_snapshot_another_run_traded_since_sends_nothing_more(
+    client,  # noqa: F811
+    prices,  # noqa: F811
+    simulator,
+    sim_calendar,
+):
+    """C2: run B read positions (all cash) and planned UVXY/BIL; another host buys TECL with
+    half of that cash before B's first order. No order of B's would reverse it, yet B's plan was
+    sized from cash that is gone, for another decision: B sends nothing, and names the
+    order that moved, rather than spending the half the other host left on its own plan
+    and leaving the account holding both decisions."""
+
+    def other_host_buys_tecl() -> None:
+        [order] = execute(client, SESSION, ALL_TECL, prices, HALF).sent
+        assert order.client_order_id == "tecl-20261124-buy-TECL-1"
+
+    other = paused(simulator, get_asset=other_host_buys_tecl)
+    with other:
+        late = execute(other, SESSION, MIX, prices, HALF, calendar=sim_calendar)
+
+    assert late.sent == ()
+    assert late.skipped and all(
+        "tecl-20261124-buy-TECL-1" in why and "another run" in why for _, why in late.skipped
+    ), late.skipped
+    assert filled_per_leg(simulator) == {("buy", "TECL"): 1}
+
+
 def test_only_fills_of_the_other_side_count_as_a_reversal():
     """The rule itself: a cancelled order with nothing filled traded nothing; an order of the
     same side, or of another session or symbol, is no reversal."""
