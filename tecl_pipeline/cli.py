@@ -34,9 +34,9 @@ T = TypeVar("T")
 if TYPE_CHECKING:
     from dagster import DagsterInstance, DagsterInvalidConfigError
 
-    from tecl_pipeline.execution import StopRequest
     from tecl_pipeline.observability.alerts import Alerter
     from tecl_pipeline.settings import Settings
+    from tecl_pipeline.stopping import StopRequest
 
 
 def _parse_session(text: str) -> date:
@@ -493,7 +493,7 @@ def _stop_on_signals() -> Iterator["StopRequest"]:
     """SIGTERM (a scheduler's or an operator's stop) or Ctrl-C: no new order after it; the
     run ends, says what it left working, alerts and exits 1. Installed before anything heavy
     is imported: a stop during start-up is reported and alerted like any other."""
-    from tecl_pipeline.execution import StopRequest
+    from tecl_pipeline.stopping import StopRequest
 
     stop = StopRequest()
     previous = {

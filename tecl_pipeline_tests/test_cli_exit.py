@@ -371,7 +371,7 @@ def test_a_bug_is_one_line_with_the_traceback_in_a_file_and_no_secret(tmp_path):
     crash = (
         "import sys\n"
         "import tecl_pipeline.cli as cli\n"
-        "def broken(args):\n"
+        "def broken(*args):\n"
         f"    raise ZeroDivisionError('while pricing with {canary}')\n"
         "cli._command = broken\n"
         "sys.exit(cli.main(['run']))\n"

@@ -144,9 +144,9 @@ def _no_answer_sentence(
     parts = urlsplit(request.url or "")
     server = f"{parts.scheme}://{parts.netloc}" if parts.netloc else "the server"
     if isinstance(exc, requests.ConnectTimeout):
-        return f"{server} accepted no connection within {timeout} s"
+        return f"{server} timed out: no connection within {timeout} s"
     if isinstance(exc, requests.Timeout):
-        return f"{server} did not answer within {timeout} s"
+        return f"{server} timed out: no answer within {timeout} s"
     if isinstance(exc, requests.exceptions.SSLError):
         return f"{server}: the TLS handshake failed: {_innermost_reason(exc)}"
     if isinstance(exc, requests.ConnectionError):
