@@ -34,9 +34,9 @@ T = TypeVar("T")
 if TYPE_CHECKING:
     from dagster import DagsterInstance, DagsterInvalidConfigError
 
-    from tecl_pipeline.execution import StopRequest
     from tecl_pipeline.observability.alerts import Alerter
     from tecl_pipeline.settings import Settings
+    from tecl_pipeline.stopping import StopRequest
 
 
 def _parse_session(text: str) -> date:
@@ -86,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     backfill.add_argument("--start", type=_parse_session, required=True, help="YYYY-MM-DD")
     backfill.add_argument("--end", type=_parse_session, required=True, help="YYYY-MM-DD")
+    backfill.add_argument(
+        "--verbose", action="store_true", help="also print Dagster's own event log"
+    )
     sim = commands.add_parser(
         "simulator", help="serve the Alpaca-compatible broker simulator until stopped"
     )
@@ -164,6 +167,7 @@ def open_instance() -> Iterator["DagsterInstance"]:
     error naming the file, not a traceback."""
     import yaml
     from dagster import DagsterInstance
+    from dagster._check import CheckError
     from dagster._core.errors import DagsterError
 
     from tecl_pipeline.settings import ConfigError
@@ -171,9 +175,12 @@ def open_instance() -> Iterator["DagsterInstance"]:
     config = Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml"
     try:
         instance = DagsterInstance.get()
-    except (DagsterError, OSError, ValueError, yaml.YAMLError) as exc:
+    # CheckError: Dagster's own checks of the file, e.g. YAML that is a list, or a storage
+    # class whose package (dagster_postgres) is not installed.
+    except (DagsterError, CheckError, ImportError, OSError, ValueError, yaml.YAMLError) as exc:
         # Dagster's and yaml's texts span lines; one line names the file and the problem.
-        raise ConfigError(f"DAGSTER_HOME: {config}: {' '.join(str(exc).split())}") from None
+        text = " ".join(str(exc).split()).removeprefix("Failure condition: ")
+        raise ConfigError(f"DAGSTER_HOME: {config}: {text}") from None
     with instance:
         yield instance
 
@@ -248,7 +255,7 @@ def run_session(
     from tecl_pipeline.observability.alerts import Alert
     from tecl_pipeline.observability.logs import Redactor, configure_logging
     from tecl_pipeline.run_report import explain_result
-    from tecl_pipeline.settings import Settings
+    from tecl_pipeline.settings import ConfigError, Settings
 
     settings = Settings.from_env(os.environ, cwd=Path.cwd())
     # Without --verbose, stderr is the one line `tecl run` prints; the JSON log (this
@@ -273,6 +280,12 @@ def run_session(
     quiet = {"observability": {"stderr_level": stderr_level}}
     job = build_definitions(settings, resource_config=quiet).resolve_job_def("daily_trading_job")
     with open_instance() as instance:
+        why = stop() if stop is not None else None
+        if why is not None:
+            # No run exists yet, so no run will alert: this process does.
+            reason = f"stopped by {why} before the run started: nothing sent"
+            alerter.send(Alert("stopped", "tecl run stopped", reason, session=session))
+            return RunOutcome(EXIT_ERROR, "", reason)
         try:
             result = _off_the_main_thread(
                 lambda: job.execute_in_process(
@@ -289,8 +302,9 @@ def run_session(
                 )
             )
         except DagsterInvalidConfigError as exc:
-            # E.g. an EnvVar whose variable is not set: named, before anything ran (C4).
-            return RunOutcome(EXIT_ERROR, "", f"configuration: {_config_problem(exc)}")
+            # E.g. an EnvVar whose variable is not set: named, before anything ran (C4);
+            # raised as what it is, so it is alerted like every configuration error.
+            raise ConfigError(_config_problem(exc)) from None
         outcome = explain_result(result, session)
         _alert_outcome(instance, alerter, outcome, session)
     return outcome
@@ -340,7 +354,7 @@ def _default_session(settings: "Settings") -> date:
     return today
 
 
-def _backfill(start: date, end: date) -> int:
+def _backfill(start: date, end: date, *, verbose: bool = False) -> int:
     """Historical signals into the history table: yearly partitions, one run (fast path)."""
     from tecl_pipeline.definitions import defs
     from tecl_pipeline.defs.history import history_partition_keys, run_backfill
@@ -351,9 +365,18 @@ def _backfill(start: date, end: date) -> int:
         except ValueError as exc:  # a range the history cannot hold, said as such
             print(f"tecl backfill: {exc}", file=sys.stderr)
             return EXIT_ERROR
-        summary = run_backfill(start, end, instance=instance, defs=defs)
+        summary = run_backfill(
+            start, end, instance=instance, defs=defs, log_level="DEBUG" if verbose else "CRITICAL"
+        )
     print(summary.describe())
-    return EXIT_OK if summary.success else EXIT_ERROR
+    if summary.success:
+        return EXIT_OK
+    if summary.untrusted_data:
+        # As `tecl run` refuses untrustworthy data (2): nothing was computed from it.
+        print(f"tecl backfill: refused, nothing stored: {summary.problem}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"tecl backfill: error: {summary.problem}", file=sys.stderr)
+    return EXIT_ERROR
 
 
 def _simulator(args: argparse.Namespace) -> int:
@@ -465,24 +488,29 @@ def _soak(args: argparse.Namespace) -> int:
     return EXIT_OK if clean else EXIT_ERROR
 
 
-def _run(args: argparse.Namespace) -> int:
-    from tecl_pipeline.execution import StopRequest
+@contextmanager
+def _stop_on_signals() -> Iterator["StopRequest"]:
+    """SIGTERM (a scheduler's or an operator's stop) or Ctrl-C: no new order after it; the
+    run ends, says what it left working, alerts and exits 1. Installed before anything heavy
+    is imported: a stop during start-up is reported and alerted like any other."""
+    from tecl_pipeline.stopping import StopRequest
 
     stop = StopRequest()
-    # SIGTERM (a scheduler's or an operator's stop) or Ctrl-C: no new order after it; the
-    # run ends, says what it left working, alerts and exits 1.
-    stopping = (signal.SIGTERM, signal.SIGINT)
     previous = {
         signum: signal.signal(
             signum, lambda number, frame: stop.request(signal.Signals(number).name)
         )
-        for signum in stopping
+        for signum in (signal.SIGTERM, signal.SIGINT)
     }
     try:
-        outcome = run_session(args.session, verbose=args.verbose, stop=stop)
+        yield stop
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _run(args: argparse.Namespace, stop: "StopRequest | None") -> int:
+    outcome = run_session(args.session, verbose=args.verbose, stop=stop)
     if outcome.report:
         print(outcome.report, flush=True)
     if outcome.reason:
@@ -494,7 +522,7 @@ def _run(args: argparse.Namespace) -> int:
     return outcome.exit_code
 
 
-def _command(args: argparse.Namespace) -> int:
+def _command(args: argparse.Namespace, stop: "StopRequest | None" = None) -> int:
     if args.command == "soak":
         return _soak(args)
     if args.command == "simulator":
@@ -503,8 +531,8 @@ def _command(args: argparse.Namespace) -> int:
         return _replay(args)
     ensure_dagster_home()
     if args.command == "backfill":
-        return _backfill(args.start, args.end)
-    return _run(args)
+        return _backfill(args.start, args.end, verbose=args.verbose)
+    return _run(args, stop)
 
 
 def _internal_error(exc: Exception) -> str:
@@ -532,14 +560,45 @@ def _internal_error(exc: Exception) -> str:
     return f"tecl: internal error (a bug, please report it): {message}; {where}"
 
 
+def _alert_before_run(kind: str, title: str, detail: str) -> None:
+    """`tecl run` ended before a Dagster run existed, so no run-failure hook or sensor
+    will see it: the alert goes from here, through the sinks the environment still allows
+    (a malformed TECL_ALERT_WEBHOOK_URL leaves only the line on stderr)."""
+    from tecl_pipeline.observability.alerts import Alert, alerter_from_env
+    from tecl_pipeline.observability.logs import configure_logging
+    from tecl_pipeline.observability.redaction import Redactor
+    from tecl_pipeline.settings import ConfigError, Settings
+
+    redactor = Redactor.from_environ(os.environ)
+    try:
+        log_dir: Path | None = Settings.from_env(os.environ, cwd=Path.cwd()).logs_dir
+    except ConfigError:
+        log_dir = None  # TECL_ALERT_FILE still names a file; the log sink stays quiet
+    configure_logging(log_dir, redactor=redactor, stderr_level=QUIET)
+    try:
+        alerter = alerter_from_env(os.environ, redactor, log_dir)
+    except ConfigError:
+        return
+    alerter.send(Alert(kind, title, detail, severity="critical"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command != "run":
+        return _main(args, None)
+    with _stop_on_signals() as stop:
+        return _main(args, stop)
+
+
+def _main(args: argparse.Namespace, stop: "StopRequest | None") -> int:
     from tecl_pipeline.settings import ConfigError
 
     try:
-        return _command(args)
+        return _command(args, stop)
     except ConfigError as exc:
         print(f"tecl: configuration error: {exc}", file=sys.stderr)
+        if args.command == "run":
+            _alert_before_run("config_error", "tecl run: configuration error", str(exc))
     except Exception as exc:
         print(_internal_error(exc), file=sys.stderr)
     return EXIT_ERROR

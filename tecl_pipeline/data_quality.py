@@ -7,7 +7,7 @@ window, positive, no move the fund cannot make in a day).
 """
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from fractions import Fraction
@@ -93,6 +93,13 @@ def _calendar_view(
     index: pd.DatetimeIndex, session: date, calendar: TradingCalendar, warmup: int
 ) -> _Calendar:
     window = tuple(pd.Timestamp(d) for d in calendar.sessions_ending(session, warmup))
+    on_calendar, reasons = _off_calendar(index, calendar)
+    return _Calendar(on_calendar, window, reasons)
+
+
+def _off_calendar(
+    index: pd.DatetimeIndex, calendar: TradingCalendar
+) -> tuple[np.ndarray, MappingProxyType[pd.Timestamp, str]]:
     known = (calendar.first_session, calendar.last_session)
     sessions = frozenset(calendar.sessions(*known))
     on_calendar = np.array(
@@ -105,7 +112,33 @@ def _calendar_view(
             calendar.require_session(ts.date())
         except UnknownSessionError as exc:  # the calendar's own words: weekend, holiday
             reasons[ts] = str(exc).split(";", 1)[0]
-    return _Calendar(on_calendar, window, MappingProxyType(reasons))
+    return on_calendar, MappingProxyType(reasons)
+
+
+def _extra_bars(bars: pd.Series, reasons: Mapping[pd.Timestamp, str]) -> str | None:
+    extra = [ts for ts in bars.dropna().index if ts in reasons]
+    if not extra:
+        return None
+    return f"off_calendar: a bar on {extra[0].date()}, but {reasons[extra[0]]}" + (
+        f" ({len(extra)} such bars in all)" if len(extra) > 1 else ""
+    )
+
+
+def require_sessions_only(
+    closes: pd.DataFrame, calendar: TradingCalendar, symbols: tuple[str, ...] = SYMBOLS
+) -> None:
+    """Raise MarketDataError naming each symbol with a bar on a day that is not a session:
+    a history computed over every bar would shift each SMA and RSI after it, and the other
+    symbols would look gapped on that day."""
+    _, reasons = _off_calendar(pd.DatetimeIndex(closes.index), calendar)
+    found = [
+        f"{symbol}: {problem}"
+        for symbol in symbols
+        if symbol in closes.columns
+        and (problem := _extra_bars(closes[symbol], reasons)) is not None
+    ]
+    if found:
+        raise MarketDataError("market data unfit for the history: " + "; ".join(found))
 
 
 def _calendar_problems(bars: pd.Series, view: _Calendar) -> list[str]:
@@ -113,12 +146,9 @@ def _calendar_problems(bars: pd.Series, view: _Calendar) -> list[str]:
     after the symbol's first bar (a fund's listing is no gap): either shifts SMA and RSI."""
     problems = []
     present = bars.dropna()
-    extra = [ts for ts in present.index if ts in view.reasons]
+    extra = _extra_bars(bars, view.reasons)
     if extra:
-        problems.append(
-            f"off_calendar: a bar on {extra[0].date()}, but {view.reasons[extra[0]]}"
-            + (f" ({len(extra)} such bars in all)" if len(extra) > 1 else "")
-        )
+        problems.append(extra)
     if len(present):
         first = present.index[0]
         have = set(bars.index)

@@ -61,3 +61,25 @@ class TradingStopped(Exception):
     """The run was asked to stop (SIGTERM) while trading: it sent nothing after the request,
     and the message says what it left working at the broker. Not a refusal: it may have
     sent orders before the signal."""
+
+
+def project_exceptions() -> dict[str, type[BaseException]]:
+    """Every exception class the project defines, whichever module defines it, by name:
+    those loaded in this process, which include any that was just raised here."""
+    found: dict[str, type[BaseException]] = {}
+    pending: list[type[BaseException]] = [BaseException]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if cls.__module__.partition(".")[0] == __name__.partition(".")[0]:
+            found.setdefault(cls.__name__, cls)
+    return found
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as a person reads it: the project's own errors are sentences already;
+    a foreign one keeps its class name, which is then part of the story."""
+    text = " ".join(str(exc).split())
+    if text and project_exceptions().get(type(exc).__name__) is type(exc):
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

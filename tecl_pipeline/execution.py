@@ -79,6 +79,7 @@ from tecl_pipeline.portfolio import (
     size_buys,
 )
 from tecl_pipeline.reconcile import price_disagreements
+from tecl_pipeline.stopping import StopRequest as StopRequest  # its home; re-exported
 
 
 @dataclass(frozen=True)
@@ -115,21 +116,6 @@ class ExecutionReport:
 
 def _never() -> str | None:
     return None
-
-
-class StopRequest:
-    """A request to stop trading (`tecl run` sets it on SIGTERM), asked before every new
-    order: once set, the run sends nothing more and leaves what is working to the broker."""
-
-    def __init__(self) -> None:
-        self._reason: str | None = None
-
-    def request(self, reason: str) -> None:
-        # One attribute store: safe from a signal handler, which runs between bytecodes.
-        self._reason = self._reason or reason
-
-    def __call__(self) -> str | None:
-        return self._reason
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,8 @@ def error_cause(error: "SerializableErrorInfo | None") -> str:
     """What went wrong in a step, in words: Dagster wraps the user's exception, and the
     cause is what a person needs to read. The project's own errors are sentences already;
     only a foreign exception keeps its class name, which is then part of the story."""
+    from tecl_pipeline.errors import project_exceptions
+
     chain = _error_chain(error)
     cause = next((e for e in chain if not e.cls_name.startswith("Dagster")), None)
     cause = cause or (chain[-1] if chain else None)
@@ -137,31 +139,20 @@ def error_cause(error: "SerializableErrorInfo | None") -> str:
         return "unknown error"
     # SerializableErrorInfo.message is "[module.]ClassName: text" (format_exception_only).
     text = re.sub(rf"^[\w.]*\b{re.escape(cause.cls_name)}: ", "", cause.message.strip())
-    if cause.cls_name in _OWN_ERRORS and text:
+    if cause.cls_name in project_exceptions() and text:
         return text
     return f"{cause.cls_name}: {text}" if text else cause.cls_name
 
 
-def _own_error_names() -> frozenset[str]:
-    """The exceptions the project defines for people to read (refusals, broker errors,
-    configuration), not those it merely imports."""
-    import tecl_pipeline.errors as errors
-    from tecl_pipeline.broker import models
-    from tecl_pipeline.settings import ConfigError
+def is_untrusted_input(error: "SerializableErrorInfo | None") -> bool:
+    """Whether the failure was input the pipeline refuses to trust (an UntrustedInputError
+    anywhere in the chain): `tecl`'s exit 2, not an error of the machine or the code."""
+    from tecl_pipeline.errors import UntrustedInputError, project_exceptions
 
-    found = {ConfigError.__name__}
-    for module in (errors, models):
-        found |= {
-            name
-            for name, value in vars(module).items()
-            if isinstance(value, type)
-            and issubclass(value, Exception)
-            and value.__module__ == module.__name__
-        }
-    return frozenset(found)
-
-
-_OWN_ERRORS = _own_error_names()
+    own = project_exceptions()
+    return any(
+        issubclass(own.get(e.cls_name, Exception), UntrustedInputError) for e in _error_chain(error)
+    )
 
 
 def _run_failure(result: "ExecuteInProcessResult", session: date) -> str:

@@ -309,6 +309,10 @@ def test_bad_alert_webhook_url_is_a_configuration_error_naming_it(tmp_path, mark
     assert "TECL_ALERT_WEBHOOK_URL" in line and "configuration" in line
     assert "very-secret-path" not in done.stdout + done.stderr
     assert not (tmp_path / ".tecl" / "state" / "journal").exists()
+    # The alert sinks are what is broken: the line on stderr (and the log) is all there is.
+    assert alerts(tmp_path) == []
+    logged = "".join(p.read_text() for p in (tmp_path / ".tecl" / "logs").glob("*.jsonl"))
+    assert "very-secret-path" not in logged
 
 
 # -- P1: warning checks are not refusals ------------------------------------------------------
@@ -367,7 +371,7 @@ def test_a_bug_is_one_line_with_the_traceback_in_a_file_and_no_secret(tmp_path):
     crash = (
         "import sys\n"
         "import tecl_pipeline.cli as cli\n"
-        "def broken(args):\n"
+        "def broken(*args):\n"
         f"    raise ZeroDivisionError('while pricing with {canary}')\n"
         "cli._command = broken\n"
         "sys.exit(cli.main(['run']))\n"
@@ -402,3 +406,186 @@ def test_broker_unreachable_is_exit_1_in_one_line_naming_the_call(tmp_path):
     line = one_line(done.stderr)
     assert "/v2/account" in line and "no answer from the broker" in line
     assert "refused to trade" not in line
+    assert f"http://127.0.0.1:{port} did not answer: connection refused" in line
+    assert "ConnectionError" not in line and "HTTPConnectionPool" not in line
+
+
+# -- C4/P1: a configuration failure before any run is alerted ---------------------------------
+
+CANARY_KEY = "PKCANARYKEY0123456789"
+
+
+@pytest.mark.parametrize(
+    ("case", "named"),
+    [
+        ("paper mode, secret key unset", "ALPACA_SECRET_KEY is not set"),
+        ("relative DAGSTER_HOME", "DAGSTER_HOME"),
+        ("DAGSTER_HOME is a file", "DAGSTER_HOME"),
+        ("dagster.yaml is not YAML", "dagster.yaml"),
+        ("dagster.yaml is a list", "dagster.yaml"),
+        ("dagster.yaml wants dagster_postgres", "dagster.yaml"),
+    ],
+)
+def test_configuration_error_before_the_run_is_one_line_and_one_alert(tmp_path, case, named):
+    """No Dagster run exists, so no run-failure hook or sensor can see it: `tecl run` itself
+    alerts once, naming what is wrong, never a secret's value, and exits 1."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"DAGSTER_HOME": str(home), "TECL_DATA_DIR": str(header_only_dir(tmp_path))}
+    if case == "paper mode, secret key unset":
+        env.update(
+            TECL_MODE="paper",
+            TECL_BROKER_URL="http://127.0.0.1:9",
+            TECL_DATA_URL="http://127.0.0.1:9",
+            ALPACA_API_KEY=CANARY_KEY,
+        )
+    elif case == "relative DAGSTER_HOME":
+        env["DAGSTER_HOME"] = "relative/home"
+    elif case == "DAGSTER_HOME is a file":
+        (tmp_path / "a-file").write_text("not a directory\n")
+        env["DAGSTER_HOME"] = str(tmp_path / "a-file")
+    else:
+        (home / "dagster.yaml").write_text(
+            {
+                "dagster.yaml is not YAML": "run_storage: [\n",
+                "dagster.yaml is a list": "- telemetry\n- enabled\n",
+                "dagster.yaml wants dagster_postgres": (
+                    "storage:\n  postgres:\n    postgres_url: postgresql://u@127.0.0.1:9/db\n"
+                ),
+            }[case]
+        )
+
+    done = tecl(["run", "--session", "2026-07-31"], tmp_path, **env)
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    line = one_line(done.stderr)
+    assert "configuration error" in line and named in line
+    assert "internal error" not in line
+    [alert] = alerts(tmp_path)
+    assert alert["kind"] == "config_error" and named in alert["detail"]
+    assert CANARY_KEY not in json.dumps(alert) + done.stderr
+
+
+# -- C1/P1: SIGTERM before the run starts ------------------------------------------------------
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """Whether the process has its SIGTERM handler installed (SigCgt in /proc)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+
+
+def test_sigterm_before_the_run_starts_exits_1_with_a_sentence_and_an_alert(tmp_path, market_dir):
+    """The handler is the first thing `tecl run` installs: a stop while it still loads
+    Dagster is reported (one sentence, exit 1, one alert), not a silent rc 143, and no
+    order, record or run follows it."""
+    run = subprocess.Popen(
+        [sys.executable, "-m", "tecl_pipeline.cli", "run", "--session", "2026-07-31"],
+        cwd=tmp_path,
+        env=_environ(tmp_path, TECL_DATA_DIR=str(market_dir)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not _catches_sigterm(run.pid):
+            assert run.poll() is None, run.communicate()
+            assert time.monotonic() < deadline, "tecl run never installed its SIGTERM handler"
+            time.sleep(0.005)
+        run.send_signal(signal.SIGTERM)
+        stdout, stderr = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+
+    assert run.returncode == 1, stdout + stderr
+    line = one_line(stderr)
+    assert "stopped by SIGTERM before the run started: nothing sent" in line
+    assert stdout == ""
+    [alert] = alerts(tmp_path)
+    assert alert["kind"] == "stopped" and alert["session"] == "2026-07-31"
+    assert not (tmp_path / ".tecl" / "state" / "journal").exists()
+
+
+# -- P1/P2: backfill is quiet and names the real cause -----------------------------------------
+
+
+def test_backfill_with_an_off_calendar_bar_is_exit_2_naming_the_symbol_and_day(tmp_path, csv_dir):
+    """SPY has an extra Saturday bar: the line names SPY and that day (not the other symbols
+    that merely lack it), exit 2 as for any untrustworthy data, no Dagster log, no
+    traceback, and nothing stored."""
+    from tecl_pipeline_tests.test_cli import REAL_LAST_SESSION
+
+    folder = csv_dir(REAL_LAST_SESSION)
+    spy = pd.read_csv(folder / "SPY.csv")
+    saturday = pd.DataFrame({"date": ["2026-07-25"], "adj_close": [spy["adj_close"].iloc[-1]]})
+    pd.concat([spy, saturday]).sort_values("date").to_csv(folder / "SPY.csv", index=False)
+
+    done = tecl(
+        ["backfill", "--start", "2026-01-01", "--end", "2026-07-31"],
+        tmp_path,
+        TECL_DATA_DIR=str(folder),
+    )
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    line = one_line(done.stderr)
+    assert "SPY" in line and "2026-07-25" in line and "not an XNYS trading session" in line
+    assert "TQQQ" not in line and "DEBUG" not in line
+    assert "FAILED" in done.stdout and "0 session(s)" in done.stdout
+
+
+def test_backfill_on_header_only_data_is_exit_2_in_one_line(tmp_path):
+    done = tecl(
+        ["backfill", "--start", "2026-01-01", "--end", "2026-07-31"],
+        tmp_path,
+        TECL_DATA_DIR=str(header_only_dir(tmp_path)),
+    )
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "no price rows" in one_line(done.stderr)
+
+
+def test_successful_backfill_prints_nothing_on_stderr(tmp_path, market_dir):
+    done = tecl(
+        ["backfill", "--start", "2026-01-01", "--end", "2026-07-31"],
+        tmp_path,
+        TECL_DATA_DIR=str(market_dir),
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert "ok" in done.stdout and "in one run" in done.stdout
+
+
+# -- P2: the project's own errors read as sentences --------------------------------------------
+
+
+def test_the_projects_own_errors_read_as_sentences_whatever_module_defines_them():
+    """A journal error (defined in state/errors.py) that fails a step is told by its
+    sentence, as a broker error is; a foreign exception keeps its class name."""
+    from dagster import asset, materialize
+
+    from tecl_pipeline.broker.models import OutcomeUnknownError
+    from tecl_pipeline.errors import describe
+    from tecl_pipeline.run_report import error_cause
+    from tecl_pipeline.state.errors import JournalWriteError
+
+    sentence = "journal write to s3://tecl-state/x failed: SlowDown; the record was spooled"
+
+    @asset
+    def journal_write() -> None:
+        raise JournalWriteError(sentence, action="append", resource="s3://x", code="SlowDown")
+
+    result = materialize([journal_write], raise_on_error=False)
+    [failure] = result.get_step_failure_events()
+
+    assert error_cause(failure.step_failure_data.error) == sentence
+    unknown = "POST /v2/orders: the request may have reached the broker but no answer arrived"
+    assert describe(OutcomeUnknownError(unknown)) == unknown
+    assert describe(KeyError("TECL")) == "KeyError: 'TECL'"

@@ -117,13 +117,52 @@ class RedirectRefusedError(requests.RequestException):
     the APCA key headers to wherever it points (it strips only `Authorization`)."""
 
 
-def _masked_copy(exc: requests.RequestException, redactor: Redactor) -> requests.RequestException:
-    """A transport error of the same kind, carrying only its masked text."""
-    text = redactor.redact(f"{exc}")
+def _innermost_reason(exc: BaseException) -> str:
+    """What the operating system or the peer said, below requests' and urllib3's wrappers
+    (MaxRetryError(NewConnectionError(ConnectionRefusedError)) and the like)."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    last = exc
+    while pending:
+        error = pending.pop(0)
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        last = error
+        if isinstance(error, OSError) and error.strerror:
+            return error.strerror
+        below = (getattr(error, "reason", None), error.__cause__, error.__context__, *error.args)
+        pending.extend(e for e in below if isinstance(e, BaseException))
+    return " ".join(str(last).split())
+
+
+def _no_answer_sentence(
+    exc: requests.RequestException, request: requests.PreparedRequest, timeout: object
+) -> str:
+    """The transport failure as a sentence naming the server: what a person reads in place
+    of requests' `HTTPConnectionPool(host=..., port=...): Max retries exceeded ...`."""
+    parts = urlsplit(request.url or "")
+    server = f"{parts.scheme}://{parts.netloc}" if parts.netloc else "the server"
+    if isinstance(exc, requests.ConnectTimeout):
+        return f"{server} timed out: no connection within {timeout} s"
+    if isinstance(exc, requests.Timeout):
+        return f"{server} timed out: no answer within {timeout} s"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return f"{server}: the TLS handshake failed: {_innermost_reason(exc)}"
+    if isinstance(exc, requests.ConnectionError):
+        return f"{server} did not answer: {_innermost_reason(exc).lower()}"
+    return f"{server}: the answer was cut short or unreadable: {_innermost_reason(exc)}"
+
+
+def _masked_copy(
+    exc: requests.RequestException, text: str, redactor: Redactor
+) -> requests.RequestException:
+    """A transport error of the same kind, carrying only `text`, masked."""
+    text = redactor.redact(text)
     try:
         return type(exc)(text)
     except Exception:  # a subclass with another signature: keep the family, not the type
-        return requests.ConnectionError(f"{type(exc).__name__}: {text}")
+        return requests.ConnectionError(text)
 
 
 class _GuardedAdapter(HTTPAdapter):
@@ -147,7 +186,8 @@ class _GuardedAdapter(HTTPAdapter):
         except requests.RequestException as exc:
             # The text can hold the URL or what a proxy said; the original (and its chain of
             # urllib3 errors) is not kept: raised outside this block, so not as __context__.
-            failure = _masked_copy(exc, self._redactor)
+            sentence = _no_answer_sentence(exc, request, kwargs["timeout"])
+            failure = _masked_copy(exc, sentence, self._redactor)
         if failure is not None:
             raise failure
         redact = self._redactor.redact
@@ -338,7 +378,8 @@ def translate_transport_error(
     exc: requests.RequestException, endpoint: str, kind: CallKind
 ) -> BrokerError:
     """No usable HTTP answer: a read can simply be retried; a write may have happened."""
-    detail = _clip(f"{type(exc).__name__}: {exc}")
+    # The transport's text is a sentence naming the server (_GuardedAdapter), not a class.
+    detail = _clip(" ".join(str(exc).split()))
     if isinstance(exc, RedirectRefusedError):
         # An answer, just not one to act on: trying again would be answered the same way.
         return BrokerError(f"{endpoint}: {detail}")

@@ -27,7 +27,7 @@ from tecl_pipeline.defs.resources import (
     StateResource,
     TradingPolicyResource,
 )
-from tecl_pipeline.errors import RefusedToTrade, TradingStopped
+from tecl_pipeline.errors import RefusedToTrade, TradingStopped, describe
 from tecl_pipeline.execution import (
     ORDER_ID_PREFIX,
     BrokerSnapshot,
@@ -341,13 +341,13 @@ def _what_the_broker_has(client: Broker, session: date) -> str:
     try:
         orders = client.list_orders(session_prefix(session))
     except Exception as exc:
-        parts.append(f"the session's orders could not be read ({type(exc).__name__}: {exc})")
+        parts.append(f"the session's orders could not be read ({describe(exc)})")
     else:
         parts.append("orders at the broker: " + (", ".join(o.summary for o in orders) or "none"))
     try:
         positions = client.get_positions()
     except Exception as exc:
-        parts.append(f"positions could not be read ({type(exc).__name__}: {exc})")
+        parts.append(f"positions could not be read ({describe(exc)})")
     else:
         held = ", ".join(f"{s} {p.qty}" for s, p in sorted(positions.items())) or "none"
         parts.append(f"positions now: {held}")
@@ -405,7 +405,7 @@ def executed_orders(
             # Orders may have gone out before the failure: a sell filled and its buy not is
             # a changed account with no record yet. Say what the broker has, loudly.
             where = _what_the_broker_has(client, session)
-            cause = f"{type(exc).__name__}: {exc}"
+            cause = describe(exc)
             observability.alert(
                 "trading_incomplete",
                 f"session {session}: trading stopped part way",

@@ -28,6 +28,7 @@ from dagster import (
     Config,
     DagsterInstance,
     Definitions,
+    ExecuteInProcessResult,
     MaterializeResult,
     MetadataValue,
     TimeWindowPartitionsDefinition,
@@ -49,10 +50,12 @@ from tecl_pipeline.backtest import (
     run_backtest,
 )
 from tecl_pipeline.calendar import EXCHANGE_TZ
+from tecl_pipeline.data_quality import require_sessions_only
 from tecl_pipeline.defs.partitions import CALENDAR
 from tecl_pipeline.defs.presentation import markdown_table
 from tecl_pipeline.defs.resources import MarketDataResource, StateResource
 from tecl_pipeline.history_store import Provenance, read_signals, replace_range
+from tecl_pipeline.run_report import error_cause, is_untrusted_input
 from tecl_pipeline.strategy import signal_history
 from tecl_pipeline.universe import SYMBOLS
 
@@ -93,7 +96,9 @@ def _signal_history_table(
     through = min(source.latest_session(SYMBOLS), end - timedelta(days=1))
     # Computed from the first bar whatever the range: the RSI's value on a session depends on
     # every bar before it, and signal_history on the full closes equals it on a cut.
-    history = signal_history(source.closes(SYMBOLS, through=through))
+    closes = source.closes(SYMBOLS, through=through)
+    require_sessions_only(closes, CALENDAR)
+    history = signal_history(closes)
     rows = history.loc[pd.Timestamp(start) : pd.Timestamp(end) - pd.Timedelta(days=1)]
     provenance = Provenance(
         computed_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -223,6 +228,10 @@ class BackfillSummary:
     first_session: date | None
     last_session: date | None
     seconds: float
+    # Why a failed run failed, in one line, and whether it was the data (not trustworthy:
+    # nothing stored) rather than an error of the machine or the code.
+    problem: str = ""
+    untrusted_data: bool = False
 
     def describe(self) -> str:
         outcome = "ok" if self.success else "FAILED"
@@ -248,7 +257,12 @@ def history_partition_keys(start: date, end: date, instance: DagsterInstance) ->
 
 
 def run_backfill(
-    start: date, end: date, *, instance: DagsterInstance, defs: Definitions
+    start: date,
+    end: date,
+    *,
+    instance: DagsterInstance,
+    defs: Definitions,
+    log_level: str = "DEBUG",
 ) -> BackfillSummary:
     """`tecl backfill --start D --end D`: materialize the yearly partitions of
     signal_history_table overlapping [start, end] in ONE run on `instance`, as the UI's
@@ -260,6 +274,7 @@ def run_backfill(
         instance=instance,
         tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
         raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )
     seconds = time.perf_counter() - began
     state = defs.resources["state"]
@@ -276,7 +291,10 @@ def run_backfill(
         }
         if done != set(keys):
             raise RuntimeError(f"run {result.run_id} materialized {sorted(done)}, not {keys}")
+    problem, untrusted = ("", False) if result.success else _failure(result)
     return BackfillSummary(
+        problem=problem,
+        untrusted_data=untrusted,
         start=start,
         end=end,
         partitions=tuple(keys),
@@ -287,3 +305,13 @@ def run_backfill(
         last_session=stored.index[-1].date() if len(stored) else None,
         seconds=seconds,
     )
+
+
+def _failure(result: ExecuteInProcessResult) -> tuple[str, bool]:
+    """The failed step's cause in words, and whether it is data the pipeline refuses to
+    trust (the same distinction as `tecl run`'s exit 2 and 1)."""
+    failures = result.get_step_failure_events()
+    if not failures:
+        return "the run failed before any step ran", False
+    error = failures[0].step_failure_data.error
+    return error_cause(error), is_untrusted_input(error)

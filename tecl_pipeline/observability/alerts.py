@@ -45,6 +45,7 @@ ALERT_KINDS = frozenset(
     {
         "run_failure",
         "refused",
+        "config_error",
         "missed_session",
         "residuals",
         "not_clean",

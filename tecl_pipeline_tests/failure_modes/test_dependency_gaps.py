@@ -189,10 +189,10 @@ def test_unreachable_dependency_stops_the_run_before_trading_naming_it(
     nowhere = f"http://127.0.0.1:{port}"
     if dependency == "broker":
         settings = _paper(simulator, tmp_path, monkeypatch, broker_url=nowhere)
-        named = (f"port={port}", "no answer from the broker")
+        named = (f"127.0.0.1:{port} did not answer", "no answer from the broker")
     elif dependency == "market data":
         settings = _paper(simulator, tmp_path, monkeypatch, data_url=nowhere)
-        named = (f"port={port}", "/v2/stocks/bars")
+        named = (f"127.0.0.1:{port} did not answer", "/v2/stocks/bars")
     elif dependency == "journal (S3)":
         monkeypatch.setenv("AWS_ENDPOINT_URL", nowhere)
         monkeypatch.setenv("AWS_ENDPOINT_URL_S3", nowhere)
