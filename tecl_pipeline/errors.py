@@ -80,6 +80,6 @@ def describe(exc: BaseException) -> str:
     """An exception as a person reads it: the project's own errors are sentences already;
     a foreign one keeps its class name, which is then part of the story."""
     text = " ".join(str(exc).split())
-    if text and project_exceptions().get(type(exc).__name__) is type(exc):
+    if text and type(exc).__module__.partition(".")[0] == __name__.partition(".")[0]:
         return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
