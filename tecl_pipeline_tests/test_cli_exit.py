@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -44,6 +45,29 @@ def tecl(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[
         text=True,
         timeout=300,
     )
+
+
+def _sigterm_once(
+    run: subprocess.Popen[str],
+    ready: Callable[[], bool],
+    never: str,
+    within: float,
+    every: float,
+) -> tuple[str, str]:
+    """SIGTERM `run` as soon as `ready()` holds (polled every `every` s, for at most
+    `within` s, failing with `never`); its stdout and stderr. A process left is killed."""
+    try:
+        deadline = time.monotonic() + within
+        while not ready():
+            assert run.poll() is None, run.communicate()
+            assert time.monotonic() < deadline, never
+            time.sleep(every)
+        run.send_signal(signal.SIGTERM)
+        return run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
 
 
 def one_line(stderr: str) -> str:
@@ -132,18 +156,9 @@ def test_sigterm_while_an_order_is_working_stops_cleanly_and_exits_1(
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        deadline = time.monotonic() + 180
-        while not run_submissions(url):
-            assert run.poll() is None, run.communicate()
-            assert time.monotonic() < deadline, "the run never sent its sell"
-            time.sleep(0.1)
-        run.send_signal(signal.SIGTERM)
-        stdout, stderr = run.communicate(timeout=120)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
+    stdout, stderr = _sigterm_once(
+        run, lambda: bool(run_submissions(url)), "the run never sent its sell", 180, 0.1
+    )
 
     assert run.returncode == 1, stdout + stderr
     line = one_line(stderr)
@@ -499,18 +514,13 @@ def test_sigterm_before_the_run_starts_exits_1_with_a_sentence_and_an_alert(tmp_
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        deadline = time.monotonic() + 60
-        while not _catches_sigterm(run.pid):
-            assert run.poll() is None, run.communicate()
-            assert time.monotonic() < deadline, "tecl run never installed its SIGTERM handler"
-            time.sleep(0.005)
-        run.send_signal(signal.SIGTERM)
-        stdout, stderr = run.communicate(timeout=120)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
+    stdout, stderr = _sigterm_once(
+        run,
+        lambda: _catches_sigterm(run.pid),
+        "tecl run never installed its SIGTERM handler",
+        60,
+        0.005,
+    )
 
     assert run.returncode == 1, stdout + stderr
     line = one_line(stderr)
