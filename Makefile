@@ -49,7 +49,7 @@ test: lint lint-infra browser
 	$(BIN)/python -m pytest --cov=tecl_pipeline --cov-report=term:skip-covered --cov-fail-under=90 --durations=25
 
 dev: install
-	$(BIN)/python -c 'from tecl_pipeline.cli import ensure_dagster_home; ensure_dagster_home()'
+	$(BIN)/python -c 'from tecl_pipeline.app.cli import ensure_dagster_home; ensure_dagster_home()'
 	$(BIN)/dagster dev -w workspace.yaml
 
 # Re-resolve the lock file (needs the package index); `make install` never does this.

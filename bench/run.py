@@ -29,16 +29,16 @@ from dagster import DagsterEventType, DagsterInstance, ExecuteInProcessResult, J
 from harness import Check, Result, ratio_notes, render_table, seconds, timed, write_results
 from noop_job import job_shape, noop_definitions
 
-from tecl_pipeline.broker.simulator.engine import BrokerSimulator
-from tecl_pipeline.cli import DAGSTER_YAML
+from tecl_pipeline.app.cli import DAGSTER_YAML
+from tecl_pipeline.config.settings import Settings
+from tecl_pipeline.core.indicators import INDICATORS, indicator_frames, latest_indicators
+from tecl_pipeline.core.strategy import evaluate_tecl, signal_history
+from tecl_pipeline.core.universe import SYMBOLS
 from tecl_pipeline.definitions import build_definitions
 from tecl_pipeline.defs.history import history_db, run_backfill
 from tecl_pipeline.defs.resources import StateResource
-from tecl_pipeline.history_store import read_signals
-from tecl_pipeline.indicators import INDICATORS, indicator_frames, latest_indicators
-from tecl_pipeline.settings import Settings
-from tecl_pipeline.strategy import evaluate_tecl, signal_history
-from tecl_pipeline.universe import SYMBOLS
+from tecl_pipeline.simulator.engine import BrokerSimulator
+from tecl_pipeline.state.history_store import read_signals
 
 REPO = Path(__file__).resolve().parents[1]
 JOB = "daily_trading_job"

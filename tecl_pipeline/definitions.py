@@ -7,6 +7,7 @@ from typing import Any
 
 from dagster import Definitions, EnvVar
 
+from tecl_pipeline.config.settings import Mode, Settings
 from tecl_pipeline.defs.assets import TRADING_ASSETS
 from tecl_pipeline.defs.checks import TRADING_CHECKS
 from tecl_pipeline.defs.history import HISTORY_ASSETS, signal_history_job
@@ -20,8 +21,7 @@ from tecl_pipeline.defs.resources import (
 )
 from tecl_pipeline.defs.schedules import daily_trading_schedule
 from tecl_pipeline.defs.sensors import ALERT_SENSORS
-from tecl_pipeline.execution import StopRequest
-from tecl_pipeline.settings import Mode, Settings
+from tecl_pipeline.trading.execution import StopRequest
 
 
 def _alpaca_credentials(settings: Settings) -> dict[str, object]:

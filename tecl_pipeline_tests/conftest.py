@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from dagster import DagsterInstance, ExecuteInProcessResult
 
+from tecl_pipeline.config.settings import Settings
+from tecl_pipeline.core.universe import SYMBOLS
 from tecl_pipeline.definitions import build_definitions
-from tecl_pipeline.settings import Settings
-from tecl_pipeline.universe import SYMBOLS
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tecl_pipeline.backtest import (
+from tecl_pipeline.core.backtest import (
     BENCHMARKS,
     STRATEGY,
     BacktestResult,
@@ -19,8 +19,8 @@ from tecl_pipeline.backtest import (
     run_backtest,
     simulate,
 )
-from tecl_pipeline.strategy import signal_history
-from tecl_pipeline.universe import HOLDINGS
+from tecl_pipeline.core.strategy import signal_history
+from tecl_pipeline.core.universe import HOLDINGS
 from tecl_pipeline_tests.conftest import read_symbol
 
 DAYS = pd.DatetimeIndex(["2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05"])
@@ -109,7 +109,7 @@ def test_a_missing_price_of_a_holding_is_refused() -> None:
 def test_the_core_imports_no_framework_or_io_client() -> None:
     forbidden = ("dagster", "alpaca", "boto3", "botocore", "requests", "matplotlib")
     code = (
-        "import sys, tecl_pipeline.backtest; "
+        "import sys, tecl_pipeline.core.backtest; "
         f"print(','.join(m for m in {forbidden!r} if m in sys.modules))"
     )
     done = subprocess.run(

@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tecl_pipeline.calendar import DECISION_LEAD, EXCHANGE_TZ, TradingCalendar, exchange_time
-from tecl_pipeline.errors import UnknownSessionError
+from tecl_pipeline.core.calendar import DECISION_LEAD, EXCHANGE_TZ, TradingCalendar, exchange_time
+from tecl_pipeline.core.errors import UnknownSessionError
 
 NEW_YORK = ZoneInfo("America/New_York")
 THANKSGIVING_2026 = date(2026, 11, 26)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tecl_pipeline.state.journal import LocalJournal
+from tecl_pipeline.state.journal.store import LocalJournal
 
 REAL_LAST_SESSION = date(2026, 7, 31)
 
@@ -17,7 +17,7 @@ def tecl(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("TECL_", "DAGSTER_"))}
     environ.update(env)
     return subprocess.run(
-        [sys.executable, "-m", "tecl_pipeline.cli", *args],
+        [sys.executable, "-m", "tecl_pipeline.app.cli", *args],
         cwd=cwd,
         env=environ,
         capture_output=True,
@@ -99,7 +99,7 @@ def test_backfill_stores_every_historical_signal(tmp_path, market_dir, real_clos
     signal_history on the same data."""
     import sqlite3
 
-    from tecl_pipeline.strategy import signal_history
+    from tecl_pipeline.core.strategy import signal_history
 
     done = tecl(
         ["backfill", "--start", "2021-01-01", "--end", "2026-07-31"],

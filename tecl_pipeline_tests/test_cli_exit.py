@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tecl_pipeline.universe import SYMBOLS
+from tecl_pipeline.core.universe import SYMBOLS
 from tecl_pipeline_tests.broker.simulator_fixtures import (
     CLI_SESSION,
     hold_bil,
@@ -38,7 +38,7 @@ def _environ(cwd: Path, **env: str) -> dict[str, str]:
 
 def tecl(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tecl_pipeline.cli", *args],
+        [sys.executable, "-m", "tecl_pipeline.app.cli", *args],
         cwd=cwd,
         env=_environ(cwd, **env),
         capture_output=True,
@@ -149,7 +149,7 @@ def test_sigterm_while_an_order_is_working_stops_cleanly_and_exits_1(
     hold_bil(url)
     sim_admin(url, "/_sim/fills", {"mode": "delayed", "delay_polls": 1_000_000})
     run = subprocess.Popen(
-        [sys.executable, "-m", "tecl_pipeline.cli", "run", "--session", SESSION],
+        [sys.executable, "-m", "tecl_pipeline.app.cli", "run", "--session", SESSION],
         cwd=tmp_path,
         env=_environ(tmp_path, TECL_BROKER_URL=url),
         stdout=subprocess.PIPE,
@@ -338,9 +338,9 @@ def test_live_vs_history_mismatch_after_trading_is_exit_3_not_refused(
 ):
     """signal_parity only warns: the run traded, so the outcome is 3 with the mismatch in the
     report's look-at list, never 2 ("refused") for a run that sent its orders."""
-    from tecl_pipeline.history_store import write_signals
-    from tecl_pipeline.run_report import EXIT_NOT_CLEAN, explain_result
-    from tecl_pipeline.strategy import signal_history
+    from tecl_pipeline.app.run_report import EXIT_NOT_CLEAN, explain_result
+    from tecl_pipeline.core.strategy import signal_history
+    from tecl_pipeline.state.history_store import write_signals
     from tecl_pipeline_tests.test_cli import REAL_LAST_SESSION
 
     day = signal_history(real_closes).loc[[pd.Timestamp(REAL_LAST_SESSION)]]
@@ -361,8 +361,8 @@ def test_journal_broker_difference_after_trading_is_exit_3_naming_the_symbols(ru
     the run goes on: 3 with the symbols in the look-at list, not a refusal."""
     from datetime import date
 
-    from tecl_pipeline.run_report import EXIT_NOT_CLEAN, EXIT_OK, explain_result
-    from tecl_pipeline.state.journal import LocalJournal
+    from tecl_pipeline.app.run_report import EXIT_NOT_CLEAN, EXIT_OK, explain_result
+    from tecl_pipeline.state.journal.store import LocalJournal
 
     first = date(2026, 11, 23)
     assert explain_result(run_daily(first), first).exit_code == EXIT_OK
@@ -385,7 +385,7 @@ def test_a_bug_is_one_line_with_the_traceback_in_a_file_and_no_secret(tmp_path):
     canary = "canary-secret-value-1234"
     crash = (
         "import sys\n"
-        "import tecl_pipeline.cli as cli\n"
+        "import tecl_pipeline.app.cli as cli\n"
         "def broken(*args):\n"
         f"    raise ZeroDivisionError('while pricing with {canary}')\n"
         "cli._command = broken\n"
@@ -507,7 +507,7 @@ def test_sigterm_before_the_run_starts_exits_1_with_a_sentence_and_an_alert(tmp_
         if not name.startswith("COVERAGE_")
     }
     run = subprocess.Popen(
-        [sys.executable, "-m", "tecl_pipeline.cli", "run", "--session", "2026-07-31"],
+        [sys.executable, "-m", "tecl_pipeline.app.cli", "run", "--session", "2026-07-31"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -589,10 +589,10 @@ def test_the_projects_own_errors_read_as_sentences_whatever_module_defines_them(
     sentence, as a broker error is; a foreign exception keeps its class name."""
     from dagster import asset, materialize
 
-    from tecl_pipeline.broker.models import OutcomeUnknownError
-    from tecl_pipeline.errors import describe
-    from tecl_pipeline.run_report import error_cause
+    from tecl_pipeline.app.run_report import error_cause
+    from tecl_pipeline.core.errors import describe
     from tecl_pipeline.state.errors import JournalWriteError
+    from tecl_pipeline.trading.models import OutcomeUnknownError
 
     sentence = "journal write to s3://tecl-state/x failed: SlowDown; the record was spooled"
 

@@ -57,7 +57,7 @@ def tecl_run(cwd: Path, url: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TECL_", "ALPACA_"))}
     env.update(TECL_BROKER_URL=url, DAGSTER_HOME=str(cwd / ".dagster"))
     return subprocess.run(
-        [sys.executable, "-m", "tecl_pipeline.cli", "run", "--session", SESSION],
+        [sys.executable, "-m", "tecl_pipeline.app.cli", "run", "--session", SESSION],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -114,7 +114,7 @@ def test_run_killed_between_sells_and_buys_is_completed_by_the_rerun(
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TECL_", "ALPACA_"))}
     env.update(TECL_BROKER_URL=url, DAGSTER_HOME=str(tmp_path / ".dagster"))
     doomed = subprocess.Popen(
-        [sys.executable, "-m", "tecl_pipeline.cli", "run", "--session", SESSION],
+        [sys.executable, "-m", "tecl_pipeline.app.cli", "run", "--session", SESSION],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -8,8 +8,12 @@ from decimal import Decimal
 
 import pytest
 
-from tecl_pipeline.broker.alpaca import AlpacaBroker
-from tecl_pipeline.broker.models import (
+from tecl_pipeline.adapters.alpaca.broker import AlpacaBroker
+from tecl_pipeline.core.errors import SessionReversalError
+from tecl_pipeline.core.portfolio import PlannedOrder
+from tecl_pipeline.simulator import SimulatorServer
+from tecl_pipeline.trading.execution import ExecutionPolicy, OrdersSeen, execute, first_reversal
+from tecl_pipeline.trading.models import (
     Account,
     Asset,
     Order,
@@ -17,10 +21,6 @@ from tecl_pipeline.broker.models import (
     OrderSide,
     OrderStatus,
 )
-from tecl_pipeline.broker.simulator import SimulatorServer
-from tecl_pipeline.errors import SessionReversalError
-from tecl_pipeline.execution import ExecutionPolicy, OrdersSeen, execute, first_reversal
-from tecl_pipeline.portfolio import PlannedOrder
 from tecl_pipeline_tests.test_execution import (
     ALL_TECL,
     FAST,

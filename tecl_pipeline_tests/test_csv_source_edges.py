@@ -3,7 +3,7 @@
 
 import pytest
 
-from tecl_pipeline.errors import MarketDataError
+from tecl_pipeline.core.errors import MarketDataError
 from tecl_pipeline.marketdata.csv_source import CsvMarketData
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tecl_pipeline.state.journal import LocalJournal
-from tecl_pipeline.strategy import signal_history
+from tecl_pipeline.core.strategy import signal_history
+from tecl_pipeline.state.journal.store import LocalJournal
 
 DEMO_SESSION = date(2026, 11, 24)
 REAL_LAST_SESSION = date(2026, 7, 31)
@@ -219,8 +219,8 @@ def test_two_runs_in_one_process_are_independent(tmp_path, run_daily):
     """T10: nothing leaks between runs in one process: two fresh states give equal results."""
     from dagster import DagsterInstance
 
+    from tecl_pipeline.config.settings import Settings
     from tecl_pipeline.definitions import build_definitions
-    from tecl_pipeline.settings import Settings
 
     results = []
     for name in ("a", "b"):
@@ -244,9 +244,9 @@ def test_two_runs_in_one_process_are_independent(tmp_path, run_daily):
 def test_split_at_the_broker_without_adjusted_prices_refuses(run_daily, state_dir):
     """X2/T4: the account's shares split between sessions while the decision prices were not
     adjusted: the run refuses naming the symbol instead of selling the "excess" shares."""
-    from tecl_pipeline.broker.simulator import BrokerSimulator
-    from tecl_pipeline.calendar import TradingCalendar
+    from tecl_pipeline.core.calendar import TradingCalendar
     from tecl_pipeline.marketdata.demo import DemoMarketData
+    from tecl_pipeline.simulator import BrokerSimulator
 
     run_daily(date(2026, 11, 23))
     held = next(
@@ -296,8 +296,8 @@ def test_signal_parity_agrees_with_history_and_warns_when_it_does_not(
 ):
     """The live signal equals the history's signal from the session's close; when the stored
     history says otherwise the check warns with both values, and the run still trades."""
-    from tecl_pipeline.history_store import write_signals
-    from tecl_pipeline.strategy import signal_history
+    from tecl_pipeline.core.strategy import signal_history
+    from tecl_pipeline.state.history_store import write_signals
 
     history = signal_history(real_closes)
     day = history.loc[[pd.Timestamp(REAL_LAST_SESSION)]]
@@ -338,8 +338,8 @@ def test_unfilled_order_fails_the_post_trade_check_naming_the_residual(tmp_path,
     shortfall and post_trade_reconciled fails, naming the symbol."""
     from dagster import DagsterInstance
 
+    from tecl_pipeline.config.settings import Settings
     from tecl_pipeline.definitions import build_definitions
-    from tecl_pipeline.settings import Settings
 
     simulator.simulator.set_fill_mode("never")
     settings = Settings(state_uri=(tmp_path / "state").as_uri(), broker_url=simulator.url)

@@ -5,9 +5,9 @@ from datetime import date
 
 import pandas as pd
 
-from tecl_pipeline.calendar import TradingCalendar
-from tecl_pipeline.data_quality import data_problems
-from tecl_pipeline.universe import SYMBOLS
+from tecl_pipeline.core.calendar import TradingCalendar
+from tecl_pipeline.core.data_quality import data_problems
+from tecl_pipeline.core.universe import SYMBOLS
 
 
 def frame(days: list[str]) -> pd.DataFrame:

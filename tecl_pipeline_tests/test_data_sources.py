@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tecl_pipeline.calendar import TradingCalendar
-from tecl_pipeline.data_quality import data_problems, require_trustworthy
-from tecl_pipeline.errors import MarketDataError
+from tecl_pipeline.core.calendar import TradingCalendar
+from tecl_pipeline.core.data_quality import data_problems, require_trustworthy
+from tecl_pipeline.core.errors import MarketDataError
+from tecl_pipeline.core.universe import SYMBOLS
 from tecl_pipeline.marketdata.csv_source import CsvMarketData
 from tecl_pipeline.marketdata.demo import DemoMarketData
-from tecl_pipeline.universe import SYMBOLS
 
 
 @pytest.fixture(scope="module")

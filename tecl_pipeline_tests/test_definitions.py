@@ -6,7 +6,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from tecl_pipeline.calendar import TradingCalendar
+from tecl_pipeline.core.calendar import TradingCalendar
 from tecl_pipeline.defs.partitions import PARTITIONS_START, session_partitions
 
 REPO = Path(__file__).resolve().parents[1]

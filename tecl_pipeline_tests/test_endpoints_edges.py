@@ -3,7 +3,7 @@ fragment or /v2, are refused with a message naming the setting."""
 
 import pytest
 
-from tecl_pipeline.endpoints import is_loopback, validate_endpoint
+from tecl_pipeline.common.endpoints import is_loopback, validate_endpoint
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,29 @@ from decimal import Decimal
 
 import pytest
 
-from tecl_pipeline.broker.alpaca import AlpacaBroker
-from tecl_pipeline.broker.credentials import Credentials, StaticCredentials
-from tecl_pipeline.broker.models import (
+from tecl_pipeline.adapters.alpaca.broker import AlpacaBroker
+from tecl_pipeline.common.retry import RetryPolicy
+from tecl_pipeline.core.calendar import TradingCalendar
+from tecl_pipeline.core.errors import (
+    AccountError,
+    MarketDataError,
+    RiskLimitError,
+    SessionBusyError,
+    TradingWindowError,
+)
+from tecl_pipeline.core.portfolio import RiskLimits
+from tecl_pipeline.core.universe import HOLDINGS
+from tecl_pipeline.simulator import SimulatorServer
+from tecl_pipeline.state.locks import session_lock
+from tecl_pipeline.trading.credentials import Credentials, StaticCredentials
+from tecl_pipeline.trading.execution import (
+    ExecutionPolicy,
+    Pacing,
+    check_trading_window,
+    execute,
+    leg_prefix,
+)
+from tecl_pipeline.trading.models import (
     Account,
     Clock,
     Order,
@@ -19,27 +39,7 @@ from tecl_pipeline.broker.models import (
     OrderStatus,
     OutcomeUnknownError,
 )
-from tecl_pipeline.broker.retry import RetryPolicy
-from tecl_pipeline.broker.simulator import SimulatorServer
-from tecl_pipeline.calendar import TradingCalendar
-from tecl_pipeline.errors import (
-    AccountError,
-    MarketDataError,
-    RiskLimitError,
-    SessionBusyError,
-    TradingWindowError,
-)
-from tecl_pipeline.execution import (
-    ExecutionPolicy,
-    Pacing,
-    check_trading_window,
-    execute,
-    leg_prefix,
-)
-from tecl_pipeline.portfolio import RiskLimits
-from tecl_pipeline.reconcile import unexplained_position_changes
-from tecl_pipeline.state.locks import session_lock
-from tecl_pipeline.universe import HOLDINGS
+from tecl_pipeline.trading.reconcile import unexplained_position_changes
 from tecl_pipeline_tests.broker.simulator_fixtures import (
     SIM_KEY,
     SIM_SECRET,

@@ -21,13 +21,13 @@ from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest
 from dagster import DagsterInstance, ExecuteInProcessResult
 
-from tecl_pipeline.broker.simulator import BrokerSimulator, SimulatorServer, persist
-from tecl_pipeline.broker.simulator.engine import DEMO_API_KEY, DEMO_API_SECRET
-from tecl_pipeline.calendar import TradingCalendar
+from tecl_pipeline.app.run_report import EXIT_NOT_CLEAN, explain_result
+from tecl_pipeline.config.settings import Settings
+from tecl_pipeline.core.calendar import TradingCalendar
 from tecl_pipeline.definitions import build_definitions
 from tecl_pipeline.marketdata.demo import DemoMarketData
-from tecl_pipeline.run_report import EXIT_NOT_CLEAN, explain_result
-from tecl_pipeline.settings import Settings
+from tecl_pipeline.simulator import BrokerSimulator, SimulatorServer, persist
+from tecl_pipeline.simulator.engine import DEMO_API_KEY, DEMO_API_SECRET
 from tecl_pipeline_tests.broker.simulator_fixtures import market_order, trading_client
 
 SESSION = date(2026, 11, 24)

@@ -16,6 +16,9 @@ import pandas as pd
 import pytest
 from dagster import AssetKey, DagsterInstance, Definitions
 
+from tecl_pipeline.config.settings import Settings
+from tecl_pipeline.core.strategy import signal_history
+from tecl_pipeline.core.universe import HOLDINGS
 from tecl_pipeline.definitions import build_definitions
 from tecl_pipeline.defs.history import (
     BACKTEST_PNG,
@@ -26,10 +29,7 @@ from tecl_pipeline.defs.history import (
     run_backfill,
     signal_history_job,
 )
-from tecl_pipeline.history_store import Provenance, read_signals, replace_range, write_signals
-from tecl_pipeline.settings import Settings
-from tecl_pipeline.strategy import signal_history
-from tecl_pipeline.universe import HOLDINGS
+from tecl_pipeline.state.history_store import Provenance, read_signals, replace_range, write_signals
 
 FIRST_REAL_SESSION = pd.Timestamp("2021-11-29")
 LAST_REAL_SESSION = pd.Timestamp("2026-07-31")

@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pandas as pd
 
-from tecl_pipeline.history_store import count_rows, read_signals, write_signals
-from tecl_pipeline.universe import HOLDINGS
+from tecl_pipeline.core.universe import HOLDINGS
+from tecl_pipeline.state.history_store import count_rows, read_signals, write_signals
 
 
 def signals(days: list[str]) -> pd.DataFrame:

@@ -248,7 +248,7 @@ def tecl_run(tmp_path: Path, url: str) -> subprocess.CompletedProcess[str]:
         DAGSTER_HOME=str(tmp_path / ".dagster"),
     )
     return subprocess.run(
-        [sys.executable, "-m", "tecl_pipeline.cli", "run", "--verbose", "--session", SESSION],
+        [sys.executable, "-m", "tecl_pipeline.app.cli", "run", "--verbose", "--session", SESSION],
         cwd=tmp_path,
         env=env,
         capture_output=True,

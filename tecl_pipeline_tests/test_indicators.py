@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tecl_pipeline.errors import MarketDataError
-from tecl_pipeline.indicators import (
+from tecl_pipeline.core.errors import MarketDataError
+from tecl_pipeline.core.indicators import (
     INDICATORS,
     bar_counts,
     indicator_table,
@@ -21,7 +21,7 @@ from tecl_pipeline.indicators import (
     validate_closes,
     wilder_rsi,
 )
-from tecl_pipeline.universe import SMA_WINDOW, WARMUP_BARS
+from tecl_pipeline.core.universe import SMA_WINDOW, WARMUP_BARS
 
 SEEDS = (20240101, 7, 31337)
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tecl_pipeline.broker.models import Order, OrderSide, OrderStatus
-from tecl_pipeline.broker.simulator import BrokerSimulator
-from tecl_pipeline.calendar import TradingCalendar
+from tecl_pipeline.core.calendar import TradingCalendar
 from tecl_pipeline.marketdata.demo import DemoMarketData
-from tecl_pipeline.reconcile import fills_after_record, unexplained_position_changes
-from tecl_pipeline.state.journal import LocalJournal
+from tecl_pipeline.simulator import BrokerSimulator
+from tecl_pipeline.state.journal.store import LocalJournal
+from tecl_pipeline.trading.models import Order, OrderSide, OrderStatus
+from tecl_pipeline.trading.reconcile import fills_after_record, unexplained_position_changes
 
 FIRST, SECOND, THIRD = date(2026, 11, 20), date(2026, 11, 23), date(2026, 11, 24)
 

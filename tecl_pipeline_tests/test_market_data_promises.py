@@ -15,22 +15,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tecl_pipeline.broker.alpaca import AlpacaBroker
-from tecl_pipeline.broker.simulator import BrokerSimulator, SimulatorServer
-from tecl_pipeline.calendar import TradingCalendar
-from tecl_pipeline.data_quality import (
+from tecl_pipeline.adapters.alpaca.broker import AlpacaBroker
+from tecl_pipeline.config.settings import ConfigError
+from tecl_pipeline.core.calendar import TradingCalendar
+from tecl_pipeline.core.data_quality import (
     SPLIT_SAFE_MOVE,
     Split,
     data_problems,
     plausible_daily_move,
 )
+from tecl_pipeline.core.errors import MarketDataError
+from tecl_pipeline.core.universe import FUNDS, HOLDINGS, SYMBOLS
 from tecl_pipeline.defs.resources import TradingPolicyResource
-from tecl_pipeline.errors import MarketDataError
-from tecl_pipeline.execution import ExecutionPolicy, execute, plan_from_broker
 from tecl_pipeline.marketdata.csv_source import CsvMarketData
 from tecl_pipeline.marketdata.demo import DemoMarketData
-from tecl_pipeline.settings import ConfigError
-from tecl_pipeline.universe import FUNDS, HOLDINGS, SYMBOLS
+from tecl_pipeline.simulator import BrokerSimulator, SimulatorServer
+from tecl_pipeline.trading.execution import ExecutionPolicy, execute, plan_from_broker
 from tecl_pipeline_tests.broker.simulator_fixtures import SIM_SESSION
 from tecl_pipeline_tests.test_cli import tecl
 from tecl_pipeline_tests.test_execution import adapter

@@ -6,8 +6,8 @@ import json
 import pytest
 from dagster import DagsterInstance, DagsterInvalidConfigError
 
+from tecl_pipeline.config.settings import Mode, Settings
 from tecl_pipeline.definitions import build_definitions
-from tecl_pipeline.settings import Mode, Settings
 from tecl_pipeline_tests.broker.simulator_fixtures import (
     SIM_KEY,
     SIM_SECRET,

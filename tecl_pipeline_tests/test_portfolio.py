@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tecl_pipeline.errors import PortfolioInputError
-from tecl_pipeline.portfolio import (
+from tecl_pipeline.core.errors import PortfolioInputError
+from tecl_pipeline.core.portfolio import (
     FRACTIONAL_QTY_QUANTUM,
     PlannedOrder,
     RebalancePlan,
@@ -31,7 +31,7 @@ from tecl_pipeline.portfolio import (
     validate_prices,
     validate_weights,
 )
-from tecl_pipeline.universe import HOLDINGS
+from tecl_pipeline.core.universe import HOLDINGS
 
 D = Decimal
 PRICES = {"TECL": D("80.12"), "BIL": D("91.50"), "UVXY": D("12.34"), "SPXL": D("150.00")}

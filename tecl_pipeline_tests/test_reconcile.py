@@ -3,9 +3,9 @@
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from tecl_pipeline.broker.models import Account, Order, OrderSide, OrderStatus
-from tecl_pipeline.portfolio import PlannedOrder, RebalancePlan
-from tecl_pipeline.reconcile import (
+from tecl_pipeline.core.portfolio import PlannedOrder, RebalancePlan
+from tecl_pipeline.trading.models import Account, Order, OrderSide, OrderStatus
+from tecl_pipeline.trading.reconcile import (
     post_trade_problems,
     pre_trade_problems,
     price_disagreements,

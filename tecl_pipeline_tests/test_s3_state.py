@@ -8,8 +8,8 @@ from pathlib import Path
 
 from dagster import DagsterInstance
 
+from tecl_pipeline.config.settings import Settings
 from tecl_pipeline.definitions import build_definitions
-from tecl_pipeline.settings import Settings
 
 
 def run(settings: Settings, session: date):

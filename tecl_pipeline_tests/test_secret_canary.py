@@ -36,7 +36,7 @@ def test_canary_secret_never_written_anywhere(tmp_path, simulator):
         [
             sys.executable,
             "-m",
-            "tecl_pipeline.cli",
+            "tecl_pipeline.app.cli",
             "run",
             "--verbose",
             "--session",

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from tecl_pipeline.endpoints import validate_endpoint
-from tecl_pipeline.settings import ConfigError, Mode, Settings
+from tecl_pipeline.common.endpoints import validate_endpoint
+from tecl_pipeline.config.settings import ConfigError, Mode, Settings
 
 
 def load(tmp_path: Path, **env: str) -> Settings:

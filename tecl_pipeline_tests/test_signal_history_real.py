@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tecl_pipeline.errors import MarketDataError
-from tecl_pipeline.indicators import INDICATORS, indicator_frames, latest_indicators
-from tecl_pipeline.strategy import LEAVES, Decision, evaluate_tecl, signal_history
-from tecl_pipeline.universe import HOLDINGS, SYMBOLS, WARMUP_BARS
+from tecl_pipeline.core.errors import MarketDataError
+from tecl_pipeline.core.indicators import INDICATORS, indicator_frames, latest_indicators
+from tecl_pipeline.core.strategy import LEAVES, Decision, evaluate_tecl, signal_history
+from tecl_pipeline.core.universe import HOLDINGS, SYMBOLS, WARMUP_BARS
 from tecl_pipeline_tests.conftest import read_symbol
 
 

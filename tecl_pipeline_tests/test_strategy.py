@@ -14,15 +14,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tecl_pipeline.errors import MissingIndicatorError
-from tecl_pipeline.strategy import (
+from tecl_pipeline.core.errors import MissingIndicatorError
+from tecl_pipeline.core.strategy import (
     ALLOCATIONS,
     LEAVES,
     Decision,
     evaluate_tecl,
     evaluate_tecl_history,
 )
-from tecl_pipeline.universe import HOLDINGS, SYMBOLS
+from tecl_pipeline.core.universe import HOLDINGS, SYMBOLS
 
 Indicators = dict[str, dict[str, float]]
 

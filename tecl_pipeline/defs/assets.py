@@ -14,9 +14,13 @@ from decimal import Decimal
 import pandas as pd
 from dagster import AssetExecutionContext, Failure, MetadataValue, Output, ResourceParam, asset
 
-from tecl_pipeline.broker.models import Order
-from tecl_pipeline.broker.protocol import Broker
-from tecl_pipeline.data_quality import require_trustworthy
+from tecl_pipeline.core.data_quality import require_trustworthy
+from tecl_pipeline.core.errors import RefusedToTrade, TradingStopped, describe
+from tecl_pipeline.core.indicators import indicator_table
+from tecl_pipeline.core.outcomes import OUTCOME, Outcome
+from tecl_pipeline.core.portfolio import round_price, to_decimal
+from tecl_pipeline.core.strategy import Decision, evaluate_tecl
+from tecl_pipeline.core.universe import HOLDINGS, SYMBOLS
 from tecl_pipeline.defs.partitions import CALENDAR, session_partitions
 from tecl_pipeline.defs.presentation import ORDER_HEADERS, markdown_table, order_rows, percent
 from tecl_pipeline.defs.refusals import refusing_to_trade, tell_checks_session_refused
@@ -27,8 +31,10 @@ from tecl_pipeline.defs.resources import (
     StateResource,
     TradingPolicyResource,
 )
-from tecl_pipeline.errors import RefusedToTrade, TradingStopped, describe
-from tecl_pipeline.execution import (
+from tecl_pipeline.state.journal.store import SessionRecord
+from tecl_pipeline.state.locks import session_lock
+from tecl_pipeline.trading.broker import Broker
+from tecl_pipeline.trading.execution import (
     ORDER_ID_PREFIX,
     BrokerSnapshot,
     ExecutionReport,
@@ -38,19 +44,13 @@ from tecl_pipeline.execution import (
     plan_from_broker,
     session_prefix,
 )
-from tecl_pipeline.indicators import indicator_table
-from tecl_pipeline.outcomes import OUTCOME, Outcome
-from tecl_pipeline.portfolio import round_price, to_decimal
-from tecl_pipeline.reconcile import (
+from tecl_pipeline.trading.models import Order
+from tecl_pipeline.trading.reconcile import (
     PositionChange,
     fills_after_record,
     residuals,
     unexplained_position_changes,
 )
-from tecl_pipeline.state.journal import SessionRecord
-from tecl_pipeline.state.locks import session_lock
-from tecl_pipeline.strategy import Decision, evaluate_tecl
-from tecl_pipeline.universe import HOLDINGS, SYMBOLS
 
 GROUP = "trading"
 RESIDUAL_REPORT = "residual_report"

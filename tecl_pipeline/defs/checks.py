@@ -16,7 +16,11 @@ from dagster import (
     asset_check,
 )
 
-from tecl_pipeline.data_quality import FRESHNESS_KINDS, data_problems
+from tecl_pipeline.core.data_quality import FRESHNESS_KINDS, data_problems
+from tecl_pipeline.core.errors import TradingWindowError
+from tecl_pipeline.core.outcomes import CHECKED
+from tecl_pipeline.core.strategy import Decision
+from tecl_pipeline.core.universe import HOLDINGS
 from tecl_pipeline.defs.assets import (
     PostTradePositions,
     TargetAllocation,
@@ -34,13 +38,9 @@ from tecl_pipeline.defs.resources import (
     StateResource,
     TradingPolicyResource,
 )
-from tecl_pipeline.errors import TradingWindowError
-from tecl_pipeline.execution import check_trading_window
-from tecl_pipeline.history_store import read_signals
-from tecl_pipeline.outcomes import CHECKED
-from tecl_pipeline.reconcile import post_trade_problems, pre_trade_problems
-from tecl_pipeline.strategy import Decision
-from tecl_pipeline.universe import HOLDINGS
+from tecl_pipeline.state.history_store import read_signals
+from tecl_pipeline.trading.execution import check_trading_window
+from tecl_pipeline.trading.reconcile import post_trade_problems, pre_trade_problems
 
 
 def _evaluate(

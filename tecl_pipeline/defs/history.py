@@ -40,7 +40,8 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from tecl_pipeline.backtest import (
+from tecl_pipeline.app.run_report import error_cause, is_untrusted_input
+from tecl_pipeline.core.backtest import (
     BENCHMARKS,
     FIGURE_HEADERS,
     STRATEGY,
@@ -49,15 +50,14 @@ from tecl_pipeline.backtest import (
     render_png,
     run_backtest,
 )
-from tecl_pipeline.calendar import EXCHANGE_TZ
-from tecl_pipeline.data_quality import require_sessions_only
+from tecl_pipeline.core.calendar import EXCHANGE_TZ
+from tecl_pipeline.core.data_quality import require_sessions_only
+from tecl_pipeline.core.strategy import signal_history
+from tecl_pipeline.core.universe import SYMBOLS
 from tecl_pipeline.defs.partitions import CALENDAR
 from tecl_pipeline.defs.presentation import markdown_table
 from tecl_pipeline.defs.resources import MarketDataResource, StateResource
-from tecl_pipeline.history_store import Provenance, read_signals, replace_range
-from tecl_pipeline.run_report import error_cause, is_untrusted_input
-from tecl_pipeline.strategy import signal_history
-from tecl_pipeline.universe import SYMBOLS
+from tecl_pipeline.state.history_store import Provenance, read_signals, replace_range
 
 GROUP: Final = "history"
 HISTORY_DB: Final = "history.sqlite"

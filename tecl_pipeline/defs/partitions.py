@@ -4,7 +4,7 @@ from datetime import date, datetime
 
 from dagster import DailyPartitionsDefinition
 
-from tecl_pipeline.calendar import EXCHANGE_TZ, TradingCalendar
+from tecl_pipeline.core.calendar import EXCHANGE_TZ, TradingCalendar
 
 PARTITIONS_START = date(2015, 1, 2)
 # A plain weekday cron would make Friday's window end on Monday; excluding weekend ticks and

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 from dagster import MetadataValue
 
-from tecl_pipeline.broker.models import Order
+from tecl_pipeline.trading.models import Order
 
 
 def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> MetadataValue:

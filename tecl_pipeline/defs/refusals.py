@@ -12,8 +12,8 @@ from dagster import (
     Failure,
 )
 
-from tecl_pipeline.errors import RefusedToTrade
-from tecl_pipeline.outcomes import CHECKED, OUTCOME, Outcome
+from tecl_pipeline.core.errors import RefusedToTrade
+from tecl_pipeline.core.outcomes import CHECKED, OUTCOME, Outcome
 
 
 @contextmanager

@@ -15,21 +15,21 @@ from typing import TYPE_CHECKING, Any, Literal
 from dagster import ConfigurableResource, InitResourceContext, ResourceDependency
 from pydantic import PrivateAttr
 
-from tecl_pipeline.calendar import TradingCalendar
+from tecl_pipeline.config.settings import ConfigError
+from tecl_pipeline.core.calendar import TradingCalendar
+from tecl_pipeline.core.portfolio import RiskLimits
 from tecl_pipeline.defs.partitions import CALENDAR
-from tecl_pipeline.execution import ExecutionPolicy
 from tecl_pipeline.marketdata import MarketDataSource
 from tecl_pipeline.marketdata.csv_source import CsvMarketData
 from tecl_pipeline.marketdata.demo import DEMO_SEED, DemoMarketData
-from tecl_pipeline.portfolio import RiskLimits
-from tecl_pipeline.settings import ConfigError
+from tecl_pipeline.trading.execution import ExecutionPolicy
 
 if TYPE_CHECKING:
     # Imported where used: the adapter and simulator pull in alpaca-py and HTTP machinery
     # that loading the definitions (A1) does not need.
-    from tecl_pipeline.broker.alpaca import AlpacaBroker
-    from tecl_pipeline.broker.credentials import Credentials, CredentialsProvider
-    from tecl_pipeline.state.journal import JournalStore
+    from tecl_pipeline.adapters.alpaca.broker import AlpacaBroker
+    from tecl_pipeline.state.journal.store import JournalStore
+    from tecl_pipeline.trading.credentials import Credentials, CredentialsProvider
 
 
 def _decimal(key: str, value: str) -> Decimal:
@@ -139,7 +139,7 @@ class MarketDataResource(ConfigurableResource):
                 raise ConfigError("data_dir: required when source is 'csv' (TECL_DATA_DIR)")
             return CsvMarketData(Path(self.data_dir))
         if self.source == "alpaca":
-            from tecl_pipeline.marketdata.alpaca_source import AlpacaMarketData
+            from tecl_pipeline.adapters.alpaca.market_data import AlpacaMarketData
 
             return AlpacaMarketData(
                 _credentials(self.api_key, self.secret_key, self.secret_id),
@@ -161,10 +161,10 @@ class StateResource(ConfigurableResource):
     def journal(self, on_event: "Callable[[str, str], None] | None" = None) -> "JournalStore":
         """The journal store; S3 through a client with bounded retries and timeouts, made
         once per run (a boto3 client loads its service model from disk: ~0.3 s each)."""
-        from tecl_pipeline.state.journal import open_journal
+        from tecl_pipeline.state.journal.store import open_journal
 
         if self._s3_client is None and self.state_uri.startswith("s3://"):
-            from tecl_pipeline.state.s3_journal import default_s3_client
+            from tecl_pipeline.adapters.aws.s3_journal import default_s3_client
 
             self._s3_client = default_s3_client()
         return open_journal(
@@ -188,10 +188,10 @@ def _credentials(
     """Secrets Manager when a secret id is configured (cached, refreshed after a 401);
     otherwise the pair Dagster resolved from EnvVar, where a refresh reads the variables
     again, so a key rotated while the run waited is picked up (B4, X6)."""
-    from tecl_pipeline.broker.credentials import Credentials, EnvCredentials
+    from tecl_pipeline.trading.credentials import Credentials, EnvCredentials
 
     if secret_id:
-        from tecl_pipeline.secrets_provider import credentials_from_env
+        from tecl_pipeline.adapters.secrets_provider import credentials_from_env
 
         provider = credentials_from_env(
             {**os.environ, "TECL_SECRET_ID": secret_id}, on_event=on_event
@@ -249,7 +249,7 @@ class BrokerResource(ConfigurableResource):
         """Start the run's simulator on first use; its market stands at the session's
         decision time (started lazily, so bad market data surface in the asset that reads
         them, as a refusal, rather than as a resource failure)."""
-        from tecl_pipeline.broker.simulator import BrokerSimulator, SimulatorServer
+        from tecl_pipeline.simulator import BrokerSimulator, SimulatorServer
 
         moment = CALENDAR.decision_time(session)
         if self._embedded is None:
@@ -277,8 +277,8 @@ class BrokerResource(ConfigurableResource):
     def _credentials_provider(self) -> "CredentialsProvider":
         """One provider per resource instance: its cache serves every connect of the run,
         so the secret is fetched, and its age checked, once rather than at each step."""
-        from tecl_pipeline.broker.credentials import Credentials, StaticCredentials
-        from tecl_pipeline.broker.simulator.engine import DEMO_API_KEY, DEMO_API_SECRET
+        from tecl_pipeline.simulator.engine import DEMO_API_KEY, DEMO_API_SECRET
+        from tecl_pipeline.trading.credentials import Credentials, StaticCredentials
 
         if self._provider is None:
             if self.mode == "demo" and not (self.api_key or self.secret_id):
@@ -291,8 +291,8 @@ class BrokerResource(ConfigurableResource):
         return self._provider
 
     def connect(self, session: date) -> "AlpacaBroker":
-        from tecl_pipeline.broker.alpaca import AlpacaBroker
-        from tecl_pipeline.broker.retry import RetryPolicy
+        from tecl_pipeline.adapters.alpaca.broker import AlpacaBroker
+        from tecl_pipeline.common.retry import RetryPolicy
 
         url = self._embedded_url(session) if self.embedded else self.url
         default = RetryPolicy()

@@ -19,7 +19,7 @@ from dagster import (
     schedule,
 )
 
-from tecl_pipeline.calendar import EXCHANGE_TZ
+from tecl_pipeline.core.calendar import EXCHANGE_TZ
 from tecl_pipeline.defs.jobs import daily_trading_job
 from tecl_pipeline.defs.partitions import CALENDAR
 

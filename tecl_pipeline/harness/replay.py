@@ -19,14 +19,14 @@ from typing import Any
 
 import pandas as pd
 
-from tecl_pipeline.broker.models import Order, OrderSide
+from tecl_pipeline.core.portfolio import round_price, to_decimal
+from tecl_pipeline.core.strategy import signal_history
+from tecl_pipeline.core.universe import HOLDINGS, SYMBOLS
 from tecl_pipeline.defs.partitions import CALENDAR
 from tecl_pipeline.harness.world import World
 from tecl_pipeline.marketdata.csv_source import CsvMarketData
-from tecl_pipeline.portfolio import round_price, to_decimal
-from tecl_pipeline.state.records import SessionRecord
-from tecl_pipeline.strategy import signal_history
-from tecl_pipeline.universe import HOLDINGS, SYMBOLS
+from tecl_pipeline.state.journal.records import SessionRecord
+from tecl_pipeline.trading.models import Order, OrderSide
 
 REPLAY_START = date(2021, 11, 29)
 REPLAY_END = date(2026, 7, 31)

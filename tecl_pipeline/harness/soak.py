@@ -39,19 +39,19 @@ from typing import Any
 
 import pandas as pd
 
-from tecl_pipeline.broker.models import Order, OrderStatus
-from tecl_pipeline.broker.simulator import BrokerSimulator
-from tecl_pipeline.broker.simulator.faults import FaultKind, FaultRule
-from tecl_pipeline.calendar import EXCHANGE_TZ
+from tecl_pipeline.core.calendar import EXCHANGE_TZ
+from tecl_pipeline.core.strategy import signal_history
+from tecl_pipeline.core.universe import HOLDINGS, SYMBOLS
 from tecl_pipeline.defs.partitions import CALENDAR
 from tecl_pipeline.defs.resources import TradingPolicyResource
-from tecl_pipeline.execution import session_prefix
 from tecl_pipeline.harness.replay import holding_problems, session_prices
 from tecl_pipeline.harness.world import SessionRun, World, write_market_dir
 from tecl_pipeline.marketdata.demo import DEMO_SEED, DemoMarketData
-from tecl_pipeline.state.records import SessionRecord
-from tecl_pipeline.strategy import signal_history
-from tecl_pipeline.universe import HOLDINGS, SYMBOLS
+from tecl_pipeline.simulator import BrokerSimulator
+from tecl_pipeline.simulator.faults import FaultKind, FaultRule
+from tecl_pipeline.state.journal.records import SessionRecord
+from tecl_pipeline.trading.execution import session_prefix
+from tecl_pipeline.trading.models import Order, OrderStatus
 
 # Demo data start in January 2019; the strategy's 200-session warm-up is over by then.
 SOAK_START = date(2020, 1, 2)
@@ -340,7 +340,7 @@ class _Session:
             [
                 sys.executable,
                 "-m",
-                "tecl_pipeline.cli",
+                "tecl_pipeline.app.cli",
                 "run",
                 "--session",
                 self.session.isoformat(),
@@ -396,7 +396,14 @@ class _Session:
         # Files, not pipes: nobody reads a pipe while the process runs up to its hold.
         with open(host / "stdout.txt", "w") as stdout, open(host / "stderr.txt", "w") as stderr:
             process = subprocess.Popen(
-                [sys.executable, "-m", "tecl_pipeline.cli", "run", "--session", str(self.session)],
+                [
+                    sys.executable,
+                    "-m",
+                    "tecl_pipeline.app.cli",
+                    "run",
+                    "--session",
+                    str(self.session),
+                ],
                 env=env,
                 cwd=self.soak.work_dir,
                 stdout=stdout,
@@ -514,7 +521,7 @@ class _Session:
 def session_orders(simulator: BrokerSimulator, session: date) -> list[Order]:
     """The session's orders as the simulator's book holds them (not through the API, so
     that checking never draws on the fault plan nor advances a fill)."""
-    from tecl_pipeline.broker.alpaca import order_from_alpaca
+    from tecl_pipeline.adapters.alpaca.broker import order_from_alpaca
 
     return [
         order_from_alpaca(body, "simulator book")
@@ -568,7 +575,7 @@ class _Soak:
         market = write_market_dir(self.closes, work_dir / "market")
         self.dagster_home = work_dir / "dagster"
         self.dagster_home.mkdir(parents=True)
-        from tecl_pipeline.broker.simulator.engine import DEMO_API_KEY, DEMO_API_SECRET
+        from tecl_pipeline.simulator.engine import DEMO_API_KEY, DEMO_API_SECRET
 
         self.aws = _Aws(work_dir, DEMO_API_KEY, DEMO_API_SECRET)
         self.world = World(

@@ -13,17 +13,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tecl_pipeline.broker.simulator import BrokerSimulator, SimulatorServer
+from tecl_pipeline.app.run_report import EXIT_OK
+from tecl_pipeline.config.settings import Settings
 from tecl_pipeline.defs.partitions import CALENDAR
 from tecl_pipeline.marketdata.csv_source import CsvMarketData
-from tecl_pipeline.run_report import EXIT_OK
-from tecl_pipeline.settings import Settings
-from tecl_pipeline.state.records import SessionRecord
+from tecl_pipeline.simulator import BrokerSimulator, SimulatorServer
+from tecl_pipeline.state.journal.records import SessionRecord
 
 if TYPE_CHECKING:
     from dagster import JobDefinition
 
-    from tecl_pipeline.state.journal import JournalStore
+    from tecl_pipeline.state.journal.store import JournalStore
 
 STARTING_CASH = Decimal("100000")
 
@@ -148,7 +148,7 @@ class World:
         (each drill session starts from the pipeline's own state, not Dagster's)."""
         from dagster import DagsterInstance
 
-        from tecl_pipeline.run_report import explain_result
+        from tecl_pipeline.app.run_report import explain_result
 
         job = self._job(market_dir or self.market_dir)
         with DagsterInstance.ephemeral() as instance:
@@ -164,7 +164,7 @@ class World:
     def journal(self) -> JournalStore:
         """The journal as a reader outside the pipeline sees it (one store, made once)."""
         if self._journal is None:
-            from tecl_pipeline.state.journal import open_journal
+            from tecl_pipeline.state.journal.store import open_journal
 
             self._journal = open_journal(
                 f"{self._state_uri.rstrip('/')}/journal",

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tecl_pipeline.errors import MarketDataError
+from tecl_pipeline.core.errors import MarketDataError
 
 REQUIRED_COLUMNS = ("date", "adj_close")
 

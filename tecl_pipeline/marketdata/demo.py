@@ -12,8 +12,8 @@ from datetime import date, datetime
 import numpy as np
 import pandas as pd
 
-from tecl_pipeline.calendar import EXCHANGE_TZ, TradingCalendar
-from tecl_pipeline.errors import MarketDataError
+from tecl_pipeline.core.calendar import EXCHANGE_TZ, TradingCalendar
+from tecl_pipeline.core.errors import MarketDataError
 
 DEMO_START = date(2019, 1, 2)
 DEMO_SEED = 20_240_101

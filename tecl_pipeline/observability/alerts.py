@@ -32,10 +32,10 @@ from urllib.request import (
     build_opener,
 )
 
-from tecl_pipeline.endpoints import is_loopback, validate_endpoint
+from tecl_pipeline.common.endpoints import is_loopback, validate_endpoint
+from tecl_pipeline.config.settings import ConfigError
 from tecl_pipeline.observability.logs import EXCHANGE_TZ, LOGGER_NAME
 from tecl_pipeline.observability.redaction import Redactor
-from tecl_pipeline.settings import ConfigError
 
 Severity = Literal["info", "warning", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")

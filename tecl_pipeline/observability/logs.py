@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 # Exchange time: log lines line up with sessions and the broker's clock (T2). Local copy
-# rather than tecl_pipeline.calendar, which imports exchange_calendars and pandas.
+# rather than tecl_pipeline.core.calendar, which imports exchange_calendars and pandas.
 EXCHANGE_TZ = ZoneInfo("America/New_York")
 LOGGER_NAME = "tecl_pipeline"
 LOG_FILE_NAME = "tecl_pipeline.jsonl"
@@ -163,7 +163,7 @@ class RedactingHandler(logging.Handler):
 
     `configure_logging` puts it first on the "tecl_pipeline" logger. Logger-level filters
     only see records logged on that exact logger; a handler sees records propagated from
-    every child logger ("tecl_pipeline.broker.alpaca", ...) too.
+    every child logger ("tecl_pipeline.adapters.alpaca.broker", ...) too.
     """
 
     def __init__(self, redactor: Redactor) -> None:

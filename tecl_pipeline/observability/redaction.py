@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 
-from tecl_pipeline.errors import RefusedToTrade
+from tecl_pipeline.core.errors import RefusedToTrade
 
 REDACTED = "***"
 # Shorter values would mask ordinary words and digits everywhere ("abc", "100").

@@ -13,7 +13,7 @@ Which errors stop trading:
   record is already spooled for replay, D1) instead of being shown as a polite refusal.
 """
 
-from tecl_pipeline.errors import RefusedToTrade
+from tecl_pipeline.core.errors import RefusedToTrade
 
 
 class JournalError(Exception):

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
-from tecl_pipeline.errors import SessionBusyError
+from tecl_pipeline.core.errors import SessionBusyError
 
 
 @contextmanager

@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from tecl_pipeline.broker.credentials import Credentials, CredentialsProvider, StaticCredentials
+from tecl_pipeline.trading.credentials import Credentials, CredentialsProvider, StaticCredentials
 from tecl_pipeline_tests.broker.simulator_fixtures import SIM_KEY, SIM_SECRET, set_sim_faults
 
 SEED = 20261124

@@ -31,9 +31,9 @@ from alpaca.trading.enums import OrderSide, TimeInForce
 from alpaca.trading.models import Order
 from alpaca.trading.requests import MarketOrderRequest
 
-from tecl_pipeline.broker.simulator import BrokerSimulator, SimulatorServer
-from tecl_pipeline.calendar import TradingCalendar
+from tecl_pipeline.core.calendar import TradingCalendar
 from tecl_pipeline.marketdata.demo import DemoMarketData
+from tecl_pipeline.simulator import BrokerSimulator, SimulatorServer
 
 SIM_SESSION = date(2026, 11, 24)
 SIM_KEY = "sim-key"
@@ -156,7 +156,7 @@ def simulator_process(tmp_path: Path) -> Iterator[str]:
         [
             sys.executable,
             "-m",
-            "tecl_pipeline.cli",
+            "tecl_pipeline.app.cli",
             "simulator",
             "--port",
             "0",

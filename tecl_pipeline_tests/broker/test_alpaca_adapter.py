@@ -13,15 +13,17 @@ from typing import Any
 
 import pytest
 
-from tecl_pipeline.broker import alpaca as alpaca_module
-from tecl_pipeline.broker.alpaca import AlpacaBroker, parse_retry_after
-from tecl_pipeline.broker.credentials import (
+from tecl_pipeline.adapters.alpaca import broker as alpaca_module
+from tecl_pipeline.adapters.alpaca.broker import AlpacaBroker, parse_retry_after
+from tecl_pipeline.common.endpoints import validate_endpoint
+from tecl_pipeline.common.retry import RetryPolicy
+from tecl_pipeline.trading.credentials import (
     Credentials,
     CredentialsProvider,
     EnvCredentials,
     StaticCredentials,
 )
-from tecl_pipeline.broker.models import (
+from tecl_pipeline.trading.models import (
     Account,
     AuthError,
     BrokerError,
@@ -37,8 +39,6 @@ from tecl_pipeline.broker.models import (
     OutcomeUnknownError,
     RateLimitedError,
 )
-from tecl_pipeline.broker.retry import RetryPolicy
-from tecl_pipeline.endpoints import validate_endpoint
 from tecl_pipeline_tests.broker import simulator_fixtures
 from tecl_pipeline_tests.broker.adapter_helpers import (
     SEED,

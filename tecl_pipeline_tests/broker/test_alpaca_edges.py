@@ -17,14 +17,16 @@ from urllib.parse import quote, quote_plus
 import pytest
 import requests
 
-from tecl_pipeline.broker import alpaca
-from tecl_pipeline.broker.alpaca import (
+from tecl_pipeline.adapters.alpaca import broker as alpaca
+from tecl_pipeline.adapters.alpaca.broker import (
     AlpacaBroker,
     harden_client,
     parse_retry_after,
 )
-from tecl_pipeline.broker.credentials import Credentials, MissingCredentialsError
-from tecl_pipeline.broker.models import (
+from tecl_pipeline.common.retry import RetryPolicy
+from tecl_pipeline.observability.redaction import Redactor
+from tecl_pipeline.trading.credentials import Credentials, MissingCredentialsError
+from tecl_pipeline.trading.models import (
     AuthError,
     BrokerError,
     BrokerUnavailableError,
@@ -35,8 +37,6 @@ from tecl_pipeline.broker.models import (
     OutcomeUnknownError,
     RateLimitedError,
 )
-from tecl_pipeline.broker.retry import RetryPolicy
-from tecl_pipeline.observability.redaction import Redactor
 from tecl_pipeline_tests.broker import canned_http
 from tecl_pipeline_tests.broker.adapter_helpers import CountingProvider, sim_credentials
 from tecl_pipeline_tests.broker.canned_http import Canned

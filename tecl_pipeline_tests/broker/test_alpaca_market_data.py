@@ -11,18 +11,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tecl_pipeline.broker.credentials import CredentialsProvider
-from tecl_pipeline.broker.models import (
+from tecl_pipeline.adapters.alpaca.market_data import AlpacaMarketData
+from tecl_pipeline.common.retry import RetryPolicy
+from tecl_pipeline.core.errors import MarketDataError
+from tecl_pipeline.core.universe import SYMBOLS
+from tecl_pipeline.marketdata.demo import DemoMarketData
+from tecl_pipeline.trading.credentials import CredentialsProvider
+from tecl_pipeline.trading.models import (
     AuthError,
     BrokerUnavailableError,
     MalformedResponseError,
     RateLimitedError,
 )
-from tecl_pipeline.broker.retry import RetryPolicy
-from tecl_pipeline.errors import MarketDataError
-from tecl_pipeline.marketdata.alpaca_source import AlpacaMarketData
-from tecl_pipeline.marketdata.demo import DemoMarketData
-from tecl_pipeline.universe import SYMBOLS
 from tecl_pipeline_tests.broker import simulator_fixtures
 from tecl_pipeline_tests.broker.adapter_helpers import (
     SEED,

@@ -10,11 +10,11 @@ from decimal import Decimal
 
 import pytest
 
-from tecl_pipeline.broker.models import MalformedResponseError
-from tecl_pipeline.broker.retry import RetryPolicy
-from tecl_pipeline.errors import MarketDataError
-from tecl_pipeline.marketdata import alpaca_source
-from tecl_pipeline.marketdata.alpaca_source import AlpacaMarketData
+from tecl_pipeline.adapters.alpaca.market_data import AlpacaMarketData
+from tecl_pipeline.common.retry import RetryPolicy
+from tecl_pipeline.core.errors import MarketDataError
+from tecl_pipeline.adapters.alpaca import market_data as alpaca_source
+from tecl_pipeline.trading.models import MalformedResponseError
 from tecl_pipeline_tests.broker import canned_http
 from tecl_pipeline_tests.broker.adapter_helpers import sim_credentials
 from tecl_pipeline_tests.broker.canned_http import Canned

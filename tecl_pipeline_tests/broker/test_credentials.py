@@ -4,13 +4,13 @@ import logging
 
 import pytest
 
-from tecl_pipeline.broker.credentials import (
+from tecl_pipeline.trading.credentials import (
     Credentials,
     EnvCredentials,
     MissingCredentialsError,
     StaticCredentials,
 )
-from tecl_pipeline.broker.models import AuthError
+from tecl_pipeline.trading.models import AuthError
 
 SECRET = "s3cr3t-VALUE-never-shown"
 KEY = "PKTESTKEYID123456"

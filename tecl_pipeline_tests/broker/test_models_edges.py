@@ -8,9 +8,9 @@ from decimal import Decimal
 
 import pytest
 
-from tecl_pipeline.broker.credentials import Credentials
-from tecl_pipeline.broker.models import Order, OrderSide, OrderStatus, Position
-from tecl_pipeline.broker.retry import RetryPolicy
+from tecl_pipeline.common.retry import RetryPolicy
+from tecl_pipeline.trading.credentials import Credentials
+from tecl_pipeline.trading.models import Order, OrderSide, OrderStatus, Position
 
 
 def order(**changes) -> Order:

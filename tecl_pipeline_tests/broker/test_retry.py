@@ -8,7 +8,8 @@ import random
 
 import pytest
 
-from tecl_pipeline.broker.models import (
+from tecl_pipeline.common.retry import RetryPolicy, call_with_retry
+from tecl_pipeline.trading.models import (
     AuthError,
     BrokerUnavailableError,
     MalformedResponseError,
@@ -16,7 +17,6 @@ from tecl_pipeline.broker.models import (
     OutcomeUnknownError,
     RateLimitedError,
 )
-from tecl_pipeline.broker.retry import RetryPolicy, call_with_retry
 
 SEED = 20240102
 

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from tecl_pipeline.broker.simulator import BookFileError, BrokerSimulator
-from tecl_pipeline.broker.simulator.faults import FaultPlan, FaultPlanError
-from tecl_pipeline.broker.simulator.persist import BookStore
-from tecl_pipeline.calendar import EXCHANGE_TZ
+from tecl_pipeline.core.calendar import EXCHANGE_TZ
 from tecl_pipeline.marketdata.demo import DemoMarketData
+from tecl_pipeline.simulator import BookFileError, BrokerSimulator
+from tecl_pipeline.simulator.faults import FaultPlan, FaultPlanError
+from tecl_pipeline.simulator.persist import BookStore
 from tecl_pipeline_tests.broker import simulator_fixtures
 from tecl_pipeline_tests.broker.simulator_fixtures import (
     SIM_KEY,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tecl_pipeline.broker.simulator.faults import FaultKind, FaultPlan, FaultPlanError, FaultRule
+from tecl_pipeline.simulator.faults import FaultKind, FaultPlan, FaultPlanError, FaultRule
 
 ENDPOINTS = (
     "GET /v2/account",

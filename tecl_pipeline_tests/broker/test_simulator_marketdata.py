@@ -17,9 +17,9 @@ from alpaca.data.requests import StockBarsRequest, StockLatestTradeRequest
 from alpaca.data.timeframe import TimeFrame
 from alpaca.trading.requests import MarketOrderRequest
 
-from tecl_pipeline.calendar import EXCHANGE_TZ
+from tecl_pipeline.core.calendar import EXCHANGE_TZ
+from tecl_pipeline.core.universe import SYMBOLS
 from tecl_pipeline.marketdata.demo import DEMO_START, DemoMarketData
-from tecl_pipeline.universe import SYMBOLS
 from tecl_pipeline_tests.broker.simulator_fixtures import (  # noqa: F401 (fixtures)
     SIM_SESSION,
     data_client,

@@ -20,10 +20,10 @@ from alpaca.common.exceptions import APIError
 from alpaca.trading.enums import OrderSide, OrderStatus, QueryOrderStatus, TimeInForce
 from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
 
-from tecl_pipeline.broker.simulator import BookFileError, BrokerSimulator, SimulatorServer
-from tecl_pipeline.broker.simulator.wire import ApiError
-from tecl_pipeline.calendar import EXCHANGE_TZ
+from tecl_pipeline.core.calendar import EXCHANGE_TZ
 from tecl_pipeline.marketdata.demo import DemoMarketData
+from tecl_pipeline.simulator import BookFileError, BrokerSimulator, SimulatorServer
+from tecl_pipeline.simulator.wire import ApiError
 from tecl_pipeline_tests.broker.simulator_fixtures import (  # noqa: F401 (fixtures)
     SIM_SESSION,
     sim_calendar,
@@ -239,9 +239,9 @@ _SCRIPT = """
 import json, sys
 from datetime import date
 from pathlib import Path
-from tecl_pipeline.broker.simulator import BrokerSimulator
-from tecl_pipeline.broker.simulator.wire import ApiError
-from tecl_pipeline.calendar import TradingCalendar
+from tecl_pipeline.simulator import BrokerSimulator
+from tecl_pipeline.simulator.wire import ApiError
+from tecl_pipeline.core.calendar import TradingCalendar
 from tecl_pipeline.marketdata.demo import DemoMarketData
 
 calendar = TradingCalendar(start=date(2018, 1, 1), end=date(2027, 12, 31))

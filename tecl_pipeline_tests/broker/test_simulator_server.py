@@ -22,11 +22,11 @@ import pytest
 import requests
 from alpaca.common.exceptions import APIError
 
-from tecl_pipeline.broker.simulator import BrokerSimulator, FillMode, SimulatorServer, serve
-from tecl_pipeline.calendar import EXCHANGE_TZ
+from tecl_pipeline.core.calendar import EXCHANGE_TZ
+from tecl_pipeline.core.universe import SYMBOLS
 from tecl_pipeline.marketdata.csv_source import CsvMarketData
 from tecl_pipeline.marketdata.demo import DemoMarketData
-from tecl_pipeline.universe import SYMBOLS
+from tecl_pipeline.simulator import BrokerSimulator, FillMode, SimulatorServer, serve
 from tecl_pipeline_tests.broker.simulator_fixtures import (  # noqa: F401 (fixtures)
     SIM_SESSION,
     market_order,
@@ -276,7 +276,7 @@ def test_serve_refuses_a_non_loopback_host():
 def test_serve_prints_the_url_and_key_and_stops_on_ctrl_c():
     code = (
         "from datetime import datetime; from zoneinfo import ZoneInfo;"
-        "from tecl_pipeline.broker.simulator import serve;"
+        "from tecl_pipeline.simulator import serve;"
         "serve('127.0.0.1', 0, data_dir=None, seed=None,"
         " now=datetime(2026, 11, 24, 15, 45, tzinfo=ZoneInfo('America/New_York')))"
     )

@@ -21,7 +21,7 @@ from alpaca.trading.enums import (
 from alpaca.trading.models import Asset, Clock, Order, Position, TradeAccount
 from alpaca.trading.requests import GetCalendarRequest, GetOrdersRequest
 
-from tecl_pipeline.calendar import EXCHANGE_TZ
+from tecl_pipeline.core.calendar import EXCHANGE_TZ
 from tecl_pipeline_tests.broker.simulator_fixtures import (  # noqa: F401 (fixtures)
     SIM_SESSION,
     set_sim_clock,

@@ -96,8 +96,8 @@ def test_a_refused_partial_materialization_speaks_only_for_its_own_checks(
 ):
     """Materializing market_data alone (as from the asset graph) on missing data: its own
     checks say the session was refused; checks of assets the run never planned get nothing."""
+    from tecl_pipeline.config.settings import Settings
     from tecl_pipeline.definitions import build_definitions
-    from tecl_pipeline.settings import Settings
 
     folder = csv_dir(REAL_LAST_SESSION)
     (folder / "BSV.csv").unlink()

@@ -7,12 +7,12 @@ from decimal import Decimal
 
 from dagster import DagsterInstance, build_sensor_context
 
+from tecl_pipeline.config.settings import Settings
+from tecl_pipeline.core.portfolio import plan_rebalance
 from tecl_pipeline.defs.sensors.residuals import build_residuals_sensor
 from tecl_pipeline.observability.alerts import Alerter
 from tecl_pipeline.observability.redaction import Redactor
-from tecl_pipeline.portfolio import plan_rebalance
-from tecl_pipeline.reconcile import post_trade_problems, residuals
-from tecl_pipeline.settings import Settings
+from tecl_pipeline.trading.reconcile import post_trade_problems, residuals
 from tecl_pipeline_tests.failure_modes.helpers import run_session
 from tecl_pipeline_tests.observability.helpers import CaptureSink
 

@@ -8,14 +8,14 @@ from decimal import Decimal
 
 import pytest
 
+from tecl_pipeline.adapters.alpaca.market_data import AlpacaMarketData
+from tecl_pipeline.config.settings import ConfigError
 from tecl_pipeline.defs.resources import (
     BrokerResource,
     MarketDataResource,
     ObservabilityResource,
     TradingPolicyResource,
 )
-from tecl_pipeline.marketdata.alpaca_source import AlpacaMarketData
-from tecl_pipeline.settings import ConfigError
 
 LOOPBACK = "http://127.0.0.1:9"
 

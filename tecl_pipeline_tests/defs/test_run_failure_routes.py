@@ -22,11 +22,11 @@ from dagster import (
     reconstructable,
 )
 
+from tecl_pipeline.config.settings import Settings
 from tecl_pipeline.definitions import build_definitions
 from tecl_pipeline.defs.failure_alerts import RUN_ALERTED_TAG
 from tecl_pipeline.defs.partitions import CALENDAR
 from tecl_pipeline.defs.schedules import daily_trading_schedule
-from tecl_pipeline.settings import Settings
 
 DEMO_SESSION = date(2026, 11, 24)
 REAL_LAST_SESSION = date(2026, 7, 31)
@@ -80,7 +80,7 @@ def test_cli_run_with_the_broker_down_alerts_naming_the_cause(tmp_path, deployme
     environ["TECL_BROKER_URL"] = f"http://127.0.0.1:{closed_port()}"
 
     done = subprocess.run(
-        [sys.executable, "-m", "tecl_pipeline.cli", "run", "--session", str(DEMO_SESSION)],
+        [sys.executable, "-m", "tecl_pipeline.app.cli", "run", "--session", str(DEMO_SESSION)],
         cwd=tmp_path,
         env=environ,
         capture_output=True,

@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from dagster import Definitions, RepositoryDefinition, build_schedule_context
 
+from tecl_pipeline.config.settings import Settings
 from tecl_pipeline.definitions import build_definitions
 from tecl_pipeline.defs.partitions import session_partitions
 from tecl_pipeline.defs.schedules import DECISION_CRON, SESSION_TAG, daily_trading_schedule
-from tecl_pipeline.settings import Settings
 
 NY = ZoneInfo("America/New_York")
 REGULAR = time(15, 45)

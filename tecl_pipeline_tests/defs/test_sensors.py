@@ -22,6 +22,7 @@ from dagster import (
     build_sensor_context,
 )
 
+from tecl_pipeline.config.settings import Settings
 from tecl_pipeline.definitions import build_definitions
 from tecl_pipeline.defs.assets import RESIDUAL_REPORT
 from tecl_pipeline.defs.failure_alerts import RUN_ALERTED_TAG
@@ -36,8 +37,7 @@ from tecl_pipeline.defs.sensors.residuals import build_residuals_sensor, parse_r
 from tecl_pipeline.defs.sensors.run_failure import build_run_failure_alert_sensor
 from tecl_pipeline.observability.alerts import Alerter
 from tecl_pipeline.observability.redaction import Redactor
-from tecl_pipeline.reconcile import residuals
-from tecl_pipeline.settings import Settings
+from tecl_pipeline.trading.reconcile import residuals
 from tecl_pipeline_tests.observability.helpers import CaptureSink
 
 NY = ZoneInfo("America/New_York")

@@ -11,8 +11,8 @@ from typing import Any
 
 from dagster import DagsterInstance, ExecuteInProcessResult
 
+from tecl_pipeline.config.settings import Settings
 from tecl_pipeline.definitions import build_definitions
-from tecl_pipeline.settings import Settings
 
 FAST_BROKER = {"retry_base_delay_seconds": 0.01, "timeout_seconds": 1.0}
 """Broker resource settings for fault tests: the adapter's retries wait 10 ms, not seconds."""

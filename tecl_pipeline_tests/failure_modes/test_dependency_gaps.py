@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 
-from tecl_pipeline.settings import Mode, Settings
+from tecl_pipeline.config.settings import Mode, Settings
 from tecl_pipeline_tests.broker.simulator_fixtures import SIM_KEY, SIM_SECRET, SIM_SESSION
 from tecl_pipeline_tests.failure_modes.helpers import (
     FAST_BROKER,

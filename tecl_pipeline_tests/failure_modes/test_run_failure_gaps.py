@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 
-from tecl_pipeline.settings import Settings
+from tecl_pipeline.config.settings import Settings
 from tecl_pipeline_tests.broker.simulator_fixtures import SIM_SESSION
 from tecl_pipeline_tests.failure_modes.helpers import (
     FAST_BROKER,
@@ -157,6 +157,6 @@ def test_every_log_line_of_a_run_carries_its_run_id_and_session(simulator, tmp_p
 
     assert result.success
     lines = [json.loads(line) for line in (logs / "tecl_pipeline.jsonl").read_text().splitlines()]
-    assert any(line["logger"] == "tecl_pipeline.broker.alpaca" for line in lines)
+    assert any(line["logger"] == "tecl_pipeline.adapters.alpaca.broker" for line in lines)
     for line in lines:
         assert (line["run_id"], line["session"]) == (result.run_id, SIM_SESSION.isoformat())

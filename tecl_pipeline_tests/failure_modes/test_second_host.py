@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tecl_pipeline.broker.simulator import SimulatorServer
+from tecl_pipeline.simulator import SimulatorServer
 from tecl_pipeline_tests.broker.simulator_fixtures import set_sim_faults, sim_requests
 
 SESSION = date(2026, 11, 24)  # the simulator fixture's session; the demo decision is all TECL
@@ -54,7 +54,7 @@ def _tecl_run(host: Path, url: str, state_uri: str) -> subprocess.Popen[str]:
         DAGSTER_HOME=str(host / "dagster"),
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "tecl_pipeline.cli", "run", "--session", SESSION.isoformat()],
+        [sys.executable, "-m", "tecl_pipeline.app.cli", "run", "--session", SESSION.isoformat()],
         cwd=host,
         env=env,
         stdout=subprocess.PIPE,

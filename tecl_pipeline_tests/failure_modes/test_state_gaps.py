@@ -11,7 +11,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from tecl_pipeline.settings import Settings
+from tecl_pipeline.config.settings import Settings
 from tecl_pipeline_tests.failure_modes.helpers import (
     materialized,
     read_alerts,

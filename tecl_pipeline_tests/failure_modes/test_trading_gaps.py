@@ -22,10 +22,10 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from tecl_pipeline.broker.models import OrderRequest, OrderSide
-from tecl_pipeline.run_report import EXIT_NOT_CLEAN, EXIT_REFUSED, explain_result
-from tecl_pipeline.settings import Settings
+from tecl_pipeline.app.run_report import EXIT_NOT_CLEAN, EXIT_REFUSED, explain_result
+from tecl_pipeline.config.settings import Settings
 from tecl_pipeline.state.locks import session_lock
+from tecl_pipeline.trading.models import OrderRequest, OrderSide
 from tecl_pipeline_tests.broker.simulator_fixtures import hold_bil, market_order, trading_client
 from tecl_pipeline_tests.failure_modes.helpers import (
     materialized,
@@ -266,7 +266,7 @@ def test_run_for_a_session_another_run_is_trading_sends_no_orders(run_daily, sta
 def _tecl_run(cwd: Path) -> subprocess.Popen[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("TECL_", "DAGSTER_"))}
     return subprocess.Popen(
-        [sys.executable, "-m", "tecl_pipeline.cli", "run", "--session", SESSION.isoformat()],
+        [sys.executable, "-m", "tecl_pipeline.app.cli", "run", "--session", SESSION.isoformat()],
         cwd=cwd,
         env=environ,
         stdout=subprocess.PIPE,

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tecl_pipeline.config.settings import ConfigError
 from tecl_pipeline.observability.alerts import (
     Alert,
     Alerter,
@@ -22,7 +23,6 @@ from tecl_pipeline.observability.alerts import (
     alerter_from_env,
 )
 from tecl_pipeline.observability.logs import EXCHANGE_TZ, Redactor
-from tecl_pipeline.settings import ConfigError
 from tecl_pipeline_tests.observability.helpers import CANARY, all_text_under, read_json_lines
 
 SESSION = date(2024, 3, 15)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tecl_pipeline.errors import RefusedToTrade
+from tecl_pipeline.core.errors import RefusedToTrade
 from tecl_pipeline.observability.logs import (
     LOG_FILE_NAME,
     LOGGER_NAME,
@@ -64,7 +64,7 @@ def test_json_lines_carry_run_id_session_and_step(tmp_path, redactor, restore_lo
     assert [json.loads(line) for line in stderr.getvalue().splitlines()] == lines
     first, second, third = lines
     assert first["message"] == "submitted 3 orders"
-    assert first["logger"] == "tecl_pipeline.execution"
+    assert first["logger"] == "tecl_pipeline.trading.execution"
     assert (first["run_id"], first["session"], first["step"]) == ("run-1", "2024-03-15", "orders")
     assert (second["level"], second["step"], second["extra"]) == (
         "WARNING",

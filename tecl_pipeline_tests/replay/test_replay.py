@@ -15,13 +15,13 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from tecl_pipeline.core.strategy import signal_history
+from tecl_pipeline.core.universe import HOLDINGS
 from tecl_pipeline.defs.partitions import CALENDAR
 from tecl_pipeline.defs.resources import TradingPolicyResource
 from tecl_pipeline.harness import replay as history
 from tecl_pipeline.harness.world import World
-from tecl_pipeline.state.records import SessionRecord
-from tecl_pipeline.strategy import signal_history
-from tecl_pipeline.universe import HOLDINGS
+from tecl_pipeline.state.journal.records import SessionRecord
 
 BASELINE = Path(__file__).with_name("baseline.json")
 WINDOW_END = date(2022, 2, 23)

@@ -25,18 +25,8 @@ import pytest
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-from tecl_pipeline.broker.alpaca import AlpacaConnection
-from tecl_pipeline.broker.credentials import Credentials, EnvCredentials
-from tecl_pipeline.broker.retry import RetryPolicy
-from tecl_pipeline.errors import RefusedToTrade
-from tecl_pipeline.harness.aws_faults import AwsFaultProxy
-from tecl_pipeline.secrets_provider import (
-    EVENT_ACCESS_FAILURE,
-    EVENT_AGE_UNKNOWN,
-    EVENT_MALFORMED,
-    EVENT_ROTATION_OVERDUE,
-    EVENT_STALE_CACHE,
-    EVENT_UNAVAILABLE,
+from tecl_pipeline.adapters.alpaca.broker import AlpacaConnection
+from tecl_pipeline.adapters.aws.secrets_errors import (
     SecretAccessDeniedError,
     SecretAccessError,
     SecretConfigError,
@@ -44,11 +34,23 @@ from tecl_pipeline.secrets_provider import (
     SecretInvalidRequestError,
     SecretMalformedError,
     SecretNotFoundError,
-    SecretsManagerCredentials,
     SecretUnavailableError,
-    credentials_from_env,
 )
-from tecl_pipeline.secrets_provider.secrets_manager import DEFAULT_RETRY
+from tecl_pipeline.adapters.aws.secrets_manager import (
+    DEFAULT_RETRY,
+    EVENT_ACCESS_FAILURE,
+    EVENT_AGE_UNKNOWN,
+    EVENT_MALFORMED,
+    EVENT_ROTATION_OVERDUE,
+    EVENT_STALE_CACHE,
+    EVENT_UNAVAILABLE,
+    SecretsManagerCredentials,
+)
+from tecl_pipeline.adapters.secrets_provider import credentials_from_env
+from tecl_pipeline.common.retry import RetryPolicy
+from tecl_pipeline.core.errors import RefusedToTrade
+from tecl_pipeline.harness.aws_faults import AwsFaultProxy
+from tecl_pipeline.trading.credentials import Credentials, EnvCredentials
 
 REGION = "us-east-1"
 TTL = timedelta(minutes=15)
@@ -438,8 +440,8 @@ def test_endpoint_down_without_cache_stops_before_any_broker_client_exists(
     with SecretUnavailableError before it builds a client, and Dagster shows a refusal."""
     from dagster import Failure
 
+    from tecl_pipeline.core.outcomes import Outcome
     from tecl_pipeline.defs.refusals import refusing_to_trade
-    from tecl_pipeline.outcomes import Outcome
 
     provider = provider_for(secret_id, make_client(closed_port_url()))
     built: list[Credentials] = []

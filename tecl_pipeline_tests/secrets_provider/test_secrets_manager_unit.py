@@ -13,18 +13,20 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, NoCredentialsError
 
-from tecl_pipeline.broker.credentials import Credentials
-from tecl_pipeline.secrets_provider import (
-    EVENT_ACCESS_FAILURE,
-    EVENT_AGE_UNKNOWN,
-    EVENT_ROTATION_OVERDUE,
+from tecl_pipeline.adapters.aws.secrets_errors import (
     SecretAccessError,
     SecretConfigError,
     SecretMalformedError,
-    SecretsManagerCredentials,
     SecretUnavailableError,
+)
+from tecl_pipeline.adapters.aws.secrets_manager import (
+    EVENT_ACCESS_FAILURE,
+    EVENT_AGE_UNKNOWN,
+    EVENT_ROTATION_OVERDUE,
+    SecretsManagerCredentials,
     parse_secret_string,
 )
+from tecl_pipeline.trading.credentials import Credentials
 
 SEED = 7_345_221
 KEY = "PKUNITTESTKEY00001"

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tecl_pipeline.broker.models import Order, OrderSide, OrderStatus
-from tecl_pipeline.calendar import EXCHANGE_TZ
+from tecl_pipeline.core.calendar import EXCHANGE_TZ
 from tecl_pipeline.harness.soak import (
     FAULT_KINDS,
     SoakResult,
@@ -22,7 +21,8 @@ from tecl_pipeline.harness.soak import (
     repeated_orders,
     run_soak,
 )
-from tecl_pipeline.state.records import SessionRecord
+from tecl_pipeline.state.journal.records import SessionRecord
+from tecl_pipeline.trading.models import Order, OrderSide, OrderStatus
 
 REPO = Path(__file__).resolve().parents[2]
 # At this seed every fault kind occurs in the first 50 sessions at a 10% rate.
@@ -65,7 +65,7 @@ def test_same_seed_prints_the_same_line(tmp_path: Path) -> None:
     prints its seed and the very line a second soak with that seed gives in this one."""
     seed = SEED + 1
     print(f"seed={seed}")
-    command = [sys.executable, "-m", "tecl_pipeline.cli", "soak", "--sessions", "3"]
+    command = [sys.executable, "-m", "tecl_pipeline.app.cli", "soak", "--sessions", "3"]
     command += ["--seed", str(seed), "--fault-rate", "0.4"]
     done = subprocess.run(
         command, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False

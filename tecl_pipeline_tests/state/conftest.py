@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tecl_pipeline.state.journal import JournalStore, open_journal
+from tecl_pipeline.state.journal.store import JournalStore, open_journal
 from tecl_pipeline_tests.state.moto_fixtures import Events
 
 

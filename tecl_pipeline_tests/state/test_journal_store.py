@@ -7,17 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from tecl_pipeline.errors import RefusedToTrade
-from tecl_pipeline.settings import ConfigError
+from tecl_pipeline.adapters.aws.s3_journal import S3Journal
+from tecl_pipeline.config.settings import ConfigError
+from tecl_pipeline.core.errors import RefusedToTrade
 from tecl_pipeline.state.errors import (
     JournalConflictError,
     JournalError,
     JournalUnavailableError,
     JournalWriteError,
 )
-from tecl_pipeline.state.journal import JournalStore, LocalJournal, open_journal
-from tecl_pipeline.state.s3_journal import S3Journal
-from tecl_pipeline.state.spool import Spool
+from tecl_pipeline.state.journal.spool import Spool
+from tecl_pipeline.state.journal.store import JournalStore, LocalJournal, open_journal
 from tecl_pipeline_tests.state.moto_fixtures import Events, session_record
 
 D1 = date(2024, 3, 4)

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from tecl_pipeline.errors import RefusedToTrade
+from tecl_pipeline.core.errors import RefusedToTrade
 from tecl_pipeline.state.errors import (
     JournalConflictError,
     JournalUnavailableError,
     JournalWriteError,
 )
-from tecl_pipeline.state.journal import JournalStore, LocalJournal, open_journal
-from tecl_pipeline.state.records import encode_record
+from tecl_pipeline.state.journal.records import encode_record
+from tecl_pipeline.state.journal.store import JournalStore, LocalJournal, open_journal
 from tecl_pipeline_tests.state.moto_fixtures import session_record
 
 D1 = date(2024, 3, 4)

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-import tecl_pipeline.state.journal as journal_module
+import tecl_pipeline.state.journal.store as journal_module
 from tecl_pipeline.state.errors import (
     JournalConflictError,
     JournalUnavailableError,
     JournalWriteError,
 )
-from tecl_pipeline.state.journal import LocalJournal, open_journal
-from tecl_pipeline.state.records import encode_record, record_name
+from tecl_pipeline.state.journal.records import encode_record, record_name
+from tecl_pipeline.state.journal.store import LocalJournal, open_journal
 from tecl_pipeline_tests.state.moto_fixtures import session_record
 
 D1 = date(2024, 3, 4)

@@ -12,16 +12,16 @@ from typing import Any
 
 import pytest
 
-from tecl_pipeline.errors import RefusedToTrade
+from tecl_pipeline.adapters.aws.s3_journal import bucket_region_of
+from tecl_pipeline.core.errors import RefusedToTrade
 from tecl_pipeline.harness.s3_faults import FaultProxy
 from tecl_pipeline.state.errors import (
     JournalConflictError,
     JournalUnavailableError,
     JournalWriteError,
 )
-from tecl_pipeline.state.journal import JournalStore, open_journal
-from tecl_pipeline.state.records import MAX_RECORD_BYTES, encode_record
-from tecl_pipeline.state.s3_journal import bucket_region_of
+from tecl_pipeline.state.journal.records import MAX_RECORD_BYTES, encode_record
+from tecl_pipeline.state.journal.store import JournalStore, open_journal
 from tecl_pipeline_tests.state.moto_fixtures import Events, session_record
 
 # Registered here until tecl_pipeline_tests/conftest.py lists it; registering twice is harmless.

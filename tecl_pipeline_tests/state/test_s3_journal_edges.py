@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from tecl_pipeline.adapters.aws.s3_journal import S3Journal
 from tecl_pipeline.harness.s3_faults import FaultProxy
 from tecl_pipeline.state.errors import JournalUnavailableError
-from tecl_pipeline.state.journal import JournalStore, open_journal
-from tecl_pipeline.state.s3_journal import S3Journal
+from tecl_pipeline.state.journal.store import JournalStore, open_journal
 from tecl_pipeline_tests.state.moto_fixtures import Events, session_record
 
 PREFIX = "tecl/edges"

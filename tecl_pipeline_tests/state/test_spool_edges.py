@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tecl_pipeline.state.spool import Spool
+from tecl_pipeline.state.journal.spool import Spool
 from tecl_pipeline_tests.state.moto_fixtures import Events, session_record
 
 D1 = date(2024, 3, 4)

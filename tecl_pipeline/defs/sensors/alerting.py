@@ -9,10 +9,10 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from tecl_pipeline.config.settings import Settings
 from tecl_pipeline.defs.partitions import PARTITION_TAG, session_of
 from tecl_pipeline.observability.alerts import Alerter, alerter_from_env
 from tecl_pipeline.observability.logs import Redactor
-from tecl_pipeline.settings import Settings
 
 AlerterFactory = Callable[[], Alerter]
 __all__ = ["PARTITION_TAG", "AlerterFactory", "build_alerter", "session_of"]

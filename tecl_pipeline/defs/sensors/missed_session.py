@@ -26,7 +26,7 @@ from dagster import (
     sensor,
 )
 
-from tecl_pipeline.calendar import EXCHANGE_TZ
+from tecl_pipeline.core.calendar import EXCHANGE_TZ
 from tecl_pipeline.defs.partitions import CALENDAR
 from tecl_pipeline.defs.sensors.alerting import AlerterFactory, build_alerter
 from tecl_pipeline.observability.alerts import Alert

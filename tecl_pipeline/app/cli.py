@@ -1,0 +1,608 @@
+"""`tecl`: run the daily trading job for one session and print what happened.
+
+Exit status of `tecl run`: 0 the session ended at its target; 2 refused, no order sent;
+3 orders sent but the session did not end clean (report printed, alert sent); 1 an error;
+64 a usage error.
+"""
+
+import argparse
+import logging
+import os
+import re
+import signal
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn, TypeVar
+
+from tecl_pipeline.app.run_report import (
+    EXIT_ERROR,
+    EXIT_NOT_CLEAN,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_STATUSES,
+    EXIT_USAGE,
+    RunOutcome,
+)
+
+T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from dagster import DagsterInstance, DagsterInvalidConfigError
+
+    from tecl_pipeline.config.settings import Settings
+    from tecl_pipeline.observability.alerts import Alerter
+    from tecl_pipeline.trading.stopping import StopRequest
+
+
+def _parse_session(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit 64: argparse's own 2 would read as
+    "refused to trade" to a scheduler."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: usage error: {message} (see {self.prog} --help)\n")
+
+
+def _exit_status_help() -> str:
+    import textwrap
+
+    rows = [
+        textwrap.fill(f"{code:<3} {meaning}", 78, initial_indent="  ", subsequent_indent="      ")
+        + f"\n      scheduler: {then}"
+        for code, meaning, then in EXIT_STATUSES
+    ]
+    return "exit status:\n" + "\n".join(rows)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tecl", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser(
+        "run",
+        help="run daily_trading_job for one session",
+        description="Run daily_trading_job for one session and print the report.",
+        epilog=_exit_status_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--verbose", action="store_true", help="also print Dagster's own event log")
+    run.add_argument(
+        "--session",
+        type=_parse_session,
+        help="trading session YYYY-MM-DD (default: the latest session of the market data)",
+    )
+    backfill = commands.add_parser(
+        "backfill", help="compute and store the historical signals of a date range, in one run"
+    )
+    backfill.add_argument("--start", type=_parse_session, required=True, help="YYYY-MM-DD")
+    backfill.add_argument("--end", type=_parse_session, required=True, help="YYYY-MM-DD")
+    backfill.add_argument(
+        "--verbose", action="store_true", help="also print Dagster's own event log"
+    )
+    sim = commands.add_parser(
+        "simulator", help="serve the Alpaca-compatible broker simulator until stopped"
+    )
+    sim.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
+    sim.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any free)")
+    sim.add_argument(
+        "--data-dir", type=Path, help="replay DIR/<SYMBOL>.csv instead of the demo data"
+    )
+    sim.add_argument(
+        "--session",
+        type=_parse_session,
+        help="start the simulated clock at this session's decision time "
+        "(default: the latest session of the data)",
+    )
+    replay = commands.add_parser(
+        "replay",
+        help="replay real history session by session through the pipeline against the "
+        "simulator and check it against signal_history and a reviewed baseline",
+    )
+    replay.add_argument("--start", type=_parse_session, help="first session (default 2021-11-29)")
+    replay.add_argument("--end", type=_parse_session, help="last session (default 2026-07-31)")
+    replay.add_argument(
+        "--data-dir", type=Path, help="DIR/<SYMBOL>.csv of real closes (default TECL_DATA_DIR)"
+    )
+    replay.add_argument("--baseline", type=Path, help="JSON file of reviewed replay figures")
+    replay.add_argument(
+        "--write-baseline",
+        action="store_true",
+        help="store this replay's figures in --baseline instead of comparing with them",
+    )
+    soak = commands.add_parser(
+        "soak",
+        help="chaos soak: consecutive sessions through the pipeline with seeded faults at "
+        "every layer, invariants checked after each",
+    )
+    soak.add_argument("--sessions", type=int, required=True, help="number of sessions")
+    soak.add_argument("--seed", type=int, required=True, help="seed of every fault drawn")
+    soak.add_argument(
+        "--fault-rate",
+        type=float,
+        default=0.1,
+        help="chance of each fault kind in each session (default 0.1)",
+    )
+    return parser
+
+
+# Above every level: no log record on stderr (a failing log file still falls back there).
+QUIET = logging.CRITICAL + 1
+# Local instance defaults: no telemetry from an offline trading machine.
+DAGSTER_YAML = "telemetry:\n  enabled: false\n"
+
+
+def _dagster_home() -> Path:
+    """DAGSTER_HOME (default ./.dagster), checked: Dagster wants an absolute directory it can
+    write, and says so only as a traceback."""
+    from tecl_pipeline.config.settings import ConfigError
+
+    raw = os.environ.setdefault("DAGSTER_HOME", str(Path.cwd() / ".dagster"))
+    home = Path(raw)
+    if not home.is_absolute():
+        raise ConfigError(f"DAGSTER_HOME: {raw!r} is not an absolute path")
+    if home.exists() and not home.is_dir():
+        raise ConfigError(f"DAGSTER_HOME: {home} is a file, not a directory")
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"DAGSTER_HOME: cannot create {home}: {exc.strerror or exc}") from None
+    if not os.access(home, os.W_OK | os.X_OK):
+        raise ConfigError(f"DAGSTER_HOME: {home} is not writable")
+    return home
+
+
+@contextmanager
+def open_instance() -> Iterator["DagsterInstance"]:
+    """The DAGSTER_HOME instance; a dagster.yaml Dagster cannot read is a configuration
+    error naming the file, not a traceback."""
+    import yaml
+    from dagster import DagsterInstance
+    from dagster._check import CheckError
+    from dagster._core.errors import DagsterError
+
+    from tecl_pipeline.config.settings import ConfigError
+
+    config = Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml"
+    try:
+        instance = DagsterInstance.get()
+    # CheckError: Dagster's own checks of the file, e.g. YAML that is a list, or a storage
+    # class whose package (dagster_postgres) is not installed.
+    except (DagsterError, CheckError, ImportError, OSError, ValueError, yaml.YAMLError) as exc:
+        # Dagster's and yaml's texts span lines; one line names the file and the problem.
+        text = " ".join(str(exc).split()).removeprefix("Failure condition: ")
+        raise ConfigError(f"DAGSTER_HOME: {config}: {text}") from None
+    with instance:
+        yield instance
+
+
+def ensure_dagster_home() -> Path:
+    """A persistent DAGSTER_HOME (default ./.dagster), so runs show up in `make dev`.
+
+    The first process to use it creates the instance's SQLite storage, under a lock: two
+    `tecl run`s started together on a new home would otherwise race to create the same
+    tables, and one would die of it instead of being refused by the session lock (C2).
+    """
+    from tecl_pipeline.config.settings import ConfigError
+    from tecl_pipeline.state.locks import exclusive
+
+    home = _dagster_home()
+    config = home / "dagster.yaml"
+    ready = home / ".storage-ready"
+    if ready.exists():
+        return home
+    try:
+        with exclusive(home / ".setup.lock"):
+            if not config.exists():
+                config.write_text(DAGSTER_YAML)
+            if not ready.exists():
+                with open_instance():
+                    pass
+                ready.touch()
+    except OSError as exc:
+        raise ConfigError(f"DAGSTER_HOME: cannot write in {home}: {exc.strerror or exc}") from None
+    return home
+
+
+def _config_problem(exc: "DagsterInvalidConfigError") -> str:
+    """The run config's errors in one line: an unset EnvVar is named as the variable."""
+    problems = []
+    for error in exc.errors:
+        text = error.message.split("\n\nStack Trace", 1)[0]
+        unset = re.search(r'environment variable "(\w+)" which is not set', text)
+        problems.append(f"{unset.group(1)} is not set" if unset else " ".join(text.split()))
+    return "; ".join(dict.fromkeys(problems)) or " ".join(str(exc).split())
+
+
+def _off_the_main_thread(work: Callable[[], T]) -> T:
+    """Run `work` in a worker thread while the main thread waits.
+
+    On the main thread Dagster installs its own SIGINT/SIGTERM handlers, which raise inside
+    a step wherever it is, between an order's request and its answer included. Off it, the
+    signals stay with `tecl run`'s handlers, which ask the execution to stop before its next
+    order instead.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tecl-run") as pool:
+        future = pool.submit(work)
+        while True:
+            try:
+                # A bounded wait, so that signal handlers run promptly on this thread.
+                return future.result(timeout=0.2)
+            except FuturesTimeout:
+                continue
+
+
+def run_session(
+    session: date | None, *, verbose: bool = False, stop: "StopRequest | None" = None
+) -> RunOutcome:
+    # Imported here so that `tecl --help` answers at once and a bad setting is reported
+    # as such, not as an import failure.
+    from dagster import DagsterInvalidConfigError
+
+    from tecl_pipeline.app.run_report import explain_result
+    from tecl_pipeline.config.settings import ConfigError, Settings
+    from tecl_pipeline.core.errors import RefusedToTrade
+    from tecl_pipeline.definitions import build_definitions
+    from tecl_pipeline.defs.partitions import CALENDAR, session_partitions
+    from tecl_pipeline.defs.sensors.alerting import build_alerter
+    from tecl_pipeline.observability.alerts import Alert
+    from tecl_pipeline.observability.logs import Redactor, configure_logging
+
+    settings = Settings.from_env(os.environ, cwd=Path.cwd())
+    # Without --verbose, stderr is the one line `tecl run` prints; the JSON log (this
+    # process's alerts included) is in TECL_LOG_DIR.
+    stderr_level = logging.WARNING if verbose else QUIET
+    configure_logging(
+        settings.logs_dir, redactor=Redactor.from_environ(os.environ), stderr_level=stderr_level
+    )
+    # The alert sinks are settings too (TECL_ALERT_WEBHOOK_URL): checked before anything runs.
+    alerter = build_alerter()
+    try:
+        session = session or _default_session(settings)
+        CALENDAR.require_session(session)
+        if not session_partitions.has_partition_key(session.isoformat()):
+            raise RefusedToTrade(f"session {session} is outside the trading partitions")
+    except RefusedToTrade as exc:
+        # Refused before any run exists: the alert is sent from here (in a run, the run's).
+        alerter.send(
+            Alert("refused", "tecl run refused to trade", str(exc), session=session or None)
+        )
+        return RunOutcome(EXIT_REFUSED, "", str(exc))
+    quiet = {"observability": {"stderr_level": stderr_level}}
+    job = build_definitions(settings, resource_config=quiet).resolve_job_def("daily_trading_job")
+    with open_instance() as instance:
+        why = stop() if stop is not None else None
+        if why is not None:
+            # No run exists yet, so no run will alert: this process does.
+            reason = f"stopped by {why} before the run started: nothing sent"
+            alerter.send(Alert("stopped", "tecl run stopped", reason, session=session))
+            return RunOutcome(EXIT_ERROR, "", reason)
+        try:
+            result = _off_the_main_thread(
+                lambda: job.execute_in_process(
+                    partition_key=session.isoformat(),
+                    instance=instance,
+                    raise_on_error=False,
+                    # The report below says what happened; the full event log is in the UI.
+                    run_config={
+                        "loggers": {
+                            "console": {"config": {"log_level": "DEBUG" if verbose else "CRITICAL"}}
+                        }
+                    },
+                    resources={"stop_request": stop} if stop is not None else None,
+                )
+            )
+        except DagsterInvalidConfigError as exc:
+            # E.g. an EnvVar whose variable is not set: named, before anything ran (C4);
+            # raised as what it is, so it is alerted like every configuration error.
+            raise ConfigError(_config_problem(exc)) from None
+        outcome = explain_result(result, session)
+        _alert_outcome(instance, alerter, outcome, session)
+    return outcome
+
+
+def _alert_outcome(
+    instance: "DagsterInstance",
+    alerter: "Alerter",
+    outcome: RunOutcome,
+    session: date,
+) -> None:
+    """A run that traded but did not end clean reaches the alert sinks with what a person
+    must look at, unless the run alerted already (a refusal, a stop or a step that failed
+    alert where they happen, in the run): one alert per run."""
+    from tecl_pipeline.defs.failure_alerts import alert_once
+    from tecl_pipeline.observability.alerts import Alert
+
+    if outcome.exit_code != EXIT_NOT_CLEAN or not outcome.run_id:
+        return
+    alert = Alert(
+        kind="not_clean",
+        title=f"session {session} did not end clean: look at the report",
+        detail="\n".join(outcome.attention),
+        session=session,
+        run_id=outcome.run_id,
+        severity="critical",
+    )
+    alert_once(instance, outcome.run_id, lambda _run: alerter.send(alert), route="cli")
+
+
+def _default_session(settings: "Settings") -> date:
+    """The latest session of replayed or demo data; in paper and live, today's session."""
+    from tecl_pipeline.config.settings import Mode
+    from tecl_pipeline.core.calendar import EXCHANGE_TZ
+    from tecl_pipeline.core.errors import UnknownSessionError
+    from tecl_pipeline.core.universe import SYMBOLS
+    from tecl_pipeline.definitions import resources_for
+    from tecl_pipeline.defs.partitions import CALENDAR
+
+    if settings.mode is Mode.DEMO or settings.data_dir is not None:
+        source = resources_for(settings, os.environ)["market_data_source"]
+        return source.open(CALENDAR).latest_session(SYMBOLS)
+    now = datetime.now(EXCHANGE_TZ)
+    today = CALENDAR.session_for(now)
+    if today is None:
+        raise UnknownSessionError(f"{now:%Y-%m-%d} is not a trading session; pass --session")
+    return today
+
+
+def _backfill(start: date, end: date, *, verbose: bool = False) -> int:
+    """Historical signals into the history table: yearly partitions, one run (fast path)."""
+    from tecl_pipeline.definitions import defs
+    from tecl_pipeline.defs.history import history_partition_keys, run_backfill
+
+    with open_instance() as instance:
+        try:
+            history_partition_keys(start, end, instance)
+        except ValueError as exc:  # a range the history cannot hold, said as such
+            print(f"tecl backfill: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        summary = run_backfill(
+            start, end, instance=instance, defs=defs, log_level="DEBUG" if verbose else "CRITICAL"
+        )
+    print(summary.describe())
+    if summary.success:
+        return EXIT_OK
+    if summary.untrusted_data:
+        # As `tecl run` refuses untrustworthy data (2): nothing was computed from it.
+        print(f"tecl backfill: refused, nothing stored: {summary.problem}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"tecl backfill: error: {summary.problem}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _simulator(args: argparse.Namespace) -> int:
+    from tecl_pipeline.core.calendar import TradingCalendar
+    from tecl_pipeline.core.errors import UnknownSessionError
+    from tecl_pipeline.simulator.server import serve
+
+    try:
+        now = None if args.session is None else TradingCalendar().decision_time(args.session)
+        serve(args.host, args.port, data_dir=args.data_dir, seed=None, now=now)
+    except (UnknownSessionError, ValueError) as exc:
+        print(f"tecl simulator: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:
+        # Binding the port: in use, not permitted, or no such address on this machine.
+        why = exc.strerror or str(exc)
+        print(f"tecl simulator: cannot listen on {args.host}:{args.port}: {why}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from tecl_pipeline.defs.resources import TradingPolicyResource
+    from tecl_pipeline.harness import replay as history
+    from tecl_pipeline.harness.world import World
+
+    data_dir = args.data_dir or (
+        Path(os.environ["TECL_DATA_DIR"]) if os.environ.get("TECL_DATA_DIR") else None
+    )
+    if data_dir is None or not data_dir.is_dir():
+        print(
+            "tecl replay: --data-dir (or TECL_DATA_DIR) must name a folder of <SYMBOL>.csv",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    if args.write_baseline and args.baseline is None:
+        print("tecl replay: --write-baseline needs --baseline FILE", file=sys.stderr)
+        return EXIT_ERROR
+    sessions = history.replay_sessions(
+        args.start or history.REPLAY_START, args.end or history.REPLAY_END
+    )
+    if not sessions:
+        print("tecl replay: no trading session in that range", file=sys.stderr)
+        return EXIT_ERROR
+
+    def progress(session: date, number: int) -> None:
+        if number % 100 == 0:
+            print(f"  {number}/{len(sessions)} sessions ({session})", file=sys.stderr, flush=True)
+
+    reserve = TradingPolicyResource().policy().cash_reserve
+    with (
+        tempfile.TemporaryDirectory(prefix="tecl-replay-") as work,
+        World(Path(work), data_dir.resolve(), first_session=sessions[0]) as world,
+    ):
+        summary = history.replay(world, sessions, cash_reserve=reserve, progress=progress)
+    print(summary.describe())
+    for problem in summary.mismatches[:20]:
+        print(f"  mismatch {problem}")
+    failed = bool(summary.mismatches)
+    if args.baseline is not None:
+        key = history.baseline_key(summary)
+        if args.write_baseline:
+            history.write_baseline(args.baseline, summary)
+            print(f"baseline {key} written to {args.baseline}")
+        else:
+            stored = history.read_baseline(args.baseline, key)
+            if stored is None:
+                print(f"baseline: {args.baseline} has no entry for {key}", file=sys.stderr)
+                failed = True
+            else:
+                moved = history.baseline_differences(stored, summary.figures())
+                for line in moved:
+                    print(f"  baseline moved: {line}")
+                print(f"baseline {key}: " + ("MOVED" if moved else "matches"))
+                failed = failed or bool(moved)
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+def _soak(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from tecl_pipeline.harness.soak import SoakResult, run_soak
+
+    print(f"soak: seed {args.seed} (rerun with --seed {args.seed})", flush=True)
+
+    def progress(number: int, result: SoakResult) -> None:
+        if number % 50 == 0:
+            print(
+                f"  {number}/{args.sessions} sessions, {result.runs} runs, "
+                f"{len(result.violations)} violation(s), rss {result.rss_mb[-1]:.0f} MB",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="tecl-soak-") as work:
+            result = run_soak(
+                args.sessions, args.seed, args.fault_rate, Path(work), progress=progress
+            )
+    except ValueError as exc:
+        print(f"tecl soak: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    for violation in result.violations[:50]:
+        print(f"  violation {violation}")
+    print(result.line())
+    clean = not (result.violations or result.duplicate_orders or result.journal_lost)
+    return EXIT_OK if clean else EXIT_ERROR
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator["StopRequest"]:
+    """SIGTERM (a scheduler's or an operator's stop) or Ctrl-C: no new order after it; the
+    run ends, says what it left working, alerts and exits 1. Installed before anything heavy
+    is imported: a stop during start-up is reported and alerted like any other."""
+    from tecl_pipeline.trading.stopping import StopRequest
+
+    stop = StopRequest()
+    previous = {
+        signum: signal.signal(
+            signum, lambda number, frame: stop.request(signal.Signals(number).name)
+        )
+        for signum in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        yield stop
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _run(args: argparse.Namespace, stop: "StopRequest | None") -> int:
+    outcome = run_session(args.session, verbose=args.verbose, stop=stop)
+    if outcome.report:
+        print(outcome.report, flush=True)
+    if outcome.reason:
+        label = {EXIT_REFUSED: "refused to trade", EXIT_NOT_CLEAN: "attention"}.get(
+            outcome.exit_code, "error"
+        )
+        # One line, whatever the cause's own text spans (a retry summary, a quoted body).
+        print(f"tecl: {label}: {' '.join(outcome.reason.split())}", file=sys.stderr)
+    return outcome.exit_code
+
+
+def _command(args: argparse.Namespace, stop: "StopRequest | None" = None) -> int:
+    if args.command == "soak":
+        return _soak(args)
+    if args.command == "simulator":
+        return _simulator(args)
+    if args.command == "replay":
+        return _replay(args)
+    ensure_dagster_home()
+    if args.command == "backfill":
+        return _backfill(args.start, args.end, verbose=args.verbose)
+    return _run(args, stop)
+
+
+def _internal_error(exc: Exception) -> str:
+    """A bug, in one line for the person; the traceback, redacted, in a file for whoever
+    fixes it."""
+    import tempfile
+    import traceback
+
+    from tecl_pipeline.config.settings import Settings
+    from tecl_pipeline.observability.redaction import Redactor
+
+    redactor = Redactor.from_environ(os.environ)
+    try:
+        folder = Settings.from_env(os.environ, cwd=Path.cwd()).logs_dir
+        folder.mkdir(parents=True, exist_ok=True)
+    except Exception:  # the settings may be what is broken: the temp directory still works
+        folder = Path(tempfile.gettempdir())
+    path = folder / f"tecl-error-{os.getpid()}.txt"
+    try:
+        path.write_text(redactor.redact("".join(traceback.format_exception(exc))))
+        where = f"details in {path}"
+    except OSError:
+        where = "no details written: the log directory is not writable either"
+    message = " ".join(redactor.redact(str(exc)).split()) or type(exc).__name__
+    return f"tecl: internal error (a bug, please report it): {message}; {where}"
+
+
+def _alert_before_run(kind: str, title: str, detail: str) -> None:
+    """`tecl run` ended before a Dagster run existed, so no run-failure hook or sensor
+    will see it: the alert goes from here, through the sinks the environment still allows
+    (a malformed TECL_ALERT_WEBHOOK_URL leaves only the line on stderr)."""
+    from tecl_pipeline.config.settings import ConfigError, Settings
+    from tecl_pipeline.observability.alerts import Alert, alerter_from_env
+    from tecl_pipeline.observability.logs import configure_logging
+    from tecl_pipeline.observability.redaction import Redactor
+
+    redactor = Redactor.from_environ(os.environ)
+    try:
+        log_dir: Path | None = Settings.from_env(os.environ, cwd=Path.cwd()).logs_dir
+    except ConfigError:
+        log_dir = None  # TECL_ALERT_FILE still names a file; the log sink stays quiet
+    configure_logging(log_dir, redactor=redactor, stderr_level=QUIET)
+    try:
+        alerter = alerter_from_env(os.environ, redactor, log_dir)
+    except ConfigError:
+        return
+    alerter.send(Alert(kind, title, detail, severity="critical"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command != "run":
+        return _main(args, None)
+    with _stop_on_signals() as stop:
+        return _main(args, stop)
+
+
+def _main(args: argparse.Namespace, stop: "StopRequest | None") -> int:
+    from tecl_pipeline.config.settings import ConfigError
+
+    try:
+        return _command(args, stop)
+    except ConfigError as exc:
+        print(f"tecl: configuration error: {exc}", file=sys.stderr)
+        if args.command == "run":
+            _alert_before_run("config_error", "tecl run: configuration error", str(exc))
+    except Exception as exc:
+        print(_internal_error(exc), file=sys.stderr)
+    return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

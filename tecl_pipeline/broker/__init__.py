@@ -1,1 +1,0 @@
-"""Broker domain models, the `Broker` protocol, and its implementations."""

@@ -1,0 +1,514 @@
+"""The broker's book: a cash account, its positions and orders, and how orders move through
+their life on the simulated clock. Not thread-safe; `BrokerSimulator` holds the lock.
+
+Rules follow Alpaca: orders sent while the market is closed wait as "accepted" until the
+clock reaches their session's open; DAY orders still open at their session's close expire;
+`filled_qty` is cumulative; buying power is cash less what open buys still need, and a sell
+may not exceed the quantity not already held for other sells (no margin, no shorting).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import ROUND_DOWN, Decimal
+from types import MappingProxyType
+from typing import Any
+
+from tecl_pipeline.core.calendar import TradingCalendar
+from tecl_pipeline.simulator import market, wire
+from tecl_pipeline.simulator.model import (
+    ACCEPTED,
+    CANCELED,
+    EXPIRED,
+    FILLED,
+    NEW,
+    PARTIALLY_FILLED,
+    TIME_IN_FORCE,
+    ZERO,
+    AccountState,
+    AssetState,
+    FillMode,
+    FillPlan,
+    Holding,
+    SimOrder,
+    stable_id,
+)
+from tecl_pipeline.simulator.persist import Snapshot
+from tecl_pipeline.simulator.pricing import PriceBook
+from tecl_pipeline.simulator.wire import (
+    BAD_REQUEST,
+    FORBIDDEN,
+    INVALID_PARAMETER,
+    NOT_FOUND,
+    UNPROCESSABLE,
+    ApiError,
+    invalid,
+)
+
+# Listing venues of the universe's funds; anything else is reported on NYSE Arca.
+_EXCHANGES: Mapping[str, str] = MappingProxyType(
+    {"TQQQ": "NASDAQ", "SQQQ": "NASDAQ", "UVXY": "BATS"}
+)
+_WHOLE = Decimal(1)
+_FRACTION = Decimal(1).scaleb(-wire.QTY_PLACES)
+
+
+def _not_found(what: str) -> ApiError:
+    return ApiError(404, NOT_FOUND, what)
+
+
+class Book:
+    def __init__(
+        self,
+        prices: PriceBook,
+        calendar: TradingCalendar,
+        *,
+        now: datetime,
+        cash: Decimal,
+        symbols: tuple[str, ...],
+    ) -> None:
+        self._prices = prices
+        self._calendar = calendar
+        self._symbols = symbols
+        self.now = now
+        self._opened_at = now
+        self.account = AccountState(cash=cash)
+        self.assets: dict[str, AssetState] = {s: AssetState(s) for s in symbols}
+        self.holdings: dict[str, Holding] = {}
+        self.orders: list[SimOrder] = []
+        self._by_id: dict[str, SimOrder] = {}
+        self._by_client_id: dict[str, SimOrder] = {}
+        self.submissions: list[dict[str, Any]] = []
+        self.fill_plan = FillPlan()
+
+    # -- persistence ------------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """The account as the book file holds it (live records: serialize at once)."""
+        return Snapshot(
+            opened_at=self._opened_at,
+            account=self.account,
+            assets=self.assets,
+            holdings=self.holdings,
+            orders=self.orders,
+            submissions=self.submissions,
+            split_ratios=self._prices.ratios(),
+        )
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Take over an account loaded from the book file; the clock and the fill mode for new
+        orders stay this process's own. Assets the file does not know (a symbol new to the
+        universe) start with the defaults."""
+        self._opened_at = snapshot.opened_at
+        self.account = snapshot.account
+        self.assets = {s: AssetState(s) for s in self._symbols}
+        self.assets.update(snapshot.assets)
+        self.holdings = dict(snapshot.holdings)
+        self.orders = list(snapshot.orders)
+        self._by_id = {o.id: o for o in self.orders}
+        self._by_client_id = {o.client_order_id: o for o in self.orders}
+        self.submissions = list(snapshot.submissions)
+        self._prices.set_ratios(snapshot.split_ratios)
+
+    # -- time and corporate actions ---------------------------------------------------------------
+
+    def set_clock(self, now: datetime) -> None:
+        self.now = now
+        for order in self.orders:
+            if order.is_open:
+                self._advance(order)
+
+    def split(self, symbol: str, ratio: Decimal) -> None:
+        self._prices.split(symbol, ratio)
+        held = self.holdings.get(symbol)
+        if held is not None:
+            self.holdings[symbol] = Holding(
+                qty=held.qty * ratio, avg_entry_price=wire.avg_price(held.avg_entry_price / ratio)
+            )
+
+    def price_now(self, symbol: str) -> Decimal | None:
+        return self._prices.price(symbol, self._prices.price_session(self.now))
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    def account_json(self) -> dict[str, Any]:
+        session = self._prices.price_session(self.now)
+        previous = self._calendar.previous_session(session)
+        value = sum((h.qty * self._mark(s, session, h) for s, h in self.holdings.items()), ZERO)
+        last = sum((h.qty * self._mark(s, previous, h) for s, h in self.holdings.items()), ZERO)
+        return wire.account_json(
+            self.account,
+            buying_power=self._buying_power(),
+            long_market_value=wire.cents(value),
+            last_equity=wire.cents(self.account.cash + last),
+            created_at=self._opened_at,
+            balance_asof=previous,
+        )
+
+    def asset_json(self, symbol_or_id: str) -> dict[str, Any]:
+        asset = self.assets.get(symbol_or_id) or next(
+            (a for a in self.assets.values() if stable_id("asset", a.symbol) == symbol_or_id),
+            None,
+        )
+        if asset is None:
+            raise _not_found("asset not found")
+        return wire.asset_json(asset, _EXCHANGES.get(asset.symbol, "ARCA"))
+
+    def positions_json(self) -> list[dict[str, Any]]:
+        return [self._position_json(s, h) for s, h in sorted(self.holdings.items())]
+
+    def position_json(self, symbol: str) -> dict[str, Any]:
+        held = self.holdings.get(symbol)
+        if held is None:
+            raise _not_found("position does not exist")
+        return self._position_json(symbol, held)
+
+    def orders_json(self, query: Mapping[str, str]) -> list[dict[str, Any]]:
+        status = query.get("status", "open")
+        if status not in ("open", "closed", "all"):
+            raise invalid(f"invalid status {status!r}: use open, closed or all")
+        limit = wire.parse_int(query.get("limit", "50"), "limit", 1, 500)
+        direction = query.get("direction", "desc")
+        if direction not in ("asc", "desc"):
+            raise invalid(f"invalid direction {direction!r}: use asc or desc")
+        after = wire.parse_time(query["after"], "after") if query.get("after") else None
+        until = wire.parse_time(query["until"], "until") if query.get("until") else None
+        symbols = set(wire.symbols_param(query, required=False))
+        side = query.get("side")
+
+        def wanted(order: SimOrder) -> bool:
+            return (
+                (status == "all" or (status == "open") == order.is_open)
+                and (after is None or order.created_at > after)
+                and (until is None or order.created_at < until)
+                and (not symbols or order.symbol in symbols)
+                and (side is None or order.side == side)
+            )
+
+        chosen = sorted(
+            (o for o in self.orders if wanted(o)),
+            key=lambda o: (o.created_at, o.seq),
+            reverse=direction == "desc",
+        )[:limit]
+        # Only orders the caller actually sees move on (partial and delayed fills).
+        for order in chosen:
+            self._observe(order)
+        return [self.order_json(o) for o in chosen]
+
+    def read_order(self, order_id: str) -> dict[str, Any]:
+        order = self._by_id.get(order_id)
+        if order is None:
+            raise _not_found("order not found")
+        self._observe(order)
+        return self.order_json(order)
+
+    def read_order_by_client_id(self, client_order_id: str | None) -> dict[str, Any]:
+        if not client_order_id:
+            raise invalid("client_order_id is required")
+        order = self._by_client_id.get(client_order_id)
+        if order is None:
+            raise _not_found("order not found")
+        self._observe(order)
+        return self.order_json(order)
+
+    def order_json(self, order: SimOrder) -> dict[str, Any]:
+        expires = self._calendar.close_time(order.session) if order.expires_with_session else None
+        return wire.order_json(order, expires_at=expires)
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    def submit(self, payload: object, *, fault: str | None) -> dict[str, Any]:
+        """POST /v2/orders; every attempt, accepted or not, lands in `submissions`."""
+        try:
+            order = self._place(payload)
+        except ApiError as exc:
+            self.record_submission(payload, exc.status, f"rejected: {exc.message}", None, fault)
+            raise
+        self.record_submission(payload, 200, order.status, order, fault)
+        return self.order_json(order)
+
+    def cancel(self, order_id: str) -> None:
+        order = self._by_id.get(order_id)
+        if order is None:
+            raise _not_found("order not found")
+        if not order.is_open:
+            raise ApiError(422, UNPROCESSABLE, f'order is already in "{order.status}" state')
+        self._cancel(order, self.now)
+
+    def cancel_all(self) -> list[dict[str, Any]]:
+        result = []
+        for order in self.orders:
+            if order.is_open:
+                self._cancel(order, self.now)
+                result.append({"id": order.id, "status": 200, "body": self.order_json(order)})
+        return result
+
+    def record_submission(
+        self,
+        payload: object,
+        status: int,
+        outcome: str,
+        order: SimOrder | None,
+        fault: str | None,
+    ) -> None:
+        fields = payload if isinstance(payload, Mapping) else {}
+        qty = fields.get("qty")
+        self.submissions.append(
+            {
+                "seq": len(self.submissions) + 1,
+                "at": wire.utc_time(self.now),
+                "client_order_id": fields.get("client_order_id"),
+                "symbol": fields.get("symbol"),
+                "side": fields.get("side"),
+                "qty": None if qty is None else str(qty),
+                "time_in_force": fields.get("time_in_force"),
+                "http_status": status,
+                "outcome": outcome,
+                "order_id": None if order is None else order.id,
+                "fault": fault,
+            }
+        )
+
+    # -- the order's life --------------------------------------------------------------------------
+
+    def _place(self, payload: object) -> SimOrder:
+        request = _parse_order(payload)
+        symbol, side, qty, tif = request.symbol, request.side, request.qty, request.time_in_force
+        seq = len(self.orders) + 1
+        client_order_id = request.client_order_id or stable_id("client-order", seq)
+        if client_order_id in self._by_client_id:
+            raise ApiError(422, INVALID_PARAMETER, "client_order_id must be unique")
+        asset = self.assets.get(symbol)
+        if asset is None:
+            raise invalid(f'asset "{symbol}" not found')
+        if self.account.trading_blocked:
+            raise ApiError(403, FORBIDDEN, "account is not authorized to trade")
+        if not asset.tradable:
+            raise ApiError(422, UNPROCESSABLE, f'asset "{symbol}" is not tradable')
+        if asset.halted:
+            raise ApiError(422, UNPROCESSABLE, f'asset "{symbol}" is halted')
+        fractional = qty != qty.to_integral_value()
+        if fractional and not asset.fractionable:
+            raise ApiError(422, UNPROCESSABLE, f'asset "{symbol}" is not fractionable')
+        if fractional and tif != "day":
+            raise ApiError(422, UNPROCESSABLE, "fractional orders must be DAY orders")
+        price = self.price_now(symbol)
+        if price is None:
+            raise ApiError(422, UNPROCESSABLE, f'no price for "{symbol}" in the market data')
+        if side == "sell":
+            self._check_sellable(symbol, qty)
+        elif wire.cents(qty * price) > self._buying_power():
+            raise ApiError(403, FORBIDDEN, "insufficient buying power")
+
+        open_now = market.is_open(self._calendar, self.now)
+        order = SimOrder(
+            seq=seq,
+            id=stable_id("order", seq),
+            client_order_id=client_order_id,
+            symbol=symbol,
+            side=side,
+            qty=qty,
+            time_in_force=tif,
+            status=NEW if open_now else ACCEPTED,
+            plan=self.fill_plan,
+            session=market.working_session(self._calendar, self.now),
+            created_at=self.now,
+            updated_at=self.now,
+        )
+        self.orders.append(order)
+        self._by_id[order.id] = order
+        self._by_client_id[client_order_id] = order
+        if open_now and order.plan.mode is FillMode.IMMEDIATE:
+            self._fill(order, order.qty, self.now)
+        return order
+
+    def _check_sellable(self, symbol: str, qty: Decimal) -> None:
+        available = self._qty_available(symbol)
+        if qty <= available:
+            return
+        held = self.holdings.get(symbol)
+        existing = ZERO if held is None else held.qty
+        raise ApiError(
+            403,
+            FORBIDDEN,
+            f"insufficient qty available for order "
+            f"(requested: {wire.num(qty)}, available: {wire.num(available)})",
+            extra={
+                "symbol": symbol,
+                "existing_qty": wire.num(existing),
+                "held_for_orders": wire.num(existing - available),
+                "available": wire.num(available),
+            },
+        )
+
+    def _advance(self, order: SimOrder) -> None:
+        """Apply the passage of simulated time to one open order."""
+        calendar, now = self._calendar, self.now
+        if order.status == ACCEPTED and calendar.open_time(order.session) <= now:
+            order.status = NEW
+            order.updated_at = calendar.open_time(order.session)
+            if order.plan.mode is FillMode.IMMEDIATE:
+                self._fill(order, order.qty, min(now, calendar.close_time(order.session)))
+        close = calendar.close_time(order.session)
+        if order.is_open and close <= now:
+            if order.expires_with_session:
+                order.status = EXPIRED
+                order.expired_at = close
+                order.updated_at = close
+            else:  # GTC: keeps working in the next session
+                order.session = market.working_session(calendar, now)
+
+    def _observe(self, order: SimOrder) -> None:
+        """A read of an order: in partial and delayed modes, reads are what move it on."""
+        if order.status not in (NEW, PARTIALLY_FILLED):
+            return
+        in_session = self._calendar.session_for(self.now) == order.session
+        if not (in_session and market.is_open(self._calendar, self.now)):
+            return
+        order.reads += 1
+        plan = order.plan
+        if plan.mode is FillMode.PARTIAL:
+            target = _partial_target(order.qty, order.reads, plan.steps)
+        elif plan.mode is FillMode.NEVER or (
+            plan.mode is FillMode.DELAYED and order.reads <= plan.delay_polls
+        ):
+            return
+        else:
+            target = order.qty
+        self._fill(order, target, self.now)
+
+    def _fill(self, order: SimOrder, target: Decimal, at: datetime) -> None:
+        """Fill `order` up to a cumulative `target` at its session's price; cash and the
+        position move with the fill. A fill the account can no longer cover (a queued order
+        meeting a higher price) cancels the rest of the order instead."""
+        delta = target - order.filled_qty
+        if delta <= 0:
+            return
+        price = self._prices.price(order.symbol, order.session)
+        held = self.holdings.get(order.symbol)
+        if price is None:
+            self._cancel(order, at)
+            return
+        value = wire.cents(delta * price)
+        if order.side == "buy":
+            if value > self.account.cash:
+                self._cancel(order, at)
+                return
+            qty = delta if held is None else held.qty + delta
+            cost = delta * price + (ZERO if held is None else held.qty * held.avg_entry_price)
+            self.holdings[order.symbol] = Holding(qty, wire.avg_price(cost / qty))
+            self.account.cash -= value
+        else:
+            if held is None or held.qty < delta:
+                self._cancel(order, at)
+                return
+            if held.qty == delta:
+                del self.holdings[order.symbol]
+            else:
+                self.holdings[order.symbol] = Holding(held.qty - delta, held.avg_entry_price)
+            self.account.cash += value
+        order.filled_qty = target
+        order.filled_value += delta * price
+        order.updated_at = at
+        if target == order.qty:
+            order.status = FILLED
+            order.filled_at = at
+        else:
+            order.status = PARTIALLY_FILLED
+
+    @staticmethod
+    def _cancel(order: SimOrder, at: datetime) -> None:
+        order.status = CANCELED
+        order.canceled_at = at
+        order.updated_at = at
+
+    # -- money ------------------------------------------------------------------------------------
+
+    def _mark(self, symbol: str, session: date, held: Holding) -> Decimal:
+        price = self._prices.price(symbol, session)
+        return held.avg_entry_price if price is None else price
+
+    def _open(self, side: str, symbol: str | None = None) -> list[SimOrder]:
+        return [
+            o
+            for o in self.orders
+            if o.is_open and o.side == side and (symbol is None or o.symbol == symbol)
+        ]
+
+    def _buying_power(self) -> Decimal:
+        """Cash less what open buy orders still need (a cash account: no margin)."""
+        reserved = ZERO
+        for order in self._open("buy"):
+            reserved += wire.cents(order.remaining * (self.price_now(order.symbol) or ZERO))
+        return self.account.cash - reserved
+
+    def _qty_available(self, symbol: str) -> Decimal:
+        held = self.holdings.get(symbol)
+        held_qty = ZERO if held is None else held.qty
+        return held_qty - sum((o.remaining for o in self._open("sell", symbol)), ZERO)
+
+    def _position_json(self, symbol: str, held: Holding) -> dict[str, Any]:
+        session = self._prices.price_session(self.now)
+        return wire.position_json(
+            symbol,
+            held,
+            exchange=_EXCHANGES.get(symbol, "ARCA"),
+            price=self._mark(symbol, session, held),
+            lastday_price=self._mark(symbol, self._calendar.previous_session(session), held),
+            qty_available=self._qty_available(symbol),
+        )
+
+
+@dataclass(frozen=True)
+class _OrderRequest:
+    symbol: str
+    side: str
+    qty: Decimal
+    time_in_force: str
+    client_order_id: str | None
+
+
+def _parse_order(payload: object) -> _OrderRequest:
+    """The body of POST /v2/orders, checked field by field as Alpaca does (422 naming it)."""
+    if not isinstance(payload, Mapping):
+        raise ApiError(400, BAD_REQUEST, "request body format is invalid")
+    symbol = payload.get("symbol")
+    if not isinstance(symbol, str) or not symbol:
+        raise invalid("symbol is required")
+    side = payload.get("side")
+    if side not in ("buy", "sell"):
+        raise invalid("side is required" if side is None else f"invalid side {side!r}")
+    kind = payload.get("type", payload.get("order_type"))
+    if kind is None:
+        raise invalid("type is required")
+    if kind != "market":
+        raise invalid(f"the simulator accepts market orders only, not type {kind!r}")
+    if payload.get("notional") is not None:
+        raise invalid("the simulator accepts orders by qty only, not by notional")
+    if payload.get("order_class") not in (None, "", "simple"):
+        raise invalid("the simulator accepts simple orders only")
+    if payload.get("extended_hours"):
+        raise invalid('only type="limit" is allowed for extended hours orders')
+    qty = wire.parse_qty(payload.get("qty"))
+    tif = payload.get("time_in_force")
+    if tif is None:
+        raise invalid("time_in_force is required")
+    if tif not in TIME_IN_FORCE:
+        raise invalid(f"invalid time_in_force {tif!r}")
+    client_order_id = payload.get("client_order_id")
+    if client_order_id is not None and (
+        not isinstance(client_order_id, str) or len(client_order_id) > 128
+    ):
+        raise invalid("client_order_id must be a string of at most 128 characters")
+    return _OrderRequest(symbol, side, qty, tif, client_order_id or None)
+
+
+def _partial_target(qty: Decimal, reads: int, steps: int) -> Decimal:
+    """Cumulative filled qty after `reads` of `steps` equal chunks: whole shares for a whole
+    order, 1e-9 for a fractional one; the last chunk takes the remainder."""
+    if reads >= steps:
+        return qty
+    quantum = _WHOLE if qty == qty.to_integral_value() else _FRACTION
+    return (qty * reads / steps).quantize(quantum, rounding=ROUND_DOWN)

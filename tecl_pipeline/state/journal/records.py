@@ -1,0 +1,112 @@
+"""The journal's record, its bytes on disk or in S3, and how a stored copy is judged (D3, D5).
+
+Both back ends share this module so that a record written by one reads back, and is
+judged, exactly as it would by the other.
+"""
+
+import json
+import logging
+import re
+import sys
+from collections.abc import Callable
+from datetime import UTC, date
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
+
+from tecl_pipeline.trading.models import Order
+
+SCHEMA_VERSION = 1
+# A session record is a few kilobytes; anything far larger is not one of ours, and reading
+# it whole into memory to find that out would be its own failure mode.
+MAX_RECORD_BYTES = 1024 * 1024
+
+EventSink = Callable[[str, str], None]
+"""on_event(kind, message): the alerting path (kinds: quarantine, spooled, spool_dropped,
+replayed, spool_conflict, spool_replay_failed, record_lost)."""
+
+_log = logging.getLogger(__name__)
+_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class SessionRecord(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = 1
+    session: date
+    run_id: str
+    written_at: AwareDatetime
+    data_source: str
+    broker: str
+    leaf: str
+    reason: str
+    weights: dict[str, Decimal]
+    orders: list[Order]
+    positions: dict[str, Decimal]
+    cash: Decimal
+    equity: Decimal
+
+
+class InvalidRecord(Exception):
+    """Stored bytes that are not a valid record of this schema: quarantine them (D3)."""
+
+
+class NewerSchemaRecord(Exception):
+    """A record written by a newer pipeline: valid for someone, so never quarantined."""
+
+
+def record_name(record: SessionRecord) -> str:
+    """`<utc stamp>-<run id>.json`: names sort in write order, across DST changes too."""
+    stamp = record.written_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    # The run id becomes part of a path or key; a '/' in it must not open a new folder.
+    return f"{stamp}-{_UNSAFE_NAME_CHARS.sub('_', record.run_id)}.json"
+
+
+def encode_record(record: SessionRecord) -> bytes:
+    return record.model_dump_json(indent=2).encode()
+
+
+def decode_record(data: bytes, *, session: date) -> SessionRecord:
+    """The record in `data`, stored under `session`; InvalidRecord says what is wrong."""
+    if len(data) > MAX_RECORD_BYTES:
+        raise InvalidRecord(f"{len(data)} bytes, more than a record can be ({MAX_RECORD_BYTES})")
+    try:
+        # Decimal, not float, even for this first look (C3).
+        raw = json.loads(data, parse_float=Decimal)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidRecord(f"not JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise InvalidRecord(f"not a JSON object but {type(raw).__name__}")
+    version = raw.get("schema_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+        raise NewerSchemaRecord(
+            f"schema_version {version}, newer than this pipeline reads ({SCHEMA_VERSION})"
+        )
+    try:
+        # From the bytes, not from `raw`: pydantic's JSON mode reads numbers exactly.
+        record = SessionRecord.model_validate_json(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in exc.errors()[:5]
+        )
+        raise InvalidRecord(f"fails the schema ({problems})") from None
+    if record.session != session:
+        # Misfiled: trusting it would feed one session's positions to another.
+        raise InvalidRecord(f"its session {record.session} is not the folder's {session}")
+    return record
+
+
+def emit(on_event: EventSink | None, kind: str, message: str) -> None:
+    """Tell the alerting path; a failing sink must never fail the journal (C5)."""
+    # A replay is good news; everything else is something a person should look at.
+    _log.log(
+        logging.INFO if kind == "replayed" else logging.WARNING, "journal %s: %s", kind, message
+    )
+    if on_event is None:
+        return
+    try:
+        on_event(kind, message)
+    except Exception as exc:
+        print(f"journal event sink failed ({exc!r}); event was {kind}: {message}", file=sys.stderr)
