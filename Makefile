@@ -12,10 +12,11 @@ export TECL_STATE_URI ?= file://$(CURDIR)/.tecl/state
 install: $(STAMP)
 
 # Exact versions and hashes from the lock file; the project itself goes in without network.
-$(STAMP): requirements.lock pyproject.toml
+# requirements/dev.lock is the runtime lock plus what tests and lint need (same versions).
+$(STAMP): requirements/dev.lock pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python >= 3.11 is required")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements.lock
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/dev.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
@@ -52,10 +53,12 @@ dev: install
 	$(BIN)/python -c 'from tecl_pipeline.app.cli import ensure_dagster_home; ensure_dagster_home()'
 	$(BIN)/dagster dev -w workspace.yaml
 
-# Re-resolve the lock file (needs the package index); `make install` never does this.
+# Re-resolve both lock files (needs the package index); `make install` never does this. The
+# dev lock is resolved under the runtime one, so the two agree on every shared version.
 lock: install
 	$(BIN)/python -m pip install --quiet uv==0.13.8
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes --no-header -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --no-header -o requirements/runtime.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes --no-header -c requirements/runtime.lock -o requirements/dev.lock
 
 # The chaos soak (see README "Failure modes"): 1,000 sessions through the pipeline with faults
 # drawn from the seed at every layer; prints one line of figures, fails on any duplicate order,
@@ -83,7 +86,7 @@ bench: install
 # NOT be performed (never reported as clean); see deploy/audit.py. .ci/run runs it with
 # AUDIT_FLAGS=--allow-not-performed: vulnerabilities fail CI, an unreachable database is shown.
 audit: install
-	$(BIN)/python deploy/audit.py --requirements requirements.lock --pip-audit $(BIN)/pip-audit $(AUDIT_FLAGS)
+	$(BIN)/python deploy/audit.py --requirements requirements/dev.lock --pip-audit $(BIN)/pip-audit $(AUDIT_FLAGS)
 
 # Runs the tests that tecl_pipeline_tests/failure_modes/matrix.yaml maps to each failure mode
 # of ../shared/FAILURE_MODES.md, then prints ID | failure mode | result | tests; fails unless

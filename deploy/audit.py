@@ -11,7 +11,7 @@ three things happened (C7, S6, R6):
     exit 1  known vulnerabilities (listed with their fix versions)
     exit 3  the audit could NOT be performed, or not for every package: why, and which
 
-Usage: python deploy/audit.py [-r requirements.lock] [--pip-audit PATH]
+Usage: python deploy/audit.py [-r requirements/dev.lock] [--pip-audit PATH]
 """
 
 import argparse
@@ -156,7 +156,7 @@ def run_pip_audit(pip_audit: str, requirements: Path, timeout: float) -> Verdict
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-r", "--requirements", type=Path, default=Path("requirements.lock"))
+    parser.add_argument("-r", "--requirements", type=Path, default=Path("requirements/dev.lock"))
     parser.add_argument(
         "--pip-audit",
         default=str(Path(sys.executable).with_name("pip-audit")),

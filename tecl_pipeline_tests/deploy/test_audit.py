@@ -129,11 +129,11 @@ def fake_pip_audit(tmp_path: Path, canned: str, exit_code: int) -> Path:
 
 def test_main_runs_pip_audit_on_the_lock_and_exits_3_when_nothing_was_audited(tmp_path, capsys):
     script = fake_pip_audit(tmp_path, ALL_NOT_FOUND, 0)
-    code = audit.main(["-r", str(REPO / "requirements.lock"), "--pip-audit", str(script)])
+    code = audit.main(["-r", str(REPO / "requirements" / "dev.lock"), "--pip-audit", str(script)])
     assert code == 3
     assert "VULNERABILITY AUDIT NOT PERFORMED" in capsys.readouterr().err
     argv = json.loads((tmp_path / "argv.json").read_text())
-    assert argv[:2] == ["--requirement", str(REPO / "requirements.lock")]
+    assert argv[:2] == ["--requirement", str(REPO / "requirements" / "dev.lock")]
     assert {"--require-hashes", "--disable-pip"} <= set(argv)
     assert argv[argv.index("--format") + 1] == "json"
 
@@ -145,6 +145,6 @@ def test_main_reports_clean_only_for_a_full_audit(tmp_path, capsys):
 
 
 def test_missing_pip_audit_is_not_performed(tmp_path):
-    verdict = audit.run_pip_audit(str(tmp_path / "absent"), REPO / "requirements.lock", 10)
+    verdict = audit.run_pip_audit(str(tmp_path / "absent"), REPO / "requirements" / "dev.lock", 10)
     assert verdict.exit_code == 3
     assert "not found" in verdict.message

@@ -18,7 +18,7 @@ from cfnlint.decode import decode_str
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "deploy" / "cloudformation.yaml"
-# The venv's scripts folder: the cfn-lint pinned in requirements.lock, not one on PATH.
+# The venv's scripts folder: the cfn-lint pinned in requirements/dev.lock, not one on PATH.
 CFN_LINT = Path(sysconfig.get_path("scripts")) / "cfn-lint"
 
 ACCOUNT, REGION = "123456789012", "us-east-1"

@@ -1,5 +1,5 @@
 """What CI promises, read from the files that define it: `.ci/run` (the CI entry point),
-the Makefile, requirements.lock and pyproject.toml. Pinned, hash-checked dependencies
+the Makefile, requirements/*.lock and pyproject.toml. Pinned, hash-checked dependencies
 (C7, S6), one command that installs everything the tests need (R1), the infrastructure
 linted (A7), the static security scan and the vulnerability scan in CI (S6, R6, C7)."""
 
@@ -27,7 +27,7 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-# -- requirements.lock ---------------------------------------------------------------------
+# -- requirements/*.lock ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -63,28 +63,57 @@ def parse_lock(path: Path) -> list[Pin]:
     return pins
 
 
+RUNTIME_LOCK = REPO / "requirements" / "runtime.lock"
+DEV_LOCK = REPO / "requirements" / "dev.lock"
+
+
 @pytest.fixture(scope="module")
 def pins() -> list[Pin]:
-    return parse_lock(REPO / "requirements.lock")
+    """The dev lock: what `make install` installs (the runtime lock and the dev tools)."""
+    return parse_lock(DEV_LOCK)
 
 
-def test_lock_pins_every_dependency_exactly_with_hashes(pins):
-    """C7/S6: every entry of requirements.lock is one exact version (==) with at least one
-    sha256 hash, no entry points elsewhere (URL, path, editable, extra index), and every
-    dependency pyproject.toml declares, runtime and dev, is in it."""
+def declared(*groups: str) -> set[str]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    requirements = [
+        *project["dependencies"],
+        *(r for group in groups for r in project["optional-dependencies"][group]),
+    ]
+    return {normalize(re.split(r"[\s<>=!~;\[]", requirement)[0]) for requirement in requirements}
+
+
+@pytest.mark.parametrize(
+    ("lock", "groups"), [(RUNTIME_LOCK, ()), (DEV_LOCK, ("dev",))], ids=["runtime", "dev"]
+)
+def test_lock_pins_every_dependency_exactly_with_hashes(lock, groups):
+    """C7/S6: every entry of a lock is one exact version (==) with at least one sha256 hash,
+    no entry points elsewhere (URL, path, editable, extra index), and every dependency
+    pyproject.toml declares for it (runtime; runtime and dev) is in it."""
+    pins = parse_lock(lock)
     assert len(pins) > 50, "the lock must hold the whole resolved set, not a few names"
     for pin in pins:
         assert re.fullmatch(r"==[0-9][A-Za-z0-9.+!-]*(\s*;.*)?", pin.specifier), pin.line
         assert pin.hashes, f"{pin.name}: no --hash"
         assert all(re.fullmatch(r"sha256:[0-9a-f]{64}", h) for h in pin.hashes), pin.line
-    text = (REPO / "requirements.lock").read_text()
+    text = lock.read_text()
     for forbidden in ("--index-url", "--extra-index-url", "--find-links", "-e ", "git+", "file:"):
         assert forbidden not in text, forbidden
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    declared = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
-    locked = {pin.name for pin in pins}
-    names = {normalize(re.split(r"[\s<>=!~;\[]", requirement)[0]) for requirement in declared}
-    assert names - locked == set()
+    assert declared(*groups) - {pin.name for pin in pins} == set()
+
+
+def test_the_dev_lock_installs_the_runtime_lock_unchanged(pins):
+    """What the tests run on is what production runs: every runtime pin is in the dev lock at
+    the same version with the same hashes, and the runtime lock holds no dev tool."""
+    dev = {pin.name: pin for pin in pins}
+    runtime = parse_lock(RUNTIME_LOCK)
+    for pin in runtime:
+        assert pin.name in dev, f"{pin.name} is in the runtime lock only"
+        assert (dev[pin.name].specifier, set(dev[pin.name].hashes)) == (
+            pin.specifier,
+            set(pin.hashes),
+        ), pin.name
+    dev_only = declared("dev") - declared()
+    assert dev_only & {pin.name for pin in runtime} == set()
 
 
 # -- the Makefile ------------------------------------------------------------------------------
@@ -180,9 +209,9 @@ def test_one_command_installs_exactly_the_hash_checked_lock(makefile):
     assert "install" in makefile.reachable("test")
     install = makefile.commands("install")
     assert re.search(
-        r"pip install [^\n]*--require-hashes[^\n]*--no-deps[^\n]*-r requirements\.lock", install
+        r"pip install [^\n]*--require-hashes[^\n]*--no-deps[^\n]*-r requirements/dev\.lock", install
     ) or re.search(
-        r"pip install [^\n]*--no-deps[^\n]*--require-hashes[^\n]*-r requirements\.lock", install
+        r"pip install [^\n]*--no-deps[^\n]*--require-hashes[^\n]*-r requirements/dev\.lock", install
     ), install
     project_installs = [
         line for line in install.splitlines() if "pip install" in line and " -e ." in line
@@ -212,7 +241,7 @@ def third_party_imports(root: Path) -> dict[str, list[str]]:
 
 def test_every_package_the_tests_import_comes_from_the_lock(pins):
     """R1: every third-party module imported by the tests or the package is provided by a
-    distribution pinned in requirements.lock, so the one install command is enough on a
+    distribution pinned in requirements/dev.lock, so the one install command is enough on a
     fresh machine (a module installed here by hand would pass locally and fail there)."""
     locked = {pin.name for pin in pins}
     providers = packages_distributions()
@@ -266,7 +295,7 @@ def test_ci_runs_the_static_security_scan(makefile):
 
 def test_ci_runs_a_vulnerability_scan_of_the_locked_set(makefile, tmp_path):
     """C7/S6/R6: CI runs the vulnerability scan of the pinned set (pip-audit on
-    requirements.lock, through deploy/audit.py), and a known vulnerability fails it even
+    requirements/dev.lock, through deploy/audit.py), and a known vulnerability fails it even
     with the flag that lets an unreachable vulnerability database through."""
     ci_steps = [
         line.strip()
@@ -276,7 +305,7 @@ def test_ci_runs_a_vulnerability_scan_of_the_locked_set(makefile, tmp_path):
     audit_step = next((line for line in ci_steps if line.startswith("make audit")), None)
     assert audit_step is not None, ci_steps
     commands = makefile.commands("audit")
-    assert "deploy/audit.py" in commands and "requirements.lock" in commands
+    assert "deploy/audit.py" in commands and "requirements/dev.lock" in commands
     assert "$(AUDIT_FLAGS)" in commands
 
     spec = importlib.util.spec_from_file_location("deploy_audit", REPO / "deploy" / "audit.py")
