@@ -25,9 +25,11 @@ run: install
 
 PY_SOURCES := tecl_pipeline tecl_pipeline_tests deploy bench
 
+# The layer contracts are in pyproject.toml [tool.importlinter].
 lint: install
 	$(BIN)/ruff check $(PY_SOURCES)
 	$(BIN)/ruff format --check $(PY_SOURCES)
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff check --fix $(PY_SOURCES)
@@ -95,4 +97,4 @@ failure-report: install
 	$(BIN)/python -m tecl_pipeline_tests.failure_modes.report
 
 clean:
-	rm -rf $(VENV) .dagster .tecl .pytest_cache .ruff_cache .hypothesis .coverage .coverage.*
+	rm -rf $(VENV) .dagster .tecl .pytest_cache .ruff_cache .hypothesis .coverage .coverage.* .import_linter_cache .grimp_cache

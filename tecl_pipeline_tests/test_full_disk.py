@@ -21,10 +21,10 @@ from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest
 from dagster import DagsterInstance, ExecuteInProcessResult
 
-from tecl_pipeline.app.run_report import EXIT_NOT_CLEAN, explain_result
 from tecl_pipeline.config.settings import Settings
 from tecl_pipeline.core.calendar import TradingCalendar
 from tecl_pipeline.definitions import build_definitions
+from tecl_pipeline.defs.run_report import EXIT_NOT_CLEAN, explain_result
 from tecl_pipeline.marketdata.demo import DemoMarketData
 from tecl_pipeline.simulator import BrokerSimulator, SimulatorServer, persist
 from tecl_pipeline.simulator.engine import DEMO_API_KEY, DEMO_API_SECRET
