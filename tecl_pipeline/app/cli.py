@@ -460,8 +460,19 @@ def _replay(args: argparse.Namespace) -> int:
 def _soak(args: argparse.Namespace) -> int:
     import tempfile
 
-    from tecl_pipeline.harness.soak import SoakResult, run_soak
+    from tecl_pipeline.harness.soak import (
+        DevInstallRequired,
+        SoakResult,
+        require_dev_install,
+        run_soak,
+    )
 
+    try:
+        require_dev_install()
+    except DevInstallRequired as exc:
+        # Not a usage error: the command is right, the install lacks its tools (status 1).
+        print(str(exc), file=sys.stderr)
+        return EXIT_ERROR
     print(f"soak: seed {args.seed} (rerun with --seed {args.seed})", flush=True)
 
     def progress(number: int, result: SoakResult) -> None:
