@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -95,8 +96,8 @@ _BROKER_ENDPOINTS = (
 )
 # Pipeline settings that keep a soak session short: fills polled often, a short fill
 # timeout, quick backoff; the simulator's faults ask for no Retry-After wait.
-SOAK_POLICY = {"fill_timeout_seconds": 1.0, "poll_interval_seconds": 0.02}
-SOAK_BROKER = {"retry_base_delay_seconds": 0.01, "timeout_seconds": 1.0}
+SOAK_POLICY = MappingProxyType({"fill_timeout_seconds": 1.0, "poll_interval_seconds": 0.02})
+SOAK_BROKER = MappingProxyType({"retry_base_delay_seconds": 0.01, "timeout_seconds": 1.0})
 # How long a second host's `tecl run` may take to reach its hold, or to finish after it.
 SECOND_HOST_PATIENCE = 300.0
 # The soak's AWS is moto in server mode, a development dependency: a runtime install runs
