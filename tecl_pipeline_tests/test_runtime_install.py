@@ -176,3 +176,14 @@ def test_soak_on_the_runtime_lock_names_the_development_install(runtime_install)
     assert done.stdout == ""
     assert done.stderr.splitlines() == [DEV_INSTALL]
     assert "requirements/dev.lock" in DEV_INSTALL
+
+
+def test_soak_without_moto_stops_before_any_work(monkeypatch, capsys):
+    """The same promise in this process, with moto's server made unimportable: one line on
+    stderr and nothing on stdout (not even the seed line the soak starts with), exit 1."""
+    from tecl_pipeline.app import cli
+
+    monkeypatch.setitem(sys.modules, "moto.server", None)
+    assert cli.main(["soak", "--sessions", "1", "--seed", "1"]) == 1
+    out, err = capsys.readouterr()
+    assert (out, err.splitlines()) == ("", [DEV_INSTALL])
