@@ -89,6 +89,8 @@ def _lint_imports(tree: Path, contract: str) -> subprocess.CompletedProcess[str]
         ("pure-core", "core/strategy.py", "import dagster"),
         ("pure-core", "core/indicators.py", "from tecl_pipeline.state import history_store"),
         ("layers", "trading/execution.py", "from tecl_pipeline.defs import resources"),
+        ("layers", "simulator/engine.py", "from tecl_pipeline.adapters.alpaca import broker"),
+        ("adapters-below-defs", "adapters/aws/s3_journal.py", "import tecl_pipeline.definitions"),
         ("app-on-top", "defs/assets.py", "from tecl_pipeline.app import cli"),
         ("dev-only-in-harness", "simulator/server.py", "import moto"),
     ],
