@@ -193,7 +193,8 @@ def test_a_disk_full_when_the_session_is_journaled_alerts_that_the_record_is_los
     passed their preflight): the run fails and the alert file holds a record_lost alert with
     the session, the filled orders and the positions, so the session is never silently
     unrecorded."""
-    from tecl_pipeline.state import journal, spool
+    from tecl_pipeline.state.journal import spool
+    from tecl_pipeline.state.journal import store as journal
 
     real = spool.write_create_only
 
