@@ -31,7 +31,7 @@ from tecl_pipeline.defs.resources import (
     StateResource,
     TradingPolicyResource,
 )
-from tecl_pipeline.state.journal.store import SessionRecord
+from tecl_pipeline.state.journal.records import SessionRecord
 from tecl_pipeline.state.locks import session_lock
 from tecl_pipeline.trading.broker import Broker
 from tecl_pipeline.trading.execution import (

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     # Imported where used: the adapter and simulator pull in alpaca-py and HTTP machinery
     # that loading the definitions (A1) does not need.
     from tecl_pipeline.adapters.alpaca.broker import AlpacaBroker
-    from tecl_pipeline.state.journal.store import JournalStore
+    from tecl_pipeline.state.journal.base import JournalStore
     from tecl_pipeline.trading.credentials import Credentials, CredentialsProvider
 
 
@@ -161,7 +161,7 @@ class StateResource(ConfigurableResource):
     def journal(self, on_event: "Callable[[str, str], None] | None" = None) -> "JournalStore":
         """The journal store; S3 through a client with bounded retries and timeouts, made
         once per run (a boto3 client loads its service model from disk: ~0.3 s each)."""
-        from tecl_pipeline.state.journal.store import open_journal
+        from tecl_pipeline.adapters.journal_store import open_journal
 
         if self._s3_client is None and self.state_uri.startswith("s3://"):
             from tecl_pipeline.adapters.aws.s3_journal import default_s3_client

@@ -30,7 +30,7 @@ import pytest
 from botocore.config import Config
 
 from tecl_pipeline.harness.s3_faults import FaultProxy
-from tecl_pipeline.state.journal.store import SessionRecord
+from tecl_pipeline.state.journal.records import SessionRecord
 
 REGION = "us-east-1"
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tecl_pipeline.adapters.aws.s3_journal import S3Journal
+from tecl_pipeline.adapters.journal_store import open_journal
 from tecl_pipeline.config.settings import ConfigError
 from tecl_pipeline.core.errors import RefusedToTrade
 from tecl_pipeline.state.errors import (
@@ -16,8 +17,9 @@ from tecl_pipeline.state.errors import (
     JournalUnavailableError,
     JournalWriteError,
 )
+from tecl_pipeline.state.journal.base import JournalStore
+from tecl_pipeline.state.journal.local import LocalJournal
 from tecl_pipeline.state.journal.spool import Spool
-from tecl_pipeline.state.journal.store import JournalStore, LocalJournal, open_journal
 from tecl_pipeline_tests.state.moto_fixtures import Events, session_record
 
 D1 = date(2024, 3, 4)

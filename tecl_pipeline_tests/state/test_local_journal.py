@@ -8,14 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from tecl_pipeline.adapters.journal_store import open_journal
 from tecl_pipeline.core.errors import RefusedToTrade
 from tecl_pipeline.state.errors import (
     JournalConflictError,
     JournalUnavailableError,
     JournalWriteError,
 )
+from tecl_pipeline.state.journal.base import JournalStore
+from tecl_pipeline.state.journal.local import LocalJournal
 from tecl_pipeline.state.journal.records import encode_record
-from tecl_pipeline.state.journal.store import JournalStore, LocalJournal, open_journal
 from tecl_pipeline_tests.state.moto_fixtures import session_record
 
 D1 = date(2024, 3, 4)

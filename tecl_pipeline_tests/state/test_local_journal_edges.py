@@ -9,14 +9,15 @@ from pathlib import Path
 
 import pytest
 
-import tecl_pipeline.state.journal.store as journal_module
+import tecl_pipeline.state.journal.local as local_journal_module
+from tecl_pipeline.adapters.journal_store import open_journal
 from tecl_pipeline.state.errors import (
     JournalConflictError,
     JournalUnavailableError,
     JournalWriteError,
 )
+from tecl_pipeline.state.journal.local import LocalJournal
 from tecl_pipeline.state.journal.records import encode_record, record_name
-from tecl_pipeline.state.journal.store import LocalJournal, open_journal
 from tecl_pipeline_tests.state.moto_fixtures import session_record
 
 D1 = date(2024, 3, 4)
@@ -239,7 +240,7 @@ def test_a_record_that_cannot_be_read_refuses_to_trade(journal, root, monkeypatc
             raise OSError(errno.EIO, "Input/output error")
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(journal_module, "open", failing_open, raising=False)
+    monkeypatch.setattr(local_journal_module, "open", failing_open, raising=False)
     with pytest.raises(JournalUnavailableError) as caught:
         journal.latest(D1)
     assert caught.value.code == "EIO" and caught.value.action == "read"

@@ -8,7 +8,7 @@ from datetime import date
 import pytest
 
 from tecl_pipeline.state.errors import JournalWriteError
-from tecl_pipeline.state.journal.store import JournalStore
+from tecl_pipeline.state.journal.base import JournalStore
 from tecl_pipeline_tests.state.moto_fixtures import Events, session_record
 
 D1 = date(2024, 3, 4)

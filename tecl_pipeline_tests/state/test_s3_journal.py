@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tecl_pipeline.adapters.aws.s3_journal import bucket_region_of
+from tecl_pipeline.adapters.journal_store import open_journal
 from tecl_pipeline.core.errors import RefusedToTrade
 from tecl_pipeline.harness.s3_faults import FaultProxy
 from tecl_pipeline.state.errors import (
@@ -20,8 +21,8 @@ from tecl_pipeline.state.errors import (
     JournalUnavailableError,
     JournalWriteError,
 )
+from tecl_pipeline.state.journal.base import JournalStore
 from tecl_pipeline.state.journal.records import MAX_RECORD_BYTES, encode_record
-from tecl_pipeline.state.journal.store import JournalStore, open_journal
 from tecl_pipeline_tests.state.moto_fixtures import Events, session_record
 
 # Registered here until tecl_pipeline_tests/conftest.py lists it; registering twice is harmless.

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from tecl_pipeline.adapters.aws.s3_journal import S3Journal
+from tecl_pipeline.adapters.journal_store import open_journal
 from tecl_pipeline.harness.s3_faults import FaultProxy
 from tecl_pipeline.state.errors import JournalUnavailableError
-from tecl_pipeline.state.journal.store import JournalStore, open_journal
+from tecl_pipeline.state.journal.base import JournalStore
 from tecl_pipeline_tests.state.moto_fixtures import Events, session_record
 
 PREFIX = "tecl/edges"
