@@ -10,10 +10,10 @@ Manager the same way). Dagster's StateResource and the soak/replay world use it.
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from tecl_pipeline.common.events import EventSink
 from tecl_pipeline.config.settings import ConfigError, local_state_dir
 from tecl_pipeline.state.journal.base import JournalStore
 from tecl_pipeline.state.journal.local import LocalJournal
-from tecl_pipeline.state.journal.records import EventSink
 from tecl_pipeline.state.journal.spool import DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES, Spool
 
 

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal, Protocol, TextIO, runtime_checkable
+from typing import Protocol, TextIO, runtime_checkable
 from urllib.parse import urlsplit
 from urllib.request import (
     HTTPRedirectHandler,
@@ -33,12 +33,12 @@ from urllib.request import (
 )
 
 from tecl_pipeline.common.endpoints import is_loopback, validate_endpoint
+from tecl_pipeline.common.events import Event, EventKind, Severity
 from tecl_pipeline.config.settings import ConfigError
 from tecl_pipeline.observability.logs import EXCHANGE_TZ, LOGGER_NAME
 from tecl_pipeline.observability.redaction import Redactor
 
-Severity = Literal["info", "warning", "critical"]
-SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
+SEVERITIES: tuple[Severity, ...] = tuple(Severity)
 # Known kinds; others are allowed (the Dagster layer may add some) but these are the
 # ones dashboards and tests look for.
 ALERT_KINDS = frozenset(
@@ -59,12 +59,11 @@ ALERT_KINDS = frozenset(
 ENV_WEBHOOK_URL = "TECL_ALERT_WEBHOOK_URL"
 ENV_ALERT_FILE = "TECL_ALERT_FILE"
 ALERT_FILE_NAME = "alerts.jsonl"
-_LEVELS: Mapping[Severity, int] = MappingProxyType({"info": 20, "warning": 30, "critical": 50})
 # Slack's limits: header text 150 chars, section text 3000 chars.
 _SLACK_HEADER_MAX = 150
 _SLACK_SECTION_MAX = 3000
 _SEVERITY_MARK: Mapping[Severity, str] = MappingProxyType(
-    {"info": "[info]", "warning": "[WARNING]", "critical": "[CRITICAL]"}
+    {Severity.INFO: "[info]", Severity.WARNING: "[WARNING]", Severity.CRITICAL: "[CRITICAL]"}
 )
 
 
@@ -81,14 +80,18 @@ class Alert:
     detail: str = ""
     session: date | None = None
     run_id: str | None = None
-    severity: Severity = "warning"
+    severity: Severity = Severity.WARNING
     at: datetime = field(default_factory=_now)
 
     def __post_init__(self) -> None:
         if not self.kind:
             raise ValueError("an alert needs a kind")
         if self.severity not in SEVERITIES:
-            raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
+            raise ValueError(
+                f"severity must be one of {tuple(map(str, SEVERITIES))}, got {self.severity!r}"
+            )
+        # The enum from here on, even when a caller named it by its value ("critical").
+        object.__setattr__(self, "severity", Severity(self.severity))
         if self.at.tzinfo is None or self.at.utcoffset() is None:
             raise ValueError("Alert.at must be timezone-aware")
 
@@ -153,7 +156,7 @@ class LogSink:
 
     def send(self, alert: Alert) -> None:
         self._logger.log(
-            _LEVELS[alert.severity],
+            alert.severity.log_level,
             "alert %s: %s%s",
             alert.kind,
             alert.title,
@@ -364,8 +367,31 @@ class Alerter:
                 kind="self_test",
                 title="alert route self-test",
                 detail="If you can read this, this alert route works.",
-                severity="info",
+                severity=Severity.INFO,
                 at=self._clock(),
+            )
+        )
+
+    def notify(
+        self, event: Event, *, session: date | None = None, run_id: str | None = None
+    ) -> None:
+        """An event of the journal or the secrets provider, for the run `run_id` of
+        `session` (used when the event names no session): a secret-access failure counts
+        towards the repeated-failure alert (S7); any other event is an alert at once, with
+        the event's kind and severity. Never raises."""
+        session = event.session or session
+        if event.kind is EventKind.SECRET_ACCESS_FAILURE:
+            self.record_auth_failure(event.source, event.message, session=session, run_id=run_id)
+            return
+        title = f"session {session.isoformat()}: {event.title}" if session else event.title
+        self.send(
+            Alert(
+                event.kind,
+                title,
+                event.message,
+                session=session,
+                run_id=run_id,
+                severity=event.severity,
             )
         )
 
@@ -408,7 +434,7 @@ class Alerter:
             detail=f"sources: {summary}" + (f"\nlatest: {detail}" if detail else ""),
             session=session,
             run_id=run_id,
-            severity="critical",
+            severity=Severity.CRITICAL,
             at=now,
         )
         self.send(alert)

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tecl_pipeline.common.endpoints import is_loopback
+from tecl_pipeline.common.events import EventSink
 from tecl_pipeline.state.errors import JournalUnavailableError
 from tecl_pipeline.state.journal.base import (
     JournalBase,
@@ -38,7 +39,7 @@ from tecl_pipeline.state.journal.base import (
     session_of,
     utc_stamp,
 )
-from tecl_pipeline.state.journal.records import MAX_RECORD_BYTES, EventSink
+from tecl_pipeline.state.journal.records import MAX_RECORD_BYTES
 from tecl_pipeline.state.journal.spool import Spool
 
 SSE = "AES256"

@@ -20,12 +20,14 @@ Which store a state URI means is decided above both, in `adapters.journal_store`
 """
 
 import errno
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Protocol, TypeVar, runtime_checkable
 
+from tecl_pipeline.common.events import Event, EventKind, EventSink, Severity, emit
 from tecl_pipeline.state.errors import (
     JournalConflictError,
     JournalUnavailableError,
@@ -33,18 +35,17 @@ from tecl_pipeline.state.errors import (
 )
 from tecl_pipeline.state.journal.records import (
     MAX_RECORD_BYTES,
-    EventSink,
     InvalidRecord,
     NewerSchemaRecord,
     SessionRecord,
     decode_record,
-    emit,
     encode_record,
     record_name,
 )
 from tecl_pipeline.state.journal.spool import Spool
 
 _T = TypeVar("_T")
+_log = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -186,7 +187,7 @@ class JournalBase(ABC):
         found = []
         for ref, size in self._reading(lambda: self._session_refs(session)):
             if size is not None and size > MAX_RECORD_BYTES:
-                self._set_aside(ref, f"{size} bytes, more than a record can be")
+                self._set_aside(ref, f"{size} bytes, more than a record can be", session)
                 continue
             try:
                 data = self._reading(lambda ref=ref: self._read(ref))
@@ -195,7 +196,7 @@ class JournalBase(ABC):
             try:
                 found.append(decode_record(data, session=session))
             except InvalidRecord as exc:
-                self._set_aside(ref, str(exc))
+                self._set_aside(ref, str(exc), session)
             except NewerSchemaRecord as exc:
                 # Not ours to judge: a newer deployment wrote it. Quarantining it would hide
                 # it from that deployment; reading past it would trade on a partial view.
@@ -235,24 +236,30 @@ class JournalBase(ABC):
             try:
                 self._store(ref, encode_record(entry.record), entry.record.session)
             except JournalConflictError as exc:
-                emit(
-                    self._on_event,
-                    "spool_conflict",
+                self._emit(
+                    EventKind.SPOOL_CONFLICT,
                     f"spooled record {path} cannot be replayed: {exc}. It stays spooled "
                     "for a person to compare with the existing record",
+                    entry.record.session,
                 )
                 continue
             except Exception as exc:
-                emit(
-                    self._on_event,
-                    "spool_replay_failed",
+                self._emit(
+                    EventKind.SPOOL_REPLAY_FAILED,
                     f"replaying spooled record {path} to {self._where(ref)} failed: {exc}; "
                     f"it and any later ones stay spooled in {self._spool.directory}",
+                    entry.record.session,
                 )
                 break
             self._spool.remove(path)
             written += 1
-            emit(self._on_event, "replayed", f"spooled record {path} written to {self._where(ref)}")
+            self._emit(
+                EventKind.REPLAYED,
+                f"spooled record {path} written to {self._where(ref)}",
+                entry.record.session,
+                # Good news: a record that was only on this machine is in the journal now.
+                Severity.INFO,
+            )
         return written
 
     def _store(self, ref: str, data: bytes, session: date) -> None:
@@ -277,7 +284,7 @@ class JournalBase(ABC):
                 decode_record(existing, session=session)
             except InvalidRecord as exc:
                 # Garbage squatting on our key: readers would quarantine it anyway.
-                self._set_aside(ref, str(exc))
+                self._set_aside(ref, str(exc), session)
             except NewerSchemaRecord:
                 raise self._conflict(ref) from None
             else:
@@ -299,7 +306,7 @@ class JournalBase(ABC):
 
     _write_action = "write"
 
-    def _set_aside(self, ref: str, reason: str) -> None:
+    def _set_aside(self, ref: str, reason: str, session: date) -> None:
         """Quarantine a bad object; never raises, so reads never crash on one (D3)."""
         where = self._where(ref)
         try:
@@ -326,7 +333,7 @@ class JournalBase(ABC):
         self._reported[where] = message
         if where not in self.quarantined:
             self.quarantined.append(where)
-        emit(self._on_event, "quarantine", message)
+        self._emit(EventKind.QUARANTINE, message, session)
 
     def _reading(self, read: Callable[[], _T]) -> _T:
         """Run a read; a back-end failure means no trustworthy state: refuse (A4, A9)."""
@@ -353,25 +360,36 @@ class JournalBase(ABC):
                 error,
                 f"could NOT be spooled either ({exc.strerror or exc!r}); it is lost",
             )
-        emit(
-            self._on_event,
-            "spooled",
+        self._emit(
+            EventKind.SPOOLED,
             f"journal record for session {record.session} run {record.run_id} spooled to "
             f"{path} after a failed write: {error}",
+            record.session,
         )
         return f"was spooled to {path} for replay", str(path)
 
     def _lost(self, record: SessionRecord, error: str, note: str) -> tuple[str, None]:
         """A record neither written nor spooled: alerted, with what it held, since the
         broker is then the only record of the session (D1)."""
-        emit(
-            self._on_event,
-            "record_lost",
+        self._emit(
+            EventKind.RECORD_LOST,
             f"journal record for session {record.session} run {record.run_id} {note}; the "
             f"write failed: {error}. Orders: {_order_summary(record)}; positions after: "
             f"{_positions_summary(record)}",
+            record.session,
         )
         return note, None
+
+    def _emit(
+        self,
+        kind: EventKind,
+        message: str,
+        session: date,
+        severity: Severity = Severity.CRITICAL,
+    ) -> None:
+        """Tell the alert path; anything but a replay means a record is missing, out of
+        reach or set aside, which a person must look at (D1, D3)."""
+        emit(self._on_event, Event(kind, severity, "journal", message, session), _log)
 
 
 def _order_summary(record: SessionRecord) -> str:

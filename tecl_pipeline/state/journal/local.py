@@ -8,6 +8,7 @@ import uuid
 from datetime import date
 from pathlib import Path
 
+from tecl_pipeline.common.events import EventSink
 from tecl_pipeline.state.errors import JournalUnavailableError
 from tecl_pipeline.state.journal.base import (
     JournalBase,
@@ -19,7 +20,7 @@ from tecl_pipeline.state.journal.base import (
     session_of,
     utc_stamp,
 )
-from tecl_pipeline.state.journal.records import MAX_RECORD_BYTES, EventSink
+from tecl_pipeline.state.journal.records import MAX_RECORD_BYTES
 from tecl_pipeline.state.journal.spool import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_FILES,
