@@ -13,7 +13,7 @@ from decimal import Decimal
 import pandas as pd
 from dagster import AssetExecutionContext, Failure, MetadataValue, Output, ResourceParam, asset
 
-from tecl_pipeline.common.events import EventSink
+from tecl_pipeline.common.events import EventSink, Severity
 from tecl_pipeline.core.data_quality import require_trustworthy
 from tecl_pipeline.core.errors import RefusedToTrade, TradingStopped, describe
 from tecl_pipeline.core.indicators import indicator_table
@@ -383,7 +383,7 @@ def executed_orders(
                 str(exc),
                 session=session,
                 run_id=context.run.run_id,
-                severity="critical",
+                severity=Severity.CRITICAL,
             )
             raise Failure(
                 description=str(exc),
@@ -401,7 +401,7 @@ def executed_orders(
                 f"{cause}. {where}",
                 session=session,
                 run_id=context.run.run_id,
-                severity="critical",
+                severity=Severity.CRITICAL,
             )
             raise Failure(
                 description=f"trading stopped part way: {cause}. {where}",

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     # Imported where used: the adapter and simulator pull in alpaca-py and HTTP machinery
     # that loading the definitions (A1) does not need.
     from tecl_pipeline.adapters.alpaca.broker import AlpacaBroker
-    from tecl_pipeline.observability.alerts import LoggerLike
     from tecl_pipeline.state.journal.base import JournalStore
     from tecl_pipeline.trading.credentials import Credentials, CredentialsProvider
 
@@ -116,7 +115,7 @@ class ObservabilityResource(ConfigurableResource):
         *,
         session: date | None = None,
         run_id: str | None = None,
-        log: "LoggerLike | None" = None,
+        log: logging.Logger | None = None,
     ) -> EventSink:
         """Where the journal and the secrets provider send their events: `log` (a step's
         `context.log`, so the event is in the run's event log) at the event's level, and

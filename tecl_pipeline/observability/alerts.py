@@ -13,6 +13,7 @@ is a third-party HTTP stack.
 
 import json
 import logging
+import logging.handlers
 import os
 import sys
 import threading
@@ -143,14 +144,10 @@ class DeliveryResult:
     error: str | None = None
 
 
-class LoggerLike(Protocol):
-    def log(self, level: int, msg: str, *args: object, **kwargs: object) -> None: ...
-
-
 class LogSink:
     """Alerts as log records ("tecl_pipeline.alerts"), so they are in the JSON log too."""
 
-    def __init__(self, logger: LoggerLike) -> None:
+    def __init__(self, logger: logging.Logger) -> None:
         self._logger = logger
         self.name = "log"
 
@@ -171,7 +168,8 @@ class LogSink:
 
 
 class FileSink:
-    """Alerts as JSON lines in a size-capped, rotated file (D7, X7).
+    """Alerts as JSON lines in a size-capped file, rotated by the standard
+    `RotatingFileHandler` (alerts.jsonl -> .1 -> .2 ..., D7, X7).
 
     Raises on failure (unlike a logging handler) so the alerter can count and report it.
     Each line is flushed and fsynced: alerts are rare and the one you lose is the one
@@ -188,28 +186,32 @@ class FileSink:
         self._lock = threading.Lock()
 
     def send(self, alert: Alert) -> None:
-        line = json.dumps(alert.to_dict(), ensure_ascii=True) + "\n"
-        data = line.encode("ascii")[: self.max_bytes]
+        # Shorter than the cap with its newline, so one line never rotates an empty file.
+        line = json.dumps(alert.to_dict(), ensure_ascii=True)[: self.max_bytes - 2]
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Opened per alert, as alerts are rare: no file stays open between them.
+            handler = _AlertFile(self.path, self.max_bytes, self.backups)
             try:
-                size = self.path.stat().st_size
-            except FileNotFoundError:
-                size = 0
-            if size and size + len(data) > self.max_bytes:
-                self._rotate()
-            with self.path.open("ab") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+                handler.emit(logging.makeLogRecord({"msg": line}))
+            finally:
+                handler.close()
 
-    def _rotate(self) -> None:
-        # alerts.jsonl -> .1 -> .2 ... ; the oldest beyond `backups` is overwritten.
-        for index in range(self.backups - 1, 0, -1):
-            older = self.path.with_name(f"{self.path.name}.{index}")
-            if older.exists():
-                os.replace(older, self.path.with_name(f"{self.path.name}.{index + 1}"))
-        os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+
+class _AlertFile(logging.handlers.RotatingFileHandler):
+    """The standard rotation, except that a failure raises and every line is fsynced."""
+
+    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+        super().__init__(path, maxBytes=max_bytes, backupCount=backups, encoding="ascii")
+
+    def flush(self) -> None:
+        super().flush()
+        if self.stream is not None:
+            os.fsync(self.stream.fileno())
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        # Called inside the handler's own `except`: re-raise its error, out of send().
+        raise
 
 
 class WebhookError(RuntimeError):

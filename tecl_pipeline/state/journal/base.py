@@ -62,6 +62,7 @@ class JournalStore(Protocol):
     def append(self, record: SessionRecord) -> str:
         """Write the record create-only and verify it; return where it is. On failure the
         record is spooled and JournalWriteError (or JournalConflictError) raised (D1, X5)."""
+        ...
 
     def records(self, session: date) -> list[SessionRecord]: ...
 
@@ -71,6 +72,7 @@ class JournalStore(Protocol):
 
     def replay_spool(self) -> int:
         """Write the records spooled for this journal; return how many were written."""
+        ...
 
 
 class StoreFailed(Exception):
