@@ -40,23 +40,6 @@ from tecl_pipeline.observability.logs import EXCHANGE_TZ, LOGGER_NAME
 from tecl_pipeline.observability.redaction import Redactor
 
 SEVERITIES: tuple[Severity, ...] = tuple(Severity)
-# Known kinds; others are allowed (the Dagster layer may add some) but these are the
-# ones dashboards and tests look for.
-ALERT_KINDS = frozenset(
-    {
-        "run_failure",
-        "refused",
-        "config_error",
-        "missed_session",
-        "residuals",
-        "not_clean",
-        "stopped",
-        "quarantine",
-        "secret_access_failure",
-        "auth_failures",
-        "self_test",
-    }
-)
 ENV_WEBHOOK_URL = "TECL_ALERT_WEBHOOK_URL"
 ENV_ALERT_FILE = "TECL_ALERT_FILE"
 ALERT_FILE_NAME = "alerts.jsonl"
