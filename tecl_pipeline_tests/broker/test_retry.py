@@ -9,7 +9,7 @@ import random
 import pytest
 
 from tecl_pipeline.common.retry import RetryPolicy, call_with_retry
-from tecl_pipeline.trading.models import (
+from tecl_pipeline.trading.errors import (
     AuthError,
     BrokerUnavailableError,
     MalformedResponseError,
