@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit
 
+from tecl_pipeline.common.retry import RetryPolicy
 from tecl_pipeline.state.errors import (
     JournalConflictError,
     JournalUnavailableError,
@@ -552,11 +553,13 @@ def open_journal(
     on_event: EventSink | None = None,
     spool_max_files: int = DEFAULT_MAX_FILES,
     spool_max_bytes: int = DEFAULT_MAX_BYTES,
+    s3_retry: RetryPolicy | None = None,
 ) -> JournalStore:
     """The journal at `state_uri`: file:///DIR or s3://BUCKET[/PREFIX].
 
-    `s3_client` is a boto3 S3 client (the Dagster layer passes S3Resource.get_client());
-    without one a client with bounded retries and timeouts is made from the environment.
+    `s3_client` is a boto3 S3 client without retries of its own (`client_config()`); without
+    one such a client is made from the environment. `s3_retry` replaces the S3 journal's
+    retry policy.
     No network I/O happens here; call `preflight()` before trading.
     """
     # Imported here: the settings module is light, but keep this module's import cheap.
@@ -593,5 +596,6 @@ def open_journal(
             parts.path.strip("/"),
             spool=spool,
             on_event=on_event,
+            retry=s3_retry,
         )
     raise ConfigError(f"state_uri {state_uri!r}: expected file:///DIR or s3://BUCKET[/PREFIX]")
