@@ -592,7 +592,7 @@ def test_the_projects_own_errors_read_as_sentences_whatever_module_defines_them(
     from tecl_pipeline.core.errors import describe
     from tecl_pipeline.defs.run_report import error_cause
     from tecl_pipeline.state.errors import JournalWriteError
-    from tecl_pipeline.trading.models import OutcomeUnknownError
+    from tecl_pipeline.trading.errors import OutcomeUnknownError
 
     sentence = "journal write to s3://tecl-state/x failed: SlowDown; the record was spooled"
 

@@ -23,6 +23,7 @@ from tecl_pipeline.core.universe import HOLDINGS
 from tecl_pipeline.simulator import SimulatorServer
 from tecl_pipeline.state.locks import session_lock
 from tecl_pipeline.trading.credentials import Credentials, StaticCredentials
+from tecl_pipeline.trading.errors import OutcomeUnknownError
 from tecl_pipeline.trading.execution import (
     ExecutionPolicy,
     Pacing,
@@ -30,15 +31,7 @@ from tecl_pipeline.trading.execution import (
     execute,
     leg_prefix,
 )
-from tecl_pipeline.trading.models import (
-    Account,
-    Clock,
-    Order,
-    OrderRequest,
-    OrderSide,
-    OrderStatus,
-    OutcomeUnknownError,
-)
+from tecl_pipeline.trading.models import Account, Clock, Order, OrderRequest, OrderSide, OrderStatus
 from tecl_pipeline.trading.reconcile import unexplained_position_changes
 from tecl_pipeline_tests.broker.simulator_fixtures import (
     SIM_KEY,

@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from tecl_pipeline.common.events import EventSink
+from tecl_pipeline.common.retry import RetryPolicy
 from tecl_pipeline.config.settings import ConfigError, local_state_dir
 from tecl_pipeline.state.journal.base import JournalStore
 from tecl_pipeline.state.journal.local import LocalJournal
@@ -25,11 +26,13 @@ def open_journal(
     on_event: EventSink | None = None,
     spool_max_files: int = DEFAULT_MAX_FILES,
     spool_max_bytes: int = DEFAULT_MAX_BYTES,
+    s3_retry: RetryPolicy | None = None,
 ) -> JournalStore:
     """The journal at `state_uri`: file:///DIR or s3://BUCKET[/PREFIX].
 
-    `s3_client` is a boto3 S3 client (the Dagster layer passes S3Resource.get_client());
-    without one a client with bounded retries and timeouts is made from the environment.
+    `s3_client` is a boto3 S3 client without retries of its own (`client_config()`); without
+    one such a client is made from the environment. `s3_retry` replaces the S3 journal's
+    retry policy.
     No network I/O happens here; call `preflight()` before trading.
     """
     parts = urlsplit(state_uri)
@@ -64,5 +67,6 @@ def open_journal(
             parts.path.strip("/"),
             spool=spool,
             on_event=on_event,
+            retry=s3_retry,
         )
     raise ConfigError(f"state_uri {state_uri!r}: expected file:///DIR or s3://BUCKET[/PREFIX]")

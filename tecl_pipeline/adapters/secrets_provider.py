@@ -79,7 +79,7 @@ def _arn_region(secret_id: str) -> str | None:
 
 
 def _secretsmanager_client(region: str, endpoint: str | None) -> object:
-    import boto3
+    import boto3.session
     from botocore.config import Config
 
     config = Config(

@@ -1,11 +1,11 @@
-"""The one retry policy of the project (C6, B1, B2, B8).
+"""The one retry policy of the project (C6, B1, B2, B8): every client that calls a remote
+service repeats a failed call here and nowhere else.
 
 alpaca-py's own retry (a fixed 3 s wait on 429/504, blind to Retry-After, and applied to
-order submission too) is switched off by the adapters, so this is the only place where a
-broker call is repeated. Only `RetryableBrokerError` is retried; every other exception,
-including the broker's definite answers (rejections, auth failures, a garbled answer to an
-order submit) and plain bugs, propagates at once. A garbled answer to a read is retryable
-(`MalformedReadError`): reading again changes nothing at the broker.
+order submission too) and botocore's are switched off by the adapters. Only a
+`RetryableError` is retried; every other exception, including a service's definite answers
+(rejections, auth failures, a garbled answer to an order submit) and plain bugs, propagates
+at once. Each client says what is worth another attempt by raising its own subclass.
 """
 
 import math
@@ -15,9 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from tecl_pipeline.trading.models import RetryableBrokerError
-
 T = TypeVar("T")
+
+
+class RetryableError(Exception):
+    """Worth trying again later; `retry_after` is the wait the service asked for, in
+    seconds, when it named one (B1)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -59,10 +66,8 @@ class RetryPolicy:
         capped = min(self.max_delay, self.base_delay * 2.0**exponent)
         return capped * (1.0 - self.jitter * rng.random())
 
-    def wait_before_next(
-        self, attempt: int, error: RetryableBrokerError, rng: random.Random
-    ) -> float:
-        """Backoff, raised to the broker's Retry-After when it asked for longer (B1)."""
+    def wait_before_next(self, attempt: int, error: RetryableError, rng: random.Random) -> float:
+        """Backoff, raised to the service's Retry-After when it asked for longer (B1)."""
         wait = self.backoff(attempt, rng)
         if error.retry_after is not None and error.retry_after > wait:
             wait = error.retry_after
@@ -78,12 +83,12 @@ def call_with_retry(
     clock: Callable[[], float] = time.monotonic,
     on_retry: Callable[[int, BaseException, float], None] | None = None,
 ) -> T:
-    """Call `fn` until it returns, retrying `RetryableBrokerError` under `policy`.
+    """Call `fn` until it returns, retrying `RetryableError` under `policy`.
 
     Gives up, re-raising the last error, after `policy.max_attempts` attempts or as soon as
     the next wait would end past `policy.deadline` (counted from the first attempt): there
     is no point in sleeping into a deadline only to fail after it, and a Retry-After longer
-    than the time left means the broker will not serve us in time. `on_retry(attempt,
+    than the time left means the service will not serve us in time. `on_retry(attempt,
     error, wait)` is called before each wait, e.g. to log it.
     """
     started = clock()
@@ -92,7 +97,7 @@ def call_with_retry(
         attempt += 1
         try:
             return fn()
-        except RetryableBrokerError as error:
+        except RetryableError as error:
             elapsed = clock() - started
             if attempt >= policy.max_attempts:
                 error.add_note(

@@ -545,7 +545,7 @@ class _Session:
 def session_orders(simulator: BrokerSimulator, session: date) -> list[Order]:
     """The session's orders as the simulator's book holds them (not through the API, so
     that checking never draws on the fault plan nor advances a fill)."""
-    from tecl_pipeline.adapters.alpaca.broker import order_from_alpaca
+    from tecl_pipeline.adapters.alpaca.schema import order_from_alpaca
 
     return [
         order_from_alpaca(body, "simulator book")

@@ -1,8 +1,8 @@
 """The one interface the pipeline trades through. The broker is the source of truth.
 
-Implementations map every transport failure onto the errors in `broker.models`
+Implementations map every transport failure onto the errors in `trading.errors`
 (RetryableBrokerError, OutcomeUnknownError, AuthError, OrderRejectedError, ...), and
-validate every answer into the models there before returning it (B3, X4).
+validate every answer into the values of `trading.models` before returning it (B3, X4).
 """
 
 from decimal import Decimal

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from tecl_pipeline.trading.models import AuthError
+from tecl_pipeline.trading.errors import AuthError
 
 
 class MissingCredentialsError(AuthError):

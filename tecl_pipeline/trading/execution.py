@@ -68,13 +68,12 @@ from tecl_pipeline.core.portfolio import (
     size_buys,
 )
 from tecl_pipeline.trading.broker import Broker
+from tecl_pipeline.trading.errors import DuplicateClientOrderIdError, OrderRejectedError
 from tecl_pipeline.trading.models import (
     Account,
     Asset,
     Clock,
-    DuplicateClientOrderIdError,
     Order,
-    OrderRejectedError,
     OrderRequest,
     OrderSide,
     Position,

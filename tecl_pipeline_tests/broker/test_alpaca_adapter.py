@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from tecl_pipeline.adapters.alpaca import broker as alpaca_module
-from tecl_pipeline.adapters.alpaca.broker import AlpacaBroker, parse_retry_after
+from tecl_pipeline.adapters.alpaca.broker import AlpacaBroker
+from tecl_pipeline.adapters.alpaca.errors import parse_retry_after
 from tecl_pipeline.common.endpoints import validate_endpoint
 from tecl_pipeline.common.retry import RetryPolicy
 from tecl_pipeline.trading.credentials import (
@@ -23,22 +24,18 @@ from tecl_pipeline.trading.credentials import (
     EnvCredentials,
     StaticCredentials,
 )
-from tecl_pipeline.trading.models import (
-    Account,
+from tecl_pipeline.trading.errors import (
     AuthError,
     BrokerError,
     BrokerUnavailableError,
-    Clock,
     DuplicateClientOrderIdError,
     MalformedResponseError,
     NotFoundError,
     OrderRejectedError,
-    OrderRequest,
-    OrderSide,
-    OrderStatus,
     OutcomeUnknownError,
     RateLimitedError,
 )
+from tecl_pipeline.trading.models import Account, Clock, OrderRequest, OrderSide, OrderStatus
 from tecl_pipeline_tests.broker import simulator_fixtures
 from tecl_pipeline_tests.broker.adapter_helpers import (
     SEED,

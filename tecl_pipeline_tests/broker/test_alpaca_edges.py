@@ -16,27 +16,25 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 import requests
+from alpaca.common.exceptions import APIError
 
 from tecl_pipeline.adapters.alpaca import broker as alpaca
-from tecl_pipeline.adapters.alpaca.broker import (
-    AlpacaBroker,
-    harden_client,
-    parse_retry_after,
-)
+from tecl_pipeline.adapters.alpaca.broker import AlpacaBroker
+from tecl_pipeline.adapters.alpaca.errors import parse_retry_after
+from tecl_pipeline.adapters.alpaca.transport import harden_client
 from tecl_pipeline.common.retry import RetryPolicy
 from tecl_pipeline.observability.redaction import Redactor
 from tecl_pipeline.trading.credentials import Credentials, MissingCredentialsError
-from tecl_pipeline.trading.models import (
+from tecl_pipeline.trading.errors import (
     AuthError,
     BrokerError,
     BrokerUnavailableError,
     MalformedResponseError,
     OrderRejectedError,
-    OrderRequest,
-    OrderSide,
     OutcomeUnknownError,
     RateLimitedError,
 )
+from tecl_pipeline.trading.models import OrderRequest, OrderSide
 from tecl_pipeline_tests.broker import canned_http
 from tecl_pipeline_tests.broker.adapter_helpers import CountingProvider, sim_credentials
 from tecl_pipeline_tests.broker.canned_http import Canned
@@ -515,7 +513,7 @@ def test_an_echoing_error_answer_is_masked_before_any_error_is_built(canned, mak
     link: BaseException | None = error
     while link is not None:
         texts += [str(link), repr(link), *getattr(link, "__notes__", [])]
-        assert not isinstance(link, requests.RequestException | alpaca.APIError), type(link)
+        assert not isinstance(link, requests.RequestException | APIError), type(link)
         link = link.__cause__ or link.__context__
     assert "***" in texts[0]
     for text in texts:

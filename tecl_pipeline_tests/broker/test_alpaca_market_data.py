@@ -17,7 +17,7 @@ from tecl_pipeline.core.errors import MarketDataError
 from tecl_pipeline.core.universe import SYMBOLS
 from tecl_pipeline.marketdata.demo import DemoMarketData
 from tecl_pipeline.trading.credentials import CredentialsProvider
-from tecl_pipeline.trading.models import (
+from tecl_pipeline.trading.errors import (
     AuthError,
     BrokerUnavailableError,
     MalformedResponseError,

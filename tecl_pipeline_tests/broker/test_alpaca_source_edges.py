@@ -14,7 +14,7 @@ from tecl_pipeline.adapters.alpaca import market_data as alpaca_source
 from tecl_pipeline.adapters.alpaca.market_data import AlpacaMarketData
 from tecl_pipeline.common.retry import RetryPolicy
 from tecl_pipeline.core.errors import MarketDataError
-from tecl_pipeline.trading.models import MalformedResponseError
+from tecl_pipeline.trading.errors import MalformedResponseError
 from tecl_pipeline_tests.broker import canned_http
 from tecl_pipeline_tests.broker.adapter_helpers import sim_credentials
 from tecl_pipeline_tests.broker.canned_http import Canned
@@ -54,7 +54,7 @@ def bars(**by_symbol) -> dict:
         (bars(QQQ=[]), MalformedResponseError, "unrequested symbol 'QQQ'"),
         (bars(SPY={"t": STAMP, "c": 1}), MalformedResponseError, "bars of SPY are not a list"),
         (bars(SPY=[{"t": STAMP}]), MalformedResponseError, "SPY bar lacks 't' or 'c'"),
-        (bars(SPY=[{"t": "yesterday", "c": 1}]), MalformedResponseError, "no valid timestamp"),
+        (bars(SPY=[{"t": "yesterday", "c": 1}]), MalformedResponseError, "is not a timestamp"),
         (bars(SPY=[{"t": "2026-11-24T05:00:00", "c": 1}]), MalformedResponseError, "timestamp"),
         (bars(SPY=[{"t": STAMP, "c": "101.5"}]), MalformedResponseError, "is not a number"),
         (bars(SPY=[{"t": STAMP, "c": True}]), MalformedResponseError, "is not a number"),

@@ -10,7 +10,7 @@ from tecl_pipeline.trading.credentials import (
     MissingCredentialsError,
     StaticCredentials,
 )
-from tecl_pipeline.trading.models import AuthError
+from tecl_pipeline.trading.errors import AuthError
 
 SECRET = "s3cr3t-VALUE-never-shown"
 KEY = "PKTESTKEYID123456"

@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from tecl_pipeline.common.retry import RetryPolicy, call_with_retry
-from tecl_pipeline.trading.models import (
+from tecl_pipeline.common.retry import RetryableError, RetryPolicy, call_with_retry
+from tecl_pipeline.trading.errors import (
     AuthError,
     BrokerUnavailableError,
     MalformedResponseError,
@@ -122,6 +122,20 @@ def test_non_retryable_errors_propagate_at_once(error):
     assert caught.value is error
     assert len(fn.calls) == 1
     assert t.sleeps == []
+
+
+def test_the_policy_retries_any_clients_retryable_error_not_only_a_brokers():
+    """C6: one policy for every client: a failure another client marks retryable (an AWS
+    throttle, say) is tried again like a broker's, after the wait the service named."""
+
+    class Throttled(RetryableError):
+        pass
+
+    t = FakeTime()
+    fn = failing([Throttled("slow down", retry_after=7.0)])
+    assert run(fn, RetryPolicy(base_delay=0.5, jitter=0.0), t) == "ok"
+    assert len(fn.calls) == 2
+    assert t.sleeps == [7.0]
 
 
 def test_gives_up_after_max_attempts_with_the_last_error_and_a_note():

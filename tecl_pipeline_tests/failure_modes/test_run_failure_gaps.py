@@ -157,6 +157,6 @@ def test_every_log_line_of_a_run_carries_its_run_id_and_session(simulator, tmp_p
 
     assert result.success
     lines = [json.loads(line) for line in (logs / "tecl_pipeline.jsonl").read_text().splitlines()]
-    assert any(line["logger"] == "tecl_pipeline.adapters.alpaca.broker" for line in lines)
+    assert any(line["logger"] == "tecl_pipeline.adapters.alpaca.transport" for line in lines)
     for line in lines:
         assert (line["run_id"], line["session"]) == (result.run_id, SIM_SESSION.isoformat())

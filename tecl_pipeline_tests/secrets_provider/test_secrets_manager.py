@@ -25,7 +25,7 @@ import pytest
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-from tecl_pipeline.adapters.alpaca.broker import AlpacaConnection
+from tecl_pipeline.adapters.alpaca.transport import AlpacaConnection
 from tecl_pipeline.adapters.aws.secrets_errors import (
     SecretAccessDeniedError,
     SecretAccessError,

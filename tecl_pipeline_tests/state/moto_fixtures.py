@@ -40,11 +40,10 @@ def s3_client(
     endpoint: str,
     *,
     region: str = REGION,
-    max_attempts: int = 2,
     session: boto3.session.Session | None = None,
 ) -> Any:
-    """A boto3 S3 client for `endpoint` only: dummy credentials, bounded standard retries
-    (`max_attempts` in all, first try included), short timeouts, path-style addressing.
+    """A boto3 S3 client for `endpoint` only: dummy credentials, no retries of its own (the
+    journal retries, as with the product's client), short timeouts, path-style addressing.
     Pass the `boto_session` fixture as `session` to skip reloading botocore's models."""
     return (session or boto3.session.Session()).client(
         "s3",
@@ -54,7 +53,7 @@ def s3_client(
         aws_secret_access_key="testing",
         aws_session_token="testing",
         config=Config(
-            retries={"mode": "standard", "total_max_attempts": max_attempts},
+            retries={"mode": "standard", "total_max_attempts": 1},
             connect_timeout=2,
             read_timeout=5,
             s3={"addressing_style": "path"},
@@ -132,12 +131,10 @@ def boto_session() -> boto3.session.Session:
 
 @pytest.fixture
 def make_s3_client(aws_sandbox: str, boto_session: boto3.session.Session) -> Callable[..., Any]:
-    """make_s3_client(endpoint=moto, *, region, max_attempts): a sandboxed test client."""
+    """make_s3_client(endpoint=moto, *, region): a sandboxed test client."""
 
-    def make(endpoint: str | None = None, *, region: str = REGION, max_attempts: int = 2) -> Any:
-        return s3_client(
-            endpoint or aws_sandbox, region=region, max_attempts=max_attempts, session=boto_session
-        )
+    def make(endpoint: str | None = None, *, region: str = REGION) -> Any:
+        return s3_client(endpoint or aws_sandbox, region=region, session=boto_session)
 
     return make
 

@@ -15,6 +15,7 @@ import pytest
 from tecl_pipeline.adapters.aws.s3_journal import bucket_region_of
 from tecl_pipeline.adapters.journal_store import open_journal
 from tecl_pipeline.common.events import EventKind
+from tecl_pipeline.common.retry import RetryPolicy
 from tecl_pipeline.core.errors import RefusedToTrade
 from tecl_pipeline.harness.s3_faults import FaultProxy
 from tecl_pipeline.state.errors import (
@@ -47,19 +48,18 @@ def journal_at(
     fault_proxy: FaultProxy,
     make_s3_client: Callable[..., Any],
 ) -> Callable[..., JournalStore]:
-    """open_journal on the test bucket, through the proxy unless told otherwise."""
+    """open_journal on the test bucket, through the proxy unless told otherwise; each S3
+    call is tried twice, without waiting between the tries."""
 
     def make(
         *, endpoint: str | None = None, bucket: str | None = None, **options: Any
     ) -> JournalStore:
-        client = make_s3_client(
-            endpoint or fault_proxy.url, max_attempts=options.pop("attempts", 2)
-        )
         return open_journal(
             f"s3://{bucket or s3_bucket}/{PREFIX}",
             spool_dir=options.pop("spool_dir", spool_dir),
-            s3_client=client,
+            s3_client=make_s3_client(endpoint or fault_proxy.url),
             on_event=journal_events,
+            s3_retry=RetryPolicy(max_attempts=2, base_delay=0.0, max_delay=0.0),
             **options,
         )
 
@@ -217,7 +217,7 @@ def test_concurrent_writers_of_one_key_exactly_one_wins(journal_at, moto_s3, s3_
 
 
 def test_lost_answer_after_a_landed_put_is_not_a_conflict(journal, fault_proxy, spool_dir):
-    """D1, X5: the connection drops after S3 stored the record; botocore retries, S3 says
+    """D1, X5: the connection drops after S3 stored the record; the journal retries, S3 says
     412 (the key exists), the journal reads it back, finds its own bytes, and succeeds."""
     fault_proxy.inject("PutObject", "drop_after_forward", times=1, key_contains="/sessions/")
     record = session_record(D1, "run-a")
@@ -281,7 +281,7 @@ def test_access_denied_on_put_is_named_spooled_and_replayed_later(
 
 
 def test_throttling_is_retried_a_bounded_number_of_times(journal, fault_proxy, spool_dir):
-    """C6, A9, B1: 503 SlowDown is retried by botocore's standard mode, at most
+    """C6, A9, B1: 503 SlowDown is retried under the project's retry policy, at most
     max_attempts (2 here) times; then the run ends cleanly: JournalWriteError, spooled."""
     fault_proxy.inject("PutObject", "slow_down", key_contains="/sessions/")
     started = time.monotonic()
@@ -604,10 +604,29 @@ def test_errors_never_carry_credentials(s3_bucket, spool_dir, fault_proxy, journ
     assert messages and not [m for m in messages if secret in m]
 
 
+def test_the_default_client_leaves_every_retry_to_the_journals_policy(
+    aws_sandbox, s3_bucket, spool_dir, fault_proxy, monkeypatch
+):
+    """C6: one retry policy: the client made from the environment does not retry by itself,
+    so a call S3 keeps throttling is sent as often as the journal's policy allows, not that
+    many times botocore's own attempts."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", fault_proxy.url)
+    fault_proxy.inject("GetBucketLocation", "slow_down")
+    journal = open_journal(
+        f"s3://{s3_bucket}/{PREFIX}",
+        spool_dir=spool_dir,
+        s3_retry=RetryPolicy(max_attempts=3, base_delay=0.0, max_delay=0.0),
+    )
+    with pytest.raises(JournalUnavailableError) as caught:
+        journal.preflight()
+    assert caught.value.code == "SlowDown"
+    assert len(fault_proxy.requests("GetBucketLocation")) == 3
+
+
 def test_open_journal_without_a_client_uses_the_sandboxed_environment(
     aws_sandbox, s3_bucket, spool_dir
 ):
-    """The default client (made from the environment, bounded standard retries) reaches
+    """The default client (made from the environment, retries left to the journal) reaches
     moto through AWS_ENDPOINT_URL: the sandbox holds, and the default works."""
     journal = open_journal(f"s3://{s3_bucket}/{PREFIX}", spool_dir=spool_dir)
     journal.preflight()

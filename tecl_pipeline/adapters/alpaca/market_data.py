@@ -1,6 +1,6 @@
 """Alpaca market data: adjusted daily closes and latest trades, on alpaca-py's
-`StockHistoricalDataClient`, with the same timeout, retry, error mapping and credentials
-refresh as the trading adapter (B1-B4, B8).
+`StockHistoricalDataClient`, with the same transport (timeout, retry, credentials refresh),
+error mapping and schema checks as the trading adapter (B1-B4, B8).
 
 Bars are always requested with `adjustment=all`: unadjusted bars turn a split into a fake
 crash (or a reverse split into a fake rally) that the indicators would trade on (X2).
@@ -24,24 +24,23 @@ from alpaca.data.enums import Adjustment, DataFeed
 from alpaca.data.historical.stock import StockHistoricalDataClient
 from alpaca.data.requests import StockBarsRequest
 from alpaca.data.timeframe import TimeFrame
-from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
-from tecl_pipeline.adapters.alpaca.broker import (
-    AlpacaService,
+from tecl_pipeline.adapters.alpaca.schema import (
     check_symbol,
     expect_object,
+    timestamp_from_alpaca,
 )
+from tecl_pipeline.adapters.alpaca.transport import AlpacaService
 from tecl_pipeline.common.endpoints import validate_endpoint
 from tecl_pipeline.common.retry import RetryPolicy
 from tecl_pipeline.core.calendar import EXCHANGE_TZ
 from tecl_pipeline.core.errors import MarketDataError
 from tecl_pipeline.trading.credentials import CredentialsProvider
-from tecl_pipeline.trading.models import MalformedResponseError
+from tecl_pipeline.trading.errors import MalformedResponseError
 
 BARS_PAGE_LIMIT = 10_000  # Alpaca's maximum data points per page
 MAX_BAR_PAGES = 1_000  # a guard against a server that keeps paging forever
 DEFAULT_HISTORY_START = date(2000, 1, 1)
-_AWARE_DATETIME = TypeAdapter(AwareDatetime)
 
 
 def _utc_now() -> datetime:
@@ -56,10 +55,7 @@ def _number(value: object, what: str, endpoint: str) -> float:
 
 def _bar_date(value: object, what: str, endpoint: str) -> date:
     """The session date of a daily bar: its timestamp read in exchange time."""
-    try:
-        stamp = _AWARE_DATETIME.validate_python(value)
-    except ValidationError as exc:
-        raise MalformedResponseError(f"{endpoint}: {what} has no valid timestamp") from exc
+    stamp = timestamp_from_alpaca(value, f"the time of {what}", endpoint)
     # Daily bars are stamped at midnight New York time (04:00/05:00 UTC): in UTC the
     # date would still be right, but only exchange time is right for every bar size.
     return stamp.astimezone(EXCHANGE_TZ).date()
@@ -205,7 +201,8 @@ class AlpacaMarketData(AlpacaService[StockHistoricalDataClient]):
         endpoint = "GET /v2/stocks/bars"
         request = StockBarsRequest(
             symbol_or_symbols=list(wanted),
-            timeframe=TimeFrame.Day,
+            # alpaca-py declares TimeFrame.Day through an untyped classproperty.
+            timeframe=TimeFrame.Day,  # pyright: ignore[reportArgumentType]
             adjustment=Adjustment.ALL,
             start=datetime.combine(start, clock_time(0, 0), EXCHANGE_TZ),
             end=datetime.combine(end, clock_time(23, 59, 59), EXCHANGE_TZ),

@@ -11,15 +11,24 @@ Preflight locates the bucket with GetBucketLocation, not HeadBucket: AWS authori
 HeadBucket as s3:ListBucket with no s3:prefix, which the least-privilege role in
 deploy/cloudformation.yaml refuses (it grants s3:ListBucket only under the state prefix).
 
-The client comes from outside (dagster-aws `S3Resource.get_client()`), so its retry
-policy is the caller's; `client_config()` is the one this module recommends and uses for
-its own default client: standard retries, few attempts, short timeouts (C6, B2).
+A failed call is repeated under the project's one retry policy (`common.retry`, C6), as
+every other client's: throttling, 5xx and lost connections are tried again within a
+deadline, with seeded jitter, a log line per retry. botocore's own retries are off
+(`client_config()`, used for the default client; a client passed in should be made the
+same way), or the two would multiply behind one write. The project's policy rather than
+botocore's standard mode because the broker and Secrets Manager clients need what only it
+has (Retry-After, a deadline, an injectable clock and jitter for deterministic tests), and
+one policy for all is what keeps the waits of one run bounded and explainable.
 """
 
 import contextlib
 import json
+import logging
+import random
 import re
+import time
 import uuid
+from collections.abc import Callable
 from datetime import date
 from types import MappingProxyType
 from typing import Any
@@ -29,6 +38,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tecl_pipeline.common.endpoints import is_loopback
 from tecl_pipeline.common.events import EventSink
+from tecl_pipeline.common.retry import RetryableError, RetryPolicy, call_with_retry
 from tecl_pipeline.state.errors import JournalUnavailableError
 from tecl_pipeline.state.journal.base import (
     JournalBase,
@@ -42,7 +52,10 @@ from tecl_pipeline.state.journal.base import (
 from tecl_pipeline.state.journal.records import MAX_RECORD_BYTES
 from tecl_pipeline.state.journal.spool import Spool
 
+log = logging.getLogger(__name__)
+
 SSE = "AES256"
+DEFAULT_RETRY = RetryPolicy(max_attempts=3, base_delay=0.5, max_delay=5.0, deadline=30.0)
 # The IAM action each call needs: what an operator must grant, so what messages name (A4).
 _IAM_ACTION = MappingProxyType(
     {
@@ -90,12 +103,12 @@ def valid_bucket(name: str) -> bool:
     return bool(_BUCKET_NAME.match(name)) and ".." not in name
 
 
-def client_config(max_attempts: int = 3) -> Any:
-    """botocore Config: standard retries (backoff with jitter, throttling-aware), bounded."""
+def client_config() -> Any:
+    """botocore Config: one attempt per call (the journal retries), short timeouts."""
     from botocore.config import Config
 
     return Config(
-        retries={"mode": "standard", "total_max_attempts": max_attempts},
+        retries={"mode": "standard", "total_max_attempts": 1},
         connect_timeout=5,
         read_timeout=15,
     )
@@ -103,7 +116,7 @@ def client_config(max_attempts: int = 3) -> Any:
 
 def default_s3_client() -> Any:
     """An S3 client from the environment's credentials and region, with client_config()."""
-    import boto3
+    import boto3.session
 
     return boto3.session.Session().client("s3", config=client_config())
 
@@ -121,6 +134,14 @@ class _S3Failed(StoreFailed):
         self.headers = headers or {}
 
 
+class _S3Transient(RetryableError):
+    """Carries an S3 failure worth another attempt through `call_with_retry`."""
+
+    def __init__(self, failure: _S3Failed) -> None:
+        super().__init__(str(failure))
+        self.failure = failure
+
+
 class S3Journal(JournalBase):
     _write_action = _IAM_ACTION["PutObject"]
 
@@ -132,9 +153,15 @@ class S3Journal(JournalBase):
         *,
         spool: Spool,
         on_event: EventSink | None = None,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
     ) -> None:
         super().__init__(spool, on_event)
         self._client = client
+        self._retry = retry if retry is not None else DEFAULT_RETRY
+        self._sleep = sleep
+        self._rng = rng if rng is not None else random.Random()
         self._bucket = bucket
         self._prefix = prefix.strip("/")
         self._spool_required = spool
@@ -226,7 +253,7 @@ class S3Journal(JournalBase):
             )
             code = exc.code
         elif exc.code in _UNAVAILABLE_CODES:
-            hint = "S3 is throttling or unavailable after the client's retries"
+            hint = "S3 is throttling or unavailable after the retries"
             code = exc.code
         else:
             hint = "the journal cannot be used"
@@ -393,20 +420,52 @@ class S3Journal(JournalBase):
         kwargs: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix}
         if delimiter:
             kwargs["Delimiter"] = delimiter
-        try:
-            return list(self._client.get_paginator("list_objects_v2").paginate(**kwargs))
-        except (ClientError, BotoCoreError) as exc:
-            raise self._failure("ListObjectsV2", self._uri(prefix), exc) from exc
+        paginator = self._client.get_paginator("list_objects_v2")
+        return self._retrying(
+            "ListObjectsV2", self._uri(prefix), lambda: list(paginator.paginate(**kwargs))
+        )
 
     def _call(self, operation: str, key: str | None, **kwargs: Any) -> dict[str, Any]:
         method = getattr(self._client, _snake(operation))
         resource = self._uri(key) if key is not None else f"s3://{self._bucket}"
         if key is not None:
             kwargs["Key"] = key
+        return self._retrying(operation, resource, lambda: method(Bucket=self._bucket, **kwargs))
+
+    def _retrying(self, operation: str, resource: str, call: Callable[[], Any]) -> Any:
+        """`call` under the retry policy; a botocore failure as an `_S3Failed`.
+
+        A create-only PUT may be repeated after its answer was lost: S3 then answers 412,
+        and the write is confirmed by reading it back, as after any other `RecordExists`.
+        """
+
+        def attempt() -> Any:
+            try:
+                return call()
+            except (ClientError, BotoCoreError) as exc:
+                failure = self._failure(operation, resource, exc)
+                if _transient(failure, exc):
+                    raise _S3Transient(failure) from exc
+                raise failure from exc
+
+        def on_retry(attempt_no: int, error: BaseException, wait: float) -> None:
+            log.warning(
+                "S3 %s failed (attempt %d), retrying in %.2f s: %s",
+                operation,
+                attempt_no,
+                wait,
+                error,
+            )
+
         try:
-            return method(Bucket=self._bucket, **kwargs)
-        except (ClientError, BotoCoreError) as exc:
-            raise self._failure(operation, resource, exc) from exc
+            return call_with_retry(
+                attempt, self._retry, sleep=self._sleep, rng=self._rng, on_retry=on_retry
+            )
+        except _S3Transient as exc:
+            failure = exc.failure
+            for note in getattr(exc, "__notes__", ()):
+                failure.add_note(note)
+            raise failure from exc.__cause__
 
     def _failure(self, operation: str, resource: str, exc: Exception) -> _S3Failed:
         action = _IAM_ACTION[operation]
@@ -424,6 +483,17 @@ class S3Journal(JournalBase):
         if status:
             detail = f"HTTP {status}: {detail}"
         return _S3Failed(action, resource, code, detail, dict(meta.get("HTTPHeaders", {})))
+
+
+def _transient(failure: _S3Failed, exc: Exception) -> bool:
+    """Throttling, a 5xx or no answer: worth another attempt. A definite answer (denied,
+    missing, precondition failed, wrong region) is not."""
+    status = None
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if isinstance(status, int) and (status >= 500 or status == 429):
+        return True
+    return failure.code in _UNAVAILABLE_CODES or failure.code in _UNREACHABLE_CODES
 
 
 def bucket_region_of(location_constraint: str | None) -> str:

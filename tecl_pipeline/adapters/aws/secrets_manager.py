@@ -44,10 +44,9 @@ from tecl_pipeline.adapters.aws.secrets_errors import (
     SecretUnavailableError,
 )
 from tecl_pipeline.common.events import Event, EventKind, EventSink, Severity, emit
-from tecl_pipeline.common.retry import RetryPolicy, call_with_retry
+from tecl_pipeline.common.retry import RetryableError, RetryPolicy, call_with_retry
 from tecl_pipeline.observability.redaction import Redactor
 from tecl_pipeline.trading.credentials import Credentials
-from tecl_pipeline.trading.models import RetryableBrokerError
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +93,11 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class _TransientSecretError(RetryableBrokerError):
+class _TransientSecretError(RetryableError):
     """A failure worth retrying. Private: it only carries the failure through
     `call_with_retry` and is always turned into a stale-cache fallback or a
-    `SecretUnavailableError` before leaving the provider (the broker adapters retry
-    `RetryableBrokerError`s, and must not retry a whole credentials fetch)."""
+    `SecretUnavailableError` before leaving the provider (a broker adapter's retry around
+    a credentials fetch would otherwise repeat the whole fetch and its retries)."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
