@@ -171,8 +171,9 @@ class StateResource(ConfigurableResource):
     _s3_client: Any = PrivateAttr(default=None)
 
     def journal(self, on_event: EventSink | None = None) -> "JournalStore":
-        """The journal store; S3 through a client with timeouts whose retries are the journal's, made
-        once per run (a boto3 client loads its service model from disk: ~0.3 s each)."""
+        """The journal store; S3 through a client with timeouts whose retries are the
+        journal's, made once per run (a boto3 client loads its service model from disk: ~0.3 s
+        each)."""
         from tecl_pipeline.adapters.journal_store import open_journal
 
         if self._s3_client is None and self.state_uri.startswith("s3://"):
