@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import re
 import tokenize
+from collections.abc import Mapping
 from pathlib import Path
 
 from tecl_pipeline_tests.failure_modes.matrix import (
@@ -36,7 +37,7 @@ GENERATED_NOTE = (
 )
 
 
-def tested_by(doc_text: str, matrix: dict[str, object]) -> str:
+def tested_by(doc_text: str, matrix: Mapping[str, object]) -> str:
     """The section after TESTED_BY_HEADING: one heading per ID in the document's order, then
     its tests. Raises ValueError for an ID of the matrix the document does not describe."""
     modes = parse_failure_modes(doc_text)
@@ -54,7 +55,7 @@ def tested_by(doc_text: str, matrix: dict[str, object]) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
-def render(doc_text: str, matrix: dict[str, object]) -> str:
+def render(doc_text: str, matrix: Mapping[str, object]) -> str:
     """The document with its "Tested by" section replaced by the matrix's test lists."""
     head, found, _ = doc_text.partition(f"\n{TESTED_BY_HEADING}\n")
     if not found:

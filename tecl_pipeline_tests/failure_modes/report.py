@@ -107,9 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     chosen = [modes[w] for w in wanted] if wanted else list(modes.values())
     entries = {
-        mode.id: [str(n) for n in matrix.get(mode.id) or []]
-        if isinstance(matrix.get(mode.id), list)
-        else []
+        mode.id: [str(n) for n in listed] if isinstance(listed := matrix.get(mode.id), list) else []
         for mode in chosen
     }
     nodes = list(dict.fromkeys(n for ns in entries.values() for n in ns))
