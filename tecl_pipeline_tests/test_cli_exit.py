@@ -368,6 +368,7 @@ def test_journal_broker_difference_after_trading_is_exit_3_naming_the_symbols(ru
     assert explain_result(run_daily(first), first).exit_code == EXIT_OK
     journal = LocalJournal(state_dir / "journal")
     record = journal.latest(first)
+    assert record is not None, f"no journal record for {first}"
     wrong = {s: q * 2 for s, q in record.positions.items()}
     journal.append(record.model_copy(update={"positions": wrong, "run_id": "tampered"}))
 
