@@ -25,9 +25,11 @@ run: install
 
 PY_SOURCES := tecl_pipeline tecl_pipeline_tests deploy bench
 
+# The layer contracts are in pyproject.toml [tool.importlinter].
 lint: install
 	$(BIN)/ruff check $(PY_SOURCES)
 	$(BIN)/ruff format --check $(PY_SOURCES)
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff check --fix $(PY_SOURCES)
@@ -56,7 +58,6 @@ dev: install
 # Re-resolve both lock files (needs the package index); `make install` never does this. The
 # dev lock is resolved under the runtime one, so the two agree on every shared version.
 lock: install
-	$(BIN)/python -m pip install --quiet uv==0.13.8
 	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --no-header -o requirements/runtime.lock
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes --no-header -c requirements/runtime.lock -o requirements/dev.lock
 
@@ -100,4 +101,4 @@ failure-docs: install
 	$(BIN)/python -m tecl_pipeline_tests.failure_modes.failure_doc
 
 clean:
-	rm -rf $(VENV) .dagster .tecl .pytest_cache .ruff_cache .hypothesis .coverage .coverage.*
+	rm -rf $(VENV) .dagster .tecl .pytest_cache .ruff_cache .hypothesis .coverage .coverage.* .import_linter_cache .grimp_cache

@@ -338,8 +338,8 @@ def test_live_vs_history_mismatch_after_trading_is_exit_3_not_refused(
 ):
     """signal_parity only warns: the run traded, so the outcome is 3 with the mismatch in the
     report's look-at list, never 2 ("refused") for a run that sent its orders."""
-    from tecl_pipeline.app.run_report import EXIT_NOT_CLEAN, explain_result
     from tecl_pipeline.core.strategy import signal_history
+    from tecl_pipeline.defs.run_report import EXIT_NOT_CLEAN, explain_result
     from tecl_pipeline.state.history_store import write_signals
     from tecl_pipeline_tests.test_cli import REAL_LAST_SESSION
 
@@ -361,7 +361,7 @@ def test_journal_broker_difference_after_trading_is_exit_3_naming_the_symbols(ru
     the run goes on: 3 with the symbols in the look-at list, not a refusal."""
     from datetime import date
 
-    from tecl_pipeline.app.run_report import EXIT_NOT_CLEAN, EXIT_OK, explain_result
+    from tecl_pipeline.defs.run_report import EXIT_NOT_CLEAN, EXIT_OK, explain_result
     from tecl_pipeline.state.journal.store import LocalJournal
 
     first = date(2026, 11, 23)
@@ -590,8 +590,8 @@ def test_the_projects_own_errors_read_as_sentences_whatever_module_defines_them(
     sentence, as a broker error is; a foreign exception keeps its class name."""
     from dagster import asset, materialize
 
-    from tecl_pipeline.app.run_report import error_cause
     from tecl_pipeline.core.errors import describe
+    from tecl_pipeline.defs.run_report import error_cause
     from tecl_pipeline.state.errors import JournalWriteError
     from tecl_pipeline.trading.models import OutcomeUnknownError
 

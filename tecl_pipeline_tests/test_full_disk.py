@@ -21,10 +21,10 @@ from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest
 from dagster import DagsterInstance, ExecuteInProcessResult
 
-from tecl_pipeline.app.run_report import EXIT_NOT_CLEAN, explain_result
 from tecl_pipeline.config.settings import Settings
 from tecl_pipeline.core.calendar import TradingCalendar
 from tecl_pipeline.definitions import build_definitions
+from tecl_pipeline.defs.run_report import EXIT_NOT_CLEAN, explain_result
 from tecl_pipeline.marketdata.demo import DemoMarketData
 from tecl_pipeline.simulator import BrokerSimulator, SimulatorServer, persist
 from tecl_pipeline.simulator.engine import DEMO_API_KEY, DEMO_API_SECRET
@@ -193,7 +193,8 @@ def test_a_disk_full_when_the_session_is_journaled_alerts_that_the_record_is_los
     passed their preflight): the run fails and the alert file holds a record_lost alert with
     the session, the filled orders and the positions, so the session is never silently
     unrecorded."""
-    from tecl_pipeline.state import journal, spool
+    from tecl_pipeline.state.journal import spool
+    from tecl_pipeline.state.journal import store as journal
 
     real = spool.write_create_only
 

@@ -19,7 +19,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
-from tecl_pipeline.app.run_report import (
+from tecl_pipeline.defs.run_report import (
     EXIT_ERROR,
     EXIT_NOT_CLEAN,
     EXIT_OK,
@@ -248,11 +248,11 @@ def run_session(
     # as such, not as an import failure.
     from dagster import DagsterInvalidConfigError
 
-    from tecl_pipeline.app.run_report import explain_result
     from tecl_pipeline.config.settings import ConfigError, Settings
     from tecl_pipeline.core.errors import RefusedToTrade
     from tecl_pipeline.definitions import build_definitions
     from tecl_pipeline.defs.partitions import CALENDAR, session_partitions
+    from tecl_pipeline.defs.run_report import explain_result
     from tecl_pipeline.defs.sensors.alerting import build_alerter
     from tecl_pipeline.observability.alerts import Alert
     from tecl_pipeline.observability.logs import Redactor, configure_logging
@@ -460,8 +460,19 @@ def _replay(args: argparse.Namespace) -> int:
 def _soak(args: argparse.Namespace) -> int:
     import tempfile
 
-    from tecl_pipeline.harness.soak import SoakResult, run_soak
+    from tecl_pipeline.harness.soak import (
+        DevInstallRequired,
+        SoakResult,
+        require_dev_install,
+        run_soak,
+    )
 
+    try:
+        require_dev_install()
+    except DevInstallRequired as exc:
+        # Not a usage error: the command is right, the install lacks its tools (status 1).
+        print(str(exc), file=sys.stderr)
+        return EXIT_ERROR
     print(f"soak: seed {args.seed} (rerun with --seed {args.seed})", flush=True)
 
     def progress(number: int, result: SoakResult) -> None:

@@ -8,6 +8,7 @@ Secrets never pass through here: they reach resources through Dagster `EnvVar`.
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
+from types import MappingProxyType
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -25,17 +26,19 @@ class ConfigError(ValueError):
     """A setting that is missing or malformed; raised before any order, naming the key."""
 
 
-ENV_KEYS: Mapping[str, str] = {
-    "mode": "TECL_MODE",
-    "data_dir": "TECL_DATA_DIR",
-    "state_uri": "TECL_STATE_URI",
-    "broker_url": "TECL_BROKER_URL",
-    "data_url": "TECL_DATA_URL",
-    "live_confirm": "TECL_LIVE_CONFIRM",
-    "secret_id": "TECL_SECRET_ID",
-    "log_dir": "TECL_LOG_DIR",
-    "local_dir": "TECL_LOCAL_DIR",
-}
+ENV_KEYS: Mapping[str, str] = MappingProxyType(
+    {
+        "mode": "TECL_MODE",
+        "data_dir": "TECL_DATA_DIR",
+        "state_uri": "TECL_STATE_URI",
+        "broker_url": "TECL_BROKER_URL",
+        "data_url": "TECL_DATA_URL",
+        "live_confirm": "TECL_LIVE_CONFIRM",
+        "secret_id": "TECL_SECRET_ID",
+        "log_dir": "TECL_LOG_DIR",
+        "local_dir": "TECL_LOCAL_DIR",
+    }
+)
 # The second switch for live trading: a sentence nobody sets by accident.
 LIVE_CONFIRMATION = "I accept that this trades real money"
 

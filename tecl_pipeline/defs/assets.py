@@ -511,11 +511,11 @@ def post_trade_positions(
     )
 
 
-TRADING_ASSETS = [
+TRADING_ASSETS = (
     market_data,
     indicators,
     signal,
     target_allocation,
     executed_orders,
     post_trade_positions,
-]
+)

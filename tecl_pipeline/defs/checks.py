@@ -223,7 +223,7 @@ def _partitioned_check(
         )(fn)
 
 
-TRADING_CHECKS = [
+TRADING_CHECKS = (
     _partitioned_check(market_data, "market_data_fresh", _market_data_fresh, blocking=True),
     _partitioned_check(market_data, "market_data_sane", _market_data_sane, blocking=True),
     _partitioned_check(
@@ -231,4 +231,4 @@ TRADING_CHECKS = [
     ),
     _partitioned_check(target_allocation, "pre_trade_ready", _pre_trade_ready, blocking=True),
     _partitioned_check(signal, "signal_parity", _signal_parity, blocking=False),
-]
+)

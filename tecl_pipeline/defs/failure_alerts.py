@@ -34,9 +34,9 @@ from dagster import (
 )
 from dagster._core.definitions.events import HookExecutionResult
 
-from tecl_pipeline.app.run_report import error_cause
 from tecl_pipeline.core.outcomes import Outcome, outcome_of
 from tecl_pipeline.defs.partitions import PARTITION_TAG, session_of
+from tecl_pipeline.defs.run_report import error_cause
 from tecl_pipeline.observability.alerts import Alert
 from tecl_pipeline.state.locks import exclusive
 

@@ -40,7 +40,6 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from tecl_pipeline.app.run_report import error_cause, is_untrusted_input
 from tecl_pipeline.core.backtest import (
     BENCHMARKS,
     FIGURE_HEADERS,
@@ -57,6 +56,7 @@ from tecl_pipeline.core.universe import SYMBOLS
 from tecl_pipeline.defs.partitions import CALENDAR
 from tecl_pipeline.defs.presentation import markdown_table
 from tecl_pipeline.defs.resources import MarketDataResource, StateResource
+from tecl_pipeline.defs.run_report import error_cause, is_untrusted_input
 from tecl_pipeline.state.history_store import Provenance, read_signals, replace_range
 
 GROUP: Final = "history"

@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -52,6 +53,9 @@ from tecl_pipeline.simulator.faults import FaultKind, FaultRule
 from tecl_pipeline.state.journal.records import SessionRecord
 from tecl_pipeline.trading.execution import session_prefix
 from tecl_pipeline.trading.models import Order, OrderStatus
+
+if TYPE_CHECKING:
+    from moto.server import ThreadedMotoServer
 
 # Demo data start in January 2019; the strategy's 200-session warm-up is over by then.
 SOAK_START = date(2020, 1, 2)
@@ -92,10 +96,33 @@ _BROKER_ENDPOINTS = (
 )
 # Pipeline settings that keep a soak session short: fills polled often, a short fill
 # timeout, quick backoff; the simulator's faults ask for no Retry-After wait.
-SOAK_POLICY = {"fill_timeout_seconds": 1.0, "poll_interval_seconds": 0.02}
-SOAK_BROKER = {"retry_base_delay_seconds": 0.01, "timeout_seconds": 1.0}
+SOAK_POLICY = MappingProxyType({"fill_timeout_seconds": 1.0, "poll_interval_seconds": 0.02})
+SOAK_BROKER = MappingProxyType({"retry_base_delay_seconds": 0.01, "timeout_seconds": 1.0})
 # How long a second host's `tecl run` may take to reach its hold, or to finish after it.
 SECOND_HOST_PATIENCE = 300.0
+# The soak's AWS is moto in server mode, a development dependency: a runtime install runs
+# the product, not the soak.
+DEV_INSTALL = (
+    "tecl soak needs the development install (moto[server]): make install, "
+    "or pip install --require-hashes --no-deps -r requirements/dev.lock"
+)
+
+
+class DevInstallRequired(RuntimeError):
+    """The soak started on a runtime install; the message says what to install."""
+
+
+def require_dev_install() -> None:
+    """Fails before any work when moto's server cannot be imported."""
+    _moto_server()
+
+
+def _moto_server() -> type[ThreadedMotoServer]:
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError as exc:
+        raise DevInstallRequired(DEV_INSTALL) from exc
+    return ThreadedMotoServer
 
 
 @dataclass
@@ -167,16 +194,13 @@ class _Aws:
     through fault proxies (S3 and Secrets Manager)."""
 
     def __init__(self, work_dir: Path, api_key: str, api_secret: str) -> None:
-        try:
-            from moto.server import ThreadedMotoServer
-        except ImportError as exc:  # pragma: no cover - the dev extra is in the lock
-            raise RuntimeError("the soak needs moto[server] (make install)") from exc
+        server = _moto_server()
         from tecl_pipeline.harness.aws_faults import AwsFaultProxy
         from tecl_pipeline.harness.s3_faults import FaultProxy
 
         # moto's web server logs every request; a thousand sessions of that drowns the summary.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._moto = server(ip_address="127.0.0.1", port=0, verbose=False)
         self._moto.start()
         host, port = self._moto.get_host_and_port()
         upstream = f"http://{host}:{port}"

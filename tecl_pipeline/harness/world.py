@@ -13,9 +13,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tecl_pipeline.app.run_report import EXIT_OK
 from tecl_pipeline.config.settings import Settings
 from tecl_pipeline.defs.partitions import CALENDAR
+from tecl_pipeline.defs.run_report import EXIT_OK
 from tecl_pipeline.marketdata.csv_source import CsvMarketData
 from tecl_pipeline.simulator import BrokerSimulator, SimulatorServer
 from tecl_pipeline.state.journal.records import SessionRecord
@@ -148,7 +148,7 @@ class World:
         (each drill session starts from the pipeline's own state, not Dagster's)."""
         from dagster import DagsterInstance
 
-        from tecl_pipeline.app.run_report import explain_result
+        from tecl_pipeline.defs.run_report import explain_result
 
         job = self._job(market_dir or self.market_dir)
         with DagsterInstance.ephemeral() as instance:

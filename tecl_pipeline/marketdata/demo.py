@@ -8,6 +8,7 @@ strategy's regimes and RSI extremes actually occur.
 
 from collections.abc import Callable
 from datetime import date, datetime
+from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
@@ -18,17 +19,19 @@ from tecl_pipeline.core.errors import MarketDataError
 DEMO_START = date(2019, 1, 2)
 DEMO_SEED = 20_240_101
 _FACTORS = ("market", "tech", "kmlm", "vix", "bonds", "vol_regime")
-_START_PRICES = {
-    "SPY": 250.0,
-    "XLK": 65.0,
-    "TQQQ": 20.0,
-    "TECL": 15.0,
-    "SPXL": 40.0,
-    "SQQQ": 1_000_000.0,
-    "KMLM": 25.0,
-    "BIL": 91.0,
-    "BSV": 78.0,
-}
+_START_PRICES = MappingProxyType(
+    {
+        "SPY": 250.0,
+        "XLK": 65.0,
+        "TQQQ": 20.0,
+        "TECL": 15.0,
+        "SPXL": 40.0,
+        "SQQQ": 1_000_000.0,
+        "KMLM": 25.0,
+        "BIL": 91.0,
+        "BSV": 78.0,
+    }
+)
 
 
 def demo_prices(n_sessions: int, seed: int) -> pd.DataFrame:

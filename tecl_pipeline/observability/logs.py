@@ -36,7 +36,7 @@ from tecl_pipeline.observability.redaction import (
     scrub_exception,
 )
 
-__all__ = [
+__all__ = (
     "LOGGER_NAME",
     "LOG_FILE_NAME",
     "REDACTED",
@@ -55,7 +55,7 @@ __all__ = [
     "redact",
     "redacting_exceptions",
     "scrub_exception",
-]
+)
 
 # Exchange time: log lines line up with sessions and the broker's clock (T2). Local copy
 # rather than tecl_pipeline.core.calendar, which imports exchange_calendars and pandas.

@@ -22,6 +22,7 @@ import threading
 import traceback
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
+from types import MappingProxyType
 
 from tecl_pipeline.core.errors import RefusedToTrade
 
@@ -46,7 +47,9 @@ SECRET_ENV_SUFFIXES = ("_SECRET", "_SECRET_KEY", "_TOKEN", "_PASSWORD")
 # A character's escape after any number of JSON/string-literal escaping rounds: one
 # backslash (``\u0026``), two (``\\u0026``, JSON inside JSON), and so on.
 _BACKSLASHES = r"\\{1,8}"
-_JSON_SHORT_ESCAPES = {'"': '"', "/": "/", "\b": "b", "\f": "f", "\n": "n", "\r": "r", "\t": "t"}
+_JSON_SHORT_ESCAPES = MappingProxyType(
+    {'"': '"', "/": "/", "\b": "b", "\f": "f", "\n": "n", "\r": "r", "\t": "t"}
+)
 
 
 def _hex(number: int, width: int) -> str:

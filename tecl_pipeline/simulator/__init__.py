@@ -15,7 +15,7 @@ from tecl_pipeline.simulator.model import FillMode
 from tecl_pipeline.simulator.persist import BookFileError
 from tecl_pipeline.simulator.server import SimulatorServer, serve
 
-__all__ = [
+__all__ = (
     "BookFileError",
     "BrokerSimulator",
     "FaultKind",
@@ -25,4 +25,4 @@ __all__ = [
     "FillMode",
     "SimulatorServer",
     "serve",
-]
+)

@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
+from types import MappingProxyType
 
 from tecl_pipeline.core.calendar import EXCHANGE_TZ, TradingCalendar
 from tecl_pipeline.core.errors import (
@@ -191,7 +192,7 @@ def another_run(seen: OrdersSeen, session_orders: Iterable[Order], own: set[str]
     )
 
 
-_DONE = {OrderSide.BUY: "bought", OrderSide.SELL: "sold"}
+_DONE = MappingProxyType({OrderSide.BUY: "bought", OrderSide.SELL: "sold"})
 
 
 def first_reversal(

@@ -5,6 +5,7 @@ Field names follow Alpaca's REST API so that the adapter maps one to one.
 
 from decimal import Decimal
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -83,18 +84,20 @@ class OrderStatus(StrEnum):
 _FINAL_STATUSES = frozenset(
     {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED}
 )
-_RANK = {
-    OrderStatus.PENDING_NEW: 0,
-    OrderStatus.ACCEPTED: 1,
-    OrderStatus.NEW: 2,
-    OrderStatus.PARTIALLY_FILLED: 3,
-    OrderStatus.PENDING_CANCEL: 4,
-    OrderStatus.DONE_FOR_DAY: 5,
-    OrderStatus.FILLED: 6,
-    OrderStatus.CANCELED: 6,
-    OrderStatus.EXPIRED: 6,
-    OrderStatus.REJECTED: 6,
-}
+_RANK = MappingProxyType(
+    {
+        OrderStatus.PENDING_NEW: 0,
+        OrderStatus.ACCEPTED: 1,
+        OrderStatus.NEW: 2,
+        OrderStatus.PARTIALLY_FILLED: 3,
+        OrderStatus.PENDING_CANCEL: 4,
+        OrderStatus.DONE_FOR_DAY: 5,
+        OrderStatus.FILLED: 6,
+        OrderStatus.CANCELED: 6,
+        OrderStatus.EXPIRED: 6,
+        OrderStatus.REJECTED: 6,
+    }
+)
 
 
 class OrderRequest(_Model):
@@ -198,7 +201,7 @@ class OrderRejectedError(BrokerError):
         self.code = code
 
 
-__all__ = [
+__all__ = (
     "Account",
     "Asset",
     "AuthError",
@@ -218,4 +221,4 @@ __all__ = [
     "Position",
     "RateLimitedError",
     "RetryableBrokerError",
-]
+)

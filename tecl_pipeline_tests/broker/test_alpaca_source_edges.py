@@ -10,10 +10,10 @@ from decimal import Decimal
 
 import pytest
 
+from tecl_pipeline.adapters.alpaca import market_data as alpaca_source
 from tecl_pipeline.adapters.alpaca.market_data import AlpacaMarketData
 from tecl_pipeline.common.retry import RetryPolicy
 from tecl_pipeline.core.errors import MarketDataError
-from tecl_pipeline.adapters.alpaca import market_data as alpaca_source
 from tecl_pipeline.trading.models import MalformedResponseError
 from tecl_pipeline_tests.broker import canned_http
 from tecl_pipeline_tests.broker.adapter_helpers import sim_credentials

@@ -202,6 +202,13 @@ def test_ci_runs_make_test(makefile):
     assert "test" in makefile.prerequisites
 
 
+def test_make_lint_and_make_test_check_the_layer_contracts(makefile):
+    """A broken import contract (pyproject.toml [tool.importlinter]) fails `make lint`, and
+    so `make test` and CI."""
+    for target in ("lint", "test"):
+        assert ".venv/bin/lint-imports" in makefile.commands(target).splitlines(), target
+
+
 def test_one_command_installs_exactly_the_hash_checked_lock(makefile):
     """R1/S6: `make test` (and `make install`) first installs everything from the lock with
     --require-hashes and --no-deps (nothing outside the lock, nothing unverified), then the

@@ -22,8 +22,8 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from tecl_pipeline.app.run_report import EXIT_NOT_CLEAN, EXIT_REFUSED, explain_result
 from tecl_pipeline.config.settings import Settings
+from tecl_pipeline.defs.run_report import EXIT_NOT_CLEAN, EXIT_REFUSED, explain_result
 from tecl_pipeline.state.locks import session_lock
 from tecl_pipeline.trading.models import OrderRequest, OrderSide
 from tecl_pipeline_tests.broker.simulator_fixtures import hold_bil, market_order, trading_client

@@ -56,7 +56,7 @@ def test_json_lines_carry_run_id_session_and_step(tmp_path, redactor, restore_lo
     configure_logging(tmp_path, redactor=redactor, stream=stderr)
     with log_context(run_id="run-1", session=date(2024, 3, 15)):
         with log_context(step="orders"):
-            _log("execution").info("submitted %d orders", 3)
+            _log("trading.execution").info("submitted %d orders", 3)
         _log().warning("explicit", extra={"step": "reconcile", "symbol": "TECL"})
     _log().info("outside any context")
 

@@ -13,9 +13,9 @@ ALERT_SENSORS: tuple[SensorDefinition, ...] = (
     residuals_sensor,
 )
 
-__all__ = [
+__all__ = (
     "ALERT_SENSORS",
     "missed_session_sensor",
     "residuals_sensor",
     "run_failure_alert_sensor",
-]
+)

@@ -15,7 +15,7 @@ from tecl_pipeline.observability.alerts import Alerter, alerter_from_env
 from tecl_pipeline.observability.logs import Redactor
 
 AlerterFactory = Callable[[], Alerter]
-__all__ = ["PARTITION_TAG", "AlerterFactory", "build_alerter", "session_of"]
+__all__ = ("PARTITION_TAG", "AlerterFactory", "build_alerter", "session_of")
 
 
 def build_alerter() -> Alerter:
