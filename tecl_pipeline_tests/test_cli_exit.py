@@ -615,7 +615,7 @@ def test_an_error_recorded_without_its_class_is_told_by_its_message():
     and such an error is no refusal of untrusted input."""
     from dagster_shared.error import SerializableErrorInfo
 
-    from tecl_pipeline.app.run_report import error_cause, is_untrusted_input
+    from tecl_pipeline.defs.run_report import error_cause, is_untrusted_input
 
     cause = SerializableErrorInfo("the feed stopped at 2026-07-30\n", [], None)
     wrapped = SerializableErrorInfo(
