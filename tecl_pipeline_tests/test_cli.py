@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tecl_pipeline.state.journal.store import LocalJournal
+from tecl_pipeline.state.journal.local import LocalJournal
 
 REAL_LAST_SESSION = date(2026, 7, 31)
 

@@ -362,7 +362,7 @@ def test_journal_broker_difference_after_trading_is_exit_3_naming_the_symbols(ru
     from datetime import date
 
     from tecl_pipeline.defs.run_report import EXIT_NOT_CLEAN, EXIT_OK, explain_result
-    from tecl_pipeline.state.journal.store import LocalJournal
+    from tecl_pipeline.state.journal.local import LocalJournal
 
     first = date(2026, 11, 23)
     assert explain_result(run_daily(first), first).exit_code == EXIT_OK

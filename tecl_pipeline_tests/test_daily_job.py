@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from tecl_pipeline.core.strategy import signal_history
-from tecl_pipeline.state.journal.store import LocalJournal
+from tecl_pipeline.state.journal.local import LocalJournal
 
 DEMO_SESSION = date(2026, 11, 24)
 REAL_LAST_SESSION = date(2026, 7, 31)

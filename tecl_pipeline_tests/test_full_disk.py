@@ -193,8 +193,7 @@ def test_a_disk_full_when_the_session_is_journaled_alerts_that_the_record_is_los
     passed their preflight): the run fails and the alert file holds a record_lost alert with
     the session, the filled orders and the positions, so the session is never silently
     unrecorded."""
-    from tecl_pipeline.state.journal import spool
-    from tecl_pipeline.state.journal import store as journal
+    from tecl_pipeline.state.journal import local, spool
 
     real = spool.write_create_only
 
@@ -203,7 +202,7 @@ def test_a_disk_full_when_the_session_is_journaled_alerts_that_the_record_is_los
             return real(path, data, mode=mode)
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(journal, "write_create_only", full_after_preflight)
+    monkeypatch.setattr(local, "write_create_only", full_after_preflight)
     monkeypatch.setattr(spool, "write_create_only", full_after_preflight)
     state_dir = tmp_path / "state"
 

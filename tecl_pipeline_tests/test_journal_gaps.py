@@ -12,7 +12,7 @@ import pytest
 from tecl_pipeline.core.calendar import TradingCalendar
 from tecl_pipeline.marketdata.demo import DemoMarketData
 from tecl_pipeline.simulator import BrokerSimulator
-from tecl_pipeline.state.journal.store import LocalJournal
+from tecl_pipeline.state.journal.local import LocalJournal
 from tecl_pipeline.trading.models import Order, OrderSide, OrderStatus
 from tecl_pipeline.trading.reconcile import fills_after_record, unexplained_position_changes
 

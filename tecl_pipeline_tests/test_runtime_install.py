@@ -155,6 +155,7 @@ def test_a_demo_session_runs_on_the_runtime_lock(runtime_install):
 def test_replay_runs_on_the_runtime_lock(runtime_install):
     """The replay needs no development package: two sessions of (demo) history through the
     pipeline, every session as signal_history says."""
+    print(f"seed={DEMO_SEED}")
     first = date(2021, 11, 29)
     through = first + timedelta(days=1)
     source = DemoMarketData(

@@ -5,7 +5,6 @@ Each asset loads its inputs, calls the pure core, and returns the result with th
 a person checks in the UI. Anything that makes trading unsafe stops the chain as a refusal.
 """
 
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -14,6 +13,7 @@ from decimal import Decimal
 import pandas as pd
 from dagster import AssetExecutionContext, Failure, MetadataValue, Output, ResourceParam, asset
 
+from tecl_pipeline.common.events import EventSink, Severity
 from tecl_pipeline.core.data_quality import require_trustworthy
 from tecl_pipeline.core.errors import RefusedToTrade, TradingStopped, describe
 from tecl_pipeline.core.indicators import indicator_table
@@ -31,7 +31,7 @@ from tecl_pipeline.defs.resources import (
     StateResource,
     TradingPolicyResource,
 )
-from tecl_pipeline.state.journal.store import SessionRecord
+from tecl_pipeline.state.journal.records import SessionRecord
 from tecl_pipeline.state.locks import session_lock
 from tecl_pipeline.trading.broker import Broker
 from tecl_pipeline.trading.execution import (
@@ -116,23 +116,12 @@ def _refusals(
 
 def _journal_alerts(
     context: AssetExecutionContext, observability: ObservabilityResource
-) -> Callable[[str, str], None]:
-    """Journal events (quarantined objects, spooled or dropped records) for the alert path."""
-    session = _session(context)
-
-    def alert(kind: str, message: str) -> None:
-        severity = "info" if kind == "replayed" else "critical"
-        context.log.warning(f"journal {kind}: {message}")
-        observability.alert(
-            kind,
-            f"session {session}: journal {kind}",
-            message,
-            session=session,
-            run_id=context.run.run_id,
-            severity=severity,
-        )
-
-    return alert
+) -> EventSink:
+    """Journal events (quarantined objects, spooled or dropped records) for the run's
+    event log and the alert path."""
+    return observability.event_sink(
+        session=_session(context), run_id=context.run.run_id, log=context.log
+    )
 
 
 def session_prices(closes: pd.DataFrame, symbols: tuple[str, ...]) -> dict[str, Decimal]:
@@ -394,7 +383,7 @@ def executed_orders(
                 str(exc),
                 session=session,
                 run_id=context.run.run_id,
-                severity="critical",
+                severity=Severity.CRITICAL,
             )
             raise Failure(
                 description=str(exc),
@@ -412,7 +401,7 @@ def executed_orders(
                 f"{cause}. {where}",
                 session=session,
                 run_id=context.run.run_id,
-                severity="critical",
+                severity=Severity.CRITICAL,
             )
             raise Failure(
                 description=f"trading stopped part way: {cause}. {where}",

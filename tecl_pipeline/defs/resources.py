@@ -5,7 +5,6 @@ Credentials arrive only as Dagster `EnvVar`s, never as plain config values (S2).
 
 import logging
 import os
-from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from dagster import ConfigurableResource, InitResourceContext, ResourceDependency
 from pydantic import PrivateAttr
 
+from tecl_pipeline.common.events import Event, EventSink, Severity
 from tecl_pipeline.config.settings import ConfigError
 from tecl_pipeline.core.calendar import TradingCalendar
 from tecl_pipeline.core.portfolio import RiskLimits
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     # Imported where used: the adapter and simulator pull in alpaca-py and HTTP machinery
     # that loading the definitions (A1) does not need.
     from tecl_pipeline.adapters.alpaca.broker import AlpacaBroker
-    from tecl_pipeline.state.journal.store import JournalStore
+    from tecl_pipeline.state.journal.base import JournalStore
     from tecl_pipeline.trading.credentials import Credentials, CredentialsProvider
 
 
@@ -98,7 +98,7 @@ class ObservabilityResource(ConfigurableResource):
         *,
         session: date | None = None,
         run_id: str | None = None,
-        severity: str = "warning",
+        severity: Severity = Severity.WARNING,
     ) -> None:
         """Deliver an alert to every sink; never raises into the trading path (C5)."""
         from tecl_pipeline.observability.alerts import Alert
@@ -110,14 +110,26 @@ class ObservabilityResource(ConfigurableResource):
             Alert(kind, title, detail, session=session, run_id=run_id, severity=severity)
         )
 
-    def secret_event(self, kind: str, message: str) -> None:
-        """Events of the secrets provider: access failures count towards the repeated-
-        failure alert (S7); the others (stale cache, rotation overdue, S1) alert at once."""
-        if kind == "secret_access_failure":
-            if self._alerter is not None:
-                self._alerter.record_auth_failure("secrets manager", message)
-            return
-        self.alert(kind, f"secrets: {kind.replace('_', ' ')}", message)
+    def event_sink(
+        self,
+        *,
+        session: date | None = None,
+        run_id: str | None = None,
+        log: logging.Logger | None = None,
+    ) -> EventSink:
+        """Where the journal and the secrets provider send their events: `log` (a step's
+        `context.log`, so the event is in the run's event log) at the event's level, and
+        the alert path, for `run_id` of `session` (S7, D1, D3)."""
+
+        def sink(event: Event) -> None:
+            if log is not None:
+                log.log(event.severity.log_level, event.text())
+            if self._alerter is None:
+                logging.getLogger(__name__).warning("event without an alert path: %s", event.text())
+                return
+            self._alerter.notify(event, session=session, run_id=run_id)
+
+        return sink
 
 
 class MarketDataResource(ConfigurableResource):
@@ -158,10 +170,10 @@ class StateResource(ConfigurableResource):
 
     _s3_client: Any = PrivateAttr(default=None)
 
-    def journal(self, on_event: "Callable[[str, str], None] | None" = None) -> "JournalStore":
+    def journal(self, on_event: EventSink | None = None) -> "JournalStore":
         """The journal store; S3 through a client with bounded retries and timeouts, made
         once per run (a boto3 client loads its service model from disk: ~0.3 s each)."""
-        from tecl_pipeline.state.journal.store import open_journal
+        from tecl_pipeline.adapters.journal_store import open_journal
 
         if self._s3_client is None and self.state_uri.startswith("s3://"):
             from tecl_pipeline.adapters.aws.s3_journal import default_s3_client
@@ -183,7 +195,7 @@ def _credentials(
     api_key: str | None,
     secret_key: str | None,
     secret_id: str | None = None,
-    on_event: "Callable[[str, str], None] | None" = None,
+    on_event: EventSink | None = None,
 ) -> "CredentialsProvider":
     """Secrets Manager when a secret id is configured (cached, refreshed after a 401);
     otherwise the pair Dagster resolved from EnvVar, where a refresh reads the variables
@@ -286,7 +298,10 @@ class BrokerResource(ConfigurableResource):
                 self._provider = StaticCredentials(Credentials(DEMO_API_KEY, DEMO_API_SECRET))
             else:
                 self._provider = _credentials(
-                    self.api_key, self.secret_key, self.secret_id, self.observability.secret_event
+                    self.api_key,
+                    self.secret_key,
+                    self.secret_id,
+                    self.observability.event_sink(),
                 )
         return self._provider
 

@@ -23,7 +23,7 @@ from tecl_pipeline.state.journal.records import SessionRecord
 if TYPE_CHECKING:
     from dagster import JobDefinition
 
-    from tecl_pipeline.state.journal.store import JournalStore
+    from tecl_pipeline.state.journal.base import JournalStore
 
 STARTING_CASH = Decimal("100000")
 
@@ -164,7 +164,7 @@ class World:
     def journal(self) -> JournalStore:
         """The journal as a reader outside the pipeline sees it (one store, made once)."""
         if self._journal is None:
-            from tecl_pipeline.state.journal.store import open_journal
+            from tecl_pipeline.adapters.journal_store import open_journal
 
             self._journal = open_journal(
                 f"{self._state_uri.rstrip('/')}/journal",

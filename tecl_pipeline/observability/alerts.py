@@ -13,6 +13,7 @@ is a third-party HTTP stack.
 
 import json
 import logging
+import logging.handlers
 import os
 import sys
 import threading
@@ -22,7 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal, Protocol, TextIO, runtime_checkable
+from typing import Protocol, TextIO, runtime_checkable
 from urllib.parse import urlsplit
 from urllib.request import (
     HTTPRedirectHandler,
@@ -33,38 +34,20 @@ from urllib.request import (
 )
 
 from tecl_pipeline.common.endpoints import is_loopback, validate_endpoint
+from tecl_pipeline.common.events import Event, EventKind, Severity
 from tecl_pipeline.config.settings import ConfigError
 from tecl_pipeline.observability.logs import EXCHANGE_TZ, LOGGER_NAME
 from tecl_pipeline.observability.redaction import Redactor
 
-Severity = Literal["info", "warning", "critical"]
-SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
-# Known kinds; others are allowed (the Dagster layer may add some) but these are the
-# ones dashboards and tests look for.
-ALERT_KINDS = frozenset(
-    {
-        "run_failure",
-        "refused",
-        "config_error",
-        "missed_session",
-        "residuals",
-        "not_clean",
-        "stopped",
-        "quarantine",
-        "secret_access_failure",
-        "auth_failures",
-        "self_test",
-    }
-)
+SEVERITIES: tuple[Severity, ...] = tuple(Severity)
 ENV_WEBHOOK_URL = "TECL_ALERT_WEBHOOK_URL"
 ENV_ALERT_FILE = "TECL_ALERT_FILE"
 ALERT_FILE_NAME = "alerts.jsonl"
-_LEVELS: Mapping[Severity, int] = MappingProxyType({"info": 20, "warning": 30, "critical": 50})
 # Slack's limits: header text 150 chars, section text 3000 chars.
 _SLACK_HEADER_MAX = 150
 _SLACK_SECTION_MAX = 3000
 _SEVERITY_MARK: Mapping[Severity, str] = MappingProxyType(
-    {"info": "[info]", "warning": "[WARNING]", "critical": "[CRITICAL]"}
+    {Severity.INFO: "[info]", Severity.WARNING: "[WARNING]", Severity.CRITICAL: "[CRITICAL]"}
 )
 
 
@@ -81,14 +64,18 @@ class Alert:
     detail: str = ""
     session: date | None = None
     run_id: str | None = None
-    severity: Severity = "warning"
+    severity: Severity = Severity.WARNING
     at: datetime = field(default_factory=_now)
 
     def __post_init__(self) -> None:
         if not self.kind:
             raise ValueError("an alert needs a kind")
         if self.severity not in SEVERITIES:
-            raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
+            raise ValueError(
+                f"severity must be one of {tuple(map(str, SEVERITIES))}, got {self.severity!r}"
+            )
+        # The enum from here on, even when a caller named it by its value ("critical").
+        object.__setattr__(self, "severity", Severity(self.severity))
         if self.at.tzinfo is None or self.at.utcoffset() is None:
             raise ValueError("Alert.at must be timezone-aware")
 
@@ -140,20 +127,16 @@ class DeliveryResult:
     error: str | None = None
 
 
-class LoggerLike(Protocol):
-    def log(self, level: int, msg: str, *args: object, **kwargs: object) -> None: ...
-
-
 class LogSink:
     """Alerts as log records ("tecl_pipeline.alerts"), so they are in the JSON log too."""
 
-    def __init__(self, logger: LoggerLike) -> None:
+    def __init__(self, logger: logging.Logger) -> None:
         self._logger = logger
         self.name = "log"
 
     def send(self, alert: Alert) -> None:
         self._logger.log(
-            _LEVELS[alert.severity],
+            alert.severity.log_level,
             "alert %s: %s%s",
             alert.kind,
             alert.title,
@@ -168,7 +151,8 @@ class LogSink:
 
 
 class FileSink:
-    """Alerts as JSON lines in a size-capped, rotated file (D7, X7).
+    """Alerts as JSON lines in a size-capped file, rotated by the standard
+    `RotatingFileHandler` (alerts.jsonl -> .1 -> .2 ..., D7, X7).
 
     Raises on failure (unlike a logging handler) so the alerter can count and report it.
     Each line is flushed and fsynced: alerts are rare and the one you lose is the one
@@ -185,28 +169,32 @@ class FileSink:
         self._lock = threading.Lock()
 
     def send(self, alert: Alert) -> None:
-        line = json.dumps(alert.to_dict(), ensure_ascii=True) + "\n"
-        data = line.encode("ascii")[: self.max_bytes]
+        # Shorter than the cap with its newline, so one line never rotates an empty file.
+        line = json.dumps(alert.to_dict(), ensure_ascii=True)[: self.max_bytes - 2]
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Opened per alert, as alerts are rare: no file stays open between them.
+            handler = _AlertFile(self.path, self.max_bytes, self.backups)
             try:
-                size = self.path.stat().st_size
-            except FileNotFoundError:
-                size = 0
-            if size and size + len(data) > self.max_bytes:
-                self._rotate()
-            with self.path.open("ab") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+                handler.emit(logging.makeLogRecord({"msg": line}))
+            finally:
+                handler.close()
 
-    def _rotate(self) -> None:
-        # alerts.jsonl -> .1 -> .2 ... ; the oldest beyond `backups` is overwritten.
-        for index in range(self.backups - 1, 0, -1):
-            older = self.path.with_name(f"{self.path.name}.{index}")
-            if older.exists():
-                os.replace(older, self.path.with_name(f"{self.path.name}.{index + 1}"))
-        os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+
+class _AlertFile(logging.handlers.RotatingFileHandler):
+    """The standard rotation, except that a failure raises and every line is fsynced."""
+
+    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+        super().__init__(path, maxBytes=max_bytes, backupCount=backups, encoding="ascii")
+
+    def flush(self) -> None:
+        super().flush()
+        if self.stream is not None:
+            os.fsync(self.stream.fileno())
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        # Called inside the handler's own `except`: re-raise its error, out of send().
+        raise
 
 
 class WebhookError(RuntimeError):
@@ -364,8 +352,31 @@ class Alerter:
                 kind="self_test",
                 title="alert route self-test",
                 detail="If you can read this, this alert route works.",
-                severity="info",
+                severity=Severity.INFO,
                 at=self._clock(),
+            )
+        )
+
+    def notify(
+        self, event: Event, *, session: date | None = None, run_id: str | None = None
+    ) -> None:
+        """An event of the journal or the secrets provider, for the run `run_id` of
+        `session` (used when the event names no session): a secret-access failure counts
+        towards the repeated-failure alert (S7); any other event is an alert at once, with
+        the event's kind and severity. Never raises."""
+        session = event.session or session
+        if event.kind is EventKind.SECRET_ACCESS_FAILURE:
+            self.record_auth_failure(event.source, event.message, session=session, run_id=run_id)
+            return
+        title = f"session {session.isoformat()}: {event.title}" if session else event.title
+        self.send(
+            Alert(
+                event.kind,
+                title,
+                event.message,
+                session=session,
+                run_id=run_id,
+                severity=event.severity,
             )
         )
 
@@ -408,7 +419,7 @@ class Alerter:
             detail=f"sources: {summary}" + (f"\nlatest: {detail}" if detail else ""),
             session=session,
             run_id=run_id,
-            severity="critical",
+            severity=Severity.CRITICAL,
             at=now,
         )
         self.send(alert)

@@ -14,7 +14,7 @@ from dagster import DagsterInstance
 from tecl_pipeline.common.retry import RetryPolicy
 from tecl_pipeline.config.settings import Settings
 from tecl_pipeline.definitions import build_definitions
-from tecl_pipeline.state.journal.store import LocalJournal
+from tecl_pipeline.state.journal.local import LocalJournal
 from tecl_pipeline.trading.models import MalformedResponseError, OrderStatus
 from tecl_pipeline_tests.broker.adapter_helpers import faults
 from tecl_pipeline_tests.broker.simulator_fixtures import SIM_SESSION, sim_requests, sim_state

@@ -3,12 +3,14 @@ named (A1), the alert path before and after setup (C5, S7), and credentials that
 re-reads from the environment (B4, X6). Nothing here does network I/O: adapters are built
 but not called."""
 
+import logging
 from datetime import date
 from decimal import Decimal
 
 import pytest
 
 from tecl_pipeline.adapters.alpaca.market_data import AlpacaMarketData
+from tecl_pipeline.common.events import Event, EventKind, Severity
 from tecl_pipeline.config.settings import ConfigError
 from tecl_pipeline.defs.resources import (
     BrokerResource,
@@ -16,20 +18,25 @@ from tecl_pipeline.defs.resources import (
     ObservabilityResource,
     TradingPolicyResource,
 )
+from tecl_pipeline.observability.alerts import Alerter
+from tecl_pipeline.observability.redaction import Redactor
+from tecl_pipeline_tests.observability.helpers import CaptureSink
 
 LOOPBACK = "http://127.0.0.1:9"
 
 
-class RecordingAlerter:
+class RecordingLog:
+    """Stands in for a step's `context.log`: keeps (level, message)."""
+
     def __init__(self) -> None:
-        self.sent: list = []
-        self.auth_failures: list[tuple[str, str]] = []
+        self.lines: list[tuple[int, str]] = []
 
-    def send(self, alert) -> None:
-        self.sent.append(alert)
+    def log(self, level: int, msg: str, *args: object, **kwargs: object) -> None:
+        self.lines.append((level, msg))
 
-    def record_auth_failure(self, source: str, message: str) -> None:
-        self.auth_failures.append((source, message))
+
+def _secret_event(kind: EventKind, severity: Severity, message: str) -> Event:
+    return Event(kind, severity, "secrets manager", message)
 
 
 def test_an_alert_before_setup_is_logged_not_raised(tmp_path, caplog):
@@ -37,23 +44,50 @@ def test_an_alert_before_setup_is_logged_not_raised(tmp_path, caplog):
     observability = ObservabilityResource(log_dir=str(tmp_path))
     observability.alert("run_failed", "the run failed", "details")
     assert "alert without an alert path: the run failed details" in caplog.text
-    observability.secret_event("secret_access_failure", "AccessDenied")  # nothing to count on
+    denied = _secret_event(EventKind.SECRET_ACCESS_FAILURE, Severity.CRITICAL, "AccessDenied")
+    observability.event_sink()(denied)  # nothing to count on
+    assert "event without an alert path: secrets manager secret_access_failure" in caplog.text
 
 
-def test_secret_events_count_access_failures_and_alert_the_rest(tmp_path):
-    """S7: access failures feed the repeated-failure count; stale caches and overdue
-    rotations (S1) alert at once, titled by their kind."""
+def test_events_reach_the_step_log_and_the_alert_path(tmp_path):
+    """S7, S1: through the resource's event sink, each event is in the step's log at its
+    severity's level; access failures feed the repeated-failure count, while a stale cache
+    or an overdue rotation alerts at once, with its kind, severity, session and run."""
     observability = ObservabilityResource(log_dir=str(tmp_path))
-    alerter = RecordingAlerter()
-    observability._alerter = alerter
+    sink = CaptureSink()
+    observability._alerter = Alerter([sink], Redactor(), auth_failure_threshold=2)
+    log = RecordingLog()
+    session = date(2026, 11, 24)
+    events = observability.event_sink(session=session, run_id="run-1", log=log)
+    denied = _secret_event(
+        EventKind.SECRET_ACCESS_FAILURE, Severity.CRITICAL, "AccessDenied on tecl/alpaca"
+    )
 
-    observability.secret_event("secret_access_failure", "AccessDenied on tecl/alpaca")
-    observability.secret_event("rotation_overdue", "the secret is 120 days old")
+    events(denied)
+    assert sink.sent == []  # one failure is counted, not yet an alert
+    events(
+        _secret_event(
+            EventKind.SECRET_ROTATION_OVERDUE, Severity.WARNING, "the secret is 120 days old"
+        )
+    )
+    events(denied)
 
-    assert alerter.auth_failures == [("secrets manager", "AccessDenied on tecl/alpaca")]
-    (alert,) = alerter.sent
-    assert (alert.kind, alert.title) == ("rotation_overdue", "secrets: rotation overdue")
-    assert alert.detail == "the secret is 120 days old" and alert.severity == "warning"
+    overdue, burst = sink.sent
+    assert (overdue.kind, overdue.severity) == (EventKind.SECRET_ROTATION_OVERDUE, "warning")
+    assert overdue.title == "session 2026-11-24: secrets manager secret rotation overdue"
+    assert (overdue.detail, overdue.session, overdue.run_id) == (
+        "the secret is 120 days old",
+        session,
+        "run-1",
+    )
+    assert (burst.kind, burst.severity, burst.run_id) == ("auth_failures", "critical", "run-1")
+    assert "secrets manager x2" in burst.detail
+    assert [level for level, _ in log.lines] == [
+        logging.CRITICAL,
+        logging.WARNING,
+        logging.CRITICAL,
+    ]
+    assert log.lines[1][1] == "secrets manager secret_rotation_overdue: the secret is 120 days old"
 
 
 def test_csv_market_data_needs_a_folder(tmp_path):

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tecl_pipeline.common.events import Event, EventKind, Severity
 from tecl_pipeline.config.settings import ConfigError
 from tecl_pipeline.observability.alerts import (
     Alert,
@@ -23,7 +24,12 @@ from tecl_pipeline.observability.alerts import (
     alerter_from_env,
 )
 from tecl_pipeline.observability.logs import EXCHANGE_TZ, Redactor
-from tecl_pipeline_tests.observability.helpers import CANARY, all_text_under, read_json_lines
+from tecl_pipeline_tests.observability.helpers import (
+    CANARY,
+    CaptureSink,
+    all_text_under,
+    read_json_lines,
+)
 
 SESSION = date(2024, 3, 15)
 T0 = datetime(2024, 3, 15, 15, 45, tzinfo=EXCHANGE_TZ)
@@ -282,6 +288,37 @@ def test_auth_failure_rule_fires_once_per_burst():
     for _ in range(3):
         alerter.record_auth_failure("broker")
     assert len(sink.alerts) == 2
+
+
+def test_events_become_alerts_by_kind_and_severity():
+    """S7, D1, S1: a secret-access failure is counted, not alerted, until the burst rule
+    fires; any other event is an alert with the event's kind and severity, titled with its
+    own session, else the run's."""
+    sink = CaptureSink()
+    alerter = Alerter([sink], Redactor(), auth_failure_threshold=2)
+    run_session, record_session = date(2026, 11, 24), date(2026, 11, 23)
+    denied = Event(
+        EventKind.SECRET_ACCESS_FAILURE, Severity.CRITICAL, "secrets manager", "AccessDenied"
+    )
+    alerter.notify(denied, session=run_session, run_id="run-1")
+    assert sink.sent == []
+    replayed = Event(EventKind.REPLAYED, Severity.INFO, "journal", "written", record_session)
+    alerter.notify(replayed, session=run_session, run_id="run-1")
+    overdue = Event(EventKind.SECRET_ROTATION_OVERDUE, Severity.WARNING, "secrets manager", "old")
+    alerter.notify(overdue, session=run_session, run_id="run-1")
+    alerter.notify(denied, session=run_session, run_id="run-1")
+
+    first, second, burst = sink.sent
+    assert (first.kind, first.severity, first.session) == ("replayed", "info", record_session)
+    assert first.title == "session 2026-11-23: journal replayed"
+    assert (second.kind, second.severity, second.session, second.run_id) == (
+        "secret_rotation_overdue",
+        "warning",
+        run_session,
+        "run-1",
+    )
+    assert (burst.kind, burst.severity, burst.session) == ("auth_failures", "critical", run_session)
+    assert "secrets manager x2" in burst.detail
 
 
 def test_auth_failures_spread_beyond_the_window_do_not_fire():

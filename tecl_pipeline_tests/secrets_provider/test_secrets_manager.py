@@ -38,15 +38,10 @@ from tecl_pipeline.adapters.aws.secrets_errors import (
 )
 from tecl_pipeline.adapters.aws.secrets_manager import (
     DEFAULT_RETRY,
-    EVENT_ACCESS_FAILURE,
-    EVENT_AGE_UNKNOWN,
-    EVENT_MALFORMED,
-    EVENT_ROTATION_OVERDUE,
-    EVENT_STALE_CACHE,
-    EVENT_UNAVAILABLE,
     SecretsManagerCredentials,
 )
 from tecl_pipeline.adapters.secrets_provider import credentials_from_env
+from tecl_pipeline.common.events import EventKind
 from tecl_pipeline.common.retry import RetryPolicy
 from tecl_pipeline.core.errors import RefusedToTrade
 from tecl_pipeline.harness.aws_faults import AwsFaultProxy
@@ -217,7 +212,7 @@ def provider_for(
             secret_id,
             client,
             rng=random.Random(seed),
-            on_event=lambda name, message: events.append((name, message)),
+            on_event=lambda event: events.append((event.kind, event.message)),
             **options,
         )
 
@@ -328,7 +323,7 @@ def test_not_found_is_a_clear_error_and_not_retried(admin, provider_for, fake_ti
     assert (error.code, error.operation) == ("ResourceNotFoundException", "GetSecretValue")
     assert calls["GetSecretValue"] == 2  # one per get(): no retries
     assert fake_time.sleeps == []
-    assert names(events) == [EVENT_ACCESS_FAILURE, EVENT_ACCESS_FAILURE]
+    assert names(events) == [EventKind.SECRET_ACCESS_FAILURE, EventKind.SECRET_ACCESS_FAILURE]
 
 
 def test_secret_marked_for_deletion_is_an_invalid_request(admin, provider_for, events):
@@ -342,7 +337,7 @@ def test_secret_marked_for_deletion_is_an_invalid_request(admin, provider_for, e
     assert secret_id in str(caught.value)
     assert "marked for deletion" in str(caught.value)
     assert calls["GetSecretValue"] == 1
-    assert names(events) == [EVENT_ACCESS_FAILURE]
+    assert names(events) == [EventKind.SECRET_ACCESS_FAILURE]
 
 
 @pytest.mark.parametrize(
@@ -371,7 +366,9 @@ def test_definite_refusals_are_distinct_errors_not_retried(
         assert part in str(error)
     assert proxy.calls("GetSecretValue") == 3
     assert fake_time.sleeps == []
-    assert names(events) == [EVENT_ACCESS_FAILURE] * 3  # S7: repeated failures all visible
+    assert (
+        names(events) == [EventKind.SECRET_ACCESS_FAILURE] * 3
+    )  # S7: repeated failures all visible
 
 
 def test_a_refusal_is_not_masked_by_an_expired_cache(proxy, secret_id, provider_for, fake_time):
@@ -430,7 +427,7 @@ def test_throttled_through_every_retry_without_cache_refuses_to_trade(
     assert proxy.calls("GetSecretValue") == ATTEMPTS
     assert fake_time.sleeps == expected_waits(ATTEMPTS - 1, seed)
     assert sum(fake_time.sleeps) < DEFAULT_RETRY.deadline
-    assert names(events) == [EVENT_UNAVAILABLE]
+    assert names(events) == [EventKind.SECRET_UNAVAILABLE]
 
 
 def test_endpoint_down_without_cache_stops_before_any_broker_client_exists(
@@ -460,7 +457,7 @@ def test_endpoint_down_without_cache_stops_before_any_broker_client_exists(
     assert caught.value.metadata["error"].value == "SecretUnavailableError"
     assert "EndpointConnectionError" in caught.value.description
     assert len(fake_time.sleeps) == ATTEMPTS - 1  # the provider's retries, not the adapter's
-    assert names(events) == [EVENT_UNAVAILABLE]
+    assert names(events) == [EventKind.SECRET_UNAVAILABLE]
 
 
 def test_unavailable_with_a_recent_cache_uses_it_and_says_so(
@@ -474,17 +471,17 @@ def test_unavailable_with_a_recent_cache_uses_it_and_says_so(
     proxy.fail("*", "ServiceUnavailable", status=503)
     assert provider.get() == Credentials(KEY, SECRET)
     assert proxy.calls("GetSecretValue") == 1 + ATTEMPTS
-    assert names(events) == [EVENT_STALE_CACHE]
+    assert names(events) == [EventKind.SECRET_STALE_CACHE]
     assert secret_id in events[0][1] and "ServiceUnavailable" in events[0][1]
 
     fake_time.advance(TTL)  # now older than 2 x ttl
     with pytest.raises(SecretUnavailableError, match="grace period"):
         provider.get()
-    assert names(events) == [EVENT_STALE_CACHE, EVENT_UNAVAILABLE]
+    assert names(events) == [EventKind.SECRET_STALE_CACHE, EventKind.SECRET_UNAVAILABLE]
 
     proxy.clear()  # the service is back: a normal read, no more events
     assert provider.get() == Credentials(KEY, SECRET)
-    assert names(events) == [EVENT_STALE_CACHE, EVENT_UNAVAILABLE]
+    assert names(events) == [EventKind.SECRET_STALE_CACHE, EventKind.SECRET_UNAVAILABLE]
 
 
 def test_refresh_during_an_outage_does_not_reuse_the_refused_pair(
@@ -497,7 +494,7 @@ def test_refresh_during_an_outage_does_not_reuse_the_refused_pair(
     proxy.fail("GetSecretValue", "ThrottlingException")
     with pytest.raises(SecretUnavailableError, match="refresh was asked for"):
         provider.get(refresh=True)
-    assert names(events) == [EVENT_UNAVAILABLE]
+    assert names(events) == [EventKind.SECRET_UNAVAILABLE]
 
 
 # ---------------------------------------------------------------------------- malformed secrets
@@ -544,7 +541,7 @@ def test_malformed_secret_is_a_clear_error_naming_the_field_not_the_value(
     assert error.__cause__ is None  # a JSON error would carry the whole document
     for value in VALUES:
         assert value not in rendered(error)
-    assert names(events) == [EVENT_MALFORMED]
+    assert names(events) == [EventKind.SECRET_MALFORMED]
 
 
 def test_binary_secret_is_malformed(admin, provider_for):
@@ -567,7 +564,7 @@ def test_age_from_created_date_warns_only_past_max_age(admin, secret_id, provide
     assert events == []
     now[0] = created + timedelta(days=100, hours=1)
     assert provider.check_age() == timedelta(days=100, hours=1)
-    assert names(events) == [EVENT_ROTATION_OVERDUE]
+    assert names(events) == [EventKind.SECRET_ROTATION_OVERDUE]
     assert "100 days" in events[0][1] and secret_id in events[0][1] and "90 days" in events[0][1]
     assert provider.get() == Credentials(KEY, SECRET)  # still usable
 
@@ -592,7 +589,7 @@ def test_age_check_failures_are_events_not_errors(proxy, secret_id, provider_for
     assert provider.check_age() is None
     proxy.fail("DescribeSecret", "ThrottlingException")
     assert provider.check_age() is None
-    assert names(events) == [EVENT_ACCESS_FAILURE, EVENT_AGE_UNKNOWN]
+    assert names(events) == [EventKind.SECRET_ACCESS_FAILURE, EventKind.SECRET_AGE_UNKNOWN]
     assert "secretsmanager:DescribeSecret" in events[0][1]
     assert proxy.calls("DescribeSecret") == 1 + ATTEMPTS
 
@@ -638,7 +635,9 @@ def test_no_secret_value_in_logs_errors_reprs_or_events(
     shown += [rendered(error) for error in (unavailable.value, denied.value, *malformed)]
     shown += [repr(provider), caplog.text, *(record.getMessage() for record in caplog.records)]
     shown += [message for _, message in events]
-    assert EVENT_STALE_CACHE in names(events) and EVENT_ACCESS_FAILURE in names(events)
+    assert EventKind.SECRET_STALE_CACHE in names(
+        events
+    ) and EventKind.SECRET_ACCESS_FAILURE in names(events)
     for text in shown:
         for value in VALUES:
             assert value not in text
@@ -747,7 +746,7 @@ def test_factory_takes_the_region_from_the_arn():
 def test_import_and_construction_load_no_aws_sdk():
     """A1: importing the package and building a provider import neither boto3 nor botocore."""
     code = (
-        "import sys; from tecl_pipeline.secrets_provider import credentials_from_env; "
+        "import sys; from tecl_pipeline.adapters.secrets_provider import credentials_from_env; "
         "credentials_from_env({'TECL_SECRET_ID': 'x', 'AWS_REGION': 'us-east-1'}); "
         "print(','.join(m for m in ('boto3', 'botocore') if m in sys.modules))"
     )

@@ -20,12 +20,10 @@ from tecl_pipeline.adapters.aws.secrets_errors import (
     SecretUnavailableError,
 )
 from tecl_pipeline.adapters.aws.secrets_manager import (
-    EVENT_ACCESS_FAILURE,
-    EVENT_AGE_UNKNOWN,
-    EVENT_ROTATION_OVERDUE,
     SecretsManagerCredentials,
     parse_secret_string,
 )
+from tecl_pipeline.common.events import Event, EventKind
 from tecl_pipeline.trading.credentials import Credentials
 
 SEED = 7_345_221
@@ -93,20 +91,27 @@ def provider(client: StubClient, now: list[datetime] | None = None, **options: A
 def test_age_prefers_last_rotated_date_over_created_date(described, expected_age):
     """S1: LastRotatedDate when the secret was ever rotated, CreatedDate otherwise."""
     events: list[tuple[str, str]] = []
-    age = provider(StubClient(described=described), on_event=lambda *e: events.append(e))
+    age = provider(
+        StubClient(described=described), on_event=lambda e: events.append((e.kind, e.message))
+    )
     assert age.check_age() == timedelta(days=expected_age)
-    assert [name for name, _ in events] == ([EVENT_ROTATION_OVERDUE] if expected_age > 90 else [])
+    assert [name for name, _ in events] == (
+        [EventKind.SECRET_ROTATION_OVERDUE] if expected_age > 90 else []
+    )
 
 
 def test_age_unknown_without_dates_and_max_age_configurable():
     """S1: no dates -> None with an event; max_age is the configured limit."""
     events: list[tuple[str, str]] = []
-    on_event = lambda *event: events.append(event)  # noqa: E731
+    on_event = lambda event: events.append((event.kind, event.message))  # noqa: E731
     assert provider(StubClient(described={"Name": ID}), on_event=on_event).check_age() is None
     stale = StubClient(described={"CreatedDate": NOW - timedelta(days=31)})
     age = provider(stale, on_event=on_event, max_age=timedelta(days=30)).check_age()
     assert age == timedelta(days=31)
-    assert [name for name, _ in events] == [EVENT_AGE_UNKNOWN, EVENT_ROTATION_OVERDUE]
+    assert [name for name, _ in events] == [
+        EventKind.SECRET_AGE_UNKNOWN,
+        EventKind.SECRET_ROTATION_OVERDUE,
+    ]
     assert "31 days" in events[1][1] and "30 days" in events[1][1]
 
 
@@ -114,7 +119,7 @@ def test_a_failing_alert_callback_never_breaks_the_provider(caplog):
     """C5, S7: the event is logged even when the callback raises; the caller still gets
     the credentials (or the error that caused the event)."""
 
-    def broken(name: str, message: str) -> None:
+    def broken(event: Event) -> None:
         raise RuntimeError("alert sink down")
 
     old = StubClient(described={"CreatedDate": NOW - timedelta(days=365)})
@@ -123,7 +128,10 @@ def test_a_failing_alert_callback_never_breaks_the_provider(caplog):
     with pytest.raises(SecretAccessError):
         provider(denied, on_event=broken).get()
     assert caplog.text.count("the on_event callback failed") == 2
-    assert EVENT_ROTATION_OVERDUE in caplog.text and EVENT_ACCESS_FAILURE in caplog.text
+    assert (
+        EventKind.SECRET_ROTATION_OVERDUE in caplog.text
+        and EventKind.SECRET_ACCESS_FAILURE in caplog.text
+    )
 
 
 def test_the_clock_must_be_timezone_aware():

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tecl_pipeline.state.journal.store import JournalStore, open_journal
+from tecl_pipeline.adapters.journal_store import open_journal
+from tecl_pipeline.state.journal.base import JournalStore
 from tecl_pipeline_tests.state.moto_fixtures import Events
 
 

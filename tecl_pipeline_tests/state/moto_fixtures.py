@@ -29,8 +29,9 @@ import botocore.session
 import pytest
 from botocore.config import Config
 
+from tecl_pipeline.common.events import Event, EventKind
 from tecl_pipeline.harness.s3_faults import FaultProxy
-from tecl_pipeline.state.journal.store import SessionRecord
+from tecl_pipeline.state.journal.records import SessionRecord
 
 REGION = "us-east-1"
 
@@ -62,16 +63,16 @@ def s3_client(
 
 
 class Events:
-    """An on_event sink that remembers (kind, message) pairs."""
+    """An on_event sink that remembers the events it is sent."""
 
     def __init__(self) -> None:
-        self.seen: list[tuple[str, str]] = []
+        self.seen: list[Event] = []
 
-    def __call__(self, kind: str, message: str) -> None:
-        self.seen.append((kind, message))
+    def __call__(self, event: Event) -> None:
+        self.seen.append(event)
 
-    def of(self, kind: str) -> list[str]:
-        return [message for k, message in self.seen if k == kind]
+    def of(self, kind: EventKind) -> list[str]:
+        return [event.message for event in self.seen if event.kind is kind]
 
 
 @pytest.fixture

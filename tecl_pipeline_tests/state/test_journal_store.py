@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from tecl_pipeline.adapters.aws.s3_journal import S3Journal
+from tecl_pipeline.adapters.journal_store import open_journal
+from tecl_pipeline.common.events import EventKind, Severity
 from tecl_pipeline.config.settings import ConfigError
 from tecl_pipeline.core.errors import RefusedToTrade
 from tecl_pipeline.state.errors import (
@@ -16,8 +18,9 @@ from tecl_pipeline.state.errors import (
     JournalUnavailableError,
     JournalWriteError,
 )
+from tecl_pipeline.state.journal.base import JournalStore
+from tecl_pipeline.state.journal.local import LocalJournal
 from tecl_pipeline.state.journal.spool import Spool
-from tecl_pipeline.state.journal.store import JournalStore, LocalJournal, open_journal
 from tecl_pipeline_tests.state.moto_fixtures import Events, session_record
 
 D1 = date(2024, 3, 4)
@@ -96,7 +99,7 @@ def test_spool_is_capped_in_bytes_and_drops_the_oldest(tmp_path):
         for i in range(4)
     ]
     assert sorted((tmp_path / "spool").glob("*.json")) == paths[2:]
-    assert len(journal_events.of("spool_dropped")) == 2
+    assert len(journal_events.of(EventKind.SPOOL_DROPPED)) == 2
 
 
 def test_spool_files_are_private(tmp_path):
@@ -121,7 +124,7 @@ def test_an_unreadable_spool_file_is_set_aside_not_lost(tmp_path):
     assert journal.replay_spool() == 1
     assert journal.records(D1) == [record]
     assert (tmp_path / "spool" / "quarantine" / "00000000T000000000000Z-garbage.json").exists()
-    assert journal_events.of("quarantine")
+    assert journal_events.of(EventKind.QUARANTINE)
 
 
 def test_replay_only_takes_entries_for_its_own_journal(tmp_path):
@@ -150,6 +153,27 @@ def test_a_spool_that_cannot_be_written_is_said_plainly(tmp_path, monkeypatch):
 
 def _fail_create(self: LocalJournal, ref: str, data: bytes) -> None:
     raise OSError(5, "Input/output error")
+
+
+def test_journal_events_carry_kind_severity_and_the_record_session(tmp_path, monkeypatch):
+    """D1: a failed write is a critical `spooled` event and its later replay an info
+    `replayed` one, both from the journal and naming the record's session: the alert path
+    acts on kind and severity, never on the wording of the message."""
+    journal_events = Events()
+    journal = open_journal(
+        (tmp_path / "j").as_uri(), spool_dir=tmp_path / "spool", on_event=journal_events
+    )
+    record = session_record(D1, "run-typed")
+    with monkeypatch.context() as failing:
+        failing.setattr(LocalJournal, "_create", _fail_create)
+        with pytest.raises(JournalWriteError):
+            journal.append(record)
+    assert journal.replay_spool() == 1
+    assert journal.records(D1) == [record]
+    assert [(e.kind, e.severity, e.source, e.session) for e in journal_events.seen] == [
+        (EventKind.SPOOLED, Severity.CRITICAL, "journal", D1),
+        (EventKind.REPLAYED, Severity.INFO, "journal", D1),
+    ]
 
 
 def test_open_journal_needs_no_spool_directory_to_exist(tmp_path: Path):

@@ -8,14 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from tecl_pipeline.adapters.journal_store import open_journal
+from tecl_pipeline.common.events import Event, EventKind
 from tecl_pipeline.core.errors import RefusedToTrade
 from tecl_pipeline.state.errors import (
     JournalConflictError,
     JournalUnavailableError,
     JournalWriteError,
 )
+from tecl_pipeline.state.journal.base import JournalStore
+from tecl_pipeline.state.journal.local import LocalJournal
 from tecl_pipeline.state.journal.records import encode_record
-from tecl_pipeline.state.journal.store import JournalStore, LocalJournal, open_journal
 from tecl_pipeline_tests.state.moto_fixtures import session_record
 
 D1 = date(2024, 3, 4)
@@ -98,7 +101,7 @@ def test_failure_mid_write_leaves_nothing_visible_and_spools(
     assert str(root / "sessions" / "2024-03-04") in str(caught.value)
     assert session_files(root, D1) == []
     assert journal.records(D1) == []
-    assert len(spooled(spool_dir)) == 1 and journal_events.of("spooled")
+    assert len(spooled(spool_dir)) == 1 and journal_events.of(EventKind.SPOOLED)
     assert journal.replay_spool() == 1
     assert journal.records(D1) == [record]
     assert spooled(spool_dir) == []
@@ -150,12 +153,12 @@ def test_corrupted_files_are_quarantined_and_reads_go_on(journal, root, journal_
     assert journal.records(D1) == [good]
 
     assert sorted(journal.quarantined) == sorted(str(folder / name) for name in bad)
-    assert len(journal_events.of("quarantine")) == 3
+    assert len(journal_events.of(EventKind.QUARANTINE)) == 3
     for name, body in bad.items():
         assert (root / "quarantine" / "sessions" / "2024-03-04" / name).read_bytes() == body
     assert session_files(root, D1) == ["20240304T210000000000Z-run-a.json"]
     assert journal.latest(D1) == good
-    assert len(journal_events.of("quarantine")) == 3
+    assert len(journal_events.of(EventKind.QUARANTINE)) == 3
 
 
 def test_a_second_bad_file_of_the_same_name_does_not_replace_the_first(journal, root):
@@ -217,7 +220,7 @@ def test_a_failing_event_sink_never_fails_the_journal(root, spool_dir, capsys):
     """C5, D3: the alert path raising does not turn a quarantine into a crash; the event
     still reaches stderr."""
 
-    def broken_sink(kind: str, message: str) -> None:
+    def broken_sink(event: Event) -> None:
         raise RuntimeError("alert sink down")
 
     journal = open_journal(root.as_uri(), spool_dir=spool_dir, on_event=broken_sink)

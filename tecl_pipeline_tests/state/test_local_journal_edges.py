@@ -9,14 +9,16 @@ from pathlib import Path
 
 import pytest
 
-import tecl_pipeline.state.journal.store as journal_module
+import tecl_pipeline.state.journal.local as local_journal_module
+from tecl_pipeline.adapters.journal_store import open_journal
+from tecl_pipeline.common.events import EventKind
 from tecl_pipeline.state.errors import (
     JournalConflictError,
     JournalUnavailableError,
     JournalWriteError,
 )
+from tecl_pipeline.state.journal.local import LocalJournal
 from tecl_pipeline.state.journal.records import encode_record, record_name
-from tecl_pipeline.state.journal.store import LocalJournal, open_journal
 from tecl_pipeline_tests.state.moto_fixtures import session_record
 
 D1 = date(2024, 3, 4)
@@ -72,7 +74,7 @@ def test_a_bad_file_quarantined_by_another_reader_is_neither_kept_nor_reported(
     monkeypatch.setattr(LocalJournal, "_read", read_then_moved)
     assert journal.records(D1) == []
     assert journal.quarantined == []
-    assert journal_events.of("quarantine") == []
+    assert journal_events.of(EventKind.QUARANTINE) == []
     assert not (root / "quarantine").exists() or not any((root / "quarantine").rglob("*.json"))
 
 
@@ -97,7 +99,7 @@ def test_a_file_that_cannot_be_removed_after_quarantine_is_reported_once(
     assert journal.records(D1) == []
     assert journal.records(D1) == []
 
-    (message,) = journal_events.of("quarantine")
+    (message,) = journal_events.of(EventKind.QUARANTINE)
     assert "could not be removed" in message and "Permission denied" in message
     assert journal.quarantined == [str(bad)]
     assert (root / "quarantine" / "sessions" / D1.isoformat() / bad.name).read_bytes() == b"{{{"
@@ -129,7 +131,7 @@ def test_garbage_on_the_records_key_is_quarantined_and_the_record_written(
     assert Path(journal.append(record)) == target
     assert target.read_bytes() == encode_record(record)
     assert journal.records(D1) == [record]
-    assert len(journal_events.of("quarantine")) == 1
+    assert len(journal_events.of(EventKind.QUARANTINE)) == 1
     kept = root / "quarantine" / "sessions" / D1.isoformat() / target.name
     assert kept.read_bytes() == b"half a record {"
 
@@ -239,7 +241,7 @@ def test_a_record_that_cannot_be_read_refuses_to_trade(journal, root, monkeypatc
             raise OSError(errno.EIO, "Input/output error")
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(journal_module, "open", failing_open, raising=False)
+    monkeypatch.setattr(local_journal_module, "open", failing_open, raising=False)
     with pytest.raises(JournalUnavailableError) as caught:
         journal.latest(D1)
     assert caught.value.code == "EIO" and caught.value.action == "read"

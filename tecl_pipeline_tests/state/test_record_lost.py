@@ -7,8 +7,9 @@ from datetime import date
 
 import pytest
 
+from tecl_pipeline.common.events import EventKind
 from tecl_pipeline.state.errors import JournalWriteError
-from tecl_pipeline.state.journal.store import JournalStore
+from tecl_pipeline.state.journal.base import JournalStore
 from tecl_pipeline_tests.state.moto_fixtures import Events, session_record
 
 D1 = date(2024, 3, 4)
@@ -27,7 +28,7 @@ def test_a_record_neither_written_nor_spooled_is_alerted_with_what_it_held(
         journal.append(record)
 
     assert caught.value.code == "ENOSPC" and caught.value.spool_path is None
-    assert journal_events.of("spooled") == []
-    [lost] = journal_events.of("record_lost")
+    assert journal_events.of(EventKind.SPOOLED) == []
+    [lost] = journal_events.of(EventKind.RECORD_LOST)
     assert D1.isoformat() in lost and "run-full" in lost
     assert "No space left on device" in lost and "TECL 7.5" in lost

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from tecl_pipeline.adapters.aws.s3_journal import bucket_region_of
+from tecl_pipeline.adapters.journal_store import open_journal
+from tecl_pipeline.common.events import EventKind
 from tecl_pipeline.core.errors import RefusedToTrade
 from tecl_pipeline.harness.s3_faults import FaultProxy
 from tecl_pipeline.state.errors import (
@@ -20,8 +22,8 @@ from tecl_pipeline.state.errors import (
     JournalUnavailableError,
     JournalWriteError,
 )
+from tecl_pipeline.state.journal.base import JournalStore
 from tecl_pipeline.state.journal.records import MAX_RECORD_BYTES, encode_record
-from tecl_pipeline.state.journal.store import JournalStore, open_journal
 from tecl_pipeline_tests.state.moto_fixtures import Events, session_record
 
 # Registered here until tecl_pipeline_tests/conftest.py lists it; registering twice is harmless.
@@ -172,7 +174,7 @@ def test_same_key_written_twice_is_a_conflict_and_the_original_stays(
     assert [Path(error.spool_path)] == spooled(spool_dir)
 
     assert journal.replay_spool() == 0
-    assert journal_events.of("spool_conflict")
+    assert journal_events.of(EventKind.SPOOL_CONFLICT)
     assert spooled(spool_dir), "a conflicting record stays spooled for a person"
 
 
@@ -264,16 +266,16 @@ def test_access_denied_on_put_is_named_spooled_and_replayed_later(
     assert f"s3://{s3_bucket}/{PREFIX}/sessions/2024-03-04/" in message
     assert caught.value.action == "s3:PutObject" and caught.value.code == "AccessDenied"
     assert [Path(caught.value.spool_path)] == spooled(spool_dir)
-    assert journal_events.of("spooled")
+    assert journal_events.of(EventKind.SPOOLED)
     assert journal.records(D1) == []
 
     assert journal.replay_spool() == 0
-    assert journal_events.of("spool_replay_failed") and len(spooled(spool_dir)) == 1
+    assert journal_events.of(EventKind.SPOOL_REPLAY_FAILED) and len(spooled(spool_dir)) == 1
 
     fault_proxy.clear()
     assert journal.replay_spool() == 1
     assert spooled(spool_dir) == []
-    assert journal_events.of("replayed")
+    assert journal_events.of(EventKind.REPLAYED)
     assert journal.records(D1) == [record]
     assert denied.injected >= 2
 
@@ -345,7 +347,7 @@ def test_spool_is_capped_and_drops_the_oldest_with_an_event(
             journal.append(record)
 
     assert len(spooled(spool_dir)) == 2
-    dropped = journal_events.of("spool_dropped")
+    dropped = journal_events.of(EventKind.SPOOL_DROPPED)
     assert len(dropped) == 2 and "run-0" in dropped[0] and "run-1" in dropped[1]
     fault_proxy.clear()
     assert journal.replay_spool() == 2
@@ -376,8 +378,8 @@ def test_corrupted_objects_are_quarantined_not_deleted_and_reads_go_on(
     assert journal.records(D1) == [good]
 
     assert sorted(journal.quarantined) == sorted(f"s3://{s3_bucket}/{key}" for key in bad)
-    assert len(journal_events.of("quarantine")) == 3
-    assert all("quarantined to" in message for message in journal_events.of("quarantine"))
+    assert len(journal_events.of(EventKind.QUARANTINE)) == 3
+    assert all("quarantined to" in message for message in journal_events.of(EventKind.QUARANTINE))
     for key, body in bad.items():
         copy = key.replace(f"{PREFIX}/sessions/", f"{PREFIX}/quarantine/sessions/")
         stored = moto_s3.get_object(Bucket=s3_bucket, Key=copy)
@@ -385,7 +387,7 @@ def test_corrupted_objects_are_quarantined_not_deleted_and_reads_go_on(
         assert stored["ServerSideEncryption"] == "AES256"
     assert keys(moto_s3, s3_bucket, f"{folder}/") == [f"{folder}/20240304T210000000000Z-run-a.json"]
     assert journal.latest(D1) == good
-    assert len(journal_events.of("quarantine")) == 3  # moved once, not again on every read
+    assert len(journal_events.of(EventKind.QUARANTINE)) == 3  # moved once, not again on every read
 
 
 def test_quarantine_never_deletes_what_it_could_not_copy(
@@ -400,7 +402,7 @@ def test_quarantine_never_deletes_what_it_could_not_copy(
     fault_proxy.inject("DeleteObject", "access_denied")
 
     assert journal.records(D1) == []
-    assert "could NOT be quarantined" in journal_events.of("quarantine")[0]
+    assert "could NOT be quarantined" in journal_events.of(EventKind.QUARANTINE)[0]
     assert keys(moto_s3, s3_bucket) == [key]
 
     fault_proxy.clear()
@@ -408,8 +410,8 @@ def test_quarantine_never_deletes_what_it_could_not_copy(
     assert journal.records(D1) == []
     copy = f"{PREFIX}/quarantine/sessions/2024-03-04/20240304T220000000000Z-garbage.json"
     assert keys(moto_s3, s3_bucket) == sorted([copy, key])
-    assert "original could not be removed" in journal_events.of("quarantine")[1]
-    assert "s3:DeleteObject" in journal_events.of("quarantine")[1]
+    assert "original could not be removed" in journal_events.of(EventKind.QUARANTINE)[1]
+    assert "s3:DeleteObject" in journal_events.of(EventKind.QUARANTINE)[1]
 
     assert journal.records(D1) == []
     assert len(fault_proxy.requests("CopyObject")) == 2  # the denied one and one real copy
@@ -598,7 +600,7 @@ def test_errors_never_carry_credentials(s3_bucket, spool_dir, fault_proxy, journ
         with pytest.raises((JournalUnavailableError, JournalWriteError)) as caught:
             attempt()
         messages.append(repr(caught.value) + str(caught.value.__cause__))
-    messages += [message for _, message in journal_events.seen]
+    messages += [event.message for event in journal_events.seen]
     assert messages and not [m for m in messages if secret in m]
 
 

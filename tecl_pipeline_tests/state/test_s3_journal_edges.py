@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 
 from tecl_pipeline.adapters.aws.s3_journal import S3Journal
+from tecl_pipeline.adapters.journal_store import open_journal
+from tecl_pipeline.common.events import EventKind
 from tecl_pipeline.harness.s3_faults import FaultProxy
 from tecl_pipeline.state.errors import JournalUnavailableError
-from tecl_pipeline.state.journal.store import JournalStore, open_journal
+from tecl_pipeline.state.journal.base import JournalStore
 from tecl_pipeline_tests.state.moto_fixtures import Events, session_record
 
 PREFIX = "tecl/edges"
@@ -104,7 +106,7 @@ def test_a_bad_object_another_reader_moved_first_is_not_reported(
 
     monkeypatch.setattr(S3Journal, "_read", read_then_moved)
     assert journal.records(D1) == []
-    assert journal.quarantined == [] and journal_events.of("quarantine") == []
+    assert journal.quarantined == [] and journal_events.of(EventKind.QUARANTINE) == []
     assert keys(moto_s3, s3_bucket) == []
 
 
@@ -135,7 +137,7 @@ def test_a_quarantine_that_cannot_look_at_the_object_leaves_it_and_says_so(
     fault_proxy.inject("HeadObject", "access_denied")
 
     assert journal.records(D1) == []
-    (message,) = journal_events.of("quarantine")
+    (message,) = journal_events.of(EventKind.QUARANTINE)
     assert "could NOT be quarantined" in message and "AccessDenied" in message
     assert keys(moto_s3, s3_bucket) == [GARBAGE]
     assert fault_proxy.requests("CopyObject") == [] and fault_proxy.requests("DeleteObject") == []

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tecl_pipeline.common.events import EventKind
 from tecl_pipeline.state.journal.spool import Spool
 from tecl_pipeline_tests.state.moto_fixtures import Events, session_record
 
@@ -61,7 +62,7 @@ def test_an_unreadable_file_that_cannot_be_moved_aside_is_reported_and_left(tmp_
 
     monkeypatch.setattr(os, "replace", read_only)
     assert Spool(folder, on_event=events).pending(LOCATION) == []
-    (message,) = events.of("quarantine")
+    (message,) = events.of(EventKind.QUARANTINE)
     assert str(bad) in message and "Read-only file system" in message and "left in place" in message
     assert bad.read_bytes() == b"{ not an entry"
     assert isinstance(bad, Path)

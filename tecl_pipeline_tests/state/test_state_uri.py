@@ -7,9 +7,9 @@ from pathlib import Path
 
 from dagster import DagsterInstance
 
+from tecl_pipeline.adapters.journal_store import open_journal
 from tecl_pipeline.config.settings import Settings
 from tecl_pipeline.definitions import build_definitions
-from tecl_pipeline.state.journal.store import open_journal
 
 SESSION = date(2026, 11, 24)
 

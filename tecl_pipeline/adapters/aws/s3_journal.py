@@ -28,18 +28,19 @@ from urllib.parse import urlsplit
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tecl_pipeline.common.endpoints import is_loopback
+from tecl_pipeline.common.events import EventSink
 from tecl_pipeline.state.errors import JournalUnavailableError
-from tecl_pipeline.state.journal.records import MAX_RECORD_BYTES, EventSink
-from tecl_pipeline.state.journal.spool import Spool
-from tecl_pipeline.state.journal.store import (
-    _check_spool,
-    _Exists,
-    _JournalBase,
-    _Missing,
-    _session_of,
-    _StoreFailed,
-    _utc_stamp,
+from tecl_pipeline.state.journal.base import (
+    JournalBase,
+    RecordExists,
+    RecordMissing,
+    StoreFailed,
+    check_spool,
+    session_of,
+    utc_stamp,
 )
+from tecl_pipeline.state.journal.records import MAX_RECORD_BYTES
+from tecl_pipeline.state.journal.spool import Spool
 
 SSE = "AES256"
 # The IAM action each call needs: what an operator must grant, so what messages name (A4).
@@ -107,7 +108,7 @@ def default_s3_client() -> Any:
     return boto3.session.Session().client("s3", config=client_config())
 
 
-class _S3Failed(_StoreFailed):
+class _S3Failed(StoreFailed):
     def __init__(
         self,
         action: str,
@@ -120,7 +121,7 @@ class _S3Failed(_StoreFailed):
         self.headers = headers or {}
 
 
-class S3Journal(_JournalBase):
+class S3Journal(JournalBase):
     _write_action = _IAM_ACTION["PutObject"]
 
     def __init__(
@@ -146,7 +147,7 @@ class S3Journal(_JournalBase):
         be written (create-only, encrypted), read back and removed; the spool is writable.
         Any failure: JournalUnavailableError naming action, resource and cause."""
         self._check_transport()
-        _check_spool(self._spool_required)
+        check_spool(self._spool_required)
         try:
             located = self._call("GetBucketLocation", None)
         except _S3Failed as exc:
@@ -165,7 +166,7 @@ class S3Journal(_JournalBase):
             )
         # Reads alone do not prove that today's record can be written (A4): probe it, under
         # its own prefix so that readers of sessions/ never see it.
-        probe = self._key(f"preflight/{_utc_stamp()}-{uuid.uuid4().hex}.json")
+        probe = self._key(f"preflight/{utc_stamp()}-{uuid.uuid4().hex}.json")
         body = json.dumps({"probe": probe}).encode()
         try:
             self._put(probe, body)
@@ -180,7 +181,7 @@ class S3Journal(_JournalBase):
                 )
         except _S3Failed as exc:
             raise self._unavailable(exc) from exc
-        except _Exists:
+        except RecordExists:
             pass  # a probe of that very name exists: whoever wrote it, the bucket is writable
         finally:
             self._forget(probe)
@@ -259,7 +260,7 @@ class S3Journal(_JournalBase):
             day
             for page in pages
             for common in page.get("CommonPrefixes", [])
-            if (day := _session_of(common["Prefix"].rstrip("/").rsplit("/", 1)[-1]))
+            if (day := session_of(common["Prefix"].rstrip("/").rsplit("/", 1)[-1]))
         ]
 
     def _session_refs(self, session: date) -> list[tuple[str, int | None]]:
@@ -282,7 +283,7 @@ class S3Journal(_JournalBase):
         key = self._key(ref)
         try:
             back, encryption = self._get(key)
-        except _Missing:
+        except RecordMissing:
             back, encryption = None, None
         if back != data:
             raise _S3Failed(
@@ -300,13 +301,13 @@ class S3Journal(_JournalBase):
         source = self._key(ref)
         head = self._head_or_none(source)
         if head is None:
-            raise _Missing(source)
+            raise RecordMissing(source)
         etag = head["ETag"]
         target = self._key(f"quarantine/{ref}")
         existing = self._head_or_none(target)
         if existing is not None and existing["ETag"] != etag:
             # A different bad object was quarantined under this name before: keep both.
-            target = self._key(f"quarantine/{ref}.{_utc_stamp()}")
+            target = self._key(f"quarantine/{ref}.{utc_stamp()}")
             existing = None
         if existing is None:
             try:
@@ -353,7 +354,7 @@ class S3Journal(_JournalBase):
             )
         except _S3Failed as exc:
             if exc.code == "PreconditionFailed":
-                raise _Exists(key) from None
+                raise RecordExists(key) from None
             raise
 
     def _get(self, key: str) -> tuple[bytes, str | None]:
@@ -367,7 +368,7 @@ class S3Journal(_JournalBase):
                 body.close()
         except _S3Failed as exc:
             if exc.code in ("NoSuchKey", "NotFound"):
-                raise _Missing(key) from None
+                raise RecordMissing(key) from None
             raise
         except BotoCoreError as exc:
             raise _S3Failed(

@@ -43,6 +43,7 @@ from tecl_pipeline.adapters.aws.secrets_errors import (
     SecretNotFoundError,
     SecretUnavailableError,
 )
+from tecl_pipeline.common.events import Event, EventKind, EventSink, Severity, emit
 from tecl_pipeline.common.retry import RetryPolicy, call_with_retry
 from tecl_pipeline.observability.redaction import Redactor
 from tecl_pipeline.trading.credentials import Credentials
@@ -50,13 +51,9 @@ from tecl_pipeline.trading.models import RetryableBrokerError
 
 log = logging.getLogger(__name__)
 
-# Event names passed to `on_event(name, message)`; the message never holds a secret value.
-EVENT_STALE_CACHE = "secret_stale_cache"  # unavailable, cached pair used (A6)
-EVENT_UNAVAILABLE = "secret_unavailable"  # unavailable, no usable cache: stopping (A6)
-EVENT_ACCESS_FAILURE = "secret_access_failure"  # definite refusal from AWS (S4, S7, A4)
-EVENT_MALFORMED = "secret_malformed"  # read, but not the expected JSON (C4)
-EVENT_ROTATION_OVERDUE = "secret_rotation_overdue"  # older than max_age (S1)
-EVENT_AGE_UNKNOWN = "secret_age_unknown"  # the age check itself could not be done (S1)
+_WARNINGS = frozenset(
+    {EventKind.SECRET_STALE_CACHE, EventKind.SECRET_ROTATION_OVERDUE, EventKind.SECRET_AGE_UNKNOWN}
+)
 
 DEFAULT_TTL = timedelta(minutes=15)
 DEFAULT_MAX_AGE = timedelta(days=90)
@@ -154,7 +151,7 @@ class SecretsManagerCredentials:
     and `describe_secret`); it is first touched by `get()` or `check_age()`, never here.
     `clock` must return timezone-aware datetimes; it times the cache and the secret's age.
     `grace` is how old a cached pair may be and still be used while Secrets Manager is
-    unavailable (default 2 x ttl). `on_event(name, message)` receives the `EVENT_*` names;
+    unavailable (default 2 x ttl). `on_event` receives an `Event` of a `SECRET_*` kind;
     an exception inside it is logged and otherwise ignored (C5).
     """
 
@@ -170,7 +167,7 @@ class SecretsManagerCredentials:
         sleep: Callable[[float], None] = time.sleep,
         retry: RetryPolicy = DEFAULT_RETRY,
         rng: random.Random | None = None,
-        on_event: Callable[[str, str], None] | None = None,
+        on_event: EventSink | None = None,
     ) -> None:
         if (
             not isinstance(secret_id, str)
@@ -226,10 +223,10 @@ class SecretsManagerCredentials:
             except _TransientSecretError as error:
                 return self._fall_back(error, cached, now, refresh=refresh)
             except SecretAccessError as error:
-                self._emit(EVENT_ACCESS_FAILURE, str(error), logging.ERROR)
+                self._emit(EventKind.SECRET_ACCESS_FAILURE, str(error))
                 raise
             except SecretMalformedError as error:
-                self._emit(EVENT_MALFORMED, str(error), logging.ERROR)
+                self._emit(EventKind.SECRET_MALFORMED, str(error))
                 raise
             self._cache = _Cached(credentials, now)
             return credentials
@@ -245,11 +242,10 @@ class SecretsManagerCredentials:
         cause = _describe(error)
         if cached is not None and not refresh and self._usable_when_stale(cached, now, self._grace):
             self._emit(
-                EVENT_STALE_CACHE,
+                EventKind.SECRET_STALE_CACHE,
                 f"Secrets Manager is unavailable for secret {self._secret_id!r} ({cause}); "
                 f"using the cached credentials read {_duration(now - cached.fetched_at)} ago "
                 f"(ttl {_duration(self._ttl)}, grace {_duration(self._grace)})",
-                logging.WARNING,
             )
             return cached.credentials
         if refresh and cached is not None:
@@ -270,7 +266,7 @@ class SecretsManagerCredentials:
             secret_id=self._secret_id,
             code=error.code,
         )
-        self._emit(EVENT_UNAVAILABLE, str(unavailable), logging.ERROR)
+        self._emit(EventKind.SECRET_UNAVAILABLE, str(unavailable))
         raise unavailable from error
 
     @staticmethod
@@ -293,23 +289,21 @@ class SecretsManagerCredentials:
             described = self._call("DescribeSecret")
         except _TransientSecretError as error:
             self._emit(
-                EVENT_AGE_UNKNOWN,
+                EventKind.SECRET_AGE_UNKNOWN,
                 f"could not check the rotation age of secret {self._secret_id!r}: "
                 f"{_describe(error)}",
-                logging.WARNING,
             )
             return None
         except SecretAccessError as error:
-            self._emit(EVENT_ACCESS_FAILURE, f"{error} (while checking its age)", logging.ERROR)
+            self._emit(EventKind.SECRET_ACCESS_FAILURE, f"{error} (while checking its age)")
             return None
         source = "LastRotatedDate" if described.get("LastRotatedDate") else "CreatedDate"
         stamp = described.get(source)
         if not isinstance(stamp, datetime):
             self._emit(
-                EVENT_AGE_UNKNOWN,
+                EventKind.SECRET_AGE_UNKNOWN,
                 f"secret {self._secret_id!r} has neither LastRotatedDate nor CreatedDate; "
                 "its rotation age is unknown",
-                logging.WARNING,
             )
             return None
         if stamp.tzinfo is None:
@@ -317,11 +311,10 @@ class SecretsManagerCredentials:
         age = max(self._now() - stamp, timedelta(0))
         if age > self._max_age:
             self._emit(
-                EVENT_ROTATION_OVERDUE,
+                EventKind.SECRET_ROTATION_OVERDUE,
                 f"secret {self._secret_id!r} was last rotated {age.days} days ago "
                 f"({source} {stamp.astimezone(UTC):%Y-%m-%d}), more than the "
                 f"{self._max_age.days} days allowed; rotate the Alpaca key",
-                logging.WARNING,
             )
         return age
 
@@ -447,16 +440,11 @@ class SecretsManagerCredentials:
         credentials = cached.credentials
         return Redactor.for_credentials(credentials.key_id, credentials.secret_key).redact(text)
 
-    def _emit(self, event: str, message: str, level: int) -> None:
-        log.log(level, "%s: %s", event, message)
-        if self._on_event is None:
-            return
-        try:
-            self._on_event(event, message)
-        except Exception:
-            # Alerting is best effort here: the caller still gets the credentials or the
-            # error that caused the event (C5).
-            log.exception("the on_event callback failed for %s", event)
+    def _emit(self, kind: EventKind, message: str) -> None:
+        # What stops the run (no credentials, or the secret refused or unreadable) is
+        # critical; a stale cache or an overdue or unknown rotation age is a warning.
+        severity = Severity.WARNING if kind in _WARNINGS else Severity.CRITICAL
+        emit(self._on_event, Event(kind, severity, "secrets manager", message), log)
 
 
 def _credentials_from(secret_id: str, response: Mapping[str, Any]) -> Credentials:

@@ -5,10 +5,7 @@ judged, exactly as it would by the other.
 """
 
 import json
-import logging
 import re
-import sys
-from collections.abc import Callable
 from datetime import UTC, date
 from decimal import Decimal
 from typing import Literal
@@ -22,11 +19,6 @@ SCHEMA_VERSION = 1
 # it whole into memory to find that out would be its own failure mode.
 MAX_RECORD_BYTES = 1024 * 1024
 
-EventSink = Callable[[str, str], None]
-"""on_event(kind, message): the alerting path (kinds: quarantine, spooled, spool_dropped,
-replayed, spool_conflict, spool_replay_failed, record_lost)."""
-
-_log = logging.getLogger(__name__)
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -96,17 +88,3 @@ def decode_record(data: bytes, *, session: date) -> SessionRecord:
         # Misfiled: trusting it would feed one session's positions to another.
         raise InvalidRecord(f"its session {record.session} is not the folder's {session}")
     return record
-
-
-def emit(on_event: EventSink | None, kind: str, message: str) -> None:
-    """Tell the alerting path; a failing sink must never fail the journal (C5)."""
-    # A replay is good news; everything else is something a person should look at.
-    _log.log(
-        logging.INFO if kind == "replayed" else logging.WARNING, "journal %s: %s", kind, message
-    )
-    if on_event is None:
-        return
-    try:
-        on_event(kind, message)
-    except Exception as exc:
-        print(f"journal event sink failed ({exc!r}); event was {kind}: {message}", file=sys.stderr)

@@ -6,6 +6,7 @@ with a `spool_dropped` event, so a long outage fills neither the disk nor the al
 with silence.
 """
 
+import logging
 import os
 import uuid
 from collections.abc import Callable
@@ -15,7 +16,10 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 
-from tecl_pipeline.state.journal.records import EventSink, SessionRecord, emit, record_name
+from tecl_pipeline.common.events import Event, EventKind, EventSink, Severity, emit
+from tecl_pipeline.state.journal.records import SessionRecord, record_name
+
+_log = logging.getLogger(__name__)
 
 DEFAULT_MAX_FILES = 500
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
@@ -114,9 +118,8 @@ class Spool:
             path, size = files.pop(0)
             path.unlink(missing_ok=True)
             total -= size
-            emit(
-                self._on_event,
-                "spool_dropped",
+            self._emit(
+                EventKind.SPOOL_DROPPED,
                 f"dropped the oldest spooled journal record {path} to stay within the "
                 f"spool cap ({self._max_files} files, {self._max_bytes} bytes) at "
                 f"{self.directory}; that record was never written to the journal",
@@ -129,18 +132,20 @@ class Spool:
             target_dir.mkdir(exist_ok=True, mode=0o700)
             os.replace(path, target)
         except OSError as exc:
-            emit(
-                self._on_event,
-                "quarantine",
+            self._emit(
+                EventKind.QUARANTINE,
                 f"spool file {path} is unreadable ({type(problem).__name__}) and could not "
                 f"be moved aside ({exc.strerror}); left in place",
             )
             return
-        emit(
-            self._on_event,
-            "quarantine",
+        self._emit(
+            EventKind.QUARANTINE,
             f"spool file {path} is unreadable ({type(problem).__name__}); moved to {target}",
         )
+
+    def _emit(self, kind: EventKind, message: str) -> None:
+        # Either way a journal record is missing or out of reach: a person must look (D1).
+        emit(self._on_event, Event(kind, Severity.CRITICAL, "journal", message), _log)
 
 
 def write_create_only(path: Path, data: bytes, *, mode: int = 0o644) -> None:
