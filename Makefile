@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 export TECL_STATE_URI ?= file://$(CURDIR)/.tecl/state
 
-.PHONY: install run test lint lint-infra browser format dev lock audit bench failure-report soak replay clean
+.PHONY: install run test lint lint-infra browser format dev lock audit bench failure-report failure-docs soak replay clean
 
 install: $(STAMP)
 
@@ -90,10 +90,15 @@ audit: install
 	$(BIN)/python deploy/audit.py --requirements requirements/dev.lock --pip-audit $(BIN)/pip-audit $(AUDIT_FLAGS)
 
 # Runs the tests that tecl_pipeline_tests/failure_modes/matrix.yaml maps to each failure mode
-# of ../shared/FAILURE_MODES.md, then prints ID | failure mode | result | tests; fails unless
+# of docs/failure-modes.md, then prints ID | failure mode | result | tests; fails unless
 # every failure mode passes.
 failure-report: install
 	$(BIN)/python -m tecl_pipeline_tests.failure_modes.report
+
+# Rewrites the "Tested by" section of docs/failure-modes.md from matrix.yaml (after an edit
+# there; test_failure_doc.py fails until it is run).
+failure-docs: install
+	$(BIN)/python -m tecl_pipeline_tests.failure_modes.failure_doc
 
 clean:
 	rm -rf $(VENV) .dagster .tecl .pytest_cache .ruff_cache .hypothesis .coverage .coverage.* .import_linter_cache .grimp_cache

@@ -368,6 +368,7 @@ def test_journal_broker_difference_after_trading_is_exit_3_naming_the_symbols(ru
     assert explain_result(run_daily(first), first).exit_code == EXIT_OK
     journal = LocalJournal(state_dir / "journal")
     record = journal.latest(first)
+    assert record is not None, f"no journal record for {first}"
     wrong = {s: q * 2 for s, q in record.positions.items()}
     journal.append(record.model_copy(update={"positions": wrong, "run_id": "tampered"}))
 
@@ -607,3 +608,22 @@ def test_the_projects_own_errors_read_as_sentences_whatever_module_defines_them(
     unknown = "POST /v2/orders: the request may have reached the broker but no answer arrived"
     assert describe(OutcomeUnknownError(unknown)) == unknown
     assert describe(KeyError("TECL")) == "KeyError: 'TECL'"
+
+
+def test_an_error_recorded_without_its_class_is_told_by_its_message():
+    """Dagster may record an error without a class name: the report still has the words,
+    and such an error is no refusal of untrusted input."""
+    from dagster_shared.error import SerializableErrorInfo
+
+    from tecl_pipeline.defs.run_report import error_cause, is_untrusted_input
+
+    cause = SerializableErrorInfo("the feed stopped at 2026-07-30\n", [], None)
+    wrapped = SerializableErrorInfo(
+        "dagster._core.errors.DagsterExecutionStepExecutionError: Error in step\n",
+        [],
+        "DagsterExecutionStepExecutionError",
+        cause=cause,
+    )
+
+    assert error_cause(wrapped) == "the feed stopped at 2026-07-30"
+    assert not is_untrusted_input(wrapped)

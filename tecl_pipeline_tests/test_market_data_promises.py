@@ -221,7 +221,12 @@ def broker(simulator: SimulatorServer) -> Iterator[AlpacaBroker]:
 
 
 def decision_prices(simulator: SimulatorServer, symbols: tuple[str, ...]) -> dict[str, Decimal]:
-    return {s: simulator.simulator.price(s) for s in symbols}
+    prices = {}
+    for symbol in symbols:
+        price = simulator.simulator.price(symbol)
+        assert price is not None, f"the simulator has no price for {symbol}"
+        prices[symbol] = price
+    return prices
 
 
 def test_a_symbol_the_plan_buys_but_does_not_hold_is_checked_before_any_order(broker, simulator):

@@ -499,11 +499,13 @@ def _scenario(draw: st.DrawFn) -> dict[str, object]:
 def test_property_plan_never_buys_more_than_cash_allows(scenario: dict[str, object]) -> None:
     """B7/T5: buys never cost more than cash + planned sell proceeds (exact arithmetic)."""
     plan = plan_rebalance(**scenario)  # type: ignore[arg-type]
-    cash = Fraction(scenario["cash"])  # type: ignore[arg-type]
+    available = scenario["cash"]
+    assert isinstance(available, D)
+    cash = Fraction(available)
     proceeds = sum(Fraction(o.qty) * Fraction(o.reference_price) for o in plan.sells)
     spent = sum(Fraction(o.qty) * Fraction(o.reference_price) for o in plan.buys)
     assert spent <= cash + proceeds
-    assert sum(o.cost_ceiling for o in plan.buys) <= scenario["cash"] + sum(
+    assert sum(o.cost_ceiling for o in plan.buys) <= available + sum(
         (o.qty * o.reference_price for o in plan.sells), D(0)
     )
 

@@ -277,7 +277,7 @@ def check_file(path: Path, tree: ast.Module, index: _Index) -> list[Problem]:
         name = _terminal_name(node.func)
         has_arguments = bool(node.args or node.keywords)
 
-        if dotted in NONDETERMINISTIC or (dotted or "").startswith("secrets."):
+        if dotted is not None and (dotted in NONDETERMINISTIC or dotted.startswith("secrets.")):
             if dotted.startswith("uuid.") and id(node) in names_only:
                 continue  # a unique resource name (a bucket, a secret): an identifier, no input
             problem(node, f"{dotted}() is not reproducible from a seed")
@@ -504,6 +504,8 @@ def test_hypothesis_runs_derandomized_and_prints_the_reproduction_blob():
     """R2 for property tests: the examples depend only on the test; a failure prints the
     `@reproduce_failure` line that replays it."""
     assert settings.get_current_profile_name() == "tecl"
-    assert settings.default.derandomize is True
-    assert settings.default.print_blob is True
-    assert settings.default.database is None
+    current = settings.default
+    assert current is not None
+    assert current.derandomize is True
+    assert current.print_blob is True
+    assert current.database is None

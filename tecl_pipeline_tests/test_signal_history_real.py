@@ -40,10 +40,10 @@ def evaluate_every_day(closes: pd.DataFrame, days: pd.Index) -> list[Decision]:
 
 
 def assert_same(history: pd.DataFrame, day: pd.Timestamp, decision: Decision) -> None:
-    row = history.loc[day]
-    assert row["leaf"] == decision.leaf, f"{day.date()}: {decision.reason}"
+    assert history.at[day, "leaf"] == decision.leaf, f"{day.date()}: {decision.reason}"
     expected = {h: decision.allocation.get(h, Decimal(0)) for h in HOLDINGS}
-    assert {h: row[h] for h in HOLDINGS} == expected, f"{day.date()}: {decision.reason}"
+    actual = {h: history.at[day, h] for h in HOLDINGS}
+    assert actual == expected, f"{day.date()}: {decision.reason}"
 
 
 def assert_weights_exact(history: pd.DataFrame) -> None:
@@ -117,7 +117,7 @@ def synthetic_closes(seed: int, rows: int = 2500) -> pd.DataFrame:
             returns += 0.08 * (rng.random(rows) < 0.08)
         columns[symbol] = 100 * np.exp(np.cumsum(returns))
     closes = pd.DataFrame(columns, index=days)
-    closes.iloc[: int(rng.integers(100, 400)), closes.columns.get_loc("KMLM")] = np.nan
+    closes.loc[closes.index[: int(rng.integers(100, 400))], "KMLM"] = np.nan
     return closes
 
 
@@ -171,7 +171,7 @@ def test_extra_columns_are_ignored_and_missing_universe_column_is_named() -> Non
 
 def test_gap_in_a_holding_is_refused() -> None:
     closes = synthetic_closes(5, rows=400)
-    closes.iloc[300, closes.columns.get_loc("BIL")] = np.nan
+    closes.loc[closes.index[300], "BIL"] = np.nan
     with pytest.raises(MarketDataError, match="BIL"):
         signal_history(closes)
 

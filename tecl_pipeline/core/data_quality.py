@@ -171,26 +171,29 @@ def _symbol_problems(
     view: _Calendar,
     splits: tuple[Split, ...],
 ) -> list[str]:
-    first, last = closes.first_valid_index(), closes.last_valid_index()
-    if first is None or last is None:
+    # By position: the first to the last priced row (dates are unique, see _frame_problems).
+    priced = np.flatnonzero(closes.notna().to_numpy())
+    if not priced.size:
         return [f"missing: no bars up to {session}"]
+    last = pd.DatetimeIndex(closes.index)[priced[-1]].date()
     problems = []
-    if last.date() < session:
-        problems.append(f"stale: latest bar is {last.date()}, expected session {session}")
-    span = slice(closes.index.get_loc(first), closes.index.get_loc(last) + 1)
+    if last < session:
+        problems.append(f"stale: latest bar is {last}, expected session {session}")
+    span = slice(int(priced[0]), int(priced[-1]) + 1)
     # A row that is no session exists only because some symbol has a bar there: reported
     # for that symbol as off the calendar, not as a missing price of every other one.
     bars = closes.iloc[span][view.on_calendar[span] | closes.iloc[span].notna().to_numpy()]
-    gaps = bars.index[bars.isna().to_numpy()]
+    dates = pd.DatetimeIndex(bars.index)
+    gaps = dates[bars.isna().to_numpy()]
     if len(gaps):
         problems.append(f"nan: no price on {gaps[0].date()} ({len(gaps)} NaN in all)")
     values = bars.to_numpy(dtype=float)
     bad = ~np.isnan(values) & ((values <= 0) | ~np.isfinite(values))
     if bad.any():
-        where = bars.index[bad][0].date()
+        where = dates[bad][0].date()
         problems.append(f"non_positive: price {values[bad][0]} on {where}")
     if len(bars) < warmup:
-        problems.append(f"too_short: {len(bars)} bars up to {last.date()}, needs {warmup}")
+        problems.append(f"too_short: {len(bars)} bars up to {last}, needs {warmup}")
     problems += _calendar_problems(bars, view)
     for found in (_implausible_jump(symbol, bars), _unadjusted_split(symbol, bars, splits)):
         if found:

@@ -119,9 +119,10 @@ def latest_indicators(closes: pd.DataFrame) -> dict[str, dict[str, float]]:
     not defined (too little history).
     """
     table = indicator_table(closes)
+    rows = table.loc[:, list(INDICATORS)].to_numpy(dtype=float)
     return {
-        str(symbol): {name: float(table.at[symbol, name]) for name in INDICATORS}
-        for symbol in table.index
+        str(symbol): {name: float(value) for name, value in zip(INDICATORS, row, strict=True)}
+        for symbol, row in zip(table.index, rows, strict=True)
     }
 
 
@@ -169,8 +170,8 @@ def _refuse(frame: pd.DataFrame, bad: np.ndarray, what: str) -> None:
     columns = np.flatnonzero(bad.any(axis=0))
     if columns.size:
         problems = [
-            f"{frame.columns[col]} " + what.format(day=_day(frame.index[bad[:, col].argmax()]))
-            for col in columns
+            f"{frame.columns[col]} " + what.format(day=_day(frame.index[int(bad[:, col].argmax())]))
+            for col in columns.tolist()
         ]
         raise MarketDataError("; ".join(problems))
 

@@ -15,7 +15,7 @@ from tecl_pipeline.core.outcomes import CHECKED, Outcome, metadata_text, outcome
 
 if TYPE_CHECKING:
     from dagster import ExecuteInProcessResult
-    from dagster._utils.error import SerializableErrorInfo
+    from dagster_shared.error import SerializableErrorInfo
 
     from tecl_pipeline.trading.execution import ExecutionReport
 
@@ -133,15 +133,19 @@ def error_cause(error: "SerializableErrorInfo | None") -> str:
     from tecl_pipeline.core.errors import project_exceptions
 
     chain = _error_chain(error)
-    cause = next((e for e in chain if not e.cls_name.startswith("Dagster")), None)
+    cause = next((e for e in chain if not (e.cls_name or "").startswith("Dagster")), None)
     cause = cause or (chain[-1] if chain else None)
     if cause is None:
         return "unknown error"
+    text = cause.message.strip()
+    name = cause.cls_name
+    if not name:  # an error recorded without its class: its message is all there is
+        return text or "unknown error"
     # SerializableErrorInfo.message is "[module.]ClassName: text" (format_exception_only).
-    text = re.sub(rf"^[\w.]*\b{re.escape(cause.cls_name)}: ", "", cause.message.strip())
-    if cause.cls_name in project_exceptions() and text:
+    text = re.sub(rf"^[\w.]*\b{re.escape(name)}: ", "", text)
+    if name in project_exceptions() and text:
         return text
-    return f"{cause.cls_name}: {text}" if text else cause.cls_name
+    return f"{name}: {text}" if text else name
 
 
 def is_untrusted_input(error: "SerializableErrorInfo | None") -> bool:
@@ -151,7 +155,8 @@ def is_untrusted_input(error: "SerializableErrorInfo | None") -> bool:
 
     own = project_exceptions()
     return any(
-        issubclass(own.get(e.cls_name, Exception), UntrustedInputError) for e in _error_chain(error)
+        e.cls_name is not None and issubclass(own.get(e.cls_name, Exception), UntrustedInputError)
+        for e in _error_chain(error)
     )
 
 

@@ -11,7 +11,7 @@ from tecl_pipeline.core.errors import MarketDataError
 REQUIRED_COLUMNS = ("date", "adj_close")
 
 
-def _cell(value: object) -> str:
+def _cell(value: str | float) -> str:
     """A CSV cell as the file has it: never a numpy repr such as np.float64(nan)."""
     return "(empty or NaN)" if pd.isna(value) else repr(str(value))
 

@@ -97,7 +97,7 @@ class FaultRule:
             raise FaultPlanError(f"status must be an HTTP status 100..599, got {self.status}")
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> FaultRule:
+    def from_json(cls, data: object) -> FaultRule:
         if not isinstance(data, Mapping):
             raise FaultPlanError(f"a fault rule must be a JSON object, got {data!r}")
         unknown = sorted(set(data) - _RULE_KEYS)
@@ -194,7 +194,7 @@ class FaultPlan:
         return cls(seed=0, rules=())
 
     @classmethod
-    def from_json(cls, payload: Mapping[str, Any]) -> FaultPlan:
+    def from_json(cls, payload: object) -> FaultPlan:
         if not isinstance(payload, Mapping):
             raise FaultPlanError("a fault plan must be a JSON object {seed, rules}")
         seed = payload.get("seed", 0)

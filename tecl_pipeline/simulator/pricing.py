@@ -86,7 +86,8 @@ class PriceBook:
         window = series.loc[pd.Timestamp(start) :]
         ratio = self.ratio(symbol)
         return [
-            DailyClose(stamp.date(), Decimal(str(value)) / ratio) for stamp, value in window.items()
+            DailyClose(stamp.date(), Decimal(str(value)) / ratio)
+            for stamp, value in zip(pd.DatetimeIndex(window.index), window.tolist(), strict=True)
         ]
 
     def close(self, symbol: str, session: date) -> Decimal | None:

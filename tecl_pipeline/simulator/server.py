@@ -129,7 +129,9 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server_version = "AlpacaSimulator/1.0"
     timeout = _IDLE_CONNECTION_SECONDS
-    server: _HTTPServer
+    # Narrower than BaseRequestHandler's BaseServer: socketserver hands each handler the
+    # _HTTPServer that accepted its connection, and nothing assigns the attribute after.
+    server: _HTTPServer  # pyright: ignore[reportIncompatibleVariableOverride]
 
     def do_GET(self) -> None:
         self._handle("GET")

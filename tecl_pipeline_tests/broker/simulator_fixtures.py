@@ -20,16 +20,35 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from uuid import UUID
 
 import pytest
 import requests
 from alpaca.data.historical import StockHistoricalDataClient
+from alpaca.data.models import BarSet, Trade
+from alpaca.data.requests import StockBarsRequest, StockLatestTradeRequest
+from alpaca.data.timeframe import TimeFrame, TimeFrameUnit
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, TimeInForce
-from alpaca.trading.models import Order
-from alpaca.trading.requests import MarketOrderRequest
+from alpaca.trading.models import (
+    Asset,
+    Calendar,
+    Clock,
+    Order,
+    Position,
+    TradeAccount,
+)
+from alpaca.trading.requests import (
+    CancelOrderResponse,
+    GetCalendarRequest,
+    GetOrderByIdRequest,
+    GetOrdersRequest,
+    MarketOrderRequest,
+    OrderRequest,
+)
 
 from tecl_pipeline.core.calendar import TradingCalendar
 from tecl_pipeline.marketdata.demo import DemoMarketData
@@ -38,6 +57,10 @@ from tecl_pipeline.simulator import BrokerSimulator, SimulatorServer
 SIM_SESSION = date(2026, 11, 24)
 SIM_KEY = "sim-key"
 SIM_SECRET = "sim-secret"
+# One bar per session. Not TimeFrame.Day: alpaca-py declares it a classproperty, which a
+# type checker sees as the descriptor, and TimeFrameUnit's members as plain str; the unit
+# looked up by its value is typed.
+DAILY = TimeFrame(1, TimeFrameUnit("Day"))
 
 
 class TimeoutSession(requests.Session):
@@ -47,9 +70,82 @@ class TimeoutSession(requests.Session):
         super().__init__()
         self.timeout = timeout
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def request(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("timeout", self.timeout)
-        return super().request(method, url, *args, **kwargs)
+        return super().request(*args, **kwargs)
+
+
+Model = TypeVar("Model")
+
+
+def _parsed(answer: object, model: type[Model]) -> Model:
+    """alpaca-py answers `model | RawData`; without raw_data (these clients) it is the model."""
+    assert isinstance(answer, model), f"expected {model.__name__}, got {type(answer).__name__}"
+    return answer
+
+
+def _parsed_list(answer: object, model: type[Model]) -> list[Model]:
+    assert isinstance(answer, list), f"expected a list of {model.__name__}, got {answer!r}"
+    return [_parsed(item, model) for item in answer]
+
+
+class ModelTradingClient(TradingClient):
+    """alpaca-py's TradingClient, typed as it behaves here: every answer is a parsed model
+    (its raw_data option is off), so a test reads `account.cash` without narrowing."""
+
+    def submit_order(self, order_data: OrderRequest) -> Order:
+        return _parsed(super().submit_order(order_data), Order)
+
+    def get_orders(self, filter: GetOrdersRequest | None = None) -> list[Order]:
+        return _parsed_list(super().get_orders(filter), Order)
+
+    def get_order_by_id(
+        self, order_id: UUID | str, filter: GetOrderByIdRequest | None = None
+    ) -> Order:
+        return _parsed(super().get_order_by_id(order_id, filter), Order)
+
+    def get_order_by_client_id(self, client_id: str) -> Order:
+        return _parsed(super().get_order_by_client_id(client_id), Order)
+
+    def cancel_orders(self) -> list[CancelOrderResponse]:
+        return _parsed_list(super().cancel_orders(), CancelOrderResponse)
+
+    def get_all_positions(self) -> list[Position]:
+        return _parsed_list(super().get_all_positions(), Position)
+
+    def get_open_position(self, symbol_or_asset_id: UUID | str) -> Position:
+        return _parsed(super().get_open_position(symbol_or_asset_id), Position)
+
+    def get_asset(self, symbol_or_asset_id: UUID | str) -> Asset:
+        return _parsed(super().get_asset(symbol_or_asset_id), Asset)
+
+    def get_clock(self) -> Clock:
+        return _parsed(super().get_clock(), Clock)
+
+    def get_account(self) -> TradeAccount:
+        return _parsed(super().get_account(), TradeAccount)
+
+    def get_calendar(self, filters: GetCalendarRequest | None = None) -> list[Calendar]:
+        return _parsed_list(super().get_calendar(filters), Calendar)
+
+
+class ModelDataClient(StockHistoricalDataClient):
+    """alpaca-py's StockHistoricalDataClient, typed as it behaves here (parsed models)."""
+
+    def get_stock_bars(self, request_params: StockBarsRequest) -> BarSet:
+        return _parsed(super().get_stock_bars(request_params), BarSet)
+
+    def get_stock_latest_trade(self, request_params: StockLatestTradeRequest) -> dict[str, Trade]:
+        answer = super().get_stock_latest_trade(request_params)
+        assert isinstance(answer, dict), f"expected trades by symbol, got {answer!r}"
+        return {str(symbol): _parsed(trade, Trade) for symbol, trade in answer.items()}
+
+
+def amount(value: Decimal | str | float | None) -> Decimal:
+    """A money or quantity field (of an alpaca-py model, or a simulator price) as Decimal;
+    the value must be there."""
+    assert value is not None, "the broker left the field out"
+    return Decimal(str(value))
 
 
 def _tune(client: Any, timeout: float, retries: bool) -> None:
@@ -66,8 +162,8 @@ def trading_client(
     secret: str = SIM_SECRET,
     timeout: float = 5.0,
     retries: bool = False,
-) -> TradingClient:
-    client = TradingClient(key, secret, paper=True, url_override=url)
+) -> ModelTradingClient:
+    client = ModelTradingClient(key, secret, paper=True, url_override=url)
     _tune(client, timeout, retries)
     return client
 
@@ -79,14 +175,14 @@ def data_client(
     secret: str = SIM_SECRET,
     timeout: float = 5.0,
     retries: bool = False,
-) -> StockHistoricalDataClient:
-    client = StockHistoricalDataClient(key, secret, url_override=url)
+) -> ModelDataClient:
+    client = ModelDataClient(key, secret, url_override=url)
     _tune(client, timeout, retries)
     return client
 
 
 def market_order(
-    client: TradingClient,
+    client: ModelTradingClient,
     symbol: str,
     qty: float,
     cid: str,
@@ -170,6 +266,7 @@ def simulator_process(tmp_path: Path) -> Iterator[str]:
         text=True,
     )
     try:
+        assert process.stdout is not None and process.stderr is not None
         first = process.stdout.readline()
         assert "listening on" in first, first + process.stderr.read()
         yield first.rsplit(" ", 1)[-1].strip()

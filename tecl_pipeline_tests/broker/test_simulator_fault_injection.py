@@ -9,6 +9,7 @@ seconds."""
 import contextlib
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -16,12 +17,12 @@ import requests
 from alpaca.common.exceptions import APIError
 from alpaca.data.enums import Adjustment
 from alpaca.data.requests import StockBarsRequest, StockLatestTradeRequest
-from alpaca.data.timeframe import TimeFrame
 from alpaca.trading.enums import OrderStatus, QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest
 from pydantic import ValidationError
 
 from tecl_pipeline_tests.broker.simulator_fixtures import (  # noqa: F401 (fixtures)
+    DAILY,
     data_client,
     market_order,
     set_sim_faults,
@@ -49,6 +50,11 @@ def api_error(call, *args) -> APIError:
     with pytest.raises(APIError) as caught:
         call(*args)
     return caught.value
+
+
+def response_headers(error: APIError) -> Mapping[str, str]:
+    assert error.response is not None, "alpaca-py kept no HTTP response for the error"
+    return error.response.headers
 
 
 def client(url: str, **kwargs):
@@ -102,7 +108,7 @@ def test_rate_limit_is_429_with_retry_after_and_an_exhausted_budget(simulator):
     broker = client(simulator.url)
     error = api_error(buy, broker, "limited-1")
     assert (error.status_code, error.code) == (429, 42910000)
-    headers = error.response.headers
+    headers = response_headers(error)
     assert headers["Retry-After"] == "7"
     assert (headers["X-RateLimit-Limit"], headers["X-RateLimit-Remaining"]) == ("200", "0")
     assert int(headers["X-RateLimit-Reset"]) > time.time() - 60
@@ -143,7 +149,7 @@ def test_maintenance_is_503_with_retry_after(simulator):
     faults(simulator.url, {"endpoint": "*", "kind": "maintenance", "retry_after": 30, "times": 1})
     error = api_error(client(simulator.url).get_clock)
     assert (error.status_code, error.code) == (503, 50310000)
-    assert error.response.headers["Retry-After"] == "30"
+    assert response_headers(error)["Retry-After"] == "30"
 
 
 def test_bad_gateway_html_is_not_json(simulator):
@@ -151,7 +157,7 @@ def test_bad_gateway_html_is_not_json(simulator):
     faults(simulator.url, {"endpoint": "GET /v2/account", "kind": "bad_gateway_html", "times": 1})
     error = api_error(client(simulator.url).get_account)
     assert error.status_code == 502
-    assert error.response.headers["Content-Type"].startswith("text/html")
+    assert response_headers(error)["Content-Type"].startswith("text/html")
     assert "<h1>502 Bad Gateway</h1>" in str(error)
     with pytest.raises(json.JSONDecodeError):
         _ = error.code
@@ -179,7 +185,9 @@ def test_error_body_on_market_data_is_not_data(simulator):
     """X4: alpaca-py finds no "bars" key in {"code", "message"} and raises a bare ValueError."""
     faults(simulator.url, {"endpoint": "GET /v2/stocks/bars", "kind": "error_body", "times": 1})
     request = StockBarsRequest(
-        symbol_or_symbols="SPY", timeframe=TimeFrame.Day, adjustment=Adjustment.ALL
+        symbol_or_symbols="SPY",
+        timeframe=DAILY,
+        adjustment=Adjustment.ALL,
     )
     with pytest.raises(ValueError, match="does not match any known keys"):
         data_client(simulator.url).get_stock_bars(request)
@@ -220,7 +228,9 @@ def test_error_body_under_200_does_not_parse_as_success(simulator):
         ),
         lambda url: data_client(url).get_stock_bars(
             StockBarsRequest(
-                symbol_or_symbols="SPY", timeframe=TimeFrame.Day, adjustment=Adjustment.ALL
+                symbol_or_symbols="SPY",
+                timeframe=DAILY,
+                adjustment=Adjustment.ALL,
             )
         ),
     ],

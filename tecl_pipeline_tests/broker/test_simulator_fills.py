@@ -13,6 +13,7 @@ from alpaca.trading.requests import GetOrdersRequest
 from tecl_pipeline.core.calendar import EXCHANGE_TZ
 from tecl_pipeline_tests.broker.simulator_fixtures import (  # noqa: F401 (fixtures)
     SIM_SESSION,
+    amount,
     set_sim_clock,
     sim_admin,
     sim_calendar,
@@ -45,7 +46,7 @@ def test_partial_fills_advance_one_chunk_per_read_and_filled_qty_is_cumulative(s
     for _ in range(4):
         current = client.get_order_by_id(placed.id)
         held = client.get_open_position("TECL").qty
-        cash = Decimal(client.get_account().cash)
+        cash = amount(client.get_account().cash)
         seen.append((current.status, current.filled_qty, held, cash))
     spent = [Decimal("100000") - (q * price).quantize(CENT) for q in (3, 6, 10)]
     assert seen == [
@@ -54,7 +55,7 @@ def test_partial_fills_advance_one_chunk_per_read_and_filled_qty_is_cumulative(s
         (OrderStatus.FILLED, "10", "10", spent[2]),
         (OrderStatus.FILLED, "10", "10", spent[2]),
     ]
-    assert Decimal(client.get_order_by_id(placed.id).filled_avg_price) == price
+    assert amount(client.get_order_by_id(placed.id).filled_avg_price) == price
 
 
 def test_partial_fills_also_advance_through_the_order_list_and_client_id_lookups(simulator):
@@ -134,12 +135,12 @@ def test_a_queued_order_works_in_partial_mode_once_the_session_opens(simulator):
 def test_partial_sells_credit_cash_per_chunk(simulator):
     client = trading_client(simulator.url)
     buy(client, "SPY", 4, "sell-setup")
-    cash_after_buy = Decimal(client.get_account().cash)
+    cash_after_buy = amount(client.get_account().cash)
     price = simulator.simulator.price("SPY")
     fills(simulator, "partial", steps=2)
     sold = buy(client, "SPY", 4, "sell-partial", side=OrderSide.SELL)
     client.get_order_by_id(sold.id)
-    assert Decimal(client.get_account().cash) == cash_after_buy + (2 * price).quantize(CENT)
+    assert amount(client.get_account().cash) == cash_after_buy + (2 * price).quantize(CENT)
     assert client.get_open_position("SPY").qty == "2"
     client.get_order_by_id(sold.id)
     assert client.get_all_positions() == []

@@ -14,14 +14,15 @@ from alpaca.common.exceptions import APIError
 from alpaca.data.enums import Adjustment
 from alpaca.data.models import Bar, BarSet, Trade
 from alpaca.data.requests import StockBarsRequest, StockLatestTradeRequest
-from alpaca.data.timeframe import TimeFrame
 from alpaca.trading.requests import MarketOrderRequest
 
 from tecl_pipeline.core.calendar import EXCHANGE_TZ
 from tecl_pipeline.core.universe import SYMBOLS
 from tecl_pipeline.marketdata.demo import DEMO_START, DemoMarketData
 from tecl_pipeline_tests.broker.simulator_fixtures import (  # noqa: F401 (fixtures)
+    DAILY,
     SIM_SESSION,
+    amount,
     data_client,
     set_sim_clock,
     sim_admin,
@@ -37,7 +38,7 @@ HEADERS = {"APCA-API-KEY-ID": "sim-key", "APCA-API-SECRET-KEY": "sim-secret"}
 def daily(symbols, start=None, end=None, **extra) -> StockBarsRequest:
     return StockBarsRequest(
         symbol_or_symbols=symbols,
-        timeframe=TimeFrame.Day,
+        timeframe=DAILY,
         start=start,
         end=end,
         adjustment=Adjustment.ALL,
@@ -69,7 +70,7 @@ def test_bars_parse_and_equal_the_market_data(simulator, sim_calendar):
     last = barset.data["TECL"][-1]
     assert last.timestamp == datetime(2026, 11, 24, tzinfo=EXCHANGE_TZ)  # midnight New York
     assert last.open == last.high == last.low == last.close == last.vwap
-    assert last.volume > 0 and last.trade_count > 0
+    assert last.volume > 0 and last.trade_count is not None and last.trade_count > 0
 
 
 def test_bars_are_stamped_midnight_new_york_in_utc(simulator):
@@ -101,9 +102,7 @@ def test_default_window_is_the_current_day(simulator):
 @pytest.mark.parametrize("adjustment", [Adjustment.RAW, Adjustment.SPLIT, None])
 def test_only_adjusted_bars_are_served(simulator, adjustment):
     """X2: the simulator refuses to serve unadjusted history (Alpaca's default is raw)."""
-    request = StockBarsRequest(
-        symbol_or_symbols="SPY", timeframe=TimeFrame.Day, adjustment=adjustment
-    )
+    request = StockBarsRequest(symbol_or_symbols="SPY", timeframe=DAILY, adjustment=adjustment)
     with pytest.raises(APIError) as caught:
         data_client(simulator.url).get_stock_bars(request)
     assert caught.value.status_code == 422
@@ -203,7 +202,7 @@ def test_split_keeps_adjusted_history_consistent_and_the_position_whole(simulato
     )
     before = data.get_stock_bars(daily("TECL", date(2026, 11, 1))).data["TECL"]
     position = trading.get_open_position("TECL")
-    equity = Decimal(trading.get_account().equity)
+    equity = amount(trading.get_account().equity)
 
     sim_admin(simulator.url, "/_sim/split", {"symbol": "TECL", "ratio": "2"})
 
@@ -212,8 +211,8 @@ def test_split_keeps_adjusted_history_consistent_and_the_position_whole(simulato
     split_position = trading.get_open_position("TECL")
     assert split_position.qty == "6"
     assert Decimal(split_position.avg_entry_price) == Decimal(position.avg_entry_price) / 2
-    assert abs(Decimal(trading.get_account().equity) - equity) <= Decimal("0.01")
-    assert simulator.simulator.price("TECL") == (Decimal(position.current_price) / 2).quantize(
+    assert abs(amount(trading.get_account().equity) - equity) <= Decimal("0.01")
+    assert simulator.simulator.price("TECL") == (amount(position.current_price) / 2).quantize(
         Decimal("0.01")
     )
     assert sim_state(simulator.url)["split_ratios"] == {"TECL": "2"}

@@ -26,6 +26,7 @@ from tecl_pipeline.simulator import BookFileError, BrokerSimulator, SimulatorSer
 from tecl_pipeline.simulator.wire import ApiError
 from tecl_pipeline_tests.broker.simulator_fixtures import (  # noqa: F401 (fixtures)
     SIM_SESSION,
+    amount,
     sim_calendar,
     trading_client,
 )
@@ -82,7 +83,7 @@ def test_two_simulators_on_one_book_see_each_others_orders_and_positions(sim_cal
     assert second.order(bought["id"]) == first.order(bought["id"])
     assert second.account()["cash"] == first.account()["cash"]
     assert Decimal(second.account()["cash"]) == Decimal(100000) - (
-        10 * first.price("TECL")
+        10 * amount(first.price("TECL"))
     ).quantize(CENT)
 
     sold = submit(second, "p-sell", "4", side="sell")
@@ -124,7 +125,7 @@ def test_partial_fill_progress_survives_across_simulators(sim_calendar, book):
     final = first.order_by_client_id("partial-1")
     assert (final["status"], final["filled_qty"]) == ("filled", "9")
     assert second.position("TECL")["qty"] == "9"
-    price = first.price("TECL")
+    price = amount(first.price("TECL"))
     assert Decimal(second.account()["cash"]) == Decimal(100000) - sum(
         ((3 * price).quantize(CENT) for _ in range(3)), Decimal(0)
     )
@@ -146,7 +147,7 @@ def test_cancel_expiry_splits_assets_and_account_are_shared_but_not_clock_faults
     assert second.order(kept["id"])["status"] == "expired"
     assert second.now == sim_calendar.decision_time(SIM_SESSION)  # the clock is per simulator
 
-    tecl = second.price("TECL")
+    tecl = amount(second.price("TECL"))
     first.split("TECL", 2)
     first.set_asset("SPY", halted=True)
     first.set_asset("NEWSYM", tradable=False)
@@ -427,6 +428,6 @@ def test_concurrent_submits_on_two_simulators_never_lose_an_order(sim_calendar, 
     for _, symbol, qty in placed:
         expected[symbol] = expected.get(symbol, Decimal(0)) + qty
     assert {s: Decimal(p["qty"]) for s, p in state["positions"].items()} == expected
-    spent = sum(((q * sims[0].price(s)).quantize(CENT) for _, s, q in placed), Decimal(0))
+    spent = sum(((q * amount(sims[0].price(s))).quantize(CENT) for _, s, q in placed), Decimal(0))
     assert Decimal(state["cash"]) == cash - spent
     assert on_disk(book)["version"] >= 1 + 2 * per_thread

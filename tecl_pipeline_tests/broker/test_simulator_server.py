@@ -289,6 +289,7 @@ def test_serve_prints_the_url_and_key_and_stops_on_ctrl_c():
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
+        assert process.stdout is not None and process.stderr is not None
         first = process.stdout.readline()
         assert "listening on http://127.0.0.1:" in first, process.stderr.read()
         url = first.rsplit(" ", 1)[1].strip()

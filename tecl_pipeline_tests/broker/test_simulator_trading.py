@@ -24,6 +24,7 @@ from alpaca.trading.requests import GetCalendarRequest, GetOrdersRequest
 from tecl_pipeline.core.calendar import EXCHANGE_TZ
 from tecl_pipeline_tests.broker.simulator_fixtures import (  # noqa: F401 (fixtures)
     SIM_SESSION,
+    amount,
     set_sim_clock,
     sim_admin,
     sim_calendar,
@@ -73,10 +74,10 @@ def test_account_follows_a_fill(simulator):
     order(client, "TECL", 10, "acct-1")
     account = client.get_account()
     cost = (10 * tecl).quantize(Decimal("0.01"))
-    assert Decimal(account.cash) == Decimal("100000") - cost
-    assert Decimal(account.buying_power) == Decimal(account.cash)
-    assert Decimal(account.long_market_value) == cost
-    assert Decimal(account.equity) == Decimal("100000")
+    assert amount(account.cash) == Decimal("100000") - cost
+    assert amount(account.buying_power) == amount(account.cash)
+    assert amount(account.long_market_value) == cost
+    assert amount(account.equity) == Decimal("100000")
 
 
 def test_clock_at_decision_time_is_open(simulator):
@@ -161,7 +162,7 @@ def test_positions_empty_then_one_after_a_buy(simulator):
     assert position.qty == single.qty == single.qty_available == "3"
     assert (
         Decimal(position.avg_entry_price)
-        == Decimal(position.current_price)
+        == amount(position.current_price)
         == price(simulator, "TECL")
     )
     assert position.side.value == "long"
@@ -178,7 +179,7 @@ def test_market_buy_fills_at_the_sessions_close(simulator):
     assert placed.status is OrderStatus.FILLED
     assert placed.client_order_id == "buy-1"
     assert (placed.qty, placed.filled_qty) == ("10", "10")
-    assert Decimal(placed.filled_avg_price) == tecl
+    assert amount(placed.filled_avg_price) == tecl
     assert placed.filled_at == ny(SIM_SESSION, 15, 45)
     assert placed.expires_at == ny(SIM_SESSION, 16)
     assert placed.symbol == "TECL" and placed.side is OrderSide.BUY
@@ -284,9 +285,7 @@ def test_open_buys_reserve_buying_power(simulator):
     order(client, "SPY", qty, "reserve-1")
     account = client.get_account()
     assert account.cash == "100000"
-    assert Decimal(account.buying_power) == Decimal("100000") - (qty * spy).quantize(
-        Decimal("0.01")
-    )
+    assert amount(account.buying_power) == Decimal("100000") - (qty * spy).quantize(Decimal("0.01"))
     error = refused(order, client, "SPY", qty, "reserve-2")
     assert error.message == "insufficient buying power"
 
@@ -300,7 +299,7 @@ def test_selling_more_than_held_is_403(simulator):
     sold = order(client, "BIL", 5, "bil-sell-ok", side=OrderSide.SELL)
     assert sold.status is OrderStatus.FILLED
     assert client.get_all_positions() == []
-    assert Decimal(client.get_account().cash) == Decimal("100000")
+    assert amount(client.get_account().cash) == Decimal("100000")
 
 
 def test_open_sells_hold_their_quantity(simulator):
@@ -325,7 +324,7 @@ def test_order_sent_while_closed_is_accepted_and_fills_at_the_next_open(simulato
     set_sim_clock(simulator.url, ny(NEXT_SESSION, 10))
     filled = client.get_order_by_id(queued.id)
     assert filled.status is OrderStatus.FILLED
-    assert Decimal(filled.filled_avg_price) == price(simulator, "TECL")
+    assert amount(filled.filled_avg_price) == price(simulator, "TECL")
     assert filled.expires_at == ny(NEXT_SESSION, 16)
 
 

@@ -40,7 +40,10 @@ def run_session(
 
 
 def materialized(result: ExecuteInProcessResult) -> set[str]:
-    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    return {
+        e.materialization.asset_key.to_user_string()
+        for e in result.get_asset_materialization_events()
+    }
 
 
 def stop_reasons(result: ExecuteInProcessResult) -> str:

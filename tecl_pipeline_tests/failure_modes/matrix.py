@@ -1,12 +1,12 @@
-"""The failure-mode matrix: FAILURE_MODES.md (beside the repo, in ../shared) lists every
-failure mode under a stable ID, and project_modes.md (next to this file) the project's own
-IDs (P1, P2, ...) for failure modes found after that list was written; matrix.yaml (next
-to this file) maps each ID to the pytest node ids (`path::test_name` or
-`path::TestClass::test_name`, without a `[param]` suffix) of the tests that inject that
-fault and assert its promise.
+"""The failure-mode matrix: docs/failure-modes.md is the project's list of every failure
+mode under a stable ID (the audit's IDs in ../shared/FAILURE_MODES.md, and P1, P2, ... for
+those the project found later); matrix.yaml (next to this file) maps each ID to the pytest
+node ids (`path::test_name` or `path::TestClass::test_name`, without a `[param]` suffix) of
+the tests that inject that fault and assert its promise.
 
-Used by test_matrix.py (which fails on an ID without tests, an unknown ID, or a test that
-does not exist) and by report.py (`make failure-report`).
+Used by test_matrix.py (which fails on an ID without tests, an unknown ID, a test that does
+not exist, or a document that lost an ID of the shared list), report.py
+(`make failure-report`) and failure_doc.py (`make failure-docs`).
 """
 
 from __future__ import annotations
@@ -22,16 +22,16 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 MATRIX_FILE = Path(__file__).with_name("matrix.yaml")
-PROJECT_MODES_FILE = Path(__file__).with_name("project_modes.md")
+FAILURE_DOC = REPO / "docs" / "failure-modes.md"
 SHARED_DIR_VAR = "TECL_SHARED_DIR"
 ID_PATTERN = re.compile(r"[TCBADSXRP][0-9]+")
 # The shared list never uses P: those IDs are the project's own.
 PROJECT_PREFIX = "P"
 
 
-def failure_modes_file() -> Path:
-    """FAILURE_MODES.md in the shared folder beside the repo; TECL_SHARED_DIR overrides the
-    folder (as TECL_SHARED_DATA does for the market data)."""
+def shared_list_file() -> Path:
+    """The audit's FAILURE_MODES.md in the shared folder beside the repo; TECL_SHARED_DIR
+    overrides the folder (as TECL_SHARED_DATA does for the market data)."""
     override = os.environ.get(SHARED_DIR_VAR)
     return (Path(override) if override else REPO.parent / "shared") / "FAILURE_MODES.md"
 
@@ -69,22 +69,31 @@ def parse_failure_modes(text: str) -> dict[str, FailureMode]:
     return modes
 
 
-def load_failure_modes(
-    path: Path | None = None, project_path: Path = PROJECT_MODES_FILE
-) -> dict[str, FailureMode]:
-    """The shared list's failure modes, then the project's own. Raises ValueError when the
-    shared list uses a project ID, the project list uses another, or an ID is in both."""
-    shared = parse_failure_modes((path or failure_modes_file()).read_text())
-    project = parse_failure_modes(project_path.read_text())
-    misplaced = [i for i in shared if i.startswith(PROJECT_PREFIX)] + [
-        f"{project_path.name}: {i}" for i in project if not i.startswith(PROJECT_PREFIX)
+def load_failure_modes(path: Path = FAILURE_DOC) -> dict[str, FailureMode]:
+    """The project's failure modes, in the document's order."""
+    return parse_failure_modes(path.read_text())
+
+
+def shared_list_problems(
+    shared: dict[str, FailureMode], documented: dict[str, FailureMode]
+) -> list[str]:
+    """How the project's list strays from the shared one: an ID of the shared list it lacks,
+    an ID outside the P range that the shared list does not have, or a P ID in the shared
+    list (those are the project's own)."""
+    problems = [
+        f"{i}: in the shared list, not in {FAILURE_DOC.name}" for i in shared if i not in documented
     ]
-    if misplaced:
-        raise ValueError(
-            f"IDs starting with {PROJECT_PREFIX} are the project's own and only those: "
-            + ", ".join(misplaced)
-        )
-    return shared | project
+    problems += [
+        f"{i}: not in the shared list, so it needs a {PROJECT_PREFIX} ID"
+        for i in documented
+        if not i.startswith(PROJECT_PREFIX) and i not in shared
+    ]
+    problems += [
+        f"{i}: the shared list uses a {PROJECT_PREFIX} ID, which are the project's own"
+        for i in shared
+        if i.startswith(PROJECT_PREFIX)
+    ]
+    return problems
 
 
 def load_matrix(path: Path = MATRIX_FILE) -> dict[str, object]:

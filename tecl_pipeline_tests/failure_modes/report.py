@@ -18,10 +18,9 @@ from collections.abc import Sequence
 import pytest
 
 from tecl_pipeline_tests.failure_modes.matrix import (
+    FAILURE_DOC,
     MATRIX_FILE,
     REPO,
-    SHARED_DIR_VAR,
-    failure_modes_file,
     load_failure_modes,
     load_matrix,
     node_problem,
@@ -100,21 +99,15 @@ def table(rows: list[tuple[str, str, str, list[str]]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     wanted = list(sys.argv[1:] if argv is None else argv)
     os.chdir(REPO)
-    path = failure_modes_file()
-    if not path.is_file():
-        print(f"FAILURE_MODES.md not found at {path} (set {SHARED_DIR_VAR})", file=sys.stderr)
-        return 2
-    modes = load_failure_modes(path)
+    modes = load_failure_modes()
     matrix = load_matrix()
     unknown = [w for w in wanted if w not in modes]
     if unknown:
-        print(f"not in FAILURE_MODES.md: {', '.join(unknown)}", file=sys.stderr)
+        print(f"not in {FAILURE_DOC.name}: {', '.join(unknown)}", file=sys.stderr)
         return 2
     chosen = [modes[w] for w in wanted] if wanted else list(modes.values())
     entries = {
-        mode.id: [str(n) for n in matrix.get(mode.id) or []]
-        if isinstance(matrix.get(mode.id), list)
-        else []
+        mode.id: [str(n) for n in listed] if isinstance(listed := matrix.get(mode.id), list) else []
         for mode in chosen
     }
     nodes = list(dict.fromkeys(n for ns in entries.values() for n in ns))

@@ -1,9 +1,10 @@
-"""Every failure mode in FAILURE_MODES.md has tests, and every test the matrix names exists.
+"""Every failure mode in docs/failure-modes.md has tests, and every test the matrix names
+exists.
 
-FAILURE_MODES.md lives beside the repo (../shared, or TECL_SHARED_DIR); matrix.yaml maps
-each of its IDs to the pytest node ids of the tests that inject that fault and assert the
-promise. A new failure mode without a test, a test renamed or deleted under the matrix, or
-an ID the document no longer has fails here, naming the ID and the test.
+matrix.yaml maps each ID of the document to the pytest node ids of the tests that inject
+that fault and assert the promise. A new failure mode without a test, a test renamed or
+deleted under the matrix, or an ID the document no longer has fails here, naming the ID and
+the test.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ from __future__ import annotations
 import pytest
 
 from tecl_pipeline_tests.failure_modes.matrix import (
+    FAILURE_DOC,
     MATRIX_FILE,
-    SHARED_DIR_VAR,
     FailureMode,
-    failure_modes_file,
     load_failure_modes,
     load_matrix,
     node_problem,
@@ -24,11 +24,8 @@ from tecl_pipeline_tests.failure_modes.matrix import (
 
 @pytest.fixture(scope="module")
 def modes() -> dict[str, FailureMode]:
-    path = failure_modes_file()
-    if not path.is_file():
-        pytest.skip(f"FAILURE_MODES.md not found at {path} (set {SHARED_DIR_VAR})")
-    found = load_failure_modes(path)
-    assert found, f"no failure-mode table rows found in {path}"
+    found = load_failure_modes()
+    assert found, f"no failure-mode table rows found in {FAILURE_DOC}"
     return found
 
 
@@ -38,7 +35,7 @@ def matrix() -> dict[str, object]:
 
 
 def test_every_failure_mode_has_tests(modes, matrix):
-    """Each ID of FAILURE_MODES.md has a non-empty list of tests in matrix.yaml."""
+    """Each ID of docs/failure-modes.md has a non-empty list of tests in matrix.yaml."""
     problems = []
     for mode in modes.values():
         entry = matrix.get(mode.id)
@@ -51,7 +48,7 @@ def test_every_failure_mode_has_tests(modes, matrix):
 
 def test_matrix_names_only_failure_modes_the_document_has(modes, matrix):
     unknown = sorted(set(matrix) - set(modes))
-    assert unknown == [], f"IDs in {MATRIX_FILE.name} but not in FAILURE_MODES.md: {unknown}"
+    assert unknown == [], f"IDs in {MATRIX_FILE.name} but not in {FAILURE_DOC.name}: {unknown}"
 
 
 def test_every_test_in_the_matrix_exists(matrix):
@@ -139,18 +136,3 @@ def test_an_existing_test_resolves():
         )
         is None
     )
-
-
-def test_project_ids_stay_apart_from_the_shared_list(tmp_path):
-    shared = tmp_path / "FAILURE_MODES.md"
-    project = tmp_path / "project_modes.md"
-    shared.write_text(SAMPLE)
-    project.write_text("| ID | failure mode | promise |\n|---|---|---|\n| P1 | a | b |\n")
-    assert list(load_failure_modes(shared, project)) == ["T1", "T2", "R1", "P1"]
-    project.write_text("| ID | failure mode | promise |\n|---|---|---|\n| T9 | a | b |\n")
-    with pytest.raises(ValueError, match=r"project_modes\.md: T9"):
-        load_failure_modes(shared, project)
-    shared.write_text(SAMPLE.replace("| T2 |", "| P2 |"))
-    project.write_text("| ID | failure mode | promise |\n|---|---|---|\n")
-    with pytest.raises(ValueError, match="P2"):
-        load_failure_modes(shared, project)
