@@ -166,9 +166,8 @@ def open_instance() -> Iterator["DagsterInstance"]:
     """The DAGSTER_HOME instance; a dagster.yaml Dagster cannot read is a configuration
     error naming the file, not a traceback."""
     import yaml
-    from dagster import DagsterInstance
-    from dagster._check import CheckError
-    from dagster._core.errors import DagsterError
+    from dagster import DagsterError, DagsterInstance
+    from dagster_shared.check import CheckError
 
     from tecl_pipeline.config.settings import ConfigError
 

@@ -15,7 +15,7 @@ from tecl_pipeline.core.outcomes import CHECKED, Outcome, metadata_text, outcome
 
 if TYPE_CHECKING:
     from dagster import ExecuteInProcessResult
-    from dagster._utils.error import SerializableErrorInfo
+    from dagster_shared.error import SerializableErrorInfo
 
     from tecl_pipeline.trading.execution import ExecutionReport
 
