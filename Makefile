@@ -46,12 +46,15 @@ browser:
 
 # The coverage gate (R7): line coverage of tecl_pipeline, subprocesses included (the `tecl`
 # CLI, the simulator), must be at least 90%; config in pyproject.toml [tool.coverage.*].
+# `dg check defs` first: a code location that does not load fails in seconds, not after the
+# suite.
 test: lint lint-infra browser
+	$(BIN)/dg check defs
 	$(BIN)/python -m pytest --cov=tecl_pipeline --cov-report=term:skip-covered --cov-fail-under=90 --durations=25
 
 dev: install
 	$(BIN)/python -c 'from tecl_pipeline.app.cli import ensure_dagster_home; ensure_dagster_home()'
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/dg dev
 
 # Re-resolve both lock files (needs the package index); `make install` never does this. The
 # dev lock is resolved under the runtime one, so the two agree on every shared version.
