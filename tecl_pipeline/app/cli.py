@@ -255,16 +255,16 @@ def _silent_console() -> "Definitions":
     is the one line it prints. Dagster's own console logger would print the project's lines
     too (python_logs in dagster.yaml hands them to the run's loggers), at any threshold for
     a critical alert; the run's event log keeps them all."""
-    from dagster import Definitions, InitLoggerContext, logger
+    from dagster import Definitions, InitLoggerContext, LoggerDefinition
 
-    @logger(description="prints nothing: `tecl run` prints its own report")
     def silent(_context: InitLoggerContext) -> logging.Logger:
         # Made, not fetched with getLogger: no other code sees or configures it.
         nothing = logging.Logger("tecl run")
         nothing.addHandler(logging.NullHandler())
         return nothing
 
-    return Definitions(loggers={"console": silent})
+    console = LoggerDefinition(silent, description="prints nothing: `tecl run` prints its report")
+    return Definitions(loggers={"console": console})
 
 
 def run_session(
