@@ -53,7 +53,7 @@ LOAD_RUNS = 5
 MEMORY_RUNS = 3
 # "Flat" per-session time: within this factor of the 1x figure (caches, allocator, noise).
 FLAT_WITHIN = 1.5
-# What loading the code location means for `dagster dev` or a code server: the repository.
+# What loading the code location means for `dg dev` or a code server: the repository.
 LOAD_SCRIPT = "import tecl_pipeline.definitions as d; d.defs.get_repository_def()"
 
 

@@ -12,18 +12,13 @@ from tecl_pipeline.defs.partitions import PARTITIONS_START, session_partitions
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_dagster_definitions_validate(tmp_path):
-    """C1/A1: `dagster definitions validate -w workspace.yaml` passes on the embedded defaults."""
+def test_dg_check_defs_passes(tmp_path):
+    """C1/A1: `dg check defs` (the project of pyproject.toml [tool.dg]) passes on the embedded
+    defaults."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TECL_")}
     env["DAGSTER_HOME"] = str(tmp_path)
     done = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "dagster"),
-            "definitions",
-            "validate",
-            "-w",
-            "workspace.yaml",
-        ],
+        [str(Path(sys.executable).parent / "dg"), "check", "defs"],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -141,7 +141,8 @@ def _session_runs(base_url: str) -> list[dict]:
 
 @pytest.fixture
 def webserver(tmp_path: Path) -> Iterator[str]:
-    """`dagster-webserver` for workspace.yaml in demo mode, on a free loopback port."""
+    """`dagster-webserver` for the project's code location (pyproject.toml [tool.dg]) in demo
+    mode, on a free loopback port."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text(DAGSTER_YAML)
@@ -162,7 +163,7 @@ def webserver(tmp_path: Path) -> Iterator[str]:
     executable = Path(sys.executable).parent / "dagster-webserver"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [str(executable), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
+            [str(executable), "-h", "127.0.0.1", "-p", str(port)],
             cwd=REPO,
             env=env,
             stdout=log,

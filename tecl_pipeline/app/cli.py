@@ -28,11 +28,12 @@ from tecl_pipeline.defs.run_report import (
     EXIT_USAGE,
     RunOutcome,
 )
+from tecl_pipeline.observability.logs import LOGGER_NAME
 
 T = TypeVar("T")
 
 if TYPE_CHECKING:
-    from dagster import DagsterInstance, DagsterInvalidConfigError
+    from dagster import DagsterInstance, DagsterInvalidConfigError, Definitions
 
     from tecl_pipeline.config.settings import Settings
     from tecl_pipeline.observability.alerts import Alerter
@@ -137,8 +138,17 @@ def _parser() -> argparse.ArgumentParser:
 
 # Above every level: no log record on stderr (a failing log file still falls back there).
 QUIET = logging.CRITICAL + 1
-# Local instance defaults: no telemetry from an offline trading machine.
-DAGSTER_YAML = "telemetry:\n  enabled: false\n"
+# The local instance (`tecl run`, `make dev`): no telemetry from an offline trading machine;
+# the project's loggers feed each run's event log too, so a run's page in the UI shows their
+# lines beside the steps' own. Redaction comes first on those loggers (observability/logs.py),
+# so the event log gets masked text.
+DAGSTER_YAML = f"""\
+telemetry:
+  enabled: false
+python_logs:
+  managed_python_loggers:
+    - {LOGGER_NAME}
+"""
 
 
 def _dagster_home() -> Path:
@@ -166,9 +176,8 @@ def open_instance() -> Iterator["DagsterInstance"]:
     """The DAGSTER_HOME instance; a dagster.yaml Dagster cannot read is a configuration
     error naming the file, not a traceback."""
     import yaml
-    from dagster import DagsterInstance
-    from dagster._check import CheckError
-    from dagster._core.errors import DagsterError
+    from dagster import DagsterError, DagsterInstance
+    from dagster_shared.check import CheckError
 
     from tecl_pipeline.config.settings import ConfigError
 
@@ -241,12 +250,29 @@ def _off_the_main_thread(work: Callable[[], T]) -> T:
                 continue
 
 
+def _silent_console() -> "Definitions":
+    """A run console logger that prints nothing, for `tecl run` without --verbose: its stderr
+    is the one line it prints. Dagster's own console logger would print the project's lines
+    too (python_logs in dagster.yaml hands them to the run's loggers), at any threshold for
+    a critical alert; the run's event log keeps them all."""
+    from dagster import Definitions, InitLoggerContext, LoggerDefinition
+
+    def silent(_context: InitLoggerContext) -> logging.Logger:
+        # Made, not fetched with getLogger: no other code sees or configures it.
+        nothing = logging.Logger("tecl run")
+        nothing.addHandler(logging.NullHandler())
+        return nothing
+
+    console = LoggerDefinition(silent, description="prints nothing: `tecl run` prints its report")
+    return Definitions(loggers={"console": console})
+
+
 def run_session(
     session: date | None, *, verbose: bool = False, stop: "StopRequest | None" = None
 ) -> RunOutcome:
     # Imported here so that `tecl --help` answers at once and a bad setting is reported
     # as such, not as an import failure.
-    from dagster import DagsterInvalidConfigError
+    from dagster import DagsterInvalidConfigError, Definitions
 
     from tecl_pipeline.config.settings import ConfigError, Settings
     from tecl_pipeline.core.errors import RefusedToTrade
@@ -278,7 +304,10 @@ def run_session(
         )
         return RunOutcome(EXIT_REFUSED, "", str(exc))
     quiet = {"observability": {"stderr_level": stderr_level}}
-    job = build_definitions(settings, resource_config=quiet).resolve_job_def("daily_trading_job")
+    defs = build_definitions(settings, resource_config=quiet)
+    if not verbose:
+        defs = Definitions.merge(defs, _silent_console())
+    job = defs.resolve_job_def("daily_trading_job")
     with open_instance() as instance:
         why = stop() if stop is not None else None
         if why is not None:
@@ -293,9 +322,11 @@ def run_session(
                     instance=instance,
                     raise_on_error=False,
                     # The report below says what happened; the full event log is in the UI.
+                    # A logger runs only when the run config names it (else Dagster's own
+                    # console logger runs, at DEBUG).
                     run_config={
                         "loggers": {
-                            "console": {"config": {"log_level": "DEBUG" if verbose else "CRITICAL"}}
+                            "console": {"config": {"log_level": "DEBUG"}} if verbose else {}
                         }
                     },
                     resources={"stop_request": stop} if stop is not None else None,

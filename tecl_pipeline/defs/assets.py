@@ -130,7 +130,7 @@ def session_prices(closes: pd.DataFrame, symbols: tuple[str, ...]) -> dict[str, 
     return {s: round_price(to_decimal(float(last[s]), f"{s} close")) for s in symbols}
 
 
-@asset(group_name=GROUP, partitions_def=session_partitions, compute_kind="pandas")
+@asset(group_name=GROUP, partitions_def=session_partitions, kinds={"pandas"})
 def market_data(
     context: AssetExecutionContext,
     market_data_source: MarketDataResource,
@@ -161,7 +161,7 @@ def market_data(
     )
 
 
-@asset(group_name=GROUP, partitions_def=session_partitions, compute_kind="pandas")
+@asset(group_name=GROUP, partitions_def=session_partitions, kinds={"pandas"})
 def indicators(
     context: AssetExecutionContext,
     market_data: pd.DataFrame,
@@ -185,7 +185,7 @@ def indicators(
     )
 
 
-@asset(group_name=GROUP, partitions_def=session_partitions, compute_kind="python")
+@asset(group_name=GROUP, partitions_def=session_partitions, kinds={"python"})
 def signal(
     context: AssetExecutionContext,
     indicators: pd.DataFrame,
@@ -209,7 +209,7 @@ def signal(
     )
 
 
-@asset(group_name=GROUP, partitions_def=session_partitions, compute_kind="python")
+@asset(group_name=GROUP, partitions_def=session_partitions, kinds={"python", "alpaca"})
 def target_allocation(
     context: AssetExecutionContext,
     signal: Decision,
@@ -343,7 +343,7 @@ def _what_the_broker_has(client: Broker, session: date) -> str:
     return "; ".join(parts)
 
 
-@asset(group_name=GROUP, partitions_def=session_partitions, compute_kind="broker")
+@asset(group_name=GROUP, partitions_def=session_partitions, kinds={"python", "alpaca"})
 def executed_orders(
     context: AssetExecutionContext,
     target_allocation: TargetAllocation,
@@ -419,7 +419,7 @@ def executed_orders(
     )
 
 
-@asset(group_name=GROUP, partitions_def=session_partitions, compute_kind="broker")
+@asset(group_name=GROUP, partitions_def=session_partitions, kinds={"python", "alpaca"})
 def post_trade_positions(
     context: AssetExecutionContext,
     executed_orders: ExecutionReport,

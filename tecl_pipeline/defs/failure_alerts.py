@@ -20,7 +20,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dagster import (
     AssetCheckEvaluation,
@@ -31,8 +30,8 @@ from dagster import (
     DagsterRun,
     HookContext,
     HookDefinition,
+    HookExecutionResult,
 )
-from dagster._core.definitions.events import HookExecutionResult
 
 from tecl_pipeline.core.outcomes import Outcome, outcome_of
 from tecl_pipeline.defs.partitions import PARTITION_TAG, session_of
@@ -40,21 +39,17 @@ from tecl_pipeline.defs.run_report import error_cause
 from tecl_pipeline.observability.alerts import Alert
 from tecl_pipeline.state.locks import exclusive
 
-if TYPE_CHECKING:
-    from dagster._core.execution.plan.objects import StepFailureData
-
 RUN_ALERTED_TAG = "tecl/run_failure_alerted"
 """Set on a run once its failure alert is sent; its value says which route sent it."""
 HOOK_NAME = "run_failure_alert_hook"
 LOCK_NAME = "run-failure-alerts.lock"
 
 
-def step_failure_reason(
-    failure: "StepFailureData", checks: Sequence[AssetCheckEvaluation] = ()
-) -> str:
-    """Why a step failed, in words: a refusal's own description, the failed blocking
-    checks' descriptions, else the exception under Dagster's wrappers."""
-    user = failure.user_failure_data
+def step_failure_reason(failure: DagsterEvent, checks: Sequence[AssetCheckEvaluation] = ()) -> str:
+    """Why a step failed (a STEP_FAILURE event), in words: a refusal's own description, the
+    failed blocking checks' descriptions, else the exception under Dagster's wrappers."""
+    data = failure.step_failure_data
+    user = data.user_failure_data
     if user is not None and user.description:
         return user.description
     failed = [
@@ -62,7 +57,7 @@ def step_failure_reason(
         for c in checks
         if not c.passed and c.severity == AssetCheckSeverity.ERROR
     ]
-    return "; ".join(failed) if failed else error_cause(failure.error)
+    return "; ".join(failed) if failed else error_cause(data.error)
 
 
 def failed_steps(events: Iterable[DagsterEvent]) -> list[str]:
@@ -73,7 +68,7 @@ def failed_steps(events: Iterable[DagsterEvent]) -> list[str]:
         if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
             checks[event.step_key].append(event.asset_check_evaluation_data)
     return [
-        f"{event.step_key}: {step_failure_reason(event.step_failure_data, checks[event.step_key])}"
+        f"{event.step_key}: {step_failure_reason(event, checks[event.step_key])}"
         for event in events
         if event.is_step_failure
     ]

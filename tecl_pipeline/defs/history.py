@@ -35,10 +35,6 @@ from dagster import (
     asset,
     define_asset_job,
 )
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from tecl_pipeline.core.backtest import (
     BENCHMARKS,
@@ -63,6 +59,11 @@ GROUP: Final = "history"
 HISTORY_DB: Final = "history.sqlite"
 BACKTEST_PNG: Final = "backtest.png"
 HISTORY_JOB: Final = "signal_history_job"
+# The tags of a single run over a range of partitions, as the UI's single-run backfill sets
+# them: the values of Dagster's ASSET_PARTITION_RANGE_START_TAG / _END_TAG in
+# dagster/_core/storage/tags.py, which Dagster does not export.
+PARTITION_RANGE_START_TAG: Final = "dagster/asset_partition_range_start"
+PARTITION_RANGE_END_TAG: Final = "dagster/asset_partition_range_end"
 # The earliest year any supported data set has a signal: the demo data start 2019-01-02 and
 # are warm 250 bars later, in late 2019. The real data (KMLM from December 2020) start
 # 2021-11-29, so their 2019 and 2020 partitions materialize with zero rows.
@@ -143,7 +144,7 @@ with warnings.catch_warnings():
         group_name=GROUP,
         partitions_def=history_partitions,
         backfill_policy=BackfillPolicy.single_run(),
-        compute_kind="sqlite",
+        kinds={"pandas", "sqlite"},
         description=(
             "signal_history on every session with enough data, one row per session in "
             f"<local_dir>/{HISTORY_DB}, table `signals` (weights as exact decimal strings)."
@@ -155,7 +156,7 @@ with warnings.catch_warnings():
 @asset(
     group_name=GROUP,
     deps=[signal_history_table],
-    compute_kind="pandas",
+    kinds={"pandas"},
     description=(
         "The signal history backtested on adjusted closes against buy-and-hold TECL and SPY; "
         "figures, convention and plot in the metadata."
@@ -272,7 +273,7 @@ def run_backfill(
     began = time.perf_counter()
     result = job.execute_in_process(
         instance=instance,
-        tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
+        tags={PARTITION_RANGE_START_TAG: keys[0], PARTITION_RANGE_END_TAG: keys[-1]},
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )

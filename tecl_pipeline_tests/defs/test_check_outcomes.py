@@ -8,6 +8,8 @@ from datetime import date
 import pandas as pd
 import pytest
 from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey, DagsterInstance
+
+# Private: the check record's status (what the UI's Checks tab shows) has no public export.
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 DEMO_SESSION = date(2026, 11, 24)

@@ -5,8 +5,7 @@ Dagster's own queue logic on an instance built from the file's `concurrency` blo
 from pathlib import Path
 
 import yaml
-from dagster._core.storage.dagster_run import DagsterRun
-from dagster._core.test_utils import instance_for_test
+from dagster import DagsterRun, instance_for_test
 
 # Private, as in test_dagster_yaml: Dagster has no public API for the queue's tag limits.
 from dagster._utils.tags import TagConcurrencyLimitsCounter
