@@ -22,12 +22,14 @@ from tecl_pipeline.defs.partitions import CALENDAR
 from tecl_pipeline.marketdata import MarketDataSource
 from tecl_pipeline.marketdata.csv_source import CsvMarketData
 from tecl_pipeline.marketdata.demo import DEMO_SEED, DemoMarketData
+from tecl_pipeline.observability.redaction import Redactor
 from tecl_pipeline.trading.execution import ExecutionPolicy
 
 if TYPE_CHECKING:
     # Imported where used: the adapter and simulator pull in alpaca-py and HTTP machinery
     # that loading the definitions (A1) does not need.
     from tecl_pipeline.adapters.alpaca.broker import AlpacaBroker
+    from tecl_pipeline.observability.alerts import Alerter
     from tecl_pipeline.state.journal.store import JournalStore
     from tecl_pipeline.trading.credentials import Credentials, CredentialsProvider
 
@@ -46,16 +48,38 @@ def _now() -> datetime:
     return datetime.now().astimezone()
 
 
-class ObservabilityResource(ConfigurableResource):
-    """Structured, redacted JSON logs and the alert path of a run (D7, S2, X9).
+class AlertsResource(ConfigurableResource):
+    """Where alerts go: the log, the alert file (or <log_dir>/alerts.jsonl) and the webhook
+    (X9). Runs alert through it (via `ObservabilityResource`), and so do the sensors.
 
     The webhook URL is a credential (whoever holds it can post to the channel), so it
-    arrives as an EnvVar like the broker keys.
+    arrives as an EnvVar like the broker keys. The redactor knows the deployment's secret
+    values; it is built from the settings, never from config (S2).
     """
 
-    log_dir: str
+    log_dir: str | None = None
     alert_file: str | None = None
     webhook_url: str | None = None
+    redactor: ResourceDependency[Redactor]
+
+    def alerter(self) -> "Alerter":
+        """The alert path; cheap (a few sink objects), so built per use and nothing
+        survives between sensor ticks but their cursors."""
+        from tecl_pipeline.observability.alerts import build_alerter
+
+        return build_alerter(
+            self.redactor,
+            log_dir=None if self.log_dir is None else Path(self.log_dir),
+            alert_file=None if self.alert_file is None else Path(self.alert_file),
+            webhook_url=self.webhook_url,
+        )
+
+
+class ObservabilityResource(ConfigurableResource):
+    """Structured, redacted JSON logs and the alert path of a run (D7, S2, X9)."""
+
+    log_dir: str
+    alerts: ResourceDependency[AlertsResource]
     # Log records at this level and above are also written to stderr as JSON (a container's
     # log stream); `tecl run` raises it, since its stderr is one line for a person.
     stderr_level: int = logging.WARNING
@@ -64,18 +88,12 @@ class ObservabilityResource(ConfigurableResource):
     _context: Any = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        from tecl_pipeline.observability.alerts import (
-            ENV_ALERT_FILE,
-            ENV_WEBHOOK_URL,
-            alerter_from_env,
-        )
-        from tecl_pipeline.observability.logs import Redactor, configure_logging, log_context
+        from tecl_pipeline.observability.logs import configure_logging, log_context
 
-        redactor = Redactor.from_environ(os.environ)
-        log_dir = Path(self.log_dir)
-        configure_logging(log_dir, redactor=redactor, stderr_level=self.stderr_level)
-        sinks_env = {ENV_ALERT_FILE: self.alert_file or "", ENV_WEBHOOK_URL: self.webhook_url or ""}
-        self._alerter = alerter_from_env(sinks_env, redactor, log_dir)
+        configure_logging(
+            Path(self.log_dir), redactor=self.alerts.redactor, stderr_level=self.stderr_level
+        )
+        self._alerter = self.alerts.alerter()
         # Every line logged while the run uses this resource names the run and its session
         # (D7); steps run after resource set-up in the same context, and teardown undoes it.
         run = context.run

@@ -132,9 +132,7 @@ class World:
             from tecl_pipeline.definitions import build_definitions
 
             defs = build_definitions(
-                self.settings_for(market_dir),
-                self._environ,
-                resource_config=self._resource_config,
+                self.settings_for(market_dir), resource_config=self._resource_config
             )
             self._jobs[market_dir] = defs.resolve_job_def("daily_trading_job")
         return self._jobs[market_dir]

@@ -22,16 +22,13 @@ def run_session(
     settings: Settings,
     session: date,
     *,
-    environ: Mapping[str, str] | None = None,
     resources: Mapping[str, Mapping[str, Any]] | None = None,
     instance: DagsterInstance | None = None,
 ) -> ExecuteInProcessResult:
     """daily_trading_job for `session` with the deployment's resources for `settings`, some
     of their fields changed (e.g. {"broker": FAST_BROKER, "trading_policy": {...}}, as an
     operator would set them in the launchpad); never raises."""
-    defs = build_definitions(
-        settings, {} if environ is None else environ, resource_config=resources
-    )
+    defs = build_definitions(settings, resource_config=resources)
     return defs.resolve_job_def("daily_trading_job").execute_in_process(
         partition_key=session.isoformat(),
         instance=instance or DagsterInstance.ephemeral(),
@@ -73,3 +70,16 @@ def run_failure_alert(result: ExecuteInProcessResult, log_dir: Path) -> dict[str
     ]
     assert len(alerts) == 1, f"expected one run-failure alert for the run, got {alerts}"
     return alerts[0]
+
+
+def with_env_keys(settings: Settings) -> Settings:
+    """`settings` with the Alpaca pair and the secret values of this process's environment
+    (set by the test), as `Settings.read()` would carry them."""
+    read = Settings.read_alerting()
+    return settings.model_copy(
+        update={
+            "alpaca_api_key": read.alpaca_api_key,
+            "alpaca_secret_key": read.alpaca_secret_key,
+            "secret_values": read.secret_values,
+        }
+    )
