@@ -32,7 +32,12 @@ CONFIGURABLE = frozenset({"broker", "trading_policy", "observability"})
 def _alpaca_credentials(settings: Settings) -> dict[str, Any]:
     if settings.secret_id:
         # The id names the secret; the keys stay in Secrets Manager until a run needs them.
-        return {"secret_id": settings.secret_id}
+        return {
+            "secret_id": settings.secret_id,
+            "secrets_region": settings.aws_region,
+            "secrets_region_var": settings.aws_region_var,
+            "secrets_endpoint_url": settings.secrets_endpoint_url,
+        }
     return {
         "api_key": EnvVar(ENV_KEYS["alpaca_api_key"]),
         "secret_key": EnvVar(ENV_KEYS["alpaca_secret_key"]),

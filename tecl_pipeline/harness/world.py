@@ -104,7 +104,13 @@ class World:
         self.server.stop()
 
     def settings_for(self, market_dir: Path) -> Settings:
+        # Where the secret is, as the child processes' environment says (the AWS clients
+        # read the rest of it themselves).
+        aws = Settings.from_env(self._environ, cwd=self.work_dir)
         return Settings(
+            aws_region=aws.aws_region,
+            aws_region_var=aws.aws_region_var,
+            secrets_endpoint_url=aws.secrets_endpoint_url,
             data_dir=market_dir,
             state_uri=self._state_uri,
             broker_url=self.server.url,

@@ -1,7 +1,7 @@
-"""The resources' configuration edges: values that must be refused at use with the key
-named (A1), the alert path before and after setup (C5, S7), and credentials that a refresh
-re-reads from the environment (B4, X6). Nothing here does network I/O: adapters are built
-but not called."""
+"""The resources' configuration edges: values that must be refused when the resource is
+built, with the key named (A1, C4), the alert path before and after setup (C5, S7), and
+credentials that a refresh re-reads from the environment (B4, X6). Nothing here does
+network I/O: adapters are built but not called."""
 
 from datetime import date
 from decimal import Decimal
@@ -9,11 +9,13 @@ from decimal import Decimal
 import pytest
 
 from tecl_pipeline.adapters.alpaca.market_data import AlpacaMarketData
-from tecl_pipeline.config.settings import ConfigError
+from tecl_pipeline.config.settings import ConfigError, Settings
+from tecl_pipeline.definitions import build_definitions
 from tecl_pipeline.defs.resources import (
     BrokerResource,
     MarketDataResource,
     ObservabilityResource,
+    StateResource,
     TradingPolicyResource,
 )
 
@@ -118,21 +120,33 @@ def test_paper_mode_connects_to_the_configured_url_with_refreshable_env_credenti
     assert provider.get(refresh=True).key_id == "PKROTATED"
 
 
-def test_a_negative_retry_delay_is_a_config_error(tmp_path):
-    resource = broker(
-        tmp_path,
-        mode="paper",
-        url=LOOPBACK,
-        api_key="k",
-        secret_key="s",
-        retry_base_delay_seconds=-1.0,
-    )
+def test_a_negative_retry_delay_is_a_config_error_when_the_resource_is_built(tmp_path):
     with pytest.raises(ConfigError, match="retry_base_delay_seconds"):
-        resource.connect(date(2026, 11, 24))
+        broker(
+            tmp_path,
+            mode="paper",
+            url=LOOPBACK,
+            api_key="k",
+            secret_key="s",
+            retry_base_delay_seconds=-1.0,
+        )
 
 
 def test_the_embedded_demo_broker_needs_a_book_file(tmp_path):
-    resource = broker(tmp_path, mode="demo")
-    assert resource.embedded
+    assert broker(tmp_path, mode="demo", book_path=str(tmp_path / "account.json")).embedded
     with pytest.raises(ConfigError, match="book_path: the embedded demo broker needs a file"):
-        resource.connect(date(2026, 11, 24))
+        broker(tmp_path, mode="demo")
+
+
+def test_a_bad_resource_value_fails_when_the_definitions_load_in_one_line(tmp_path):
+    """C4: the values are checked as the deployment's resources are built, not when a step
+    first uses them; every problem is named on one line."""
+    settings = Settings(state_uri=tmp_path.as_uri())
+    bad = {"trading_policy": {"cash_reserve": "2", "max_price_gap": "wide"}}
+    with pytest.raises(ConfigError) as caught:
+        build_definitions(settings, resource_config=bad)
+    assert str(caught.value) == (
+        "cash_reserve: '2' must be below 1; max_price_gap: 'wide' is not a decimal number"
+    )
+    with pytest.raises(ConfigError, match=r"^state_uri: 'ftp://x' is neither"):
+        StateResource(state_uri="ftp://x", local_dir=str(tmp_path))

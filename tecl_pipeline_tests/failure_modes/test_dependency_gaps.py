@@ -174,7 +174,8 @@ def _paper(simulator, tmp_path: Path, monkeypatch, **changes) -> Settings:
         "log_dir": tmp_path / "logs",
         **changes,
     }
-    return Settings(**values)
+    # The keys, the secret's region and its endpoint as the deployment's environment says.
+    return with_env_keys(Settings(**values))
 
 
 @pytest.mark.parametrize("dependency", ["broker", "market data", "journal (S3)", "secrets"])

@@ -747,7 +747,7 @@ def test_factory_takes_the_region_from_the_arn():
 def test_import_and_construction_load_no_aws_sdk():
     """A1: importing the package and building a provider import neither boto3 nor botocore."""
     code = (
-        "import sys; from tecl_pipeline.secrets_provider import credentials_from_env; "
+        "import sys; from tecl_pipeline.adapters.secrets_provider import credentials_from_env; "
         "credentials_from_env({'TECL_SECRET_ID': 'x', 'AWS_REGION': 'us-east-1'}); "
         "print(','.join(m for m in ('boto3', 'botocore') if m in sys.modules))"
     )
