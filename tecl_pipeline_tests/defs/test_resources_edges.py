@@ -7,6 +7,7 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+from dagster import DagsterInstance
 
 from tecl_pipeline.adapters.alpaca.market_data import AlpacaMarketData
 from tecl_pipeline.config.settings import ConfigError, Settings
@@ -150,3 +151,25 @@ def test_a_bad_resource_value_fails_when_the_definitions_load_in_one_line(tmp_pa
     )
     with pytest.raises(ConfigError, match=r"^state_uri: 'ftp://x' is neither"):
         StateResource(state_uri="ftp://x", local_dir=str(tmp_path))
+
+
+def test_a_bad_launchpad_value_fails_the_run_before_any_step_naming_the_key(tmp_path):
+    """C4: a value set in the launchpad is checked as the run builds its resources: no step
+    runs, and the failure names the key and the rule."""
+    settings = Settings(state_uri=(tmp_path / "state").as_uri(), log_dir=tmp_path / "logs")
+    job = build_definitions(settings).resolve_job_def("daily_trading_job")
+
+    result = job.execute_in_process(
+        partition_key="2026-11-24",
+        instance=DagsterInstance.ephemeral(),
+        raise_on_error=False,
+        run_config={"resources": {"trading_policy": {"config": {"cash_reserve": "2"}}}},
+    )
+
+    assert not result.success
+    assert result.get_step_success_events() == []
+    [failure] = [e for e in result.all_events if e.event_type_value == "RESOURCE_INIT_FAILURE"]
+    assert (
+        "ConfigError: cash_reserve: '2' must be below 1"
+        in failure.event_specific_data.error.to_string()
+    )
