@@ -206,7 +206,7 @@ def bench_daily_run(data: Path) -> list[Result]:
         # One deployment, as on a trading machine: the same settings (so the instance keeps
         # one job snapshot), its state wiped before each run so that every run trades.
         deployment = root / "deployment"
-        job_def = build_definitions(settings_in(deployment, data), environ={}).resolve_job_def(JOB)
+        job_def = build_definitions(settings_in(deployment, data)).resolve_job_def(JOB)
         require(
             job_shape(noop_job) == job_shape(job_def),
             "bench/noop_job.py no longer has daily_trading_job's shape: update it",
@@ -269,7 +269,7 @@ def bench_daily_run(data: Path) -> list[Result]:
 
 def one_backfill(root: Path, data: Path, start: date, end: date) -> tuple[float, pd.DataFrame]:
     """`tecl backfill`'s fast path from an empty instance and an empty history table."""
-    defs = build_definitions(settings_in(root, data), environ={})
+    defs = build_definitions(settings_in(root, data))
     home = dagster_home(root)
     log = io.StringIO()
     began = time.perf_counter()

@@ -343,7 +343,7 @@ def test_unfilled_order_fails_the_post_trade_check_naming_the_residual(tmp_path,
 
     simulator.simulator.set_fill_mode("never")
     settings = Settings(state_uri=(tmp_path / "state").as_uri(), broker_url=simulator.url)
-    job = build_definitions(settings, environ={}).resolve_job_def("daily_trading_job")
+    job = build_definitions(settings).resolve_job_def("daily_trading_job")
     policy = {"config": {"fill_timeout_seconds": 0.3, "poll_interval_seconds": 0.1}}
 
     result = job.execute_in_process(

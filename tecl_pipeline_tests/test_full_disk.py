@@ -117,7 +117,7 @@ def test_a_full_disk_answers_500_and_keeps_the_old_account_whole(tmp_path, full_
 def _run(state_dir: Path) -> ExecuteInProcessResult:
     settings = Settings(state_uri=state_dir.as_uri())
     fast = {"broker": {"retry_base_delay_seconds": 0.01}}
-    definitions = build_definitions(settings, environ={}, resource_config=fast)
+    definitions = build_definitions(settings, resource_config=fast)
     return definitions.resolve_job_def("daily_trading_job").execute_in_process(
         partition_key=SESSION.isoformat(),
         instance=DagsterInstance.ephemeral(),

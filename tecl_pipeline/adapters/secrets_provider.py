@@ -1,12 +1,12 @@
-"""Choose where the Alpaca credentials come from, from the environment (C4, S5, A1, A5).
+"""Choose where the Alpaca credentials come from, from the deployment's values, keyed by the
+variables that set them so that every error names the one to fix (C4, S5, A1, A5).
 
 `TECL_SECRET_ID` set: a `SecretsManagerCredentials` over a boto3 client in the region from
 AWS_REGION / AWS_DEFAULT_REGION (or the secret's ARN), at TECL_SECRETS_ENDPOINT_URL when
-set (tests, VPC endpoints). Otherwise the plain environment variables (`EnvCredentials`).
+set (tests, VPC endpoints). Otherwise the ALPACA_* pair of `environ` (`EnvCredentials`).
 Nothing here touches the network or even imports boto3: the client is built on first use.
 """
 
-import os
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -14,22 +14,20 @@ from typing import Any
 from tecl_pipeline.adapters.aws.secrets_errors import SecretConfigError
 from tecl_pipeline.adapters.aws.secrets_manager import SecretsManagerCredentials
 from tecl_pipeline.common.endpoints import validate_endpoint
+from tecl_pipeline.config.settings import ENV_KEYS, REGION_VARS
 from tecl_pipeline.trading.credentials import CredentialsProvider, EnvCredentials
 
-SECRET_ID_VAR = "TECL_SECRET_ID"
-ENDPOINT_VAR = "TECL_SECRETS_ENDPOINT_URL"
-REGION_VARS = ("AWS_REGION", "AWS_DEFAULT_REGION")
+SECRET_ID_VAR = ENV_KEYS["secret_id"]
+ENDPOINT_VAR = ENV_KEYS["secrets_endpoint_url"]
 
 # Per attempt; the provider's retry policy bounds the whole read (20 s by default).
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 10.0
 
 
-def credentials_from_env(
-    environ: Mapping[str, str] = os.environ, **options: Any
-) -> CredentialsProvider:
-    """The credentials provider the environment asks for; `options` (ttl, max_age, grace,
-    clock, sleep, retry, rng, on_event) go to `SecretsManagerCredentials`.
+def credentials_from_env(environ: Mapping[str, str], **options: Any) -> CredentialsProvider:
+    """The credentials provider `environ` (variable -> value) asks for; `options` (ttl,
+    max_age, grace, clock, sleep, retry, rng, on_event) go to `SecretsManagerCredentials`.
 
     Raises `SecretConfigError` at once (no network) when the secret is configured but the
     region is missing or disagrees with the secret's ARN, or the endpoint is unsafe.

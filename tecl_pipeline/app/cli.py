@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from tecl_pipeline.config.settings import Settings
     from tecl_pipeline.observability.alerts import Alerter
+    from tecl_pipeline.observability.redaction import Redactor
     from tecl_pipeline.trading.stopping import StopRequest
 
 
@@ -153,7 +154,11 @@ python_logs:
 
 def _dagster_home() -> Path:
     """DAGSTER_HOME (default ./.dagster), checked: Dagster wants an absolute directory it can
-    write, and says so only as a traceback."""
+    write, and says so only as a traceback.
+
+    Read and defaulted in the environment here, not in `Settings`: Dagster itself reads the
+    variable, in this process and in every process it starts (the one read of the
+    environment outside config/)."""
     from tecl_pipeline.config.settings import ConfigError
 
     raw = os.environ.setdefault("DAGSTER_HOME", str(Path.cwd() / ".dagster"))
@@ -172,7 +177,7 @@ def _dagster_home() -> Path:
 
 
 @contextmanager
-def open_instance() -> Iterator["DagsterInstance"]:
+def open_instance(home: Path) -> Iterator["DagsterInstance"]:
     """The DAGSTER_HOME instance; a dagster.yaml Dagster cannot read is a configuration
     error naming the file, not a traceback."""
     import yaml
@@ -181,7 +186,7 @@ def open_instance() -> Iterator["DagsterInstance"]:
 
     from tecl_pipeline.config.settings import ConfigError
 
-    config = Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml"
+    config = home / "dagster.yaml"
     try:
         instance = DagsterInstance.get()
     # CheckError: Dagster's own checks of the file, e.g. YAML that is a list, or a storage
@@ -214,7 +219,7 @@ def ensure_dagster_home() -> Path:
             if not config.exists():
                 config.write_text(DAGSTER_YAML)
             if not ready.exists():
-                with open_instance():
+                with open_instance(home):
                     pass
                 ready.touch()
     except OSError as exc:
@@ -268,7 +273,11 @@ def _silent_console() -> "Definitions":
 
 
 def run_session(
-    session: date | None, *, verbose: bool = False, stop: "StopRequest | None" = None
+    session: date | None,
+    home: Path,
+    *,
+    verbose: bool = False,
+    stop: "StopRequest | None" = None,
 ) -> RunOutcome:
     # Imported here so that `tecl --help` answers at once and a bad setting is reported
     # as such, not as an import failure.
@@ -279,19 +288,17 @@ def run_session(
     from tecl_pipeline.definitions import build_definitions
     from tecl_pipeline.defs.partitions import CALENDAR, session_partitions
     from tecl_pipeline.defs.run_report import explain_result
-    from tecl_pipeline.defs.sensors.alerting import build_alerter
     from tecl_pipeline.observability.alerts import Alert
     from tecl_pipeline.observability.logs import Redactor, configure_logging
 
-    settings = Settings.from_env(os.environ, cwd=Path.cwd())
+    settings = Settings.read()
+    redactor = Redactor.for_settings(settings)
     # Without --verbose, stderr is the one line `tecl run` prints; the JSON log (this
     # process's alerts included) is in TECL_LOG_DIR.
     stderr_level = logging.WARNING if verbose else QUIET
-    configure_logging(
-        settings.logs_dir, redactor=Redactor.from_environ(os.environ), stderr_level=stderr_level
-    )
+    configure_logging(settings.logs_dir, redactor=redactor, stderr_level=stderr_level)
     # The alert sinks are settings too (TECL_ALERT_WEBHOOK_URL): checked before anything runs.
-    alerter = build_alerter()
+    alerter = _alerter(settings, redactor, settings.logs_dir)
     try:
         session = session or _default_session(settings)
         CALENDAR.require_session(session)
@@ -308,7 +315,7 @@ def run_session(
     if not verbose:
         defs = Definitions.merge(defs, _silent_console())
     job = defs.resolve_job_def("daily_trading_job")
-    with open_instance() as instance:
+    with open_instance(home) as instance:
         why = stop() if stop is not None else None
         if why is not None:
             # No run exists yet, so no run will alert: this process does.
@@ -372,12 +379,11 @@ def _default_session(settings: "Settings") -> date:
     from tecl_pipeline.core.calendar import EXCHANGE_TZ
     from tecl_pipeline.core.errors import UnknownSessionError
     from tecl_pipeline.core.universe import SYMBOLS
-    from tecl_pipeline.definitions import resources_for
+    from tecl_pipeline.defs.deployments import market_data_resource
     from tecl_pipeline.defs.partitions import CALENDAR
 
     if settings.mode is Mode.DEMO or settings.data_dir is not None:
-        source = resources_for(settings, os.environ)["market_data_source"]
-        return source.open(CALENDAR).latest_session(SYMBOLS)
+        return market_data_resource(settings).open(CALENDAR).latest_session(SYMBOLS)
     now = datetime.now(EXCHANGE_TZ)
     today = CALENDAR.session_for(now)
     if today is None:
@@ -385,12 +391,12 @@ def _default_session(settings: "Settings") -> date:
     return today
 
 
-def _backfill(start: date, end: date, *, verbose: bool = False) -> int:
+def _backfill(start: date, end: date, home: Path, *, verbose: bool = False) -> int:
     """Historical signals into the history table: yearly partitions, one run (fast path)."""
     from tecl_pipeline.definitions import defs
     from tecl_pipeline.defs.history import history_partition_keys, run_backfill
 
-    with open_instance() as instance:
+    with open_instance(home) as instance:
         try:
             history_partition_keys(start, end, instance)
         except ValueError as exc:  # a range the history cannot hold, said as such
@@ -432,13 +438,12 @@ def _simulator(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     import tempfile
 
+    from tecl_pipeline.config.settings import Settings
     from tecl_pipeline.defs.resources import TradingPolicyResource
     from tecl_pipeline.harness import replay as history
     from tecl_pipeline.harness.world import World
 
-    data_dir = args.data_dir or (
-        Path(os.environ["TECL_DATA_DIR"]) if os.environ.get("TECL_DATA_DIR") else None
-    )
+    data_dir = args.data_dir or Settings.read().data_dir
     if data_dir is None or not data_dir.is_dir():
         print(
             "tecl replay: --data-dir (or TECL_DATA_DIR) must name a folder of <SYMBOL>.csv",
@@ -551,8 +556,8 @@ def _stop_on_signals() -> Iterator["StopRequest"]:
             signal.signal(signum, handler)
 
 
-def _run(args: argparse.Namespace, stop: "StopRequest | None") -> int:
-    outcome = run_session(args.session, verbose=args.verbose, stop=stop)
+def _run(args: argparse.Namespace, home: Path, stop: "StopRequest | None") -> int:
+    outcome = run_session(args.session, home, verbose=args.verbose, stop=stop)
     if outcome.report:
         print(outcome.report, flush=True)
     if outcome.reason:
@@ -571,10 +576,10 @@ def _command(args: argparse.Namespace, stop: "StopRequest | None" = None) -> int
         return _simulator(args)
     if args.command == "replay":
         return _replay(args)
-    ensure_dagster_home()
+    home = ensure_dagster_home()
     if args.command == "backfill":
-        return _backfill(args.start, args.end, verbose=args.verbose)
-    return _run(args, stop)
+        return _backfill(args.start, args.end, home, verbose=args.verbose)
+    return _run(args, home, stop)
 
 
 def _internal_error(exc: Exception) -> str:
@@ -586,9 +591,9 @@ def _internal_error(exc: Exception) -> str:
     from tecl_pipeline.config.settings import Settings
     from tecl_pipeline.observability.redaction import Redactor
 
-    redactor = Redactor.from_environ(os.environ)
+    redactor = Redactor.for_settings(Settings.read_alerting())
     try:
-        folder = Settings.from_env(os.environ, cwd=Path.cwd()).logs_dir
+        folder = Settings.read().logs_dir
         folder.mkdir(parents=True, exist_ok=True)
     except Exception:  # the settings may be what is broken: the temp directory still works
         folder = Path(tempfile.gettempdir())
@@ -607,21 +612,36 @@ def _alert_before_run(kind: str, title: str, detail: str) -> None:
     will see it: the alert goes from here, through the sinks the environment still allows
     (a malformed TECL_ALERT_WEBHOOK_URL leaves only the line on stderr)."""
     from tecl_pipeline.config.settings import ConfigError, Settings
-    from tecl_pipeline.observability.alerts import Alert, alerter_from_env
+    from tecl_pipeline.observability.alerts import Alert
     from tecl_pipeline.observability.logs import configure_logging
     from tecl_pipeline.observability.redaction import Redactor
 
-    redactor = Redactor.from_environ(os.environ)
+    settings = Settings.read_alerting()
+    redactor = Redactor.for_settings(settings)
     try:
-        log_dir: Path | None = Settings.from_env(os.environ, cwd=Path.cwd()).logs_dir
+        log_dir: Path | None = Settings.read().logs_dir
     except ConfigError:
         log_dir = None  # TECL_ALERT_FILE still names a file; the log sink stays quiet
     configure_logging(log_dir, redactor=redactor, stderr_level=QUIET)
     try:
-        alerter = alerter_from_env(os.environ, redactor, log_dir)
+        alerter = _alerter(settings, redactor, log_dir)
     except ConfigError:
         return
     alerter.send(Alert(kind, title, detail, severity="critical"))
+
+
+def _alerter(settings: "Settings", redactor: "Redactor", log_dir: Path | None) -> "Alerter":
+    """This process's alert path, as a run's would be: the log, the alert file (or
+    <log_dir>/alerts.jsonl) and the webhook of the settings."""
+    from tecl_pipeline.observability.alerts import build_alerter
+
+    webhook = settings.alert_webhook_url
+    return build_alerter(
+        redactor,
+        log_dir=log_dir,
+        alert_file=settings.alert_file,
+        webhook_url=None if webhook is None else webhook.get_secret_value(),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

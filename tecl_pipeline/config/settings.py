@@ -1,17 +1,21 @@
 """Deployment settings read from the environment, validated before anything runs (C4).
 
-Only where the pipeline runs and what it talks to lives here. Trading policy (cash reserve,
-minimum trade, risk limits) is Dagster resource config, visible and editable in the UI.
-Secrets never pass through here: they reach resources through Dagster `EnvVar`.
+The one module that reads the process environment: everything else receives a `Settings`
+(or values from it). Only where the pipeline runs and what it talks to lives here. Trading
+policy (cash reserve, minimum trade, risk limits) is Dagster resource config, visible and
+editable in the UI. Secrets are held as `SecretStr` (never printed) for this process's
+redactor and alert path; they reach Dagster resources only as `EnvVar`, so no secret
+enters the code location snapshot (S2).
 """
 
+import os
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
 
 from tecl_pipeline.common.endpoints import validate_endpoint
 
@@ -37,10 +41,58 @@ ENV_KEYS: Mapping[str, str] = MappingProxyType(
         "secret_id": "TECL_SECRET_ID",
         "log_dir": "TECL_LOG_DIR",
         "local_dir": "TECL_LOCAL_DIR",
+        "alert_file": "TECL_ALERT_FILE",
+        "alert_webhook_url": "TECL_ALERT_WEBHOOK_URL",
+        "alpaca_api_key": "ALPACA_API_KEY",
+        "alpaca_secret_key": "ALPACA_SECRET_KEY",
+        "secrets_endpoint_url": "TECL_SECRETS_ENDPOINT_URL",
     }
 )
+# The region of the Secrets Manager secret: the first of these that is set.
+REGION_VARS = ("AWS_REGION", "AWS_DEFAULT_REGION")
+# Environment variables whose values are secrets wherever they appear. The webhook URL is
+# one: a Slack incoming-webhook URL is a bearer credential for the channel.
+SECRET_ENV_NAMES = frozenset(
+    {
+        "ALPACA_API_KEY",
+        "ALPACA_SECRET_KEY",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "TECL_ALERT_WEBHOOK_URL",
+    }
+)
+SECRET_ENV_SUFFIXES = ("_SECRET", "_SECRET_KEY", "_TOKEN", "_PASSWORD")
 # The second switch for live trading: a sentence nobody sets by accident.
 LIVE_CONFIRMATION = "I accept that this trades real money"
+
+
+def one_line(exc: ValidationError, names: Mapping[str, str] | None = None) -> str:
+    """A validation error as one line, each problem under the name a person sets (`names`
+    maps a field to its variable)."""
+    problems = []
+    for err in exc.errors():
+        message = str(err["msg"]).removeprefix("Value error, ")
+        field = str(err["loc"][0]) if err["loc"] else ""
+        name = (names or {}).get(field, field)
+        problems.append(f"{name}: {message}" if name else message)
+    return "; ".join(problems)
+
+
+def validate_state_uri(value: str) -> str:
+    """An absolute `file://` URI or `s3://BUCKET/PREFIX`: where the journal can live."""
+    parsed = urlsplit(value)
+    if parsed.scheme == "s3" and parsed.netloc:
+        return value
+    if parsed.scheme != "file" or not parsed.path.startswith("/"):
+        raise ValueError(f"{value!r} is neither an absolute file:// URI nor s3://BUCKET/PREFIX")
+    return value
+
+
+def live_environment() -> Mapping[str, str]:
+    """The process environment as it is at each read, for the one reader that must see a
+    value change under it: credentials re-read on refresh, so a key rotated while a run
+    waited is picked up (B4, X6)."""
+    return os.environ
 
 
 def local_state_dir(state_uri: str) -> Path | None:
@@ -65,6 +117,18 @@ class Settings(BaseModel):
     secret_id: str | None = None
     log_dir: Path | None = None
     local_dir: Path | None = None
+    # The alert file; without it, <logs_dir>/alerts.jsonl.
+    alert_file: Path | None = None
+    alert_webhook_url: SecretStr | None = None
+    alpaca_api_key: SecretStr | None = None
+    alpaca_secret_key: SecretStr | None = None
+    aws_region: str | None = None
+    # Which of REGION_VARS set `aws_region`: a region error names the variable to fix.
+    aws_region_var: str | None = None
+    secrets_endpoint_url: str | None = None
+    # Every secret-looking variable's value, for the redactor (S2): the names above and
+    # any ending in SECRET_ENV_SUFFIXES.
+    secret_values: tuple[SecretStr, ...] = ()
 
     @field_validator("broker_url", "data_url")
     @classmethod
@@ -81,12 +145,7 @@ class Settings(BaseModel):
     @field_validator("state_uri")
     @classmethod
     def _state_uri_is_supported(cls, value: str) -> str:
-        parsed = urlsplit(value)
-        if parsed.scheme == "s3" and parsed.netloc:
-            return value
-        if parsed.scheme != "file" or not parsed.path.startswith("/"):
-            raise ValueError(f"{value!r} is neither an absolute file:// URI nor s3://BUCKET/PREFIX")
-        return value
+        return validate_state_uri(value)
 
     @property
     def machine_dir(self) -> Path:
@@ -101,22 +160,46 @@ class Settings(BaseModel):
         """Local logs and the alert file; beside the machine's state when none is configured."""
         return self.log_dir or self.machine_dir.parent / "logs"
 
+    @property
+    def has_alpaca_keys(self) -> bool:
+        return self.alpaca_api_key is not None
+
+    @classmethod
+    def read(cls) -> "Settings":
+        """This process's settings: the environment, relative to the working directory."""
+        return cls.from_env(os.environ, cwd=Path.cwd())
+
+    @classmethod
+    def read_alerting(cls) -> "Settings":
+        """Only the alert sinks and the secrets to redact, every other value at its default:
+        what a process still needs to report that the rest of its settings are wrong."""
+        alerting = {ENV_KEYS[field] for field in ("alert_file", "alert_webhook_url")}
+        others = set(ENV_KEYS.values()) - alerting - SECRET_ENV_NAMES
+        return cls.from_env(
+            {k: v for k, v in os.environ.items() if k not in others}, cwd=Path.cwd()
+        )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, cwd: Path) -> "Settings":
-        """Read TECL_* variables; unset or empty means the embedded default."""
-        values: dict[str, str] = {
+        """Read the variables of ENV_KEYS; unset or empty means the embedded default."""
+        values: dict[str, object] = {
             field: environ[key] for field, key in ENV_KEYS.items() if environ.get(key, "").strip()
         }
         values.setdefault("state_uri", (cwd / ".tecl" / "state").resolve().as_uri())
         values.setdefault("log_dir", str((cwd / ".tecl" / "logs").resolve()))
+        region = next((var for var in REGION_VARS if environ.get(var, "").strip()), None)
+        if region is not None:
+            values["aws_region"] = environ[region].strip()
+            values["aws_region_var"] = region
+        values["secret_values"] = tuple(
+            value
+            for name, value in environ.items()
+            if value and (name in SECRET_ENV_NAMES or name.upper().endswith(SECRET_ENV_SUFFIXES))
+        )
         try:
             settings = cls.model_validate(values)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{ENV_KEYS.get(str(err['loc'][0]), err['loc'][0])}: {err['msg']}"
-                for err in exc.errors()
-            )
-            raise ConfigError(f"invalid configuration: {problems}") from None
+            raise ConfigError(f"invalid configuration: {one_line(exc, ENV_KEYS)}") from None
         if settings.mode is Mode.LIVE and settings.live_confirm != LIVE_CONFIRMATION:
             raise ConfigError(
                 "TECL_LIVE_CONFIRM: live trading needs a second switch; set it to "

@@ -4,7 +4,6 @@ Credentials arrive only as Dagster `EnvVar`s, never as plain config values (S2).
 """
 
 import logging
-import os
 from contextlib import ExitStack
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -12,50 +11,98 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from dagster import ConfigurableResource, InitResourceContext, ResourceDependency
-from pydantic import PrivateAttr
+from pydantic import PrivateAttr, ValidationError, field_validator, model_validator
 
 from tecl_pipeline.common.events import Event, EventSink, Severity
-from tecl_pipeline.config.settings import ConfigError
+from tecl_pipeline.common.retry import RetryPolicy
+from tecl_pipeline.config.settings import (
+    ConfigError,
+    live_environment,
+    one_line,
+    validate_state_uri,
+)
 from tecl_pipeline.core.calendar import TradingCalendar
 from tecl_pipeline.core.portfolio import RiskLimits
 from tecl_pipeline.defs.partitions import CALENDAR
 from tecl_pipeline.marketdata import MarketDataSource
 from tecl_pipeline.marketdata.csv_source import CsvMarketData
 from tecl_pipeline.marketdata.demo import DEMO_SEED, DemoMarketData
+from tecl_pipeline.observability.redaction import Redactor
 from tecl_pipeline.trading.execution import ExecutionPolicy
 
 if TYPE_CHECKING:
     # Imported where used: the adapter and simulator pull in alpaca-py and HTTP machinery
     # that loading the definitions (A1) does not need.
     from tecl_pipeline.adapters.alpaca.broker import AlpacaBroker
+    from tecl_pipeline.observability.alerts import Alerter
     from tecl_pipeline.state.journal.base import JournalStore
     from tecl_pipeline.trading.credentials import Credentials, CredentialsProvider
 
 
-def _decimal(key: str, value: str) -> Decimal:
+def _decimal(value: str) -> Decimal:
+    """A finite, non-negative decimal from config text; ValueError says why not."""
     try:
         number = Decimal(value)
     except InvalidOperation:
-        raise ConfigError(f"{key}: {value!r} is not a decimal number") from None
+        raise ValueError(f"{value!r} is not a decimal number") from None
     if not number.is_finite() or number < 0:
-        raise ConfigError(f"{key}: {value!r} must be a finite number >= 0")
+        raise ValueError(f"{value!r} must be a finite number >= 0")
     return number
+
+
+def _retry_policy(base_delay: float) -> RetryPolicy:
+    default = RetryPolicy()
+    return RetryPolicy(base_delay=base_delay, max_delay=max(default.max_delay, base_delay))
+
+
+class CheckedResource(ConfigurableResource):
+    """A resource whose values are checked when it is built, so a bad one fails when the
+    definitions load (or the launchpad's config is applied), not when a step first uses
+    it: one line, each problem under its field's name (C4)."""
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigError(one_line(exc)) from None
 
 
 def _now() -> datetime:
     return datetime.now().astimezone()
 
 
-class ObservabilityResource(ConfigurableResource):
-    """Structured, redacted JSON logs and the alert path of a run (D7, S2, X9).
+class AlertsResource(ConfigurableResource):
+    """Where alerts go: the log, the alert file (or <log_dir>/alerts.jsonl) and the webhook
+    (X9). Runs alert through it (via `ObservabilityResource`), and so do the sensors.
 
     The webhook URL is a credential (whoever holds it can post to the channel), so it
-    arrives as an EnvVar like the broker keys.
+    arrives as an EnvVar like the broker keys. The redactor knows the deployment's secret
+    values; it is built from the settings, never from config (S2).
     """
 
-    log_dir: str
+    log_dir: str | None = None
     alert_file: str | None = None
     webhook_url: str | None = None
+    redactor: ResourceDependency[Redactor]
+
+    def alerter(self) -> "Alerter":
+        """The alert path; cheap (a few sink objects), so built per use and nothing
+        survives between sensor ticks but their cursors."""
+        from tecl_pipeline.observability.alerts import build_alerter
+
+        return build_alerter(
+            self.redactor,
+            log_dir=None if self.log_dir is None else Path(self.log_dir),
+            alert_file=None if self.alert_file is None else Path(self.alert_file),
+            webhook_url=self.webhook_url,
+        )
+
+
+class ObservabilityResource(ConfigurableResource):
+    """Structured, redacted JSON logs and the alert path of a run (D7, S2, X9)."""
+
+    log_dir: str
+    alerts: ResourceDependency[AlertsResource]
     # Log records at this level and above are also written to stderr as JSON (a container's
     # log stream); `tecl run` raises it, since its stderr is one line for a person.
     stderr_level: int = logging.WARNING
@@ -64,18 +111,12 @@ class ObservabilityResource(ConfigurableResource):
     _context: Any = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        from tecl_pipeline.observability.alerts import (
-            ENV_ALERT_FILE,
-            ENV_WEBHOOK_URL,
-            alerter_from_env,
-        )
-        from tecl_pipeline.observability.logs import Redactor, configure_logging, log_context
+        from tecl_pipeline.observability.logs import configure_logging, log_context
 
-        redactor = Redactor.from_environ(os.environ)
-        log_dir = Path(self.log_dir)
-        configure_logging(log_dir, redactor=redactor, stderr_level=self.stderr_level)
-        sinks_env = {ENV_ALERT_FILE: self.alert_file or "", ENV_WEBHOOK_URL: self.webhook_url or ""}
-        self._alerter = alerter_from_env(sinks_env, redactor, log_dir)
+        configure_logging(
+            Path(self.log_dir), redactor=self.alerts.redactor, stderr_level=self.stderr_level
+        )
+        self._alerter = self.alerts.alerter()
         # Every line logged while the run uses this resource names the run and its session
         # (D7); steps run after resource set-up in the same context, and teardown undoes it.
         run = context.run
@@ -132,7 +173,7 @@ class ObservabilityResource(ConfigurableResource):
         return sink
 
 
-class MarketDataResource(ConfigurableResource):
+class MarketDataResource(CheckedResource):
     """Daily adjusted closes: generated demo data, `DIR/<SYMBOL>.csv` replay, or Alpaca's
     market data (adjustment=all) in paper and live mode."""
 
@@ -144,29 +185,42 @@ class MarketDataResource(ConfigurableResource):
     secret_key: str | None = None
     secret_id: str | None = None
     timeout_seconds: float = 10.0
+    # Where the Secrets Manager secret lives (A5), from the settings.
+    secrets_region: str | None = None
+    secrets_region_var: str | None = None
+    secrets_endpoint_url: str | None = None
+
+    @model_validator(mode="after")
+    def _csv_needs_a_folder(self) -> "MarketDataResource":
+        if self.source == "csv" and not self.data_dir:
+            raise ValueError("data_dir: required when source is 'csv' (TECL_DATA_DIR)")
+        return self
 
     def open(self, calendar: TradingCalendar) -> MarketDataSource:
-        if self.source == "csv":
-            if not self.data_dir:
-                raise ConfigError("data_dir: required when source is 'csv' (TECL_DATA_DIR)")
+        if self.source == "csv" and self.data_dir:
             return CsvMarketData(Path(self.data_dir))
         if self.source == "alpaca":
             from tecl_pipeline.adapters.alpaca.market_data import AlpacaMarketData
 
             return AlpacaMarketData(
-                _credentials(self.api_key, self.secret_key, self.secret_id),
+                _credentials(self.api_key, self.secret_key, _secret_location(self), self.secret_id),
                 url=self.url,
                 timeout=self.timeout_seconds,
             )
         return DemoMarketData(calendar, now=_now, seed=self.demo_seed)
 
 
-class StateResource(ConfigurableResource):
+class StateResource(CheckedResource):
     """Where the journal lives (`file://` or `s3://`, TECL_STATE_URI) and the machine-local
     directory for what must stay on this machine: session locks and the write spool."""
 
     state_uri: str
     local_dir: str
+
+    @field_validator("state_uri")
+    @classmethod
+    def _state_uri_is_supported(cls, value: str) -> str:
+        return validate_state_uri(value)
 
     _s3_client: Any = PrivateAttr(default=None)
 
@@ -192,9 +246,20 @@ class StateResource(ConfigurableResource):
         return Path(self.local_dir) / "locks"
 
 
+def _secret_location(resource: "MarketDataResource | BrokerResource") -> dict[str, str]:
+    """Where the secret is, as the variables the secrets provider names in its errors."""
+    from tecl_pipeline.adapters.secrets_provider import ENDPOINT_VAR
+
+    location = {ENDPOINT_VAR: resource.secrets_endpoint_url or ""}
+    if resource.secrets_region and resource.secrets_region_var:
+        location[resource.secrets_region_var] = resource.secrets_region
+    return location
+
+
 def _credentials(
     api_key: str | None,
     secret_key: str | None,
+    secret_location: dict[str, str],
     secret_id: str | None = None,
     on_event: EventSink | None = None,
 ) -> "CredentialsProvider":
@@ -204,10 +269,10 @@ def _credentials(
     from tecl_pipeline.trading.credentials import Credentials, EnvCredentials
 
     if secret_id:
-        from tecl_pipeline.adapters.secrets_provider import credentials_from_env
+        from tecl_pipeline.adapters.secrets_provider import SECRET_ID_VAR, credentials_from_env
 
         provider = credentials_from_env(
-            {**os.environ, "TECL_SECRET_ID": secret_id}, on_event=on_event
+            {**secret_location, SECRET_ID_VAR: secret_id}, on_event=on_event
         )
         provider.check_age()  # S1: an overdue rotation is reported, not fatal
         return provider
@@ -215,7 +280,9 @@ def _credentials(
         raise ConfigError(
             "ALPACA_API_KEY / ALPACA_SECRET_KEY: both must be set for Alpaca in paper or live mode"
         )
-    return _RefreshingCredentials(Credentials(api_key, secret_key), EnvCredentials())
+    return _RefreshingCredentials(
+        Credentials(api_key, secret_key), EnvCredentials(live_environment())
+    )
 
 
 class _RefreshingCredentials:
@@ -227,7 +294,7 @@ class _RefreshingCredentials:
         return self._source.get(refresh=True) if refresh else self._first
 
 
-class BrokerResource(ConfigurableResource):
+class BrokerResource(CheckedResource):
     """The broker, always through the one Alpaca adapter over HTTP.
 
     Demo mode without a URL runs an Alpaca-compatible simulator inside the run, on a
@@ -248,11 +315,32 @@ class BrokerResource(ConfigurableResource):
     timeout_seconds: float = 10.0
     # First backoff of a retried call; a broker's Retry-After still wins when it is longer.
     retry_base_delay_seconds: float = 0.5
+    secrets_region: str | None = None
+    secrets_region_var: str | None = None
+    secrets_endpoint_url: str | None = None
     market_data_source: ResourceDependency[MarketDataResource]
     observability: ResourceDependency[ObservabilityResource]
 
     _embedded: Any = PrivateAttr(default=None)
     _provider: Any = PrivateAttr(default=None)
+
+    @field_validator("starting_cash")
+    @classmethod
+    def _cash_is_a_decimal(cls, value: str) -> str:
+        _decimal(value)
+        return value
+
+    @field_validator("retry_base_delay_seconds")
+    @classmethod
+    def _retry_delay_is_usable(cls, value: float) -> float:
+        _retry_policy(value)  # the retry policy's own rule: raises ValueError saying why
+        return value
+
+    @model_validator(mode="after")
+    def _embedded_broker_has_a_book(self) -> "BrokerResource":
+        if self.embedded and not self.book_path:
+            raise ValueError("book_path: the embedded demo broker needs a file for its account")
+        return self
 
     @property
     def embedded(self) -> bool:
@@ -266,14 +354,12 @@ class BrokerResource(ConfigurableResource):
 
         moment = CALENDAR.decision_time(session)
         if self._embedded is None:
-            if not self.book_path:
-                raise ConfigError(
-                    "book_path: the embedded demo broker needs a file for its account"
-                )
+            # Set whenever the broker is embedded: checked when the resource was built.
+            assert self.book_path is not None
             simulator = BrokerSimulator(
                 self.market_data_source.open(CALENDAR),
                 CALENDAR,
-                starting_cash=_decimal("starting_cash", self.starting_cash),
+                starting_cash=Decimal(self.starting_cash),
                 now=moment,
                 book_path=Path(self.book_path),
             )
@@ -301,6 +387,7 @@ class BrokerResource(ConfigurableResource):
                 self._provider = _credentials(
                     self.api_key,
                     self.secret_key,
+                    _secret_location(self),
                     self.secret_id,
                     self.observability.event_sink(),
                 )
@@ -308,29 +395,20 @@ class BrokerResource(ConfigurableResource):
 
     def connect(self, session: date) -> "AlpacaBroker":
         from tecl_pipeline.adapters.alpaca.broker import AlpacaBroker
-        from tecl_pipeline.common.retry import RetryPolicy
 
         url = self._embedded_url(session) if self.embedded else self.url
-        default = RetryPolicy()
-        try:
-            retry = RetryPolicy(
-                base_delay=self.retry_base_delay_seconds,
-                max_delay=max(default.max_delay, self.retry_base_delay_seconds),
-            )
-        except ValueError as exc:
-            raise ConfigError(f"retry_base_delay_seconds: {exc}") from None
         return AlpacaBroker(
             self._credentials_provider(),
             paper=self.mode != "live",
             url=url,
             timeout=self.timeout_seconds,
-            retry=retry,
+            retry=_retry_policy(self.retry_base_delay_seconds),
             label="demo broker simulator (embedded)" if self.embedded else "",
             data_url=self.data_url if not self.embedded else url,
         )
 
 
-class TradingPolicyResource(ConfigurableResource):
+class TradingPolicyResource(CheckedResource):
     """How targets become orders, and the risk limits checked before any order (T9).
 
     Amounts are decimal strings: Dagster config has no Decimal, and floats would round.
@@ -349,30 +427,52 @@ class TradingPolicyResource(ConfigurableResource):
     fill_timeout_seconds: float = 120.0
     poll_interval_seconds: float = 1.0
 
+    @field_validator(
+        "cash_reserve",
+        "min_trade_notional",
+        "max_order_notional",
+        "max_position_weight",
+        "max_daily_turnover",
+        "max_price_gap",
+    )
+    @classmethod
+    def _amount(cls, value: str | None) -> str | None:
+        if value is not None:
+            _decimal(value)
+        return value
+
+    @field_validator("cash_reserve")
+    @classmethod
+    def _reserve_below_everything(cls, value: str) -> str:
+        if Decimal(value) >= 1:
+            raise ValueError(f"{value!r} must be below 1")
+        return value
+
+    @model_validator(mode="after")
+    def _poll_within_timeout(self) -> "TradingPolicyResource":
+        if not 0 < self.poll_interval_seconds <= self.fill_timeout_seconds:
+            raise ValueError(
+                "poll_interval_seconds / fill_timeout_seconds: need 0 < poll interval <= timeout"
+            )
+        return self
+
     def policy(self) -> ExecutionPolicy:
         optional = {
-            key: None if value is None else _decimal(key, value)
+            key: None if value is None else Decimal(value)
             for key, value in (
                 ("max_order_notional", self.max_order_notional),
                 ("max_daily_turnover", self.max_daily_turnover),
             )
         }
-        reserve = _decimal("cash_reserve", self.cash_reserve)
-        if reserve >= 1:
-            raise ConfigError(f"cash_reserve: {self.cash_reserve!r} must be below 1")
-        if not 0 < self.poll_interval_seconds <= self.fill_timeout_seconds:
-            raise ConfigError(
-                "poll_interval_seconds / fill_timeout_seconds: need 0 < poll interval <= timeout"
-            )
         return ExecutionPolicy(
-            cash_reserve=reserve,
+            cash_reserve=Decimal(self.cash_reserve),
             fill_timeout=self.fill_timeout_seconds,
             poll_interval=self.poll_interval_seconds,
-            min_trade_notional=_decimal("min_trade_notional", self.min_trade_notional),
-            max_price_gap=_decimal("max_price_gap", self.max_price_gap),
+            min_trade_notional=Decimal(self.min_trade_notional),
+            max_price_gap=Decimal(self.max_price_gap),
             risk=RiskLimits(
                 kill_switch=self.kill_switch,
-                max_position_weight=_decimal("max_position_weight", self.max_position_weight),
+                max_position_weight=Decimal(self.max_position_weight),
                 **optional,
             ),
         )

@@ -104,7 +104,13 @@ class World:
         self.server.stop()
 
     def settings_for(self, market_dir: Path) -> Settings:
+        # Where the secret is, as the child processes' environment says (the AWS clients
+        # read the rest of it themselves).
+        aws = Settings.from_env(self._environ, cwd=self.work_dir)
         return Settings(
+            aws_region=aws.aws_region,
+            aws_region_var=aws.aws_region_var,
+            secrets_endpoint_url=aws.secrets_endpoint_url,
             data_dir=market_dir,
             state_uri=self._state_uri,
             broker_url=self.server.url,
@@ -132,9 +138,7 @@ class World:
             from tecl_pipeline.definitions import build_definitions
 
             defs = build_definitions(
-                self.settings_for(market_dir),
-                self._environ,
-                resource_config=self._resource_config,
+                self.settings_for(market_dir), resource_config=self._resource_config
             )
             self._jobs[market_dir] = defs.resolve_job_def("daily_trading_job")
         return self._jobs[market_dir]

@@ -35,13 +35,11 @@ from urllib.request import (
 
 from tecl_pipeline.common.endpoints import is_loopback, validate_endpoint
 from tecl_pipeline.common.events import Event, EventKind, Severity
-from tecl_pipeline.config.settings import ConfigError
+from tecl_pipeline.config.settings import ENV_KEYS, ConfigError
 from tecl_pipeline.observability.logs import EXCHANGE_TZ, LOGGER_NAME
 from tecl_pipeline.observability.redaction import Redactor
 
 SEVERITIES: tuple[Severity, ...] = tuple(Severity)
-ENV_WEBHOOK_URL = "TECL_ALERT_WEBHOOK_URL"
-ENV_ALERT_FILE = "TECL_ALERT_FILE"
 ALERT_FILE_NAME = "alerts.jsonl"
 # Slack's limits: header text 150 chars, section text 3000 chars.
 _SLACK_HEADER_MAX = 150
@@ -426,25 +424,25 @@ class Alerter:
         return alert.redacted(self.redactor)
 
 
-def alerter_from_env(
-    environ: Mapping[str, str],
+def build_alerter(
     redactor: Redactor,
-    log_dir: Path | None,
     *,
+    log_dir: Path | None,
+    alert_file: Path | None = None,
+    webhook_url: str | None = None,
     auth_failure_threshold: int = 3,
     auth_failure_window: timedelta = timedelta(minutes=15),
     stream: TextIO | None = None,
 ) -> Alerter:
-    """Log sink always; file sink at TECL_ALERT_FILE or <log_dir>/alerts.jsonl; webhook
-    at TECL_ALERT_WEBHOOK_URL if set. A malformed URL raises ConfigError naming the key,
+    """Log sink always; file sink at `alert_file` or <log_dir>/alerts.jsonl; webhook at
+    `webhook_url` if set. A malformed URL raises ConfigError naming TECL_ALERT_WEBHOOK_URL,
     before anything runs (C4)."""
     sinks: list[AlertSink] = [LogSink(logging.getLogger(f"{LOGGER_NAME}.alerts"))]
-    alert_file = environ.get(ENV_ALERT_FILE, "").strip()
-    if alert_file:
-        sinks.append(FileSink(Path(alert_file)))
+    if alert_file is not None:
+        sinks.append(FileSink(alert_file))
     elif log_dir is not None:
-        sinks.append(FileSink(Path(log_dir) / ALERT_FILE_NAME))
-    url = environ.get(ENV_WEBHOOK_URL, "").strip()
+        sinks.append(FileSink(log_dir / ALERT_FILE_NAME))
+    url = (webhook_url or "").strip()
     if url:
         # Before validation: the error message quotes the URL, and it is a credential.
         redactor.register(url)
@@ -454,7 +452,9 @@ def alerter_from_env(
         try:
             sinks.append(WebhookSink(url))
         except ValueError as exc:
-            raise ConfigError(f"{ENV_WEBHOOK_URL}: {redactor.redact(str(exc))}") from None
+            raise ConfigError(
+                f"{ENV_KEYS['alert_webhook_url']}: {redactor.redact(str(exc))}"
+            ) from None
     return Alerter(
         sinks,
         redactor,

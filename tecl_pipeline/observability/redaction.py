@@ -23,25 +23,16 @@ import traceback
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from tecl_pipeline.core.errors import RefusedToTrade
+
+if TYPE_CHECKING:
+    from tecl_pipeline.config.settings import Settings
 
 REDACTED = "***"
 # Shorter values would mask ordinary words and digits everywhere ("abc", "100").
 MIN_SECRET_LENGTH = 4
-
-# Environment variables whose values are secrets wherever they appear. The webhook URL is
-# one: a Slack incoming-webhook URL is a bearer credential for the channel.
-SECRET_ENV_NAMES = frozenset(
-    {
-        "ALPACA_API_KEY",
-        "ALPACA_SECRET_KEY",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "TECL_ALERT_WEBHOOK_URL",
-    }
-)
-SECRET_ENV_SUFFIXES = ("_SECRET", "_SECRET_KEY", "_TOKEN", "_PASSWORD")
 
 
 # A character's escape after any number of JSON/string-literal escaping rounds: one
@@ -164,15 +155,15 @@ class Redactor:
             self.register(secret)
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> "Redactor":
-        """A redactor that knows every secret-looking variable's value in `environ`, and
-        the Alpaca key pair as one (its Basic-auth form)."""
-        redactor = cls(
-            value
-            for name, value in environ.items()
-            if name in SECRET_ENV_NAMES or name.upper().endswith(SECRET_ENV_SUFFIXES)
+    def for_settings(cls, settings: "Settings") -> "Redactor":
+        """A redactor that knows every secret-looking variable's value the settings were
+        read with, and the Alpaca key pair as one (its Basic-auth form)."""
+        redactor = cls(secret.get_secret_value() for secret in settings.secret_values)
+        key, secret = (
+            None if value is None else value.get_secret_value()
+            for value in (settings.alpaca_api_key, settings.alpaca_secret_key)
         )
-        redactor.register_pair(environ.get("ALPACA_API_KEY"), environ.get("ALPACA_SECRET_KEY"))
+        redactor.register_pair(key, secret)
         return redactor
 
     @classmethod

@@ -6,7 +6,6 @@ pair and fetch a fresh one on `refresh=True`, which the adapters ask for once af
 broker refuses the pair they hold (a rotated key, X6).
 """
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -64,11 +63,12 @@ class StaticCredentials:
 
 
 class EnvCredentials:
-    """Credentials from environment variables, read on first use and again on refresh."""
+    """Credentials from environment variables, read on first use and again on refresh: a
+    live mapping (`config.settings.live_environment()`) picks up a rotated pair."""
 
     def __init__(
         self,
-        environ: Mapping[str, str] = os.environ,
+        environ: Mapping[str, str],
         key_var: str = "ALPACA_API_KEY",
         secret_var: str = "ALPACA_SECRET_KEY",
     ) -> None:

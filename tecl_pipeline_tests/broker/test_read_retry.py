@@ -58,7 +58,7 @@ def test_a_malformed_answer_during_the_fill_wait_does_not_abort_the_run(tmp_path
     faults(simulator.url, {"endpoint": POLL, "kind": "malformed", "times": 2})
     state = tmp_path / "state"
     settings = Settings(state_uri=state.as_uri(), broker_url=simulator.url)
-    job = build_definitions(settings, environ={}).resolve_job_def("daily_trading_job")
+    job = build_definitions(settings).resolve_job_def("daily_trading_job")
     policy = {"config": {"fill_timeout_seconds": 60.0, "poll_interval_seconds": 0.05}}
 
     result = job.execute_in_process(

@@ -104,7 +104,7 @@ def test_a_refused_partial_materialization_speaks_only_for_its_own_checks(
     folder = csv_dir(REAL_LAST_SESSION)
     (folder / "BSV.csv").unlink()
     settings = Settings(state_uri=state_dir.as_uri(), data_dir=folder)
-    job = build_definitions(settings, environ={}).resolve_job_def("daily_trading_job")
+    job = build_definitions(settings).resolve_job_def("daily_trading_job")
 
     result = job.execute_in_process(
         partition_key=REAL_LAST_SESSION.isoformat(),

@@ -10,11 +10,9 @@ from dagster import DagsterInstance, build_sensor_context
 from tecl_pipeline.config.settings import Settings
 from tecl_pipeline.core.portfolio import plan_rebalance
 from tecl_pipeline.defs.sensors.residuals import build_residuals_sensor
-from tecl_pipeline.observability.alerts import Alerter
-from tecl_pipeline.observability.redaction import Redactor
 from tecl_pipeline.trading.reconcile import post_trade_problems, residuals
 from tecl_pipeline_tests.failure_modes.helpers import run_session
-from tecl_pipeline_tests.observability.helpers import CaptureSink
+from tecl_pipeline_tests.observability.helpers import CapturedAlerts, CaptureSink
 
 SESSION = date(2026, 11, 24)
 PRICE = Decimal("50")
@@ -88,7 +86,11 @@ def test_residual_below_the_minimum_trade_passes_reconciliation_and_never_alerts
     ]
     assert reconciled.passed, reconciled.description
     sink = CaptureSink()
-    sensor = build_residuals_sensor(alerter_factory=lambda: Alerter([sink], Redactor()))
-    data = sensor.evaluate_tick(build_sensor_context(instance=instance, sensor_name=sensor.name))
+    sensor = build_residuals_sensor()
+    data = sensor.evaluate_tick(
+        build_sensor_context(
+            instance=instance, sensor_name=sensor.name, resources={"alerts": CapturedAlerts(sink)}
+        )
+    )
     assert data.cursor is not None  # both materializations were read ...
     assert sink.sent == []  # ... and neither had a residual worth a trade

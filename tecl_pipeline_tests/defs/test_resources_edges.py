@@ -1,21 +1,24 @@
-"""The resources' configuration edges: values that must be refused at use with the key
-named (A1), the alert path before and after setup (C5, S7), and credentials that a refresh
-re-reads from the environment (B4, X6). Nothing here does network I/O: adapters are built
-but not called."""
+"""The resources' configuration edges: values that must be refused when the resource is
+built, with the key named (A1, C4), the alert path before and after setup (C5, S7), and
+credentials that a refresh re-reads from the environment (B4, X6). Nothing here does
+network I/O: adapters are built but not called."""
 
 import logging
 from datetime import date
 from decimal import Decimal
 
 import pytest
+from dagster import DagsterInstance
 
 from tecl_pipeline.adapters.alpaca.market_data import AlpacaMarketData
 from tecl_pipeline.common.events import Event, EventKind, Severity
-from tecl_pipeline.config.settings import ConfigError
+from tecl_pipeline.config.settings import ConfigError, Settings
+from tecl_pipeline.definitions import build_definitions
 from tecl_pipeline.defs.resources import (
     BrokerResource,
     MarketDataResource,
     ObservabilityResource,
+    StateResource,
     TradingPolicyResource,
 )
 from tecl_pipeline.observability.alerts import Alerter
@@ -152,21 +155,55 @@ def test_paper_mode_connects_to_the_configured_url_with_refreshable_env_credenti
     assert provider.get(refresh=True).key_id == "PKROTATED"
 
 
-def test_a_negative_retry_delay_is_a_config_error(tmp_path):
-    resource = broker(
-        tmp_path,
-        mode="paper",
-        url=LOOPBACK,
-        api_key="k",
-        secret_key="s",
-        retry_base_delay_seconds=-1.0,
-    )
+def test_a_negative_retry_delay_is_a_config_error_when_the_resource_is_built(tmp_path):
     with pytest.raises(ConfigError, match="retry_base_delay_seconds"):
-        resource.connect(date(2026, 11, 24))
+        broker(
+            tmp_path,
+            mode="paper",
+            url=LOOPBACK,
+            api_key="k",
+            secret_key="s",
+            retry_base_delay_seconds=-1.0,
+        )
 
 
 def test_the_embedded_demo_broker_needs_a_book_file(tmp_path):
-    resource = broker(tmp_path, mode="demo")
-    assert resource.embedded
+    assert broker(tmp_path, mode="demo", book_path=str(tmp_path / "account.json")).embedded
     with pytest.raises(ConfigError, match="book_path: the embedded demo broker needs a file"):
-        resource.connect(date(2026, 11, 24))
+        broker(tmp_path, mode="demo")
+
+
+def test_a_bad_resource_value_fails_when_the_definitions_load_in_one_line(tmp_path):
+    """C4: the values are checked as the deployment's resources are built, not when a step
+    first uses them; every problem is named on one line."""
+    settings = Settings(state_uri=tmp_path.as_uri())
+    bad = {"trading_policy": {"cash_reserve": "2", "max_price_gap": "wide"}}
+    with pytest.raises(ConfigError) as caught:
+        build_definitions(settings, resource_config=bad)
+    assert str(caught.value) == (
+        "cash_reserve: '2' must be below 1; max_price_gap: 'wide' is not a decimal number"
+    )
+    with pytest.raises(ConfigError, match=r"^state_uri: 'ftp://x' is neither"):
+        StateResource(state_uri="ftp://x", local_dir=str(tmp_path))
+
+
+def test_a_bad_launchpad_value_fails_the_run_before_any_step_naming_the_key(tmp_path):
+    """C4: a value set in the launchpad is checked as the run builds its resources: no step
+    runs, and the failure names the key and the rule."""
+    settings = Settings(state_uri=(tmp_path / "state").as_uri(), log_dir=tmp_path / "logs")
+    job = build_definitions(settings).resolve_job_def("daily_trading_job")
+
+    result = job.execute_in_process(
+        partition_key="2026-11-24",
+        instance=DagsterInstance.ephemeral(),
+        raise_on_error=False,
+        run_config={"resources": {"trading_policy": {"config": {"cash_reserve": "2"}}}},
+    )
+
+    assert not result.success
+    assert result.get_step_success_events() == []
+    [failure] = [e for e in result.all_events if e.event_type_value == "RESOURCE_INIT_FAILURE"]
+    assert (
+        "ConfigError: cash_reserve: '2' must be below 1"
+        in failure.event_specific_data.error.to_string()
+    )

@@ -29,7 +29,7 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> RepositoryDefinition
     """The project's definitions plus the schedule: evaluating a tick that requests a
     partition resolves the job's partitions through the repository."""
     state = tmp_path_factory.mktemp("state").as_uri()
-    project = build_definitions(Settings(state_uri=state), environ={})
+    project = build_definitions(Settings(state_uri=state))
     merged = Definitions.merge(project, Definitions(schedules=[daily_trading_schedule]))
     return merged.get_repository_def()
 

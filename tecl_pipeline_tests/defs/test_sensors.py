@@ -5,7 +5,6 @@ tests carry the cursor from one evaluation to the next the way the daemon does.
 """
 
 import json
-from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -26,6 +25,7 @@ from tecl_pipeline.config.settings import Settings
 from tecl_pipeline.definitions import build_definitions
 from tecl_pipeline.defs.assets import RESIDUAL_REPORT
 from tecl_pipeline.defs.failure_alerts import RUN_ALERTED_TAG
+from tecl_pipeline.defs.resources import AlertsResource
 from tecl_pipeline.defs.sensors import (
     ALERT_SENSORS,
     missed_session_sensor,
@@ -35,10 +35,8 @@ from tecl_pipeline.defs.sensors import (
 from tecl_pipeline.defs.sensors.missed_session import build_missed_session_sensor
 from tecl_pipeline.defs.sensors.residuals import build_residuals_sensor, parse_residuals
 from tecl_pipeline.defs.sensors.run_failure import build_run_failure_alert_sensor
-from tecl_pipeline.observability.alerts import Alerter
-from tecl_pipeline.observability.redaction import Redactor
 from tecl_pipeline.trading.reconcile import residuals
-from tecl_pipeline_tests.observability.helpers import CaptureSink
+from tecl_pipeline_tests.observability.helpers import CapturedAlerts, CaptureSink
 
 NY = ZoneInfo("America/New_York")
 SESSION = date(2026, 11, 24)
@@ -50,8 +48,8 @@ def sink() -> CaptureSink:
 
 
 @pytest.fixture
-def alerter_factory(sink: CaptureSink) -> Callable[[], Alerter]:
-    return lambda: Alerter([sink], Redactor())
+def alerts(sink: CaptureSink) -> CapturedAlerts:
+    return CapturedAlerts(sink)
 
 
 @pytest.fixture
@@ -62,7 +60,7 @@ def instance() -> DagsterInstance:
 
 def repository_with(sensor: SensorDefinition, state_dir: Path) -> RepositoryDefinition:
     """The project's definitions with `sensor` in place of the registered one of its name."""
-    project = build_definitions(Settings(state_uri=state_dir.as_uri()), environ={})
+    project = build_definitions(Settings(state_uri=state_dir.as_uri()))
     others = [s for s in project.sensors or [] if s.name != sensor.name]
     return Definitions(
         assets=project.assets,
@@ -74,17 +72,31 @@ def repository_with(sensor: SensorDefinition, state_dir: Path) -> RepositoryDefi
     ).get_repository_def()
 
 
+def deployment_alerts(cwd: Path, **environ: str) -> AlertsResource:
+    """The alerts resource a code location read from `environ` would register."""
+    project = build_definitions(Settings.from_env(environ, cwd=cwd))
+    alerts = project.resources["alerts"]
+    assert isinstance(alerts, AlertsResource)
+    return alerts
+
+
 def tick(
     sensor: SensorDefinition,
+    alerts: object,
     instance: DagsterInstance,
     cursor: str | None,
     repository: RepositoryDefinition | None = None,
 ) -> str | None:
-    """One daemon-style evaluation; returns the cursor the daemon would store."""
-    context = build_sensor_context(
-        instance=instance, cursor=cursor, repository_def=repository, sensor_name=sensor.name
-    )
-    data = sensor.evaluate_tick(context)
+    """One daemon-style evaluation with `alerts` as the alerts resource; returns the cursor
+    the daemon would store."""
+    with build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        repository_def=repository,
+        sensor_name=sensor.name,
+        resources={"alerts": alerts},
+    ) as context:
+        data = sensor.evaluate_tick(context)
     assert not data.run_requests, "alert sensors never launch runs"
     return data.cursor
 
@@ -121,7 +133,7 @@ def report_post_trade(
 
 
 def test_sensors_load_in_the_project_definitions(tmp_path):
-    project = build_definitions(Settings(state_uri=tmp_path.as_uri()), environ={})
+    project = build_definitions(Settings(state_uri=tmp_path.as_uri()))
     Definitions.validate_loadable(project)
     assert (
         {s.name for s in project.sensors or []}
@@ -141,7 +153,7 @@ def killed_run(instance: DagsterInstance, tmp_path: Path, session: date = SESSIO
     """A daily_trading_job run that failed without any step failing (its run worker was
     killed): no hook inside it could alert. Returns its run id."""
     job = build_definitions(
-        Settings(state_uri=(tmp_path / "killed-state").as_uri()), environ={}
+        Settings(state_uri=(tmp_path / "killed-state").as_uri())
     ).resolve_job_def("daily_trading_job")
     run = instance.create_run_for_job(job_def=job, tags={"dagster/partition": session.isoformat()})
     instance.report_run_failed(run, "run worker killed")
@@ -156,18 +168,18 @@ def failure_alerts(log_dir: Path) -> list[dict]:
 
 
 def test_failed_run_alerts_from_inside_naming_session_run_and_failure(
-    run_daily, tmp_path, instance, sink, alerter_factory
+    run_daily, tmp_path, instance, sink, alerts
 ):
     """C1: an in-process run (as `tecl run` starts it) that fails alerts by itself, once,
     naming the session, the run and why (here the step's own refusal, which the run-failure
     hook does not repeat); the sensor, evaluated like the daemon does, adds nothing."""
-    sensor = build_run_failure_alert_sensor(alerter_factory=alerter_factory)
+    sensor = build_run_failure_alert_sensor()
     repository = repository_with(sensor, tmp_path / "repo-state")
-    cursor = tick(sensor, instance, None, repository)
+    cursor = tick(sensor, alerts, instance, None, repository)
 
     result = failing_run(run_daily, tmp_path, instance)
     for _ in range(3):
-        cursor = tick(sensor, instance, cursor, repository)
+        cursor = tick(sensor, alerts, instance, cursor, repository)
 
     [alert] = failure_alerts(tmp_path / "logs")
     assert alert["kind"] == "refused"
@@ -179,21 +191,21 @@ def test_failed_run_alerts_from_inside_naming_session_run_and_failure(
 
 
 def test_run_that_died_without_a_step_failure_alerts_once_from_the_sensor(
-    run_daily, tmp_path, instance, sink, alerter_factory
+    run_daily, tmp_path, instance, sink, alerts
 ):
     """C1: runs whose worker was killed (no hook could run) alert once each from the sensor,
     however often it is evaluated; a run that alerted itself is not alerted again."""
-    sensor = build_run_failure_alert_sensor(alerter_factory=alerter_factory)
+    sensor = build_run_failure_alert_sensor()
     repository = repository_with(sensor, tmp_path / "repo-state")
     # The first evaluation only anchors the cursor (Dagster skips history before it).
-    cursor = tick(sensor, instance, None, repository)
+    cursor = tick(sensor, alerts, instance, None, repository)
     first = killed_run(instance, tmp_path)
     for _ in range(3):
-        cursor = tick(sensor, instance, cursor, repository)
+        cursor = tick(sensor, alerts, instance, cursor, repository)
     failing_run(run_daily, tmp_path, instance, session=date(2026, 11, 20))
     second = killed_run(instance, tmp_path, session=date(2026, 11, 23))
     for _ in range(2):
-        cursor = tick(sensor, instance, cursor, repository)
+        cursor = tick(sensor, alerts, instance, cursor, repository)
 
     assert [(a.run_id, a.session) for a in sink.sent] == [
         (first, SESSION),
@@ -203,16 +215,15 @@ def test_run_that_died_without_a_step_failure_alerts_once_from_the_sensor(
     assert instance.get_run_by_id(first).tags[RUN_ALERTED_TAG] == "sensor"
 
 
-def test_default_run_failure_sensor_uses_the_alert_file(tmp_path, instance, monkeypatch):
-    """C1/X9: the registered sensor delivers through the environment's alert sinks."""
+def test_default_run_failure_sensor_uses_the_alert_file(tmp_path, instance):
+    """C1/X9: the registered sensor delivers through the deployment's alert sinks."""
     alert_file = tmp_path / "alerts.jsonl"
-    monkeypatch.setenv("TECL_ALERT_FILE", str(alert_file))
-    monkeypatch.delenv("TECL_ALERT_WEBHOOK_URL", raising=False)
+    alerts = deployment_alerts(tmp_path, TECL_ALERT_FILE=str(alert_file))
     repository = repository_with(run_failure_alert_sensor, tmp_path / "repo-state")
-    cursor = tick(run_failure_alert_sensor, instance, None, repository)
+    cursor = tick(run_failure_alert_sensor, alerts, instance, None, repository)
     run_id = killed_run(instance, tmp_path)
 
-    tick(run_failure_alert_sensor, instance, cursor, repository)
+    tick(run_failure_alert_sensor, alerts, instance, cursor, repository)
 
     [line] = alert_file.read_text().splitlines()
     alert = json.loads(line)
@@ -226,38 +237,36 @@ def test_default_run_failure_sensor_uses_the_alert_file(tmp_path, instance, monk
 # -- A3: missed session ------------------------------------------------------------------------
 
 
-def missed_sensor(alerter_factory, clock_box: list[datetime], **kwargs) -> SensorDefinition:
-    return build_missed_session_sensor(
-        alerter_factory=alerter_factory, clock=lambda: clock_box[0], **kwargs
-    )
+def missed_sensor(clock_box: list[datetime], **kwargs) -> SensorDefinition:
+    return build_missed_session_sensor(clock=lambda: clock_box[0], **kwargs)
 
 
-def test_missed_sessions_alert_once_each_after_the_grace(instance, sink, alerter_factory):
+def test_missed_sessions_alert_once_each_after_the_grace(instance, sink, alerts):
     """A3: sessions past decision time + grace without post_trade_positions alert once;
     traded sessions, holidays and sessions before `start` never do."""
     now = [datetime(2026, 11, 25, 16, 10, tzinfo=NY)]
-    sensor = missed_sensor(alerter_factory, now, start=datetime(2026, 11, 19, 0, 0, tzinfo=NY))
+    sensor = missed_sensor(now, start=datetime(2026, 11, 19, 0, 0, tzinfo=NY))
     report_post_trade(instance, date(2026, 11, 20))
     report_post_trade(instance, date(2026, 11, 23))
 
     # 16:10 is within the 30-minute grace of the 25th's 15:45 decision: only the 19th and
     # the 24th are missed so far.
-    cursor = tick(sensor, instance, None)
-    cursor = tick(sensor, instance, cursor)
+    cursor = tick(sensor, alerts, instance, None)
+    cursor = tick(sensor, alerts, instance, cursor)
     assert [a.session for a in sink.sent] == [date(2026, 11, 19), date(2026, 11, 24)]
 
     now[0] = datetime(2026, 11, 25, 16, 16, tzinfo=NY)
-    cursor = tick(sensor, instance, cursor)
-    cursor = tick(sensor, instance, cursor)
+    cursor = tick(sensor, alerts, instance, cursor)
+    cursor = tick(sensor, alerts, instance, cursor)
     assert [a.session for a in sink.sent][2:] == [date(2026, 11, 25)]
 
     # Thanksgiving is not a session; the early close on the 27th is due at 12:45 + 30 min.
     now[0] = datetime(2026, 11, 27, 13, 14, tzinfo=NY)
-    cursor = tick(sensor, instance, cursor)
+    cursor = tick(sensor, alerts, instance, cursor)
     assert len(sink.sent) == 3
     now[0] = datetime(2026, 11, 27, 13, 15, tzinfo=NY)
     for _ in range(3):
-        cursor = tick(sensor, instance, cursor)
+        cursor = tick(sensor, alerts, instance, cursor)
 
     assert [a.session for a in sink.sent] == [
         date(2026, 11, 19),
@@ -276,29 +285,27 @@ def test_missed_sessions_alert_once_each_after_the_grace(instance, sink, alerter
     ]
 
 
-def test_missed_session_watches_from_first_evaluation_without_start(
-    instance, sink, alerter_factory
-):
+def test_missed_session_watches_from_first_evaluation_without_start(instance, sink, alerts):
     """A3: switched on for the first time, the sensor does not report the sessions before
     it; the first session after it that goes untraded alerts."""
     now = [datetime(2026, 11, 25, 17, 0, tzinfo=NY)]
-    sensor = missed_sensor(alerter_factory, now, grace=timedelta(minutes=5))
-    cursor = tick(sensor, instance, None)
+    sensor = missed_sensor(now, grace=timedelta(minutes=5))
+    cursor = tick(sensor, alerts, instance, None)
     assert sink.sent == []
 
     now[0] = datetime(2026, 11, 27, 12, 50, tzinfo=NY)
-    cursor = tick(sensor, instance, cursor)
-    cursor = tick(sensor, instance, cursor)
+    cursor = tick(sensor, alerts, instance, cursor)
+    cursor = tick(sensor, alerts, instance, cursor)
     assert [a.session for a in sink.sent] == [date(2026, 11, 27)]
 
 
-def test_a_real_successful_run_counts_as_traded(run_daily, instance, sink, alerter_factory):
+def test_a_real_successful_run_counts_as_traded(run_daily, instance, sink, alerts):
     """A3: the daily job's own materialization of post_trade_positions clears the session."""
     assert run_daily(SESSION, instance=instance).success
     now = [datetime(2026, 11, 24, 18, 0, tzinfo=NY)]
-    sensor = missed_sensor(alerter_factory, now, start=datetime(2026, 11, 24, tzinfo=NY))
+    sensor = missed_sensor(now, start=datetime(2026, 11, 24, tzinfo=NY))
 
-    tick(sensor, instance, None)
+    tick(sensor, alerts, instance, None)
     assert sink.sent == []
 
 
@@ -309,15 +316,15 @@ def test_default_missed_session_sensor_is_registered_with_a_bounded_interval():
 # -- B6: residuals -----------------------------------------------------------------------------
 
 
-def test_residuals_alert_once_per_materialization(instance, sink, alerter_factory):
+def test_residuals_alert_once_per_materialization(instance, sink, alerts):
     """B6: a materialization with unfilled residuals alerts once, naming the session and
     the symbols; a clean one never alerts."""
-    sensor = build_residuals_sensor(alerter_factory=alerter_factory)
+    sensor = build_residuals_sensor()
     report_post_trade(instance, date(2026, 11, 20))
     report_post_trade(instance, date(2026, 11, 23), {"TECL": "3", "SHY": "-1.5"})
 
-    cursor = tick(sensor, instance, None)
-    cursor = tick(sensor, instance, cursor)
+    cursor = tick(sensor, alerts, instance, None)
+    cursor = tick(sensor, alerts, instance, cursor)
     assert len(sink.sent) == 1
     [alert] = sink.sent
     assert alert.kind == "residuals"
@@ -328,7 +335,7 @@ def test_residuals_alert_once_per_materialization(instance, sink, alerter_factor
     report_post_trade(instance, date(2026, 11, 24), {"TQQQ": "2"})
     report_post_trade(instance, date(2026, 11, 25), {"UPRO": "1"})
     for _ in range(3):
-        cursor = tick(sensor, instance, cursor)
+        cursor = tick(sensor, alerts, instance, cursor)
     assert [a.session for a in sink.sent] == [
         date(2026, 11, 23),
         date(2026, 11, 24),
@@ -336,13 +343,13 @@ def test_residuals_alert_once_per_materialization(instance, sink, alerter_factor
     ]
 
 
-def test_real_run_without_residuals_does_not_alert(run_daily, instance, sink, alerter_factory):
+def test_real_run_without_residuals_does_not_alert(run_daily, instance, sink, alerts):
     """B6: the asset's real residuals table, empty after a fully filled demo run, is read
     as "no residuals" (guards the parser against the asset's format)."""
     assert run_daily(SESSION, instance=instance).success
-    sensor = build_residuals_sensor(alerter_factory=alerter_factory)
+    sensor = build_residuals_sensor()
 
-    cursor = tick(sensor, instance, None)
+    cursor = tick(sensor, alerts, instance, None)
     assert cursor is not None
     assert sink.sent == []
 
@@ -352,15 +359,14 @@ def test_unreadable_residuals_metadata_is_not_silence():
     assert parse_residuals({}) != []
 
 
-def test_default_residuals_sensor_uses_the_alert_file(instance, tmp_path, monkeypatch):
-    """B6: the registered sensor delivers through the environment's alert sinks."""
+def test_default_residuals_sensor_uses_the_alert_file(instance, tmp_path):
+    """B6: the registered sensor delivers through the deployment's alert sinks."""
     alert_file = tmp_path / "alerts.jsonl"
-    monkeypatch.setenv("TECL_ALERT_FILE", str(alert_file))
-    monkeypatch.delenv("TECL_ALERT_WEBHOOK_URL", raising=False)
+    alerts = deployment_alerts(tmp_path, TECL_ALERT_FILE=str(alert_file))
     report_post_trade(instance, SESSION, {"TECL": "1"})
 
-    cursor = tick(residuals_sensor, instance, None)
-    tick(residuals_sensor, instance, cursor)
+    cursor = tick(residuals_sensor, alerts, instance, None)
+    tick(residuals_sensor, alerts, instance, cursor)
 
     [line] = alert_file.read_text().splitlines()
     assert json.loads(line)["session"] == SESSION.isoformat()

@@ -4,7 +4,7 @@ from datetime import date
 
 import pytest
 
-from tecl_pipeline.defs.sensors.alerting import session_of
+from tecl_pipeline.defs.partitions import session_of
 
 
 @pytest.mark.parametrize(

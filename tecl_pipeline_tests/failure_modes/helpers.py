@@ -4,6 +4,7 @@ back what a run said (failed checks, refusals, step errors) and what it alerted.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 from dagster import DagsterInstance, ExecuteInProcessResult
 
-from tecl_pipeline.config.settings import Settings
+from tecl_pipeline.config.settings import ENV_KEYS, REGION_VARS, SECRET_ENV_NAMES, Settings
 from tecl_pipeline.definitions import build_definitions
 
 FAST_BROKER = {"retry_base_delay_seconds": 0.01, "timeout_seconds": 1.0}
@@ -22,16 +23,13 @@ def run_session(
     settings: Settings,
     session: date,
     *,
-    environ: Mapping[str, str] | None = None,
     resources: Mapping[str, Mapping[str, Any]] | None = None,
     instance: DagsterInstance | None = None,
 ) -> ExecuteInProcessResult:
     """daily_trading_job for `session` with the deployment's resources for `settings`, some
     of their fields changed (e.g. {"broker": FAST_BROKER, "trading_policy": {...}}, as an
     operator would set them in the launchpad); never raises."""
-    defs = build_definitions(
-        settings, {} if environ is None else environ, resource_config=resources
-    )
+    defs = build_definitions(settings, resource_config=resources)
     return defs.resolve_job_def("daily_trading_job").execute_in_process(
         partition_key=session.isoformat(),
         instance=instance or DagsterInstance.ephemeral(),
@@ -76,3 +74,34 @@ def run_failure_alert(result: ExecuteInProcessResult, log_dir: Path) -> dict[str
     ]
     assert len(alerts) == 1, f"expected one run-failure alert for the run, got {alerts}"
     return alerts[0]
+
+
+def with_env_keys(settings: Settings) -> Settings:
+    """`settings` with the Alpaca pair, the secret values and the secret's location of this
+    process's environment (set by the test), as `Settings.read()` would carry them."""
+    read = Settings.from_env(
+        {k: v for k, v in os.environ.items() if k in ENVIRONMENT_KEYS}, cwd=Path.cwd()
+    )
+    return settings.model_copy(
+        update={
+            field: getattr(read, field)
+            for field in (
+                "alpaca_api_key",
+                "alpaca_secret_key",
+                "secret_values",
+                "aws_region",
+                "aws_region_var",
+                "secrets_endpoint_url",
+            )
+        }
+    )
+
+
+# What `with_env_keys` takes from the environment: the rest the test's settings say.
+ENVIRONMENT_KEYS = frozenset(
+    {
+        *(ENV_KEYS[f] for f in ("alpaca_api_key", "alpaca_secret_key", "secrets_endpoint_url")),
+        *REGION_VARS,
+        *SECRET_ENV_NAMES,
+    }
+)

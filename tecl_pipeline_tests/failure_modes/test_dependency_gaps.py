@@ -25,6 +25,7 @@ from tecl_pipeline_tests.failure_modes.helpers import (
     run_failure_alert,
     run_session,
     stop_reasons,
+    with_env_keys,
 )
 
 SEED = 20261124
@@ -132,9 +133,8 @@ def test_refused_broker_credentials_stop_the_run_after_one_refresh_and_alert(
     instance = DagsterInstance.ephemeral()
 
     result = run_session(
-        settings,
+        with_env_keys(settings),
         SIM_SESSION,
-        environ={"ALPACA_API_KEY": "PKOLDROTATEDAWAY01"},
         resources={"broker": FAST_BROKER},
         instance=instance,
     )
@@ -153,9 +153,8 @@ def test_refused_broker_credentials_stop_the_run_after_one_refresh_and_alert(
     monkeypatch.setenv("ALPACA_API_KEY", SIM_KEY)
     monkeypatch.setenv("ALPACA_SECRET_KEY", SIM_SECRET)
     fixed = run_session(
-        settings,
+        with_env_keys(settings),
         SIM_SESSION,
-        environ={"ALPACA_API_KEY": SIM_KEY},
         resources={"broker": FAST_BROKER},
     )
     assert fixed.success and submissions(simulator)
@@ -175,7 +174,8 @@ def _paper(simulator, tmp_path: Path, monkeypatch, **changes) -> Settings:
         "log_dir": tmp_path / "logs",
         **changes,
     }
-    return Settings(**values)
+    # The keys, the secret's region and its endpoint as the deployment's environment says.
+    return with_env_keys(Settings(**values))
 
 
 @pytest.mark.parametrize("dependency", ["broker", "market data", "journal (S3)", "secrets"])

@@ -20,6 +20,7 @@ from tecl_pipeline_tests.failure_modes.helpers import (
     run_failure_alert,
     run_session,
     stop_reasons,
+    with_env_keys,
 )
 
 SEED = 20261125
@@ -90,14 +91,13 @@ def test_run_failure_alert_names_the_cause(simulator, tmp_path, monkeypatch, cau
     else:
         monkeypatch.setenv("ALPACA_API_KEY", "PKOLDROTATEDAWAY01")
         monkeypatch.setenv("ALPACA_SECRET_KEY", "old-secret-value-rotated-away")
-        settings = Settings(state_uri=state.as_uri(), broker_url=simulator.url)
+        settings = with_env_keys(Settings(state_uri=state.as_uri(), broker_url=simulator.url))
         expected = "still refused after refreshing"
     instance = DagsterInstance.ephemeral()
 
     result = run_session(
         settings,
         SIM_SESSION,
-        environ={"ALPACA_API_KEY": "set"} if cause == "credentials refused" else {},
         resources={"broker": FAST_BROKER},
         instance=instance,
     )

@@ -4,8 +4,9 @@ import json
 import logging
 from pathlib import Path
 
-from tecl_pipeline.observability.alerts import Alert
+from tecl_pipeline.observability.alerts import Alert, Alerter
 from tecl_pipeline.observability.logs import LOGGER_NAME
+from tecl_pipeline.observability.redaction import Redactor
 
 # The planted secret: if it shows up anywhere a person or a log store can read, S2 failed.
 CANARY = "CANARY-sk-9f8e7d6c5b4a"
@@ -21,6 +22,16 @@ class CaptureSink:
 
     def send(self, alert: Alert) -> None:
         self.sent.append(alert)
+
+
+class CapturedAlerts:
+    """Stands in for the `alerts` resource: every alerter it hands out sends to `sink`."""
+
+    def __init__(self, sink: CaptureSink) -> None:
+        self.sink = sink
+
+    def alerter(self) -> Alerter:
+        return Alerter([self.sink], Redactor())
 
 
 class LoggerState:

@@ -21,7 +21,7 @@ from tecl_pipeline.observability.alerts import (
     FileSink,
     LogSink,
     WebhookSink,
-    alerter_from_env,
+    build_alerter,
 )
 from tecl_pipeline.observability.logs import EXCHANGE_TZ, Redactor
 from tecl_pipeline_tests.observability.helpers import (
@@ -204,11 +204,11 @@ def test_canary_never_reaches_alert_payloads(webhook, tmp_path, caplog):
 
 
 def test_webhook_url_is_a_secret_and_never_echoed(tmp_path):
-    """S2, C4: alerter_from_env registers the webhook URL with the redactor, and a bad URL
+    """S2, C4: build_alerter registers the webhook URL with the redactor, and a bad URL
     fails at load naming the variable, not the URL."""
     secret_url = "https://hooks.example.com/services/T000/B000/XXXXXXXXXXXXXXXX"
     redactor = Redactor()
-    alerter = alerter_from_env({"TECL_ALERT_WEBHOOK_URL": secret_url}, redactor, tmp_path)
+    alerter = build_alerter(redactor, log_dir=tmp_path, webhook_url=secret_url)
     assert [type(s).__name__ for s in alerter.sinks] == ["LogSink", "FileSink", "WebhookSink"]
     assert secret_url not in repr(alerter.sinks[2]) and secret_url not in alerter.sinks[2].name
     assert redactor.redact(f"posting to {secret_url}") == "posting to ***"
@@ -216,7 +216,7 @@ def test_webhook_url_is_a_secret_and_never_echoed(tmp_path):
 
     bad = "http://hooks.example.com/services/T000/B000/YYYYYYYYYYYYYYYY"
     with pytest.raises(ConfigError, match="TECL_ALERT_WEBHOOK_URL") as caught:
-        alerter_from_env({"TECL_ALERT_WEBHOOK_URL": bad}, Redactor(), tmp_path)
+        build_alerter(Redactor(), log_dir=tmp_path, webhook_url=bad)
     assert "YYYY" not in str(caught.value)
 
 
@@ -331,17 +331,17 @@ def test_auth_failures_spread_beyond_the_window_do_not_fire():
     assert sink.alerts == []
 
 
-def test_alerter_from_env_defaults_and_override(tmp_path):
+def test_alerter_defaults_and_override(tmp_path):
     """X9: log sink always, file sink at <log_dir>/alerts.jsonl or TECL_ALERT_FILE."""
-    default = alerter_from_env({}, Redactor(), tmp_path)
+    default = build_alerter(Redactor(), log_dir=tmp_path)
     assert [s.name for s in default.sinks] == ["log", "file(alerts.jsonl)"]
     default.send(_alert(severity="info"))
     assert read_json_lines(tmp_path / "alerts.jsonl")[0]["severity"] == "info"
 
     custom = tmp_path / "elsewhere" / "custom.jsonl"
-    chosen = alerter_from_env({"TECL_ALERT_FILE": str(custom)}, Redactor(), tmp_path)
+    chosen = build_alerter(Redactor(), log_dir=tmp_path, alert_file=custom)
     assert [s.name for s in chosen.sinks] == ["log", "file(custom.jsonl)"]
-    assert [s.name for s in alerter_from_env({}, Redactor(), None).sinks] == ["log"]
+    assert [s.name for s in build_alerter(Redactor(), log_dir=None).sinks] == ["log"]
 
 
 def test_no_working_route_leaves_the_alert_on_stderr(tmp_path):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tecl_pipeline.config.settings import Settings
 from tecl_pipeline.core.errors import RefusedToTrade
 from tecl_pipeline.observability.logs import (
     LOG_FILE_NAME,
@@ -121,13 +122,14 @@ def test_canary_secret_never_reaches_file_stderr_parents_or_exception_text(
     assert "ConnectionError: 401 for secret ***" in file_text
 
 
-def test_redactor_masks_encoded_forms_and_ignores_short_values():
+def test_redactor_masks_encoded_forms_and_ignores_short_values(tmp_path):
     """S2: the URL-encoded form is masked too; values under 4 characters are not secrets."""
     redactor = Redactor(["abc", "", None, "wJal/rXUt+nFEMI"])
     assert redactor.redact("abc") == "abc"
     assert redactor.redact("k=wJal%2FrXUt%2BnFEMI&x=wJal/rXUt+nFEMI") == "k=***&x=***"
     assert "wJal" not in repr(redactor)
-    env = Redactor.from_environ({"ALPACA_SECRET_KEY": CANARY, "HOME": "/root/home"})
+    settings = Settings.from_env({"ALPACA_SECRET_KEY": CANARY, "HOME": "/root/home"}, cwd=tmp_path)
+    env = Redactor.for_settings(settings)
     assert env.redact(f"{CANARY} /root/home") == "*** /root/home"
 
 

@@ -23,7 +23,7 @@ def test_an_encoded_state_uri_is_one_decoded_folder_for_every_artefact(tmp_path)
     journal = open_journal(f"{uri}/journal", spool_dir=settings.machine_dir / "spool")
     assert journal.location == (state / "journal").as_uri()
 
-    job = build_definitions(settings, environ={}).resolve_job_def("daily_trading_job")
+    job = build_definitions(settings).resolve_job_def("daily_trading_job")
     result = job.execute_in_process(
         partition_key=SESSION.isoformat(),
         instance=DagsterInstance.ephemeral(),

@@ -28,7 +28,7 @@ from dagster import (
 
 from tecl_pipeline.core.calendar import EXCHANGE_TZ
 from tecl_pipeline.defs.partitions import CALENDAR
-from tecl_pipeline.defs.sensors.alerting import AlerterFactory, build_alerter
+from tecl_pipeline.defs.resources import AlertsResource
 from tecl_pipeline.observability.alerts import Alert
 
 POST_TRADE_KEY = AssetKey("post_trade_positions")
@@ -112,7 +112,6 @@ def build_missed_session_sensor(
     lookback_sessions: int = DEFAULT_LOOKBACK_SESSIONS,
     start: datetime | None = None,
     minimum_interval_seconds: int = 300,
-    alerter_factory: AlerterFactory = build_alerter,
     clock: Callable[[], datetime] = _now,
     name: str = "missed_session_sensor",
 ) -> SensorDefinition:
@@ -131,7 +130,7 @@ def build_missed_session_sensor(
         description=f"Alerts (A3) when a session's decision time + {grace} passes without "
         "a materialization of post_trade_positions for it; once per session.",
     )
-    def _sensor(context: SensorEvaluationContext) -> SkipReason:
+    def _sensor(context: SensorEvaluationContext, alerts: AlertsResource) -> SkipReason:
         now = clock()
         cursor = MissedSessionCursor.parse(context.cursor, now)
         # An explicit start wins: whoever set it wants the sessions since then checked.
@@ -141,7 +140,7 @@ def build_missed_session_sensor(
             s for s in due if s not in cursor.alerted and not has_succeeded(context.instance, s)
         ]
         if missed:
-            alerter = alerter_factory()
+            alerter = alerts.alerter()
             for session in missed:
                 alerter.send(missed_alert(session, grace, now))
         # Keep only sessions still due: one that left the window (or precedes the watch

@@ -23,7 +23,8 @@ from dagster import (
 )
 
 from tecl_pipeline.defs.assets import RESIDUAL_REPORT
-from tecl_pipeline.defs.sensors.alerting import AlerterFactory, build_alerter, session_of
+from tecl_pipeline.defs.partitions import session_of
+from tecl_pipeline.defs.resources import AlertsResource
 from tecl_pipeline.defs.sensors.missed_session import POST_TRADE_KEY
 from tecl_pipeline.observability.alerts import Alert
 
@@ -74,7 +75,6 @@ def residual_alert(record: EventLogRecord, rows: list[tuple[str, str]]) -> Alert
 
 def build_residuals_sensor(
     *,
-    alerter_factory: AlerterFactory = build_alerter,
     minimum_interval_seconds: int = 60,
     name: str = "residuals_sensor",
 ) -> SensorDefinition:
@@ -85,7 +85,7 @@ def build_residuals_sensor(
         description="Alerts (B6) when a post_trade_positions materialization shows unfilled "
         "residuals; once per materialization.",
     )
-    def _sensor(context: SensorEvaluationContext) -> SkipReason:
+    def _sensor(context: SensorEvaluationContext, alerts: AlertsResource) -> SkipReason:
         after = int(context.cursor) if context.cursor else None
         result = context.instance.fetch_materializations(
             AssetRecordsFilter(asset_key=POST_TRADE_KEY, after_storage_id=after),
@@ -94,20 +94,20 @@ def build_residuals_sensor(
         )
         if not result.records:
             return SkipReason("no new post_trade_positions materialization")
-        alerts = []
+        found = []
         for record in result.records:
             materialization = record.asset_materialization
             rows = parse_residuals(materialization.metadata if materialization else {})
             if rows:
-                alerts.append(residual_alert(record, rows))
-        if alerts:
-            alerter = alerter_factory()
-            for alert in alerts:
+                found.append(residual_alert(record, rows))
+        if found:
+            alerter = alerts.alerter()
+            for alert in found:
                 alerter.send(alert)
         # After the sends: a crash in between re-sends (at least once) rather than loses.
         context.update_cursor(str(result.records[-1].storage_id))
         return SkipReason(
-            f"{len(result.records)} materialization(s) read, {len(alerts)} with residuals"
+            f"{len(result.records)} materialization(s) read, {len(found)} with residuals"
         )
 
     return _sensor

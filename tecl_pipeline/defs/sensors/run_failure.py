@@ -22,7 +22,7 @@ from tecl_pipeline.defs.failure_alerts import (
     run_failure_alert,
 )
 from tecl_pipeline.defs.jobs import daily_trading_job
-from tecl_pipeline.defs.sensors.alerting import AlerterFactory, build_alerter
+from tecl_pipeline.defs.resources import AlertsResource
 from tecl_pipeline.observability.alerts import Alert
 
 
@@ -40,7 +40,6 @@ def failure_alert(context: RunFailureSensorContext) -> Alert:
 
 def build_run_failure_alert_sensor(
     *,
-    alerter_factory: AlerterFactory = build_alerter,
     name: str = "run_failure_alert_sensor",
     minimum_interval_seconds: int = 30,
 ) -> SensorDefinition:
@@ -53,7 +52,7 @@ def build_run_failure_alert_sensor(
         description="Alerts (C1) through the alert sinks when a daily_trading_job run fails "
         "without having alerted itself (e.g. a killed run); once per run.",
     )
-    def _sensor(context: RunFailureSensorContext) -> None:
+    def _sensor(context: RunFailureSensorContext, alerts: AlertsResource) -> None:
         run = context.dagster_run
         if run.job_name != daily_trading_job.name:
             return
@@ -63,7 +62,7 @@ def build_run_failure_alert_sensor(
         alert = failure_alert(context)
 
         def send(_: object) -> None:
-            results = alerter_factory().send(alert)
+            results = alerts.alerter().send(alert)
             context.log.info(
                 "run failure alert for run %s: %s",
                 alert.run_id,

@@ -1,0 +1,106 @@
+"""The resources of each deployment, built from its `Settings` and nothing else.
+
+A deployment is a mode (demo / paper / live) and a state store (local `file://` or S3).
+The mode decides where market data come from and which broker is traded with which keys;
+the state URI decides where the journal lives. Resources get values, never the
+environment: secrets reach them only as `EnvVar`, so none enters the code location
+snapshot (S2), and each resource checks its own values when it is built.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+from dagster import EnvVar
+
+from tecl_pipeline.config.settings import ENV_KEYS, Mode, Settings
+from tecl_pipeline.defs.resources import (
+    AlertsResource,
+    BrokerResource,
+    MarketDataResource,
+    ObservabilityResource,
+    StateResource,
+    TradingPolicyResource,
+)
+from tecl_pipeline.observability.redaction import Redactor
+from tecl_pipeline.trading.stopping import StopRequest
+
+# The resources whose fields a caller may set on top of the deployment's (drills use it
+# for fast fill polling and backoff, the CLI for a quiet stderr).
+CONFIGURABLE = frozenset({"broker", "trading_policy", "observability"})
+
+
+def _alpaca_credentials(settings: Settings) -> dict[str, Any]:
+    if settings.secret_id:
+        # The id names the secret; the keys stay in Secrets Manager until a run needs them.
+        return {
+            "secret_id": settings.secret_id,
+            "secrets_region": settings.aws_region,
+            "secrets_region_var": settings.aws_region_var,
+            "secrets_endpoint_url": settings.secrets_endpoint_url,
+        }
+    return {
+        "api_key": EnvVar(ENV_KEYS["alpaca_api_key"]),
+        "secret_key": EnvVar(ENV_KEYS["alpaca_secret_key"]),
+    }
+
+
+def market_data_resource(settings: Settings) -> MarketDataResource:
+    """Replayed CSV closes when a data folder is set; otherwise generated data in demo
+    mode and Alpaca's market data in paper and live."""
+    if settings.data_dir is not None:
+        return MarketDataResource(source="csv", data_dir=str(settings.data_dir))
+    if settings.mode is Mode.DEMO:
+        return MarketDataResource(source="demo")
+    return MarketDataResource(
+        source="alpaca", url=settings.data_url, **_alpaca_credentials(settings)
+    )
+
+
+def alerts_resource(settings: Settings) -> AlertsResource:
+    return AlertsResource(
+        log_dir=str(settings.logs_dir),
+        alert_file=None if settings.alert_file is None else str(settings.alert_file),
+        webhook_url=None
+        if settings.alert_webhook_url is None
+        else EnvVar(ENV_KEYS["alert_webhook_url"]),
+        redactor=Redactor.for_settings(settings),
+    )
+
+
+def deployment_resources(
+    settings: Settings, overrides: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, object]:
+    """The deployment's resources; `overrides` sets fields of the resources in
+    CONFIGURABLE on top."""
+    extra = overrides or {}
+    unknown = sorted(set(extra) - CONFIGURABLE)
+    if unknown:
+        raise ValueError(f"resource_config: no configurable resource {', '.join(unknown)}")
+    demo = settings.mode is Mode.DEMO
+    market_data = market_data_resource(settings)
+    alerts = alerts_resource(settings)
+    observability = ObservabilityResource(
+        log_dir=str(settings.logs_dir), alerts=alerts, **extra.get("observability", {})
+    )
+    # In demo mode against a separately started simulator, real-looking keys are optional.
+    real_keys = not demo or settings.secret_id or settings.has_alpaca_keys
+    broker = BrokerResource(
+        mode=settings.mode.value,
+        url=settings.broker_url,
+        data_url=settings.data_url,
+        book_path=str(settings.machine_dir / "demo-broker" / "account.json"),
+        market_data_source=market_data,
+        observability=observability,
+        **(_alpaca_credentials(settings) if real_keys else {}),
+        **extra.get("broker", {}),
+    )
+    return {
+        # Never set here; `tecl run` passes its own, which its SIGTERM handler sets.
+        "stop_request": StopRequest(),
+        "market_data_source": market_data,
+        "broker": broker,
+        "alerts": alerts,
+        "observability": observability,
+        "state": StateResource(state_uri=settings.state_uri, local_dir=str(settings.machine_dir)),
+        "trading_policy": TradingPolicyResource(**extra.get("trading_policy", {})),
+    }
