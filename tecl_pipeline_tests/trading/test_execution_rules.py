@@ -316,7 +316,7 @@ def test_an_order_that_never_fills_is_cancelled_when_its_phase_times_out(calenda
 
 
 def test_a_rejected_order_is_reported_with_the_brokers_reason_and_not_resent(calendar) -> None:
-    """X10/B7: the broker refuses UVXY (halted); BIL is still bought, UVXY is reported with
+    """X10: the broker refuses UVXY (halted); BIL is still bought, UVXY is reported with
     the broker's reason and sent once."""
     broker = broker_at_decision_time(calendar)
     broker.reject("UVXY", 'asset "UVXY" is halted')
