@@ -14,7 +14,7 @@ What a test can script:
 - `lose_ack(client_order_id)`: that order is placed, but its submit raises
   `OutcomeUnknownError`, as when the answer is lost on the way back.
 - `place_as_another_run(request)`: an order appears that the code under test did not send.
-- `before(method, nth, action)` / `after(...)`: act (move the clock past the close, let
+- `before(method, action, nth)` / `after(...)`: act (move the clock past the close, let
   another run trade) right before the nth call of a method is answered, or right after.
 - `set_clock(now, is_open=...)`: the broker's clock.
 
