@@ -26,7 +26,6 @@ from tecl_pipeline.trading.credentials import Credentials, StaticCredentials
 from tecl_pipeline.trading.errors import OutcomeUnknownError
 from tecl_pipeline.trading.execution import (
     ExecutionPolicy,
-    Pacing,
     check_trading_window,
     execute,
     leg_prefix,
@@ -40,25 +39,11 @@ from tecl_pipeline_tests.broker.simulator_fixtures import (
     hold_bil,
     set_sim_clock,
 )
+from tecl_pipeline_tests.trading.fake_time import FakeTime
 
 SESSION = SIM_SESSION
 ALL_TECL = {"TECL": Decimal(1)}
 MIX = {"UVXY": Decimal("0.25"), "BIL": Decimal("0.75")}
-
-
-class FakeTime:
-    """Execution's clock in tests: sleeping advances it at once, and is counted."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def pacing(self) -> Pacing:
-        return Pacing(sleep=self.sleep, monotonic=lambda: self.now)
 
 
 FAST = ExecutionPolicy(fill_timeout=10.0, poll_interval=1.0)
