@@ -98,7 +98,9 @@ def _refusals(
     context: AssetExecutionContext, observability: ObservabilityResource
 ) -> AbstractContextManager[None]:
     """A refusal stops the chain and reaches the alert path, naming the session and why;
-    the checks it leaves unrun say so too."""
+    the checks it leaves unrun say so too. Every trading step enters here first, so this is
+    also where its own log lines get the run's redaction."""
+    observability.redact_step_log(context.log)
     session = _session(context)
 
     def alert(reason: str) -> None:

@@ -151,6 +151,14 @@ class ObservabilityResource(ConfigurableResource):
             Alert(kind, title, detail, session=session, run_id=run_id, severity=severity)
         )
 
+    def redact_step_log(self, log: logging.Logger) -> logging.Logger:
+        """A step's `context.log` with the run's redaction in front of Dagster's own handler:
+        what a step logs directly goes to the run's event log, past the project's loggers (S2)."""
+        from tecl_pipeline.observability.logs import install_redaction
+
+        install_redaction(log, self.alerts.redactor)
+        return log
+
     def event_sink(
         self,
         *,
@@ -161,6 +169,8 @@ class ObservabilityResource(ConfigurableResource):
         """Where the journal and the secrets provider send their events: `log` (a step's
         `context.log`, so the event is in the run's event log) at the event's level, and
         the alert path, for `run_id` of `session` (S7, D1, D3)."""
+        if log is not None:
+            self.redact_step_log(log)
 
         def sink(event: Event) -> None:
             if log is not None:

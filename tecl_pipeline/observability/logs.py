@@ -72,6 +72,10 @@ _STDERR_HANDLER = "tecl_pipeline.stderr"
 _MANAGED_HANDLERS = frozenset({_REDACT_HANDLER, _FILE_HANDLER, _STDERR_HANDLER})
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
+# Where a step's `context.log` keeps Dagster's own structure for the event log (the run id,
+# the step, a DagsterEvent); its text is `record.msg`, redacted above. Rebuilt, Dagster could
+# no longer read it. The name is dagster's LOG_RECORD_METADATA_ATTR, which it does not export.
+_DAGSTER_RECORD_META = "dagster_meta"
 _STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
@@ -153,7 +157,7 @@ class RedactingFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = redactor.redact(record.stack_info)
         for key, value in list(vars(record).items()):
-            if key not in _STANDARD_ATTRS:
+            if key not in _STANDARD_ATTRS and key != _DAGSTER_RECORD_META:
                 setattr(record, key, redactor.redact_value(value))
         return True
 

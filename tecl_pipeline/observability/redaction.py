@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from tecl_pipeline.core.errors import RefusedToTrade
 
@@ -258,8 +258,10 @@ class Redactor:
             return self.redact(text) if self.contains_secret(text) else value
         if isinstance(value, Mapping):
             return {self.redact_value(k): self.redact_value(v) for k, v in value.items()}
-        if isinstance(value, list | tuple | set | frozenset):
-            items = [self.redact_value(item) for item in value]
+        # Plain containers only: a tuple subclass (a NamedTuple, a Dagster event) rebuilt as a
+        # tuple would lose its type for whoever reads it next.
+        if type(value) in (list, tuple, set, frozenset):
+            items = [self.redact_value(item) for item in cast("Iterable[object]", value)]
             return items if isinstance(value, list) else tuple(items)
         if value is None or isinstance(value, bool | int | float):
             return value
