@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from tecl_pipeline.config.settings import Settings
+from tecl_pipeline.config.settings import ConfigError, Settings
 from tecl_pipeline.defs.run_report import EXIT_NOT_CLEAN, EXIT_REFUSED, explain_result
 from tecl_pipeline.state.locks import session_lock
 from tecl_pipeline.trading.models import OrderRequest, OrderSide
@@ -308,18 +308,20 @@ def test_two_processes_started_together_for_one_session_trade_once(tmp_path):
     ],
 )
 def test_malformed_trading_policy_fails_before_any_order_naming_the_key(tmp_path, config, key):
-    """C4: a policy value that does not parse or is out of range stops the run before the
-    first order, and the error names the config key."""
+    """C4: a policy value that does not parse or is out of range stops everything before the
+    first order (the resource refuses to be built, so no run starts), and the error is one
+    line naming the config key. The same value set in the launchpad fails that run before
+    any step: defs/test_resources_edges.py."""
     state = tmp_path / "state"
 
-    result = run_session(
-        Settings(state_uri=state.as_uri()), SESSION, resources={"trading_policy": config}
-    )
+    with pytest.raises(ConfigError) as refused:
+        run_session(
+            Settings(state_uri=state.as_uri()), SESSION, resources={"trading_policy": config}
+        )
 
-    assert not result.success
-    assert "executed_orders" not in materialized(result)
+    message = str(refused.value)
+    assert message.startswith(f"{key}: ") and "\n" not in message
     assert demo_book_orders(state) == []
-    assert key in stop_reasons(result)
 
 
 # -- X8: a non-USD account stops trading ---------------------------------------------------------
