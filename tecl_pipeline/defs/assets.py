@@ -122,7 +122,9 @@ def _journal_alerts(
     """Journal events (quarantined objects, spooled or dropped records) for the run's
     event log and the alert path."""
     return observability.event_sink(
-        session=_session(context), run_id=context.run.run_id, log=context.log
+        session=_session(context),
+        run_id=context.run.run_id,
+        log=observability.redact_step_log(context.log),
     )
 
 

@@ -169,8 +169,6 @@ class ObservabilityResource(ConfigurableResource):
         """Where the journal and the secrets provider send their events: `log` (a step's
         `context.log`, so the event is in the run's event log) at the event's level, and
         the alert path, for `run_id` of `session` (S7, D1, D3)."""
-        if log is not None:
-            self.redact_step_log(log)
 
         def sink(event: Event) -> None:
             if log is not None:
