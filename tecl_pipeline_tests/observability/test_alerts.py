@@ -22,6 +22,7 @@ from tecl_pipeline.observability.alerts import (
     LogSink,
     WebhookSink,
     alerter_from_env,
+    sink_name,
 )
 from tecl_pipeline.observability.logs import EXCHANGE_TZ, Redactor
 from tecl_pipeline_tests.observability.helpers import (
@@ -210,7 +211,8 @@ def test_webhook_url_is_a_secret_and_never_echoed(tmp_path):
     redactor = Redactor()
     alerter = alerter_from_env({"TECL_ALERT_WEBHOOK_URL": secret_url}, redactor, tmp_path)
     assert [type(s).__name__ for s in alerter.sinks] == ["LogSink", "FileSink", "WebhookSink"]
-    assert secret_url not in repr(alerter.sinks[2]) and secret_url not in alerter.sinks[2].name
+    webhook = alerter.sinks[2]
+    assert secret_url not in repr(webhook) and secret_url not in sink_name(webhook)
     assert redactor.redact(f"posting to {secret_url}") == "posting to ***"
     assert "/services/" not in redactor.redact("path /services/T000/B000/XXXXXXXXXXXXXXXX")
 
@@ -334,14 +336,14 @@ def test_auth_failures_spread_beyond_the_window_do_not_fire():
 def test_alerter_from_env_defaults_and_override(tmp_path):
     """X9: log sink always, file sink at <log_dir>/alerts.jsonl or TECL_ALERT_FILE."""
     default = alerter_from_env({}, Redactor(), tmp_path)
-    assert [s.name for s in default.sinks] == ["log", "file(alerts.jsonl)"]
+    assert [sink_name(s) for s in default.sinks] == ["log", "file(alerts.jsonl)"]
     default.send(_alert(severity="info"))
     assert read_json_lines(tmp_path / "alerts.jsonl")[0]["severity"] == "info"
 
     custom = tmp_path / "elsewhere" / "custom.jsonl"
     chosen = alerter_from_env({"TECL_ALERT_FILE": str(custom)}, Redactor(), tmp_path)
-    assert [s.name for s in chosen.sinks] == ["log", "file(custom.jsonl)"]
-    assert [s.name for s in alerter_from_env({}, Redactor(), None).sinks] == ["log"]
+    assert [sink_name(s) for s in chosen.sinks] == ["log", "file(custom.jsonl)"]
+    assert [sink_name(s) for s in alerter_from_env({}, Redactor(), None).sinks] == ["log"]
 
 
 def test_no_working_route_leaves_the_alert_on_stderr(tmp_path):
