@@ -7,7 +7,7 @@ import logging
 import socket
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -87,17 +87,16 @@ def _refused_url() -> str:
 
 
 def _alert(**changes: object) -> Alert:
-    values: dict[str, object] = {
-        "kind": "run_failure",
-        "title": "daily_trading_job failed in step orders",
-        "detail": "BrokerError: 503 maintenance",
-        "session": SESSION,
-        "run_id": "run-42",
-        "severity": "critical",
-        "at": T0,
-    }
-    values.update(changes)
-    return Alert(**values)  # type: ignore[arg-type]
+    base = Alert(
+        kind="run_failure",
+        title="daily_trading_job failed in step orders",
+        detail="BrokerError: 503 maintenance",
+        session=SESSION,
+        run_id="run-42",
+        severity=Severity.CRITICAL,
+        at=T0,
+    )
+    return replace(base, **changes)
 
 
 def test_webhook_receives_slack_shaped_json(webhook):
