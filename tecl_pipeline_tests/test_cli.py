@@ -113,7 +113,11 @@ def test_backfill_stores_every_historical_signal(tmp_path, market_dir, real_clos
     with sqlite3.connect(table) as db:
         stored = dict(db.execute("SELECT session, leaf FROM signals").fetchall())
     expected = signal_history(real_closes)["leaf"]
-    assert stored == {day.date().isoformat(): leaf for day, leaf in expected.items()}
+    days = expected.index
+    assert isinstance(days, pd.DatetimeIndex)
+    assert stored == {
+        day.date().isoformat(): leaf for day, leaf in zip(days, expected, strict=True)
+    }
 
 
 def test_backfill_with_start_after_end_is_an_error(tmp_path):

@@ -115,6 +115,7 @@ def test_real_history_session_trades_the_history_signal(run_daily, csv_dir, real
 
     assert result.success
     expected = signal_history(real_closes).loc[pd.Timestamp(session)]
+    assert isinstance(expected, pd.Series)
     decision = result.asset_value("signal")
     assert decision.leaf == expected["leaf"]
     assert {s: w for s, w in expected.drop("leaf").items() if w != 0} == dict(decision.allocation)
@@ -320,6 +321,7 @@ def test_journal_broker_mismatch_fails_the_pre_trade_check_naming_the_symbol(run
     differing symbols (as a warning: a corporate action must not stop the trading day, X2)."""
     first = run_daily(date(2026, 11, 23))
     record = LocalJournal(state_dir / "journal").latest(date(2026, 11, 23))
+    assert record is not None
     wrong = {s: q * 2 for s, q in record.positions.items()}
     LocalJournal(state_dir / "journal").append(
         record.model_copy(update={"positions": wrong, "run_id": "tampered"})

@@ -36,6 +36,7 @@ from tecl_pipeline_tests.broker.simulator_fixtures import (
     SIM_KEY,
     SIM_SECRET,
     SIM_SESSION,
+    amount,
     hold_bil,
     set_sim_clock,
 )
@@ -67,7 +68,7 @@ def client(simulator: SimulatorServer) -> Iterator[AlpacaBroker]:
 
 @pytest.fixture
 def prices(simulator: SimulatorServer) -> dict[str, Decimal]:
-    return {s: simulator.simulator.price(s) for s in HOLDINGS}
+    return {s: amount(simulator.simulator.price(s)) for s in HOLDINGS}
 
 
 def submissions(server: SimulatorServer) -> list[dict]:
@@ -299,21 +300,26 @@ def test_non_usd_account_refuses(client, prices, simulator):
 
 def test_status_precedence_never_moves_an_order_backwards():
     """B5: a late 'new' after 'partially_filled' or 'filled' does not win."""
-    base = dict(
-        id="1",
-        client_order_id="c",
-        symbol="TECL",
-        side=OrderSide.BUY,
-        qty=Decimal(10),
-        filled_avg_price=None,
-        submitted_at=datetime(2026, 11, 24, 20, 45, tzinfo=UTC),
-    )
-    new = Order(**base, filled_qty=Decimal(0), status=OrderStatus.NEW)
-    partial = Order(**base, filled_qty=Decimal(4), status=OrderStatus.PARTIALLY_FILLED)
-    filled = Order(**base, filled_qty=Decimal(10), status=OrderStatus.FILLED)
+
+    def order(filled_qty: Decimal, status: OrderStatus) -> Order:
+        return Order(
+            id="1",
+            client_order_id="c",
+            symbol="TECL",
+            side=OrderSide.BUY,
+            qty=Decimal(10),
+            filled_avg_price=None,
+            submitted_at=datetime(2026, 11, 24, 20, 45, tzinfo=UTC),
+            filled_qty=filled_qty,
+            status=status,
+        )
+
+    new = order(Decimal(0), OrderStatus.NEW)
+    partial = order(Decimal(4), OrderStatus.PARTIALLY_FILLED)
+    filled = order(Decimal(10), OrderStatus.FILLED)
     assert partial.newer_than(new) and filled.newer_than(partial)
     assert not new.newer_than(partial) and not partial.newer_than(filled)
-    more = Order(**base, filled_qty=Decimal(6), status=OrderStatus.PARTIALLY_FILLED)
+    more = order(Decimal(6), OrderStatus.PARTIALLY_FILLED)
     assert more.newer_than(partial) and not partial.newer_than(more)
 
 
@@ -408,8 +414,8 @@ class ClosePassesDuringTheWait(FakeTime):
         super().sleep(seconds)
         if len(self.sleeps) == 1:
             # Reads are what fill a delayed order in the simulator: two fill this one.
-            for _ in range(2):
-                [sell] = self._broker.list_orders(leg_prefix(SESSION, OrderSide.SELL, "BIL"))
+            self._broker.list_orders(leg_prefix(SESSION, OrderSide.SELL, "BIL"))
+            [sell] = self._broker.list_orders(leg_prefix(SESSION, OrderSide.SELL, "BIL"))
             assert sell.status is OrderStatus.FILLED
             set_sim_clock(self._server.url, self._after)
 

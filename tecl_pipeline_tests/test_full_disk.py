@@ -60,8 +60,8 @@ class FullDisk:
 
         return write
 
-    def mkstemp(self, **kwargs: str) -> tuple[int, str]:
-        fd, path = tempfile.mkstemp(**kwargs)
+    def mkstemp(self, *, dir: Path, prefix: str, suffix: str) -> tuple[int, str]:
+        fd, path = tempfile.mkstemp(dir=dir, prefix=prefix, suffix=suffix)
         if not self.full:
             return fd, path
         os.close(fd)
@@ -150,7 +150,9 @@ def test_a_disk_that_fills_after_the_sell_alerts_with_what_filled(tmp_path, full
     assert disk.failed_writes >= 1
     [failure] = failed.get_step_failure_events()
     assert failure.step_key == "executed_orders"
-    description = failure.step_failure_data.user_failure_data.description
+    user = failure.step_failure_data.user_failure_data
+    assert user is not None and user.description is not None
+    description = user.description
     sell = f"sell {SOLD} filled 40 of 40 [filled] tecl-{SESSION:%Y%m%d}-sell-{SOLD}-1"
     assert "trading stopped part way" in description and sell in description
     # What `tecl run` says: orders went out and the session did not end clean (exit 3), the

@@ -7,14 +7,14 @@ printed, never asserted: speed is measured by benchmarks, not by timed assertion
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from dagster import AssetKey, DagsterInstance, Definitions
+from dagster import AssetKey, DagsterInstance, Definitions, MetadataValue
 
 from tecl_pipeline.config.settings import Settings
 from tecl_pipeline.core.strategy import signal_history
@@ -78,6 +78,20 @@ def assert_same_signals(stored: pd.DataFrame, expected: pd.DataFrame) -> None:
         assert list(stored[holding]) == list(expected[holding]), holding
 
 
+def period(frame: pd.DataFrame, label: str) -> pd.DataFrame:
+    """The sessions of `frame` in a period such as "2024" or "2024-03" (partial-string
+    indexing on the session index, which always selects rows)."""
+    rows = frame.loc[label]
+    assert isinstance(rows, pd.DataFrame)
+    return rows
+
+
+def text(metadata: Mapping[str, MetadataValue], key: str) -> str:
+    value = metadata[key].value
+    assert isinstance(value, str), (key, value)
+    return value
+
+
 # --- the table on its own ------------------------------------------------------------------
 
 PROVENANCE = Provenance(computed_at="2026-01-01T00:00:00+00:00", data_source="test")
@@ -87,11 +101,11 @@ def test_table_round_trips_exact_decimals_and_is_plain_sql(
     tmp_path: Path, expected: pd.DataFrame
 ) -> None:
     path = tmp_path / HISTORY_DB
-    part = expected.loc["2024"]
+    part = period(expected, "2024")
     assert write_signals(path, part, PROVENANCE) == len(part)
     assert_same_signals(read_signals(path), part)
     assert_same_signals(
-        read_signals(path, date(2024, 3, 1), date(2024, 3, 31)), part.loc["2024-03"]
+        read_signals(path, date(2024, 3, 1), date(2024, 3, 31)), period(part, "2024-03")
     )
     # Queryable without this package: weights are exact decimal strings.
     with sqlite3.connect(path) as plain:
@@ -112,10 +126,14 @@ def test_replacing_a_range_is_idempotent_and_leaves_other_sessions(
     path = tmp_path / HISTORY_DB
     write_signals(path, expected, PROVENANCE)
     for _ in range(2):
-        replace_range(path, expected.loc["2023"], date(2023, 1, 1), date(2024, 1, 1), PROVENANCE)
+        replace_range(
+            path, period(expected, "2023"), date(2023, 1, 1), date(2024, 1, 1), PROVENANCE
+        )
     assert_same_signals(read_signals(path), expected)
     with pytest.raises(ValueError, match="outside"):
-        replace_range(path, expected.loc["2023"], date(2023, 1, 1), date(2023, 6, 1), PROVENANCE)
+        replace_range(
+            path, period(expected, "2023"), date(2023, 1, 1), date(2023, 6, 1), PROVENANCE
+        )
 
 
 def test_a_missing_table_reads_empty(tmp_path: Path) -> None:
@@ -169,8 +187,10 @@ def test_rerunning_a_range_is_idempotent(
         assert sessions.fetchone() == (len(expected), len(expected))
     # Only the re-run year was rewritten.
     rewritten = second["run_id"] != first["run_id"]
-    assert set(second.index[rewritten].year) == {2024}
-    assert rewritten.sum() == len(expected.loc["2024"])
+    sessions = second.index
+    assert isinstance(sessions, pd.DatetimeIndex)
+    assert set(sessions[rewritten].year) == {2024}
+    assert rewritten.sum() == len(period(expected, "2024"))
 
 
 def test_backtest_asset_after_a_backfill(
@@ -183,12 +203,14 @@ def test_backtest_asset_after_a_backfill(
     assert result.success
     (event,) = result.get_asset_materialization_events()
     metadata = event.materialization.metadata
-    assert "| strategy |" in metadata["figures"].value
-    assert "| TECL |" in metadata["figures"].value and "| SPY |" in metadata["figures"].value
-    assert metadata["plot"].value.startswith("![backtest equity](data:image/png;base64,")
-    assert Path(metadata["plot_path"].value) == table.parent / BACKTEST_PNG
+    figures = text(metadata, "figures")
+    assert "| strategy |" in figures
+    assert "| TECL |" in figures and "| SPY |" in figures
+    assert text(metadata, "plot").startswith("![backtest equity](data:image/png;base64,")
+    assert Path(text(metadata, "plot_path")) == table.parent / BACKTEST_PNG
     assert (table.parent / BACKTEST_PNG).read_bytes().startswith(b"\x89PNG")
-    assert "next close" in metadata["convention"].value or "t+1" in metadata["convention"].value
+    convention = text(metadata, "convention")
+    assert "next close" in convention or "t+1" in convention
     assert metadata["holding_periods"].value == len(expected) - 1
     assert metadata["sessions_missing_from_table"].value == 0
     assert metadata["cost_bps"].value == 0

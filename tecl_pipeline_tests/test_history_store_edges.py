@@ -14,7 +14,8 @@ def signals(days: list[str]) -> pd.DataFrame:
     index = pd.DatetimeIndex(pd.to_datetime(days), name="session")
     frame = pd.DataFrame({"leaf": ["risk-on"] * len(days)}, index=index)
     for holding in HOLDINGS:
-        frame[holding] = [Decimal("1") if holding == "TECL" else Decimal("0")] * len(days)
+        weight = Decimal("1") if holding == "TECL" else Decimal("0")
+        frame[holding] = pd.Series([weight] * len(days), index=index, dtype=object)
     return frame
 
 
@@ -30,6 +31,7 @@ def test_rows_are_counted_and_unspecified_provenance_is_stamped(tmp_path):
     assert write_signals(path, signals(["2026-07-29", "2026-07-30", "2026-07-31"])) == 3
     assert count_rows(path) == 3
     stored = read_signals(path, date(2026, 7, 30), with_provenance=True)
+    assert isinstance(stored.index, pd.DatetimeIndex)
     assert list(stored.index.date) == [date(2026, 7, 30), date(2026, 7, 31)]
     assert set(stored["data_source"]) == {"unspecified"}
     assert all(pd.Timestamp(stamp).tzinfo is not None for stamp in stored["computed_at"])

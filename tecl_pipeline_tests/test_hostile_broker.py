@@ -151,7 +151,7 @@ class HostileBroker:
         hostile = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
+            def log_message(self, format: str, *args: object) -> None:
                 pass
 
             def _handle(self) -> None:

@@ -141,7 +141,7 @@ def read_signals(
     index = pd.DatetimeIndex(pd.to_datetime(frame.pop("session"), format="%Y-%m-%d"))
     frame.index = index.rename("session")
     for holding in HOLDINGS:
-        frame[holding] = [Decimal(w) for w in frame[holding]]
+        frame[holding] = frame[holding].map(Decimal)
     if not with_provenance:
         frame = frame.loc[:, ["leaf", *HOLDINGS]]
     return frame

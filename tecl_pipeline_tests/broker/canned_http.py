@@ -47,7 +47,7 @@ class CannedServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:  # quiet
+            def log_message(self, format: str, *args: object) -> None:  # quiet
                 pass
 
             def _handle(self) -> None:

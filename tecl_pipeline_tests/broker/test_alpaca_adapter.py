@@ -402,7 +402,7 @@ def test_unsupported_time_in_force_is_rejected_naming_the_rule(simulator):
         qty=Decimal("0.5"),
         client_order_id="tif-1",
         type="market",
-        time_in_force="gtc",  # type: ignore[arg-type]
+        time_in_force="gtc",
     )
     with pytest.raises(OrderRejectedError, match="fractional orders must be DAY orders"):
         broker.submit_order(bad)

@@ -335,7 +335,8 @@ def test_a_timeout_must_be_positive(canned):
     with pytest.raises(ValueError, match="timeout must be > 0"):
         AlpacaBroker(sim_credentials(), paper=True, url=canned.url, timeout=0)
     with pytest.raises(ValueError, match="timeout must be > 0"):
-        harden_client(object(), 0)
+        # Not a client at all: the timeout is checked before anything else is looked at.
+        harden_client(object(), 0)  # pyright: ignore[reportArgumentType]
 
 
 def test_a_client_without_the_expected_internals_is_refused_loudly():
@@ -345,7 +346,9 @@ def test_a_client_without_the_expected_internals_is_refused_loudly():
         _session = requests.Session()
 
     with pytest.raises(RuntimeError, match="no longer has _session/_retry/_retry_codes"):
-        harden_client(Changed(), 1.0)
+        # A stand-in for an alpaca-py release whose client lost the internals: the type
+        # says RESTClient, and this runtime check is what catches such a release.
+        harden_client(Changed(), 1.0)  # pyright: ignore[reportArgumentType]
 
 
 ALPACA_KEY = "PKALNUMCANARYKEY0042"

@@ -69,7 +69,7 @@ def make_source(
     return source, sleeps
 
 
-def fetch(source: AlpacaMarketData, endpoint: str) -> object:
+def fetch(source: AlpacaMarketData, endpoint: str) -> pd.DataFrame | dict[str, Decimal]:
     if endpoint == BARS:
         return source.closes(("SPY",), SIM_SESSION)
     return source.latest_prices(("SPY",))

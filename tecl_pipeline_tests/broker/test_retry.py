@@ -5,6 +5,7 @@ random generators whose seeds are printed (R2).
 """
 
 import random
+from collections.abc import Sequence
 
 import pytest
 
@@ -37,20 +38,27 @@ class FakeTime:
         self.now += seconds
 
 
-def failing(errors: list[BaseException], result: str = "ok", cost: float = 0.0, t=None):
-    """A callable raising each of `errors` in turn, then returning `result`."""
-    calls = []
+class Failing:
+    """A callable raising each of `errors` in turn, then returning `result`; `calls` counts
+    the attempts."""
 
-    def fn() -> str:
-        calls.append(1)
-        if t is not None:
-            t.now += cost
-        if len(calls) <= len(errors):
-            raise errors[len(calls) - 1]
-        return result
+    def __init__(
+        self,
+        errors: Sequence[BaseException],
+        result: str = "ok",
+        cost: float = 0.0,
+        t: FakeTime | None = None,
+    ) -> None:
+        self.errors, self.result, self.cost, self.t = errors, result, cost, t
+        self.calls: list[int] = []
 
-    fn.calls = calls  # type: ignore[attr-defined]
-    return fn
+    def __call__(self) -> str:
+        self.calls.append(1)
+        if self.t is not None:
+            self.t.now += self.cost
+        if len(self.calls) <= len(self.errors):
+            raise self.errors[len(self.calls) - 1]
+        return self.result
 
 
 def rng(seed: int = SEED) -> random.Random:
@@ -67,14 +75,14 @@ def run(fn, policy: RetryPolicy, t: FakeTime, seed: int = SEED, on_retry=None):
 def test_success_first_time_does_not_sleep():
     """C6: nothing to retry, nothing waited."""
     t = FakeTime()
-    assert run(failing([]), RetryPolicy(), t) == "ok"
+    assert run(Failing([]), RetryPolicy(), t) == "ok"
     assert t.sleeps == []
 
 
 def test_retryable_errors_are_retried_with_exponential_backoff_and_jitter():
     """C6, B8: 5xx-style errors retried; each wait within [(1 - jitter) * d, d], d doubling."""
     t = FakeTime()
-    fn = failing([BrokerUnavailableError("503"), BrokerUnavailableError("503")] * 2)
+    fn = Failing([BrokerUnavailableError("503"), BrokerUnavailableError("503")] * 2)
     policy = RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=30.0, jitter=0.25)
     assert run(fn, policy, t) == "ok"
     assert len(fn.calls) == 5
@@ -88,7 +96,7 @@ def test_zero_jitter_gives_exact_exponential_backoff_capped_at_max_delay():
     """C6: the cap holds; without jitter the schedule is exact."""
     t = FakeTime()
     policy = RetryPolicy(max_attempts=8, base_delay=1.0, max_delay=10.0, jitter=0.0, deadline=1e6)
-    fn = failing([BrokerUnavailableError("x")] * 7)
+    fn = Failing([BrokerUnavailableError("x")] * 7)
     assert run(fn, policy, t) == "ok"
     assert t.sleeps == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0]
 
@@ -116,7 +124,7 @@ def test_non_retryable_errors_propagate_at_once(error):
     """C6, B7: rejections, auth failures, malformed bodies, unknown outcomes and bugs are
     never retried."""
     t = FakeTime()
-    fn = failing([error])
+    fn = Failing([error])
     with pytest.raises(type(error)) as caught:
         run(fn, RetryPolicy(), t)
     assert caught.value is error
@@ -132,7 +140,7 @@ def test_the_policy_retries_any_clients_retryable_error_not_only_a_brokers():
         pass
 
     t = FakeTime()
-    fn = failing([Throttled("slow down", retry_after=7.0)])
+    fn = Failing([Throttled("slow down", retry_after=7.0)])
     assert run(fn, RetryPolicy(base_delay=0.5, jitter=0.0), t) == "ok"
     assert len(fn.calls) == 2
     assert t.sleeps == [7.0]
@@ -142,7 +150,7 @@ def test_gives_up_after_max_attempts_with_the_last_error_and_a_note():
     """B1, C6: a 429 storm ends in a clean error after the allowed attempts."""
     t = FakeTime()
     errors = [RateLimitedError(f"429 #{i}", retry_after=None) for i in range(10)]
-    fn = failing(errors)
+    fn = Failing(errors)
     with pytest.raises(RateLimitedError) as caught:
         run(fn, RetryPolicy(max_attempts=3), t)
     assert caught.value is errors[2]
@@ -154,7 +162,7 @@ def test_gives_up_after_max_attempts_with_the_last_error_and_a_note():
 def test_retry_after_is_honoured_when_longer_than_the_backoff():
     """B1: the broker's Retry-After is waited at least."""
     t = FakeTime()
-    fn = failing([RateLimitedError("429", retry_after=7.0)])
+    fn = Failing([RateLimitedError("429", retry_after=7.0)])
     assert run(fn, RetryPolicy(base_delay=0.5), t) == "ok"
     assert t.sleeps == [7.0]
 
@@ -163,7 +171,7 @@ def test_backoff_wins_when_retry_after_is_shorter():
     """B1: Retry-After is a floor, not a replacement for backoff."""
     t = FakeTime()
     policy = RetryPolicy(base_delay=2.0, jitter=0.0)
-    fn = failing([RateLimitedError("429", retry_after=0.0)])
+    fn = Failing([RateLimitedError("429", retry_after=0.0)])
     assert run(fn, policy, t) == "ok"
     assert t.sleeps == [2.0]
 
@@ -171,7 +179,7 @@ def test_backoff_wins_when_retry_after_is_shorter():
 def test_retry_after_beyond_the_deadline_gives_up_now_instead_of_sleeping():
     """B1: a wait that would end past the deadline is not started."""
     t = FakeTime()
-    fn = failing([RateLimitedError("429", retry_after=300.0)])
+    fn = Failing([RateLimitedError("429", retry_after=300.0)])
     with pytest.raises(RateLimitedError) as caught:
         run(fn, RetryPolicy(deadline=120.0), t)
     assert t.sleeps == []
@@ -183,7 +191,7 @@ def test_time_spent_in_attempts_counts_against_the_deadline():
     """B2: slow failing calls (e.g. timeouts) use up the deadline too."""
     t = FakeTime()
     policy = RetryPolicy(max_attempts=100, base_delay=1.0, jitter=0.0, deadline=25.0)
-    fn = failing([BrokerUnavailableError("timeout")] * 100, cost=10.0, t=t)
+    fn = Failing([BrokerUnavailableError("timeout")] * 100, cost=10.0, t=t)
     with pytest.raises(BrokerUnavailableError):
         run(fn, policy, t)
     # 10 s call, 1 s wait, 10 s call (21 s), next wait 2 s -> 23 s, 3rd call -> 33 s > 25.
@@ -197,7 +205,7 @@ def test_on_retry_sees_attempt_error_and_wait():
     t = FakeTime()
     seen = []
     first = BrokerUnavailableError("502", retry_after=3.0)
-    fn = failing([first])
+    fn = Failing([first])
     run(fn, RetryPolicy(), t, on_retry=lambda a, e, w: seen.append((a, e, w)))
     assert seen == [(1, first, 3.0)]
 
@@ -208,7 +216,7 @@ def test_same_seed_same_waits(seed):
     schedules = []
     for _ in range(2):
         t = FakeTime()
-        run(failing([BrokerUnavailableError("x")] * 4), RetryPolicy(), t, seed=seed)
+        run(Failing([BrokerUnavailableError("x")] * 4), RetryPolicy(), t, seed=seed)
         schedules.append(t.sleeps)
     assert schedules[0] == schedules[1]
 

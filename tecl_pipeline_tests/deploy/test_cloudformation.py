@@ -123,7 +123,8 @@ def render(value: Any, template: dict[str, Any]) -> list[str]:
                     (single,) = render(variables[name], template)
                     return single
                 if "." in name and name not in PSEUDO:
-                    return _getatt(*name.split(".", 1), template)
+                    resource, attribute = name.split(".", 1)
+                    return _getatt(resource, attribute, template)
                 return _ref(name, template)
 
             return [re.sub(r"\$\{([^}!]+)\}", substitute, str(text))]

@@ -85,7 +85,7 @@ def test_compute_logs_go_to_s3_encrypted(instance, deployment_env):
     manager = configurable_class(block)
     assert manager.__name__ == "S3ComputeLogManager"
     result = process_config(manager.config_type(), block["config"])
-    assert result.success, result.errors
+    assert result.success and result.value is not None, result.errors
     assert result.value["bucket"] == REQUIRED_ENV["TECL_STATE_BUCKET"]
     assert result.value["prefix"] == REQUIRED_ENV["TECL_COMPUTE_LOG_PREFIX"]
     assert block["config"]["upload_extra_args"]["ServerSideEncryption"] in {"AES256", "aws:kms"}
@@ -96,7 +96,7 @@ def test_runs_launch_on_ecs_without_secrets_in_overrides(instance, deployment_en
     launcher = configurable_class(block)
     assert launcher.__name__ == "EcsRunLauncher"
     result = process_config(launcher.config_type(), block["config"])
-    assert result.success, result.errors
+    assert result.success and result.value is not None, result.errors
     # The tag lookup needs secretsmanager:ListSecrets on "*" (S3): it stays off.
     assert result.value["secrets_tag"] is None
     # Run-task overrides are readable in the ECS API: no secret value may travel in them (S2).

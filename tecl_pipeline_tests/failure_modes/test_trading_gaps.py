@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
+from dagster import AssetCheckEvaluation, ExecuteInProcessResult
 from pydantic import ValidationError
 
 from tecl_pipeline.config.settings import ConfigError, Settings
@@ -55,7 +56,7 @@ def against(simulator, tmp_path: Path) -> Settings:
     return Settings(state_uri=(tmp_path / "state").as_uri(), broker_url=simulator.url)
 
 
-def check(result, name: str):
+def check(result: ExecuteInProcessResult, name: str) -> AssetCheckEvaluation:
     [found] = [c for c in result.get_asset_check_evaluations() if c.check_name == name]
     return found
 
@@ -83,7 +84,7 @@ def test_run_at_the_wrong_broker_time_refuses_before_any_order(simulator, tmp_pa
     assert "executed_orders" not in materialized(result)
     assert submissions(simulator) == []
     ready = check(result, "pre_trade_ready")
-    assert not ready.passed
+    assert not ready.passed and ready.description is not None
     assert named in ready.description and "outside session 2026-11-24" in ready.description
 
 
@@ -133,6 +134,7 @@ def test_early_close_refuses_at_the_regular_time_and_trades_at_1245(simulator, t
     assert not late.success and "executed_orders" not in materialized(late)
     assert submissions(simulator) == []
     reason = check(late, "pre_trade_ready").description
+    assert reason is not None
     assert "12:30-13:00" in reason and "2025-11-28" in reason
 
     simulator.simulator.set_clock(datetime(2025, 11, 28, 12, 45, tzinfo=NY))
@@ -189,7 +191,8 @@ def test_unadjusted_split_in_the_data_blocks_orders_naming_symbol_and_date(
     assert "executed_orders" not in materialized(result)
     assert demo_book_orders(state_dir) == []
     sane = check(result, "market_data_sane")
-    assert not sane.passed and "TECL" in sane.description and jump_day in sane.description
+    assert not sane.passed and sane.description is not None
+    assert "TECL" in sane.description and jump_day in sane.description
     [alert] = [a for a in read_alerts(state_dir.parent / "logs") if a["kind"] == "refused"]
     assert "TECL" in alert["detail"] and jump_day in alert["detail"]
 

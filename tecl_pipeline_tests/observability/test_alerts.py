@@ -7,7 +7,7 @@ import logging
 import socket
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -22,6 +22,7 @@ from tecl_pipeline.observability.alerts import (
     LogSink,
     WebhookSink,
     build_alerter,
+    sink_name,
 )
 from tecl_pipeline.observability.logs import EXCHANGE_TZ, Redactor
 from tecl_pipeline_tests.observability.helpers import (
@@ -86,17 +87,16 @@ def _refused_url() -> str:
 
 
 def _alert(**changes: object) -> Alert:
-    values: dict[str, object] = {
-        "kind": "run_failure",
-        "title": "daily_trading_job failed in step orders",
-        "detail": "BrokerError: 503 maintenance",
-        "session": SESSION,
-        "run_id": "run-42",
-        "severity": "critical",
-        "at": T0,
-    }
-    values.update(changes)
-    return Alert(**values)  # type: ignore[arg-type]
+    base = Alert(
+        kind="run_failure",
+        title="daily_trading_job failed in step orders",
+        detail="BrokerError: 503 maintenance",
+        session=SESSION,
+        run_id="run-42",
+        severity=Severity.CRITICAL,
+        at=T0,
+    )
+    return replace(base, **changes)
 
 
 def test_webhook_receives_slack_shaped_json(webhook):
@@ -210,7 +210,8 @@ def test_webhook_url_is_a_secret_and_never_echoed(tmp_path):
     redactor = Redactor()
     alerter = build_alerter(redactor, log_dir=tmp_path, webhook_url=secret_url)
     assert [type(s).__name__ for s in alerter.sinks] == ["LogSink", "FileSink", "WebhookSink"]
-    assert secret_url not in repr(alerter.sinks[2]) and secret_url not in alerter.sinks[2].name
+    webhook = alerter.sinks[2]
+    assert secret_url not in repr(webhook) and secret_url not in sink_name(webhook)
     assert redactor.redact(f"posting to {secret_url}") == "posting to ***"
     assert "/services/" not in redactor.redact("path /services/T000/B000/XXXXXXXXXXXXXXXX")
 
@@ -334,14 +335,14 @@ def test_auth_failures_spread_beyond_the_window_do_not_fire():
 def test_alerter_defaults_and_override(tmp_path):
     """X9: log sink always, file sink at <log_dir>/alerts.jsonl or TECL_ALERT_FILE."""
     default = build_alerter(Redactor(), log_dir=tmp_path)
-    assert [s.name for s in default.sinks] == ["log", "file(alerts.jsonl)"]
+    assert [sink_name(s) for s in default.sinks] == ["log", "file(alerts.jsonl)"]
     default.send(_alert(severity="info"))
     assert read_json_lines(tmp_path / "alerts.jsonl")[0]["severity"] == "info"
 
     custom = tmp_path / "elsewhere" / "custom.jsonl"
     chosen = build_alerter(Redactor(), log_dir=tmp_path, alert_file=custom)
-    assert [s.name for s in chosen.sinks] == ["log", "file(custom.jsonl)"]
-    assert [s.name for s in build_alerter(Redactor(), log_dir=None).sinks] == ["log"]
+    assert [sink_name(s) for s in chosen.sinks] == ["log", "file(custom.jsonl)"]
+    assert [sink_name(s) for s in build_alerter(Redactor(), log_dir=None).sinks] == ["log"]
 
 
 def test_no_working_route_leaves_the_alert_on_stderr(tmp_path):

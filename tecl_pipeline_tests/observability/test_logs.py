@@ -16,6 +16,7 @@ from tecl_pipeline.core.errors import RefusedToTrade
 from tecl_pipeline.observability.logs import (
     LOG_FILE_NAME,
     LOGGER_NAME,
+    FallbackHandler,
     JsonFormatter,
     RedactedError,
     RedactedRefusal,
@@ -155,7 +156,9 @@ def test_disk_full_falls_back_to_stderr_without_raising(tmp_path, redactor, rest
     logger = configure_logging(tmp_path, redactor=redactor, stream=stderr)
     _log().info("before")
     file_handler = next(h for h in logger.handlers if h.get_name() == "tecl_pipeline.file")
-    inner = file_handler.inner  # type: ignore[attr-defined]
+    assert isinstance(file_handler, FallbackHandler)
+    inner = file_handler.inner
+    assert isinstance(inner, logging.StreamHandler)
     good_stream = inner.stream
     inner.stream = open("/dev/full", "w")  # noqa: SIM115 -- the handler owns it now
     for index in range(5):

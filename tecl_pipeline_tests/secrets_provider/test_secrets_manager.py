@@ -20,8 +20,9 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
+import boto3.session
 import pytest
+from alpaca.trading.client import TradingClient
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
@@ -313,9 +314,10 @@ def test_not_found_is_a_clear_error_and_not_retried(admin, provider_for, fake_ti
     client = make_client(admin.meta.endpoint_url)
     calls = count_calls(client)
     provider = provider_for("tecl/alpaca/does-not-exist", client)
-    for _ in range(2):
-        with pytest.raises(SecretNotFoundError) as caught:
-            provider.get()
+    with pytest.raises(SecretNotFoundError):
+        provider.get()
+    with pytest.raises(SecretNotFoundError) as caught:
+        provider.get()
     error = caught.value
     assert isinstance(error, RefusedToTrade)
     assert "tecl/alpaca/does-not-exist" in str(error)
@@ -356,9 +358,11 @@ def test_definite_refusals_are_distinct_errors_not_retried(
     secret, the AWS code and what permission to check; never retried; always alerted."""
     proxy.fail("GetSecretValue", code, message="injected refusal")
     provider = provider_for(secret_id, make_client(proxy.url))
-    for _ in range(3):
-        with pytest.raises(error_type) as caught:
+    for _ in range(2):
+        with pytest.raises(error_type):
             provider.get()
+    with pytest.raises(error_type) as caught:
+        provider.get()
     error = caught.value
     assert isinstance(error, RefusedToTrade) and isinstance(error, SecretAccessError)
     assert (error.code, error.secret_id) == (code, secret_id)
@@ -442,8 +446,13 @@ def test_endpoint_down_without_cache_stops_before_any_broker_client_exists(
 
     provider = provider_for(secret_id, make_client(closed_port_url()))
     built: list[Credentials] = []
+
+    def build(credentials: Credentials) -> TradingClient:
+        built.append(credentials)
+        return TradingClient(credentials.key_id, credentials.secret_key, paper=True)
+
     connection = AlpacaConnection(
-        lambda credentials: built.append(credentials),
+        build,
         provider,
         timeout=5.0,
         retry=RetryPolicy(max_attempts=3, base_delay=0.1),
@@ -455,6 +464,7 @@ def test_endpoint_down_without_cache_stops_before_any_broker_client_exists(
     assert built == []  # no broker client, so no order could have been sent
     assert caught.value.metadata["outcome"].value == Outcome.REFUSED
     assert caught.value.metadata["error"].value == "SecretUnavailableError"
+    assert caught.value.description is not None
     assert "EndpointConnectionError" in caught.value.description
     assert len(fake_time.sleeps) == ATTEMPTS - 1  # the provider's retries, not the adapter's
     assert names(events) == [EventKind.SECRET_UNAVAILABLE]

@@ -65,7 +65,7 @@ def client_error(code: str, status: int, operation: str = "GetSecretValue") -> C
         "Error": {"Code": code, "Message": "stub"},
         "ResponseMetadata": {"HTTPStatusCode": status},
     }
-    return ClientError(body, operation)  # type: ignore[arg-type]
+    return ClientError(body, operation)
 
 
 def provider(client: StubClient, now: list[datetime] | None = None, **options: Any):

@@ -24,7 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import boto3
+import boto3.session
 import botocore.session
 import pytest
 from botocore.config import Config

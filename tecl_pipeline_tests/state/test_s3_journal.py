@@ -171,6 +171,7 @@ def test_same_key_written_twice_is_a_conflict_and_the_original_stays(
     body = moto_s3.get_object(Bucket=s3_bucket, Key=key)["Body"].read()
     assert body == encode_record(original)
     assert journal.records(D1) == [original]
+    assert error.spool_path is not None
     assert [Path(error.spool_path)] == spooled(spool_dir)
 
     assert journal.replay_spool() == 0
@@ -265,6 +266,7 @@ def test_access_denied_on_put_is_named_spooled_and_replayed_later(
     assert "s3:PutObject" in message and "AccessDenied" in message
     assert f"s3://{s3_bucket}/{PREFIX}/sessions/2024-03-04/" in message
     assert caught.value.action == "s3:PutObject" and caught.value.code == "AccessDenied"
+    assert caught.value.spool_path is not None
     assert [Path(caught.value.spool_path)] == spooled(spool_dir)
     assert journal_events.of(EventKind.SPOOLED)
     assert journal.records(D1) == []
@@ -581,7 +583,7 @@ def test_errors_never_carry_credentials(s3_bucket, spool_dir, fault_proxy, journ
     """S2: the secret key appears in no error message or event, even when every call is
     denied."""
     secret = "SECRETKEY-must-not-leak-0123456789"
-    import boto3
+    import boto3.session
     from botocore.config import Config
 
     client = boto3.session.Session(

@@ -16,7 +16,7 @@
 import logging
 import random
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 from urllib.parse import urlsplit
 
 import requests
@@ -128,7 +128,7 @@ class _GuardedAdapter(HTTPAdapter):
         self._timeout = timeout
         self._redactor = redactor
 
-    def send(  # type: ignore[override]
+    def send(
         self, request: requests.PreparedRequest, *args: Any, **kwargs: Any
     ) -> requests.Response:
         if kwargs.get("timeout") is None:
@@ -196,8 +196,8 @@ def harden_client(client: C, timeout: float, redactor: Redactor | None = None) -
     session.mount("http://", adapter)
     # With _retry == 0, RESTClient raises APIError on the first 429/504 instead of
     # sleeping 3 s and resending (which, for POST /v2/orders, could place a second order).
-    client._retry = 0  # type: ignore[attr-defined]
-    client._retry_codes = []  # type: ignore[attr-defined]
+    client._retry = 0
+    client._retry_codes = []
     return client
 
 
@@ -226,8 +226,9 @@ def invoke(endpoint: str, call: Callable[[], T], kind: CallKind, redactor: Redac
     except requests.RequestException as exc:
         error = translate_transport_error(exc, endpoint, kind)
     else:
-        # Parsed JSON: an escape style the transport did not know is undone by now.
-        return redactor.redact_value(body)  # type: ignore[return-value]
+        # Parsed JSON: an escape style the transport did not know is undone by now. Masking
+        # keeps a JSON value's shape (objects, arrays, strings), so it is still the call's T.
+        return cast(T, redactor.redact_value(body))
     error.args = tuple(redactor.redact_value(arg) for arg in error.args)
     raise error
 
