@@ -115,3 +115,36 @@ def test_no_module_level_mutable_containers():
         where for path in sorted(PACKAGE.rglob("*.py")) for where in _module_level_mutables(path)
     ]
     assert offenders == []
+
+
+def _readme_layout_folders() -> list[str]:
+    """The folders of README's layout tree, as paths ("tecl_pipeline/defs/sensors")."""
+    text = (PACKAGE.parent / "README.md").read_text()
+    block = text.split("<!-- layout:", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    folders: list[str] = []
+    parents: list[str] = []
+    for line in block.splitlines():
+        name = line.lstrip("│├└─ ").split()[0]
+        depth = (len(line) - len(line.lstrip("│├└─ "))) // 4
+        parents[depth:] = [name.rstrip("/")]
+        folders.append("/".join(parents))
+    return folders
+
+
+def test_the_readme_layout_tree_is_the_folders():
+    """README's layout is a tree with one line per folder: every folder that holds a tracked
+    file (the package, the tests, the top-level folders) has its line, and no line names a
+    folder that is not there."""
+    repo = PACKAGE.parent
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.split()
+    folders = {
+        str(parent)
+        for name in tracked
+        for parent in Path(name).parents
+        if str(parent) != "." and not any(part.startswith(".") for part in parent.parts)
+    }
+    listed = _readme_layout_folders()
+    assert len(listed) == len(set(listed)), "a folder is listed twice"
+    assert sorted(listed) == sorted(folders)
