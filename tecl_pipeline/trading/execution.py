@@ -78,7 +78,7 @@ from tecl_pipeline.trading.models import (
     OrderSide,
     Position,
 )
-from tecl_pipeline.trading.reconcile import price_disagreements
+from tecl_pipeline.trading.reconcile import currency_problem, price_disagreements
 from tecl_pipeline.trading.stopping import StopRequest as StopRequest  # its home; re-exported
 
 
@@ -306,8 +306,8 @@ def plan_from_broker(
     prices would trade against a phantom. What disagrees is in `price_problems`.
     """
     account = broker.get_account()
-    if account.currency != "USD":
-        raise AccountError(f"account currency is {account.currency}, not USD; not trading")
+    if problem := currency_problem(account):
+        raise AccountError(f"{problem}; not trading")
     positions = broker.get_positions()
     held = {symbol: p.qty for symbol, p in positions.items()}
     assets = {symbol: broker.get_asset(symbol) for symbol in sorted(set(weights) | set(held))}

@@ -203,12 +203,17 @@ def post_trade_problems(
     return problems
 
 
+def currency_problem(account: Account) -> str | None:
+    """Why an account cannot be traded by this strategy's dollar amounts (X8), if it can't."""
+    if account.currency != "USD":
+        return f"account currency is {account.currency}, not USD"
+    return None
+
+
 def pre_trade_problems(account: Account, plan: RebalancePlan) -> list[str]:
     """What stops trading before the first order (X8, B7): a non-USD or blocked account, or
     buys that the cash plus the planned sells' proceeds cannot pay for."""
-    problems = []
-    if account.currency != "USD":
-        problems.append(f"account currency is {account.currency}, not USD")
+    problems = [problem] if (problem := currency_problem(account)) else []
     if account.trading_blocked:
         problems.append(f"account {account.account_number} is blocked from trading")
     buys = sum((o.cost_ceiling for o in plan.buys), Decimal(0))
