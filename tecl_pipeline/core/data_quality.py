@@ -102,8 +102,9 @@ def _off_calendar(
 ) -> tuple[np.ndarray, MappingProxyType[pd.Timestamp, str]]:
     known = (calendar.first_session, calendar.last_session)
     sessions = frozenset(calendar.sessions(*known))
+    # `index.date` converts the whole index at once; a Timestamp per row costs far more.
     on_calendar = np.array(
-        [not known[0] <= ts.date() <= known[1] or ts.date() in sessions for ts in index],
+        [not known[0] <= day <= known[1] or day in sessions for day in index.date],
         dtype=bool,
     )
     reasons = {}
@@ -116,6 +117,8 @@ def _off_calendar(
 
 
 def _extra_bars(bars: pd.Series, reasons: Mapping[pd.Timestamp, str]) -> str | None:
+    if not reasons:
+        return None
     extra = [ts for ts in bars.dropna().index if ts in reasons]
     if not extra:
         return None
@@ -151,7 +154,7 @@ def _calendar_problems(bars: pd.Series, view: _Calendar) -> list[str]:
         problems.append(extra)
     if len(present):
         first = present.index[0]
-        have = set(bars.index)
+        have = bars.index  # a hashed lookup, without a Timestamp per row
         last = present.index[-1]  # sessions after it make the symbol stale, not gapped
         absent = [ts for ts in view.window if first <= ts <= last and ts not in have]
         if absent:

@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from types import MappingProxyType
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 from tecl_pipeline.core.errors import RefusedToTrade
 
@@ -48,17 +48,21 @@ def _hex(number: int, width: int) -> str:
     return "(?i:" + f"{number:0{width}x}" + ")"
 
 
-def _html_names() -> dict[str, list[str]]:
+def _html_names() -> Mapping[str, tuple[str, ...]]:
     # Every named HTML5 entity that stands for exactly one character, by that character.
     names: dict[str, list[str]] = {}
     for name, char in html.entities.html5.items():
         if len(char) == 1:
             names.setdefault(char, []).append(name)
-    return names
+    return MappingProxyType({char: tuple(found) for char, found in names.items()})
+
+
+# Built once: each secret registered asks it for every character of every pattern.
+_HTML_NAMES: Final = _html_names()
 
 
 def _char_alternatives(
-    ch: str, html_names: Mapping[str, list[str]], *, as_bytes: bool
+    ch: str, html_names: Mapping[str, tuple[str, ...]], *, as_bytes: bool
 ) -> list[str]:
     """Regex sources, each matching one way `ch` may be written in an echo."""
     code = ord(ch)
@@ -95,7 +99,7 @@ def value_pattern(value: str, *, any_case: bool = False, as_bytes: bool = False)
     percent-encoded (either hex case, ``+`` for a space, doubly), HTML character references
     (decimal, hex, named, any case), JSON escapes (``\\uXXXX``, ``\\/``, after one or more
     escaping rounds). With `any_case`, letters match in either case (a key id)."""
-    html_names = _html_names()
+    html_names = _HTML_NAMES
     groups = []
     for ch in value:
         variants = {ch, ch.lower(), ch.upper()} if any_case else {ch}
