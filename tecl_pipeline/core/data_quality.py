@@ -83,7 +83,7 @@ class _Calendar:
 
     on_calendar: np.ndarray
     """Per row: a session, or a day outside the calendar's range, which it cannot judge."""
-    window: tuple[pd.Timestamp, ...]
+    window: pd.DatetimeIndex
     """The sessions the indicators use: the last `warmup` up to the session."""
     reasons: MappingProxyType[pd.Timestamp, str]
     """Why each off-calendar row is not a session, in the calendar's words."""
@@ -92,7 +92,7 @@ class _Calendar:
 def _calendar_view(
     index: pd.DatetimeIndex, session: date, calendar: TradingCalendar, warmup: int
 ) -> _Calendar:
-    window = tuple(pd.Timestamp(d) for d in calendar.sessions_ending(session, warmup))
+    window = pd.DatetimeIndex([pd.Timestamp(d) for d in calendar.sessions_ending(session, warmup)])
     on_calendar, reasons = _off_calendar(index, calendar)
     return _Calendar(on_calendar, window, reasons)
 
@@ -154,10 +154,11 @@ def _calendar_problems(bars: pd.Series, view: _Calendar) -> list[str]:
         problems.append(extra)
     if len(present):
         first = present.index[0]
-        have = bars.index  # a hashed lookup, without a Timestamp per row
         last = present.index[-1]  # sessions after it make the symbol stale, not gapped
-        absent = [ts for ts in view.window if first <= ts <= last and ts not in have]
-        if absent:
+        window = view.window
+        inside = window[(window >= first) & (window <= last)]
+        absent = inside[~inside.isin(bars.index)]
+        if len(absent):
             problems.append(
                 f"gap: no bar for session {absent[0].date()} inside the indicator window "
                 f"({view.window[0].date()}..{view.window[-1].date()}; "
