@@ -52,10 +52,17 @@ browser:
 # CLI, the simulator), must be at least 90%; config in pyproject.toml [tool.coverage.*].
 # `dg check defs` first: a code location that does not load fails in seconds, not after the
 # suite. On the instance `tecl run` sets up (no telemetry), like `make dev`.
+# Workers (pytest-xdist) take whole modules, so a module's fixtures are built once; most of
+# the suite waits on servers and `tecl` processes, hence more workers than cores. Bytecode
+# is cached even where the environment says not to: otherwise every worker rewrites every
+# test module and every `tecl` process compiles the package anew.
+TEST_WORKERS ?= 4
+TEST_START := $(shell date +%s)
 test: lint lint-infra browser
 	$(DAGSTER_HOME_READY)
 	$(BIN)/dg check defs
-	$(BIN)/python -m pytest --cov=tecl_pipeline --cov-report=term:skip-covered --cov-fail-under=90 --durations=25
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder --cov=tecl_pipeline --cov-report=term:skip-covered --cov-fail-under=90 --durations=25
+	@echo "make test: $$(( $$(date +%s) - $(TEST_START) )) s wall"
 
 dev: install
 	$(DAGSTER_HOME_READY)

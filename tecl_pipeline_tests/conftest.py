@@ -22,6 +22,24 @@ pytest_plugins = [
 ]
 
 
+# Modules that take minutes, started first: `make test` hands whole modules to its workers
+# in collection order (--dist loadscope --no-loadscope-reorder), and a long one picked up
+# last would leave the other workers idle at the end.
+SLOWEST_MODULES = (
+    "tecl_pipeline_tests/soak/test_soak.py",
+    "tecl_pipeline_tests/replay/test_replay.py",
+    "tecl_pipeline_tests/test_ui_browser.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        module = item.nodeid.split("::", 1)[0]
+        return SLOWEST_MODULES.index(module) if module in SLOWEST_MODULES else len(SLOWEST_MODULES)
+
+    items.sort(key=rank)  # stable: every module keeps its own order
+
+
 def shared_market_dir() -> Path:
     """The real adjusted closes beside the repo (never copied into it)."""
     override = os.environ.get("TECL_SHARED_DATA")
