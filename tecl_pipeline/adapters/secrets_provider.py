@@ -77,8 +77,9 @@ def _arn_region(secret_id: str) -> str | None:
 
 
 def _secretsmanager_client(region: str, endpoint: str | None) -> object:
-    import boto3.session
     from botocore.config import Config
+
+    from tecl_pipeline.adapters.aws.session import aws_session
 
     config = Config(
         # The provider retries under the project's policy; botocore must not add its own.
@@ -87,8 +88,7 @@ def _secretsmanager_client(region: str, endpoint: str | None) -> object:
         read_timeout=READ_TIMEOUT,
     )
     # A session of its own: boto3's default session is not safe to share across threads.
-    session = boto3.session.Session()
-    return session.client(
+    return aws_session().client(
         "secretsmanager", region_name=region, endpoint_url=endpoint, config=config
     )
 

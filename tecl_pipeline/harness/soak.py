@@ -218,9 +218,9 @@ class _Aws:
             "AWS_EC2_METADATA_DISABLED": "true",
             "TECL_SECRETS_ENDPOINT_URL": self.secrets.url,
         }
-        import boto3
+        from tecl_pipeline.adapters.aws.session import aws_session
 
-        session = boto3.session.Session(
+        session = aws_session(
             aws_access_key_id="soak", aws_secret_access_key="soak", region_name=REGION
         )
         # moto keeps every server's data in this process: names of their own per soak.

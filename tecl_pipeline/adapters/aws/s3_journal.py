@@ -116,9 +116,9 @@ def client_config() -> Any:
 
 def default_s3_client() -> Any:
     """An S3 client from the environment's credentials and region, with client_config()."""
-    import boto3.session
+    from tecl_pipeline.adapters.aws.session import aws_session
 
-    return boto3.session.Session().client("s3", config=client_config())
+    return aws_session().client("s3", config=client_config())
 
 
 class _S3Failed(StoreFailed):
