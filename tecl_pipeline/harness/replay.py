@@ -121,6 +121,7 @@ class ReplaySummary:
 def session_prices(closes: pd.DataFrame, session: date) -> dict[str, Decimal]:
     """The session's closes at the broker's tick: what the simulator fills at."""
     row = closes.loc[pd.Timestamp(session)]
+    assert isinstance(row, pd.Series)  # one row: the index holds each session once
     return {s: round_price(to_decimal(float(row[s]), f"{s} close")) for s in HOLDINGS}
 
 
@@ -189,7 +190,9 @@ def replay(
             continue
         record = world.record(session)
         prices = session_prices(closes, session)
-        problems = check_session(record, expected.loc[pd.Timestamp(session)], prices, cash_reserve)
+        row = expected.loc[pd.Timestamp(session)]
+        assert isinstance(row, pd.Series)  # one row: the index holds each session once
+        problems = check_session(record, row, prices, cash_reserve)
         mismatches += [f"{session}: {p}" for p in problems]
         if record is not None:
             leaves[record.leaf] += 1

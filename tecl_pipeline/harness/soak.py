@@ -57,6 +57,8 @@ from tecl_pipeline.trading.models import Order, OrderStatus
 if TYPE_CHECKING:
     from moto.server import ThreadedMotoServer
 
+    from tecl_pipeline.harness.s3_faults import FaultKind as S3FaultKind
+
 # Demo data start in January 2019; the strategy's 200-session warm-up is over by then.
 SOAK_START = date(2020, 1, 2)
 REGION = "us-east-1"
@@ -96,7 +98,9 @@ _BROKER_ENDPOINTS = (
 )
 # Pipeline settings that keep a soak session short: fills polled often, a short fill
 # timeout, quick backoff; the simulator's faults ask for no Retry-After wait.
-SOAK_POLICY = MappingProxyType({"fill_timeout_seconds": 1.0, "poll_interval_seconds": 0.02})
+SOAK_POLICY: Mapping[str, Any] = MappingProxyType(
+    {"fill_timeout_seconds": 1.0, "poll_interval_seconds": 0.02}
+)
 SOAK_BROKER = MappingProxyType({"retry_base_delay_seconds": 0.01, "timeout_seconds": 1.0})
 # How long a second host's `tecl run` may take to reach its hold, or to finish after it.
 SECOND_HOST_PATIENCE = 300.0
@@ -296,16 +300,15 @@ class _Session:
             )
         aws = self.soak.aws
         if "s3_error" in self.faults:
-            operation, kind, times = self.rng.choice(
-                (
-                    ("PutObject", "slow_down", 1),
-                    ("PutObject", "drop_after_forward", 1),
-                    ("ListObjectsV2", "slow_down", 1),
-                    ("GetObject", "slow_down", 1),
-                    ("GetBucketLocation", "access_denied", None),
-                    ("PutObject", "access_denied", None),
-                )
+            s3_faults: tuple[tuple[str, S3FaultKind, int | None], ...] = (
+                ("PutObject", "slow_down", 1),
+                ("PutObject", "drop_after_forward", 1),
+                ("ListObjectsV2", "slow_down", 1),
+                ("GetObject", "slow_down", 1),
+                ("GetBucketLocation", "access_denied", None),
+                ("PutObject", "access_denied", None),
             )
+            operation, kind, times = self.rng.choice(s3_faults)
             aws.s3.inject(operation, kind, times=times)
         if "secret_error" in self.faults:
             code, status, times = self.rng.choice(
@@ -615,8 +618,8 @@ class _Soak:
 
     def targets(self, session: date) -> set[str]:
         """The symbols `signal_history` puts money in at the session."""
-        row = self.expected.loc[pd.Timestamp(session)]
-        return {s for s in HOLDINGS if row[s]}
+        when = pd.Timestamp(session)
+        return {s for s in HOLDINGS if self.expected.at[when, s]}
 
     def stale_market(self, session: date, rng: random.Random) -> Path:
         """A copy of the market data whose latest bar of one symbol is missing."""

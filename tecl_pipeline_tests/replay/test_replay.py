@@ -62,10 +62,10 @@ def test_replay_follows_signal_history_every_session(
     leaves = []
     for session, record in replayed.records.items():
         assert record is not None, f"{session}: no journal record"
-        row = expected.loc[pd.Timestamp(session)]
-        assert record.leaf == row["leaf"], session
+        when = pd.Timestamp(session)
+        assert record.leaf == expected.at[when, "leaf"], session
         assert {s: w for s, w in record.weights.items() if w} == {
-            s: row[s] for s in HOLDINGS if row[s]
+            s: expected.at[when, s] for s in HOLDINGS if expected.at[when, s]
         }, session
         leaves.append(record.leaf)
     # The window is worth replaying: the tree changes its mind in it.
@@ -104,6 +104,7 @@ def test_replay_pnl_matches_independent_recomputation(
         cash -= sign * notional
         shares[order["symbol"]] = shares.get(order["symbol"], Fraction(0)) + sign * qty
     last = real_closes.loc[pd.Timestamp(WINDOW_END)]
+    assert isinstance(last, pd.Series)
     equity = cash + sum(q * _tick(float(last[s])) for s, q in shares.items())
     pnl = equity - replayed.starting_cash
     summary = replayed.summary
