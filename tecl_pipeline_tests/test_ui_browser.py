@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, ViewportSize, expect, sync_playwright
 
 from tecl_pipeline.defs.assets import GROUP, TRADING_ASSETS
 from tecl_pipeline.defs.checks import TRADING_CHECKS
@@ -45,7 +45,7 @@ for _checks in TRADING_CHECKS:
         CHECKS.setdefault(_key.asset_key.to_user_string(), []).append(_key.name)
 SESSION = "2026-11-24"
 # Wide enough that the graph draws full asset nodes (names, check summaries), not minimal boxes.
-VIEWPORT = {"width": 2560, "height": 1100}
+VIEWPORT: ViewportSize = {"width": 2560, "height": 1100}
 SERVER_START_S = 60
 RUN_S = 120
 UI_MS = 30_000

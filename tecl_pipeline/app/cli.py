@@ -357,6 +357,7 @@ def _alert_outcome(
     """A run that traded but did not end clean reaches the alert sinks with what a person
     must look at, unless the run alerted already (a refusal, a stop or a step that failed
     alert where they happen, in the run): one alert per run."""
+    from tecl_pipeline.common.events import Severity
     from tecl_pipeline.defs.failure_alerts import alert_once
     from tecl_pipeline.observability.alerts import Alert
 
@@ -368,7 +369,7 @@ def _alert_outcome(
         detail="\n".join(outcome.attention),
         session=session,
         run_id=outcome.run_id,
-        severity="critical",
+        severity=Severity.CRITICAL,
     )
     alert_once(instance, outcome.run_id, lambda _run: alerter.send(alert), route="cli")
 
@@ -611,6 +612,7 @@ def _alert_before_run(kind: str, title: str, detail: str) -> None:
     """`tecl run` ended before a Dagster run existed, so no run-failure hook or sensor
     will see it: the alert goes from here, through the sinks the environment still allows
     (a malformed TECL_ALERT_WEBHOOK_URL leaves only the line on stderr)."""
+    from tecl_pipeline.common.events import Severity
     from tecl_pipeline.config.settings import ConfigError, Settings
     from tecl_pipeline.observability.alerts import Alert
     from tecl_pipeline.observability.logs import configure_logging
@@ -627,7 +629,7 @@ def _alert_before_run(kind: str, title: str, detail: str) -> None:
         alerter = _alerter(settings, redactor, log_dir)
     except ConfigError:
         return
-    alerter.send(Alert(kind, title, detail, severity="critical"))
+    alerter.send(Alert(kind, title, detail, severity=Severity.CRITICAL))
 
 
 def _alerter(settings: "Settings", redactor: "Redactor", log_dir: Path | None) -> "Alerter":

@@ -5,6 +5,7 @@ Each asset loads its inputs, calls the pure core, and returns the result with th
 a person checks in the UI. Anything that makes trading unsafe stops the chain as a refusal.
 """
 
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -197,7 +198,13 @@ def signal(
 ) -> Output:
     """The strategy's decision: leaf, the path that led to it, and the target weights."""
     with _refusals(context, observability):
-        decision = evaluate_tecl(indicators.to_dict(orient="index"))
+        # pandas types row and column labels as Hashable; here they are symbols and names.
+        decision = evaluate_tecl(
+            {
+                str(symbol): {str(name): value for name, value in row.items()}
+                for symbol, row in indicators.to_dict(orient="index").items()
+            }
+        )
     context.log.info(f"leaf {decision.leaf}: {decision.reason}")
     return Output(
         decision,
@@ -301,7 +308,10 @@ def target_allocation(
 
 
 def _journal_vs_broker(
-    previous: SessionRecord | None, session: date, client: Broker, held: dict[str, Decimal]
+    previous: SessionRecord | None,
+    session: date,
+    client: Broker,
+    held: Mapping[str, Decimal],
 ) -> tuple[list[PositionChange], list[date]]:
     """Positions no order explains since the last record, and the sessions in between that
     have no record (D4). A missing record (an interrupted run, a deleted or quarantined file)

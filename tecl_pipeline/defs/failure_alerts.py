@@ -33,6 +33,7 @@ from dagster import (
     HookExecutionResult,
 )
 
+from tecl_pipeline.common.events import Severity
 from tecl_pipeline.core.outcomes import Outcome, outcome_of
 from tecl_pipeline.defs.partitions import PARTITION_TAG, session_of
 from tecl_pipeline.defs.run_report import error_cause
@@ -115,14 +116,14 @@ def run_failure_alert(
         detail="\n".join([*lines, *steps]) or "run failed (no message)",
         session=session,
         run_id=run.run_id,
-        severity="critical",
+        severity=Severity.CRITICAL,
     )
 
 
 def alert_once(
     instance: DagsterInstance,
     run_id: str,
-    send: Callable[[DagsterRun], None],
+    send: Callable[[DagsterRun], object],
     *,
     route: str,
     lock_dir: Path | None = None,

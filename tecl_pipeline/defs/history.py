@@ -107,7 +107,7 @@ def _signal_history_table(
         run_id=context.run.run_id,
     )
     written = replace_range(history_db(state), rows, start, end, provenance)
-    per_year = rows.groupby(rows.index.year).size()
+    per_year = rows.groupby(pd.DatetimeIndex(rows.index).year).size()
     leaf_counts = rows["leaf"].value_counts()
     context.log.info("wrote %d signal rows for [%s, %s)", written, start, end)
     return MaterializeResult(
@@ -278,7 +278,7 @@ def run_backfill(
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )
     seconds = time.perf_counter() - began
-    state = defs.resources["state"]
+    state = (defs.resources or {}).get("state")
     if not isinstance(state, StateResource):
         raise TypeError(f"resource 'state' is a {type(state).__name__}, not a StateResource")
     stored = read_signals(history_db(state), start, end)
@@ -291,7 +291,8 @@ def run_backfill(
             if event.asset_key == AssetKey("signal_history_table")
         }
         if done != set(keys):
-            raise RuntimeError(f"run {result.run_id} materialized {sorted(done)}, not {keys}")
+            materialized = sorted(done, key=str)
+            raise RuntimeError(f"run {result.run_id} materialized {materialized}, not {keys}")
     problem, untrusted = ("", False) if result.success else _failure(result)
     return BackfillSummary(
         problem=problem,

@@ -277,12 +277,15 @@ def _credentials(
     from tecl_pipeline.trading.credentials import Credentials, EnvCredentials
 
     if secret_id:
+        from tecl_pipeline.adapters.aws.secrets_manager import SecretsManagerCredentials
         from tecl_pipeline.adapters.secrets_provider import SECRET_ID_VAR, credentials_from_env
 
         provider = credentials_from_env(
             {**secret_location, SECRET_ID_VAR: secret_id}, on_event=on_event
         )
-        provider.check_age()  # S1: an overdue rotation is reported, not fatal
+        # Only a secret has a rotation age; a blank id leaves the environment's pair.
+        if isinstance(provider, SecretsManagerCredentials):
+            provider.check_age()  # S1: an overdue rotation is reported, not fatal
         return provider
     if not api_key or not secret_key:
         raise ConfigError(

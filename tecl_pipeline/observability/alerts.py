@@ -68,12 +68,12 @@ class Alert:
     def __post_init__(self) -> None:
         if not self.kind:
             raise ValueError("an alert needs a kind")
-        if self.severity not in SEVERITIES:
+        # A Severity, never its name: every layer passes the typed value, so a misspelt or
+        # stringly severity is a bug to surface, not a value to convert.
+        if not isinstance(self.severity, Severity):
             raise ValueError(
-                f"severity must be one of {tuple(map(str, SEVERITIES))}, got {self.severity!r}"
+                f"severity must be a Severity {tuple(map(str, SEVERITIES))}, got {self.severity!r}"
             )
-        # The enum from here on, even when a caller named it by its value ("critical").
-        object.__setattr__(self, "severity", Severity(self.severity))
         if self.at.tzinfo is None or self.at.utcoffset() is None:
             raise ValueError("Alert.at must be timezone-aware")
 

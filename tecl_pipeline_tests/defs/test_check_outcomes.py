@@ -3,11 +3,19 @@ never ran say that the session was refused and why, not a bare "Execution failed
 
 Read back from the instance's check records, which is what the UI's Checks tab shows."""
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date
 
 import pandas as pd
 import pytest
-from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey, DagsterInstance
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckKey,
+    AssetCheckSeverity,
+    AssetKey,
+    DagsterInstance,
+)
 
 # Private: the check record's status (what the UI's Checks tab shows) has no public export.
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
@@ -23,17 +31,30 @@ CHECKS = {
 }
 
 
+@dataclass(frozen=True)
+class CheckRecord:
+    """What the UI's Checks tab shows of a check's latest execution."""
+
+    status: AssetCheckExecutionRecordStatus
+    evaluation: AssetCheckEvaluation
+    description: str
+
+
 @pytest.fixture
-def instance() -> DagsterInstance:
+def instance() -> Iterator[DagsterInstance]:
     with DagsterInstance.ephemeral() as instance:
         yield instance
 
 
-def latest_check(instance: DagsterInstance, name: str):
-    """The check's latest execution record (the UI's status and description)."""
+def latest_check(instance: DagsterInstance, name: str) -> CheckRecord:
+    """The check's latest execution: one that recorded no evaluation or no description
+    says nothing to a person, and fails here."""
     key = AssetCheckKey(AssetKey(CHECKS[name]), name)
     [record] = instance.event_log_storage.get_asset_check_execution_history(key, limit=1)
-    return record
+    evaluation = record.evaluation
+    assert evaluation is not None, name
+    assert evaluation.description is not None, name
+    return CheckRecord(record.status, evaluation, evaluation.description)
 
 
 def test_signal_parity_without_a_history_row_is_not_checked_rather_than_passed(run_daily, instance):
@@ -46,8 +67,8 @@ def test_signal_parity_without_a_history_row_is_not_checked_rather_than_passed(r
     evaluation = record.evaluation
     assert record.status == AssetCheckExecutionRecordStatus.FAILED
     assert not evaluation.passed and evaluation.severity == AssetCheckSeverity.WARN
-    assert evaluation.description.startswith("not checked: no history row for session 2026-11-24")
-    assert "tecl backfill" in evaluation.description
+    assert record.description.startswith("not checked: no history row for session 2026-11-24")
+    assert "tecl backfill" in record.description
     assert evaluation.metadata["checked"].value is False
 
 
@@ -63,8 +84,8 @@ def test_checks_of_a_session_refused_by_a_blocking_check_say_it_was_refused(
     result = run_daily(REAL_LAST_SESSION, data_dir=folder, instance=instance)
 
     assert not result.success
-    fresh = latest_check(instance, "market_data_fresh").evaluation
-    assert not fresh.passed and fresh.severity == AssetCheckSeverity.ERROR
+    fresh = latest_check(instance, "market_data_fresh")
+    assert not fresh.evaluation.passed and fresh.evaluation.severity == AssetCheckSeverity.ERROR
     assert not fresh.description.startswith("session refused")
     for name in ("signal_parity", "pre_trade_ready", "post_trade_reconciled"):
         record = latest_check(instance, name)
@@ -72,8 +93,8 @@ def test_checks_of_a_session_refused_by_a_blocking_check_say_it_was_refused(
         evaluation = record.evaluation
         assert evaluation.partition == REAL_LAST_SESSION.isoformat()
         assert evaluation.severity == AssetCheckSeverity.WARN
-        assert evaluation.description.startswith("session refused: "), evaluation.description
-        assert "KMLM" in evaluation.description and "2026-07-30" in evaluation.description
+        assert record.description.startswith("session refused: "), record.description
+        assert "KMLM" in record.description and "2026-07-30" in record.description
         assert evaluation.metadata["checked"].value is False
 
 
@@ -89,8 +110,8 @@ def test_checks_of_a_session_refused_by_an_asset_say_it_was_refused(run_daily, c
     for name in CHECKS:
         record = latest_check(instance, name)
         assert record.status == AssetCheckExecutionRecordStatus.FAILED, name
-        assert record.evaluation.description.startswith("session refused: "), name
-        assert "BSV" in record.evaluation.description
+        assert record.description.startswith("session refused: "), name
+        assert "BSV" in record.description
 
 
 def test_a_refused_partial_materialization_speaks_only_for_its_own_checks(
@@ -115,7 +136,7 @@ def test_a_refused_partial_materialization_speaks_only_for_its_own_checks(
 
     assert not result.success
     for name in ("market_data_fresh", "market_data_sane"):
-        assert latest_check(instance, name).evaluation.description.startswith("session refused")
+        assert latest_check(instance, name).description.startswith("session refused")
     for name in ("signal_parity", "pre_trade_ready", "post_trade_reconciled"):
         key = AssetCheckKey(AssetKey(CHECKS[name]), name)
         assert instance.event_log_storage.get_asset_check_execution_history(key, limit=1) == []

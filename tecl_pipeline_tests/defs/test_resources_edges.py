@@ -6,6 +6,7 @@ network I/O: adapters are built but not called."""
 import logging
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance
@@ -14,7 +15,9 @@ from tecl_pipeline.adapters.alpaca.market_data import AlpacaMarketData
 from tecl_pipeline.common.events import Event, EventKind, Severity
 from tecl_pipeline.config.settings import ConfigError, Settings
 from tecl_pipeline.definitions import build_definitions
+from tecl_pipeline.defs.partitions import CALENDAR
 from tecl_pipeline.defs.resources import (
+    AlertsResource,
     BrokerResource,
     MarketDataResource,
     ObservabilityResource,
@@ -28,14 +31,14 @@ from tecl_pipeline_tests.observability.helpers import CaptureSink
 LOOPBACK = "http://127.0.0.1:9"
 
 
-class RecordingLog:
-    """Stands in for a step's `context.log`: keeps (level, message)."""
+STEP_LOG = "tecl_pipeline_tests.step_log"
 
-    def __init__(self) -> None:
-        self.lines: list[tuple[int, str]] = []
 
-    def log(self, level: int, msg: str, *args: object, **kwargs: object) -> None:
-        self.lines.append((level, msg))
+def observability_resource(log_dir: Path) -> ObservabilityResource:
+    """The resource as a test builds it outside a run: not set up, so no alert path yet."""
+    return ObservabilityResource(
+        log_dir=str(log_dir), alerts=AlertsResource(redactor=Redactor(), log_dir=str(log_dir))
+    )
 
 
 def _secret_event(kind: EventKind, severity: Severity, message: str) -> Event:
@@ -44,7 +47,7 @@ def _secret_event(kind: EventKind, severity: Severity, message: str) -> Event:
 
 def test_an_alert_before_setup_is_logged_not_raised(tmp_path, caplog):
     """C5: an alert path that is not set up yet never breaks the trading path."""
-    observability = ObservabilityResource(log_dir=str(tmp_path))
+    observability = observability_resource(tmp_path)
     observability.alert("run_failed", "the run failed", "details")
     assert "alert without an alert path: the run failed details" in caplog.text
     denied = _secret_event(EventKind.SECRET_ACCESS_FAILURE, Severity.CRITICAL, "AccessDenied")
@@ -52,14 +55,16 @@ def test_an_alert_before_setup_is_logged_not_raised(tmp_path, caplog):
     assert "event without an alert path: secrets manager secret_access_failure" in caplog.text
 
 
-def test_events_reach_the_step_log_and_the_alert_path(tmp_path):
+def test_events_reach_the_step_log_and_the_alert_path(tmp_path, caplog):
     """S7, S1: through the resource's event sink, each event is in the step's log at its
     severity's level; access failures feed the repeated-failure count, while a stale cache
     or an overdue rotation alerts at once, with its kind, severity, session and run."""
-    observability = ObservabilityResource(log_dir=str(tmp_path))
+    observability = observability_resource(tmp_path)
     sink = CaptureSink()
     observability._alerter = Alerter([sink], Redactor(), auth_failure_threshold=2)
-    log = RecordingLog()
+    # A real logger standing in for a step's `context.log`, read back through caplog.
+    log = logging.getLogger(STEP_LOG)
+    caplog.set_level(logging.DEBUG, logger=STEP_LOG)
     session = date(2026, 11, 24)
     events = observability.event_sink(session=session, run_id="run-1", log=log)
     denied = _secret_event(
@@ -85,25 +90,26 @@ def test_events_reach_the_step_log_and_the_alert_path(tmp_path):
     )
     assert (burst.kind, burst.severity, burst.run_id) == ("auth_failures", "critical", "run-1")
     assert "secrets manager x2" in burst.detail
-    assert [level for level, _ in log.lines] == [
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == STEP_LOG]
+    assert [level for level, _ in lines] == [
         logging.CRITICAL,
         logging.WARNING,
         logging.CRITICAL,
     ]
-    assert log.lines[1][1] == "secrets manager secret_rotation_overdue: the secret is 120 days old"
+    assert lines[1][1] == "secrets manager secret_rotation_overdue: the secret is 120 days old"
 
 
 def test_csv_market_data_needs_a_folder(tmp_path):
     with pytest.raises(ConfigError, match=r"data_dir: required when source is 'csv'"):
-        MarketDataResource(source="csv").open(calendar=None)
+        MarketDataResource(source="csv").open(calendar=CALENDAR)
 
 
 def test_alpaca_market_data_needs_both_keys_and_gets_the_configured_endpoint():
     with pytest.raises(ConfigError, match="ALPACA_API_KEY / ALPACA_SECRET_KEY"):
-        MarketDataResource(source="alpaca", api_key="k").open(calendar=None)
+        MarketDataResource(source="alpaca", api_key="k").open(calendar=CALENDAR)
     source = MarketDataResource(
         source="alpaca", url=LOOPBACK, api_key="PKTEST", secret_key="secret-value"
-    ).open(calendar=None)
+    ).open(calendar=CALENDAR)
     assert isinstance(source, AlpacaMarketData) and source.url == LOOPBACK
     assert "secret-value" not in source.description
 
@@ -134,7 +140,7 @@ def test_optional_risk_limits_arrive_as_decimals():
 def broker(tmp_path, **config) -> BrokerResource:
     return BrokerResource(
         market_data_source=MarketDataResource(),
-        observability=ObservabilityResource(log_dir=str(tmp_path)),
+        observability=observability_resource(tmp_path),
         **config,
     )
 
@@ -203,7 +209,6 @@ def test_a_bad_launchpad_value_fails_the_run_before_any_step_naming_the_key(tmp_
     assert not result.success
     assert result.get_step_success_events() == []
     [failure] = [e for e in result.all_events if e.event_type_value == "RESOURCE_INIT_FAILURE"]
-    assert (
-        "ConfigError: cash_reserve: '2' must be below 1"
-        in failure.event_specific_data.error.to_string()
-    )
+    error = failure.engine_event_data.error
+    assert error is not None
+    assert "ConfigError: cash_reserve: '2' must be below 1" in error.to_string()

@@ -122,7 +122,7 @@ def test_launched_run_alerts_once_when_two_steps_fail_at_once(
     failed = {e.step_key for e in result.all_events if e.is_step_failure}
     assert failed == {"market_data_market_data_fresh", "market_data_market_data_sane"}
     hooked = [e.step_key for e in result.all_events if e.event_type_value == "HOOK_COMPLETED"]
-    assert sorted(hooked) == sorted(failed)
+    assert sorted(hooked, key=str) == sorted(failed, key=str)
     [alert] = run_failure_alerts(deployment)
     assert alert["kind"] == "refused"
     assert alert["run_id"] == result.run_id
@@ -147,7 +147,7 @@ def test_scheduled_run_alerts_when_it_fails(tmp_path, deployment, instance, monk
             repository_def=repository,
         )
     )
-    [request] = tick.run_requests
+    [request] = tick.run_requests or []
 
     result = execute_job(
         reconstructable(daily_trading_job_from_env),

@@ -5,6 +5,7 @@ tests carry the cursor from one evaluation to the next the way the daemon does.
 """
 
 import json
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -53,7 +54,7 @@ def alerts(sink: CaptureSink) -> CapturedAlerts:
 
 
 @pytest.fixture
-def instance() -> DagsterInstance:
+def instance() -> Iterator[DagsterInstance]:
     with DagsterInstance.ephemeral() as instance:
         yield instance
 
@@ -75,7 +76,7 @@ def repository_with(sensor: SensorDefinition, state_dir: Path) -> RepositoryDefi
 def deployment_alerts(cwd: Path, **environ: str) -> AlertsResource:
     """The alerts resource a code location read from `environ` would register."""
     project = build_definitions(Settings.from_env(environ, cwd=cwd))
-    alerts = project.resources["alerts"]
+    alerts = (project.resources or {}).get("alerts")
     assert isinstance(alerts, AlertsResource)
     return alerts
 
@@ -115,14 +116,14 @@ def report_post_trade(
 ) -> None:
     """A post_trade_positions materialization carrying the asset's residual report, with
     `left` ({symbol: target - held}) worth a trade at a $50 price and a $1 minimum."""
-    left = {s: Decimal(q) for s, q in (left or {}).items()}
+    owed = {s: Decimal(q) for s, q in (left or {}).items()}
     report = residuals(
-        {s: max(q, Decimal(0)) for s, q in left.items()},
-        {s: max(-q, Decimal(0)) for s, q in left.items()},
-        dict.fromkeys(left, Decimal("50")),
+        {s: max(q, Decimal(0)) for s, q in owed.items()},
+        {s: max(-q, Decimal(0)) for s, q in owed.items()},
+        dict.fromkeys(owed, Decimal("50")),
         Decimal("1"),
     )
-    assert len(report.open) == len(left)
+    assert len(report.open) == len(owed)
     instance.report_runless_asset_event(
         AssetMaterialization(
             "post_trade_positions",
@@ -277,6 +278,7 @@ def test_missed_sessions_alert_once_each_after_the_grace(instance, sink, alerts)
     assert all(a.kind == "missed_session" and a.severity == "critical" for a in sink.sent)
     assert "2026-11-27 12:45 EST" in sink.sent[-1].detail
     # The cursor is JSON and holds only sessions the window can still see.
+    assert cursor is not None
     assert json.loads(cursor)["alerted"] == [
         "2026-11-19",
         "2026-11-24",

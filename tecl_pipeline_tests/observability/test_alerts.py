@@ -336,7 +336,7 @@ def test_alerter_defaults_and_override(tmp_path):
     """X9: log sink always, file sink at <log_dir>/alerts.jsonl or TECL_ALERT_FILE."""
     default = build_alerter(Redactor(), log_dir=tmp_path)
     assert [sink_name(s) for s in default.sinks] == ["log", "file(alerts.jsonl)"]
-    default.send(_alert(severity="info"))
+    default.send(_alert(severity=Severity.INFO))
     assert read_json_lines(tmp_path / "alerts.jsonl")[0]["severity"] == "info"
 
     custom = tmp_path / "elsewhere" / "custom.jsonl"
@@ -368,8 +368,10 @@ def test_alert_file_is_size_capped(tmp_path):
 
 
 def test_alert_validation():
-    """T2: alert times are tz-aware; severity is one of three."""
+    """T2: alert times are tz-aware; severity is one of the three `Severity` values."""
     with pytest.raises(ValueError, match="timezone-aware"):
         _alert(at=datetime(2024, 3, 15, 15, 45))  # noqa: DTZ001 -- the point of the test
     with pytest.raises(ValueError, match="severity"):
         _alert(severity="fatal")
+    with pytest.raises(ValueError, match="severity must be a Severity"):
+        _alert(severity="critical")  # its name is not the typed value

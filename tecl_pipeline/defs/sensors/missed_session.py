@@ -26,6 +26,7 @@ from dagster import (
     sensor,
 )
 
+from tecl_pipeline.common.events import Severity
 from tecl_pipeline.core.calendar import EXCHANGE_TZ
 from tecl_pipeline.defs.partitions import CALENDAR
 from tecl_pipeline.defs.resources import AlertsResource
@@ -102,7 +103,7 @@ def missed_alert(session: date, grace: timedelta, now: datetime) -> Alert:
             f"the daemon and the run history; the session is not traded."
         ),
         session=session,
-        severity="critical",
+        severity=Severity.CRITICAL,
     )
 
 

@@ -22,6 +22,7 @@ from dagster import (
     sensor,
 )
 
+from tecl_pipeline.common.events import Severity
 from tecl_pipeline.defs.assets import RESIDUAL_REPORT
 from tecl_pipeline.defs.partitions import session_of
 from tecl_pipeline.defs.resources import AlertsResource
@@ -40,7 +41,9 @@ def parse_residuals(metadata: Mapping[str, object]) -> list[tuple[str, str]]:
     """
     entry = metadata.get(RESIDUAL_REPORT)
     report = getattr(entry, "value", entry)
-    rows = report.get("open") if isinstance(report, dict) else None
+    if not isinstance(report, dict):
+        return [("?", f"no readable '{RESIDUAL_REPORT}' metadata")]
+    rows = report.get("open")
     if not isinstance(rows, list) or not all(
         isinstance(row, dict) and row.get("symbol") and row.get("qty") for row in rows
     ):
@@ -69,7 +72,7 @@ def residual_alert(record: EventLogRecord, rows: list[tuple[str, str]]) -> Alert
         detail=f"positions differ from the target (target - held):\n{table}",
         session=session,
         run_id=record.run_id or None,
-        severity="warning",
+        severity=Severity.WARNING,
     )
 
 
