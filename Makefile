@@ -32,6 +32,7 @@ lint: install
 	$(BIN)/ruff check $(PY_SOURCES)
 	$(BIN)/ruff format --check $(PY_SOURCES)
 	$(BIN)/lint-imports
+	$(BIN)/pyright
 
 format: install
 	$(BIN)/ruff check --fix $(PY_SOURCES)

@@ -144,11 +144,11 @@ def order_acceptances() -> Iterator[list[float]]:
         stamps.append(time.perf_counter())  # no ApiError: the order is on the book
         return answer
 
-    BrokerSimulator.submit_order = stamped  # type: ignore[method-assign]
+    BrokerSimulator.submit_order = stamped  # pyright: ignore[reportAttributeAccessIssue]
     try:
         yield stamps
     finally:
-        BrokerSimulator.submit_order = original  # type: ignore[method-assign]
+        BrokerSimulator.submit_order = original
 
 
 @dataclass(frozen=True)
@@ -277,8 +277,9 @@ def one_backfill(root: Path, data: Path, start: date, end: date) -> tuple[float,
         summary = run_backfill(start, end, instance=instance, defs=defs)
     elapsed = time.perf_counter() - began
     require(summary.success, f"backfill failed: {summary.describe()}\n{log.getvalue()[-4000:]}")
-    state = defs.resources["state"]
-    require(isinstance(state, StateResource), "resource 'state' is not a StateResource")
+    state = (defs.resources or {}).get("state")
+    if not isinstance(state, StateResource):
+        raise BenchmarkFailed("resource 'state' is not a StateResource")
     return elapsed, read_signals(history_db(state), start, end)
 
 
@@ -551,7 +552,7 @@ BENCHMARKS: tuple[tuple[str, Callable[[Path], list[Result]]], ...] = (
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     names = [name for name, _ in BENCHMARKS]
     parser.add_argument("--only", nargs="+", choices=names, help="run only these")
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results.json")

@@ -155,7 +155,7 @@ def run_pip_audit(pip_audit: str, requirements: Path, timeout: float) -> Verdict
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("-r", "--requirements", type=Path, default=Path("requirements/dev.lock"))
     parser.add_argument(
         "--pip-audit",

@@ -212,7 +212,7 @@ def test_exchange_time_converts_aware_and_rejects_naive() -> None:
     with pytest.raises(ValueError, match="naive"):
         exchange_time(datetime(2026, 7, 1, 19, 45))  # noqa: DTZ001 - the point of the test
     with pytest.raises(TypeError, match="must be a datetime"):
-        exchange_time(date(2026, 7, 1))  # type: ignore[arg-type]
+        exchange_time(date(2026, 7, 1))  # pyright: ignore[reportArgumentType]
 
 
 @pytest.mark.parametrize("method", ["is_session", "require_session", "decision_time"])

@@ -10,6 +10,7 @@ import pickle
 from dataclasses import FrozenInstanceError
 from decimal import Decimal
 from fractions import Fraction
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -55,7 +56,7 @@ def test_to_decimal_goes_through_str() -> None:
 def test_to_decimal_rejects_non_numbers_naming_what(bad: object) -> None:
     """C3: NaN, infinities, booleans and garbage are refused, naming the field."""
     with pytest.raises(PortfolioInputError, match="TECL close"):
-        to_decimal(bad, "TECL close")  # type: ignore[arg-type]
+        to_decimal(bad, "TECL close")  # pyright: ignore[reportArgumentType]
 
 
 def test_to_decimal_rejects_decimal_nan() -> None:
@@ -92,7 +93,7 @@ def test_round_qty_rejects_negative_and_float() -> None:
     with pytest.raises(PortfolioInputError, match="negative"):
         round_qty(D("-1"), True)
     with pytest.raises(PortfolioInputError, match="Decimal"):
-        round_qty(1.5, True)  # type: ignore[arg-type]
+        round_qty(1.5, True)  # pyright: ignore[reportArgumentType]
 
 
 @pytest.mark.parametrize(
@@ -147,7 +148,7 @@ def test_planned_order_notional_is_rounded_to_cents() -> None:
 def test_planned_order_validates(side: str, qty: Decimal, price: Decimal, match: str) -> None:
     """T5: an order that could not be sent cannot be planned."""
     with pytest.raises(PortfolioInputError, match=match):
-        PlannedOrder("TECL", side, qty, price)  # type: ignore[arg-type]
+        PlannedOrder("TECL", side, qty, price)  # pyright: ignore[reportArgumentType]
 
 
 # -- validation ---------------------------------------------------------------------------------
@@ -180,7 +181,7 @@ def test_valid_weights_pass(weights: dict[str, Decimal]) -> None:
 def test_invalid_weights_refused(weights: dict[str, object], match: str) -> None:
     """T5/C3: wrong sums, out-of-range and float weights are refused, naming the problem and sum."""
     with pytest.raises(PortfolioInputError, match=match):
-        validate_weights(weights)  # type: ignore[arg-type]
+        validate_weights(weights)  # pyright: ignore[reportArgumentType]
 
 
 def test_weights_one_third_each_do_not_sum_to_one() -> None:
@@ -204,7 +205,7 @@ def test_weights_one_third_each_do_not_sum_to_one() -> None:
 def test_bad_prices_refused_naming_symbol(prices: dict[str, object], match: str) -> None:
     """T5/C3: missing, non-positive, non-finite or float prices are refused per symbol."""
     with pytest.raises(PortfolioInputError, match=match):
-        validate_prices(prices, ["TECL", "BIL"])  # type: ignore[arg-type]
+        validate_prices(prices, ["TECL", "BIL"])  # pyright: ignore[reportArgumentType]
 
 
 # -- targets ------------------------------------------------------------------------------------
@@ -386,7 +387,7 @@ def test_plan_rebalance_refuses_bad_inputs(kwargs: dict[str, object], match: str
     }
     arguments.update(kwargs)
     with pytest.raises(PortfolioInputError, match=match):
-        plan_rebalance(**arguments)  # type: ignore[arg-type]
+        plan_rebalance(**arguments)  # pyright: ignore[reportArgumentType]
 
 
 def test_plan_at_target_is_empty() -> None:
@@ -409,9 +410,9 @@ def test_plan_is_immutable_and_picklable() -> None:
     pickling Dagster's IO managers do."""
     plan = plan_rebalance({}, {"TECL": D("1")}, D("100"), D("100"), PRICES, FRACTIONABLE)
     with pytest.raises(TypeError):
-        plan.targets["TECL"] = D("1000")  # type: ignore[index]
+        plan.targets["TECL"] = D("1000")  # pyright: ignore[reportIndexIssue]
     with pytest.raises(FrozenInstanceError):
-        plan.buys = ()  # type: ignore[misc]
+        plan.buys = ()  # pyright: ignore[reportAttributeAccessIssue]
     copy = pickle.loads(pickle.dumps(plan))
     assert copy == plan
     assert copy.targets == {"TECL": D("1.248127808")}
@@ -496,9 +497,9 @@ def _scenario(draw: st.DrawFn) -> dict[str, object]:
 
 @settings(derandomize=True, max_examples=400, deadline=None)
 @given(_scenario())
-def test_property_plan_never_buys_more_than_cash_allows(scenario: dict[str, object]) -> None:
+def test_property_plan_never_buys_more_than_cash_allows(scenario: dict[str, Any]) -> None:
     """B7/T5: buys never cost more than cash + planned sell proceeds (exact arithmetic)."""
-    plan = plan_rebalance(**scenario)  # type: ignore[arg-type]
+    plan = plan_rebalance(**scenario)
     available = scenario["cash"]
     assert isinstance(available, D)
     cash = Fraction(available)
@@ -512,21 +513,21 @@ def test_property_plan_never_buys_more_than_cash_allows(scenario: dict[str, obje
 
 @settings(derandomize=True, max_examples=400, deadline=None)
 @given(_scenario())
-def test_property_quantities_are_sane(scenario: dict[str, object]) -> None:
+def test_property_quantities_are_sane(scenario: dict[str, Any]) -> None:
     """T5: no negative quantity, sells never exceed the position, targets never above ideal."""
-    plan = plan_rebalance(**scenario)  # type: ignore[arg-type]
-    held: dict[str, Decimal] = scenario["current"]  # type: ignore[assignment]
-    weights: dict[str, Decimal] = scenario["weights"]  # type: ignore[assignment]
-    prices: dict[str, Decimal] = scenario["prices"]  # type: ignore[assignment]
-    reserve = Fraction(scenario["cash_reserve"])  # type: ignore[arg-type]
-    investable = Fraction(scenario["equity"]) * (1 - reserve)  # type: ignore[arg-type]
+    plan = plan_rebalance(**scenario)
+    held: dict[str, Decimal] = scenario["current"]
+    weights: dict[str, Decimal] = scenario["weights"]
+    prices: dict[str, Decimal] = scenario["prices"]
+    reserve = Fraction(scenario["cash_reserve"])
+    investable = Fraction(scenario["equity"]) * (1 - reserve)
 
     assert all(qty >= 0 for qty in plan.targets.values())
     assert all(order.qty > 0 for order in plan.orders)
     for symbol, target in plan.targets.items():
         ideal = investable * Fraction(weights.get(symbol, D(0))) / Fraction(prices[symbol])
         assert Fraction(target) <= ideal, symbol
-        if not scenario["fractionable"][symbol]:  # type: ignore[index]
+        if not scenario["fractionable"][symbol]:
             assert target == target.to_integral_value()
     for order in plan.sells:
         assert order.qty <= held[order.symbol]
@@ -666,4 +667,4 @@ def test_all_violations_are_reported_together() -> None:
 def test_risk_limits_validated(kwargs: dict[str, object], match: str) -> None:
     """T9: malformed limits are refused when configured, not ignored when checked."""
     with pytest.raises(PortfolioInputError, match=match):
-        RiskLimits(**kwargs)  # type: ignore[arg-type]
+        RiskLimits(**kwargs)  # pyright: ignore[reportArgumentType]

@@ -416,9 +416,9 @@ def test_reason_does_not_round_a_strict_win_into_a_tie() -> None:
 def test_decision_is_frozen_pickles_and_cannot_edit_the_table() -> None:
     decision = evaluate_tecl(CASES["B1"][0])
     with pytest.raises(FrozenInstanceError):
-        decision.leaf = "B2"  # type: ignore[misc]
+        decision.leaf = "B2"  # pyright: ignore[reportAttributeAccessIssue]
     assert pickle.loads(pickle.dumps(decision)) == decision
-    decision.allocation["UVXY"] = D(1)  # type: ignore[index]
+    decision.allocation["UVXY"] = D(1)  # pyright: ignore[reportIndexIssue]
     assert ALLOCATIONS["B1"]["UVXY"] == D("0.25")
 
 

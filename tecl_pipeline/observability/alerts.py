@@ -202,7 +202,7 @@ class WebhookError(RuntimeError):
 class _NoRedirect(HTTPRedirectHandler):
     # A redirect could send the alert (and whatever the URL carries) to an http:// host;
     # a webhook that redirects is misconfigured, so fail and report it instead.
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
         return None
 
 
@@ -256,7 +256,7 @@ class WebhookSink:
         if is_loopback(host):
             # Never route a loopback request through an HTTP(S)_PROXY from the environment.
             handlers.append(ProxyHandler({}))
-        self._opener: OpenerDirector = build_opener(*handlers)  # type: ignore[arg-type]
+        self._opener: OpenerDirector = build_opener(*handlers)  # pyright: ignore[reportArgumentType]
 
     def __repr__(self) -> str:
         return f"WebhookSink({self.name})"

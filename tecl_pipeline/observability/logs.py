@@ -263,7 +263,7 @@ class FallbackHandler(logging.Handler):
         self._echoed_from = echoed_from
         # The inner handler calls handleError inside its own `except`; re-raising there
         # hands the exception to `emit` below (thread-safe: no shared flag needed).
-        inner.handleError = self._reraise  # type: ignore[method-assign]
+        inner.handleError = self._reraise
 
     @staticmethod
     def _reraise(record: logging.LogRecord) -> None:

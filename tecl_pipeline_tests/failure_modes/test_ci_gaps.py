@@ -202,11 +202,18 @@ def test_ci_runs_make_test(makefile):
     assert "test" in makefile.prerequisites
 
 
-def test_make_lint_and_make_test_check_the_layer_contracts(makefile):
-    """A broken import contract (pyproject.toml [tool.importlinter]) fails `make lint`, and
-    so `make test` and CI."""
+def test_make_lint_and_make_test_check_the_layer_contracts_and_the_types(makefile):
+    """A broken import contract (pyproject.toml [tool.importlinter]) or a type error that
+    pyright finds ([tool.pyright], where a mypy-style `# type: ignore` silences nothing) fails
+    `make lint`, and so `make test` and CI."""
     for target in ("lint", "test"):
-        assert ".venv/bin/lint-imports" in makefile.commands(target).splitlines(), target
+        commands = makefile.commands(target).splitlines()
+        assert ".venv/bin/lint-imports" in commands, target
+        assert ".venv/bin/pyright" in commands, target
+    pyright = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pyright"]
+    assert pyright["typeCheckingMode"] in ("standard", "strict")
+    assert pyright["enableTypeIgnoreComments"] is False
+    assert {"tecl_pipeline", "tecl_pipeline_tests"} <= set(pyright["include"])
 
 
 def test_one_command_installs_exactly_the_hash_checked_lock(makefile):
