@@ -77,7 +77,7 @@ lock: install
 
 # The chaos soak (see README "Failure modes"): 1,000 sessions through the pipeline with faults
 # drawn from the seed at every layer; prints one line of figures, fails on any duplicate order,
-# lost journal record or broken invariant. `make test` runs 50 of them.
+# lost journal record or broken invariant. `make test` runs 50 of them (two halves side by side).
 SOAK_SEED ?= 20261125
 SOAK_SESSIONS ?= 1000
 SOAK_FAULT_RATE ?= 0.1

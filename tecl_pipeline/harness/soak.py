@@ -649,13 +649,16 @@ def run_soak(
     fault_rate: float,
     work_dir: Path,
     *,
+    start: date = SOAK_START,
     progress: Callable[[int, SoakResult], None] | None = None,
 ) -> SoakResult:
+    """`sessions` consecutive sessions from `start` (the first on or after it), with the
+    faults of each session drawn from the seed and that session's date."""
     if sessions < 1:
         raise ValueError(f"--sessions must be at least 1, got {sessions}")
     if not 0 <= fault_rate <= 1:
         raise ValueError(f"--fault-rate must be within 0..1, got {fault_rate}")
-    days = soak_sessions(sessions)
+    days = soak_sessions(sessions, start)
     result = SoakResult(seed=seed, sessions=sessions, fault_rate=fault_rate)
     soak = None
     aws_drop = ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE")
