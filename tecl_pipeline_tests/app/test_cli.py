@@ -1,29 +1,11 @@
 """`tecl run` as a user runs it: a separate process, a report, and an honest exit status."""
 
-import os
-import subprocess
-import sys
 from datetime import date
-from pathlib import Path
 
 import pandas as pd
 
 from tecl_pipeline.state.journal.local import LocalJournal
-
-REAL_LAST_SESSION = date(2026, 7, 31)
-
-
-def tecl(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("TECL_", "DAGSTER_"))}
-    environ.update(env)
-    return subprocess.run(
-        [sys.executable, "-m", "tecl_pipeline.app.cli", *args],
-        cwd=cwd,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+from tecl_pipeline_tests.app.cli_helpers import REAL_LAST_SESSION, tecl
 
 
 def test_run_prints_the_report_and_persists_the_run(tmp_path, csv_dir):

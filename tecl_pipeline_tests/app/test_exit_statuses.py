@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from tecl_pipeline.core.universe import SYMBOLS
+from tecl_pipeline_tests.app.cli_helpers import REAL_LAST_SESSION
 from tecl_pipeline_tests.simulator.simulator_fixtures import (
     CLI_SESSION,
     hold_bil,
@@ -121,8 +122,6 @@ def test_orders_sent_but_session_not_clean_exits_3_with_report_and_alert(
 def test_refusal_is_exit_2_and_says_refused_once(tmp_path, csv_dir):
     """Exit 2 only when this run sent no order; "refused to trade" said once, naming the
     symbol and the date."""
-    from tecl_pipeline_tests.app.test_cli import REAL_LAST_SESSION
-
     folder = csv_dir(REAL_LAST_SESSION)
     tqqq = pd.read_csv(folder / "TQQQ.csv")
     tqqq.iloc[:-2].to_csv(folder / "TQQQ.csv", index=False)
@@ -239,8 +238,6 @@ def test_simulator_on_a_port_in_use_is_one_line(tmp_path):
 
 
 def test_an_empty_price_cell_is_named_without_numpy_reprs(tmp_path, csv_dir):
-    from tecl_pipeline_tests.app.test_cli import REAL_LAST_SESSION
-
     folder = csv_dir(REAL_LAST_SESSION)
     spy = pd.read_csv(folder / "SPY.csv")
     spy.loc[len(spy) - 1, "adj_close"] = None
@@ -341,7 +338,6 @@ def test_live_vs_history_mismatch_after_trading_is_exit_3_not_refused(
     from tecl_pipeline.core.strategy import signal_history
     from tecl_pipeline.defs.run_report import EXIT_NOT_CLEAN, explain_result
     from tecl_pipeline.state.history_store import write_signals
-    from tecl_pipeline_tests.app.test_cli import REAL_LAST_SESSION
 
     day = signal_history(real_closes).loc[[pd.Timestamp(REAL_LAST_SESSION)]]
     other = "R5a" if day["leaf"].iloc[0] != "R5a" else "B4b"
@@ -539,8 +535,6 @@ def test_backfill_with_an_off_calendar_bar_is_exit_2_naming_the_symbol_and_day(t
     """SPY has an extra Saturday bar: the line names SPY and that day (not the other symbols
     that merely lack it), exit 2 as for any untrustworthy data, no Dagster log, no
     traceback, and nothing stored."""
-    from tecl_pipeline_tests.app.test_cli import REAL_LAST_SESSION
-
     folder = csv_dir(REAL_LAST_SESSION)
     spy = pd.read_csv(folder / "SPY.csv")
     saturday = pd.DataFrame({"date": ["2026-07-25"], "adj_close": [spy["adj_close"].iloc[-1]]})

@@ -31,9 +31,9 @@ from tecl_pipeline.marketdata.csv_source import CsvMarketData
 from tecl_pipeline.marketdata.demo import DemoMarketData
 from tecl_pipeline.simulator import BrokerSimulator, SimulatorServer
 from tecl_pipeline.trading.execution import ExecutionPolicy, execute, plan_from_broker
-from tecl_pipeline_tests.app.test_cli import tecl
+from tecl_pipeline_tests.app.cli_helpers import tecl
 from tecl_pipeline_tests.simulator.simulator_fixtures import SIM_SESSION
-from tecl_pipeline_tests.trading.test_execution_over_http import adapter
+from tecl_pipeline_tests.trading.over_http import adapter
 
 CALENDAR = TradingCalendar()
 SESSION = date(2026, 7, 31)

@@ -21,16 +21,14 @@ from tecl_pipeline.trading.models import (
     OrderSide,
     OrderStatus,
 )
-from tecl_pipeline_tests.trading.test_execution_over_http import (
+from tecl_pipeline_tests.trading.over_http import (
     ALL_TECL,
     FAST,
     MIX,
     SESSION,
     CrashingAfterSubmit,
-    _KilledAfterSubmit,
+    KilledAfterSubmit,
     adapter,
-    client,  # noqa: F401 -- a fixture
-    prices,  # noqa: F401 -- a fixture
     submissions,
 )
 
@@ -80,8 +78,8 @@ def filled_per_leg(server: SimulatorServer) -> dict[tuple[str, str], int]:
 
 
 def test_run_that_read_positions_before_another_runs_fill_sends_nothing(
-    client,  # noqa: F811
-    prices,  # noqa: F811
+    client,
+    prices,
     simulator,
 ):
     """The issue's case: run B reads positions, is slowed at the asset lookup while run A
@@ -100,8 +98,8 @@ def test_run_that_read_positions_before_another_runs_fill_sends_nothing(
 
 
 def test_run_that_planned_a_sell_before_another_run_sold_never_sells_again(
-    client,  # noqa: F811
-    prices,  # noqa: F811
+    client,
+    prices,
     simulator,
 ):
     """A stale full-size sell would open a short on a margin account: after run A switched
@@ -125,8 +123,8 @@ def test_run_that_planned_a_sell_before_another_run_sold_never_sells_again(
 
 
 def test_two_runs_posting_the_same_attempt_place_one_order(
-    client,  # noqa: F811
-    prices,  # noqa: F811
+    client,
+    prices,
     simulator,
 ):
     """Run B decided to send `-1` from the same history as run A, and its POST arrives after
@@ -147,15 +145,15 @@ def test_two_runs_posting_the_same_attempt_place_one_order(
     ] * 2
 
 
-def _send_and_die(simulator: SimulatorServer, prices: dict[str, Decimal]) -> None:  # noqa: F811
-    with adapter(simulator, CrashingAfterSubmit) as crashing, pytest.raises(_KilledAfterSubmit):
+def _send_and_die(simulator: SimulatorServer, prices: dict[str, Decimal]) -> None:
+    with adapter(simulator, CrashingAfterSubmit) as crashing, pytest.raises(KilledAfterSubmit):
         execute(crashing, SESSION, ALL_TECL, prices, HALF)
 
 
 @pytest.mark.parametrize("filled_before_the_post", [False, True])
 def test_order_another_run_sent_while_this_one_planned_is_not_repeated(
-    client,  # noqa: F811
-    prices,  # noqa: F811
+    client,
+    prices,
     simulator,
     filled_before_the_post,
 ):
@@ -186,8 +184,8 @@ def test_order_another_run_sent_while_this_one_planned_is_not_repeated(
 
 
 def test_run_whose_decision_would_reverse_the_sessions_fill_sends_nothing(
-    client,  # noqa: F811
-    prices,  # noqa: F811
+    client,
+    prices,
     simulator,
     sim_calendar,
 ):
@@ -210,8 +208,8 @@ def test_run_whose_decision_would_reverse_the_sessions_fill_sends_nothing(
 
 
 def test_reversal_that_appears_while_a_run_trades_stops_what_is_left(
-    client,  # noqa: F811
-    prices,  # noqa: F811
+    client,
+    prices,
     simulator,
     sim_calendar,
 ):
@@ -237,8 +235,8 @@ def test_reversal_that_appears_while_a_run_trades_stops_what_is_left(
 
 
 def test_run_whose_snapshot_another_run_traded_since_sends_nothing_more(
-    client,  # noqa: F811
-    prices,  # noqa: F811
+    client,
+    prices,
     simulator,
     sim_calendar,
 ):

@@ -2,14 +2,12 @@
 buys, idempotent client order ids, orders tracked to completion, refusals before orders."""
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
 from tecl_pipeline.adapters.alpaca.broker import AlpacaBroker
-from tecl_pipeline.common.retry import RetryPolicy
 from tecl_pipeline.core.calendar import TradingCalendar
 from tecl_pipeline.core.errors import (
     AccountError,
@@ -22,7 +20,6 @@ from tecl_pipeline.core.portfolio import RiskLimits
 from tecl_pipeline.core.universe import HOLDINGS
 from tecl_pipeline.simulator import SimulatorServer
 from tecl_pipeline.state.locks import session_lock
-from tecl_pipeline.trading.credentials import Credentials, StaticCredentials
 from tecl_pipeline.trading.errors import OutcomeUnknownError
 from tecl_pipeline.trading.execution import (
     ExecutionPolicy,
@@ -33,46 +30,20 @@ from tecl_pipeline.trading.execution import (
 from tecl_pipeline.trading.models import Account, Clock, Order, OrderRequest, OrderSide, OrderStatus
 from tecl_pipeline.trading.reconcile import unexplained_position_changes
 from tecl_pipeline_tests.simulator.simulator_fixtures import (
-    SIM_KEY,
-    SIM_SECRET,
-    SIM_SESSION,
-    amount,
     hold_bil,
     set_sim_clock,
 )
 from tecl_pipeline_tests.trading.fake_time import FakeTime
-
-SESSION = SIM_SESSION
-ALL_TECL = {"TECL": Decimal(1)}
-MIX = {"UVXY": Decimal("0.25"), "BIL": Decimal("0.75")}
-
-
-FAST = ExecutionPolicy(fill_timeout=10.0, poll_interval=1.0)
-
-
-def adapter(server: SimulatorServer, cls: type[AlpacaBroker] = AlpacaBroker) -> AlpacaBroker:
-    return cls(
-        StaticCredentials(Credentials(SIM_KEY, SIM_SECRET)),
-        paper=True,
-        url=server.url,
-        timeout=5.0,
-        retry=RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05, deadline=5.0),
-    )
-
-
-@pytest.fixture
-def client(simulator: SimulatorServer) -> Iterator[AlpacaBroker]:
-    with adapter(simulator) as broker:
-        yield broker
-
-
-@pytest.fixture
-def prices(simulator: SimulatorServer) -> dict[str, Decimal]:
-    return {s: amount(simulator.simulator.price(s)) for s in HOLDINGS}
-
-
-def submissions(server: SimulatorServer) -> list[dict]:
-    return server.simulator.state()["submissions"]
+from tecl_pipeline_tests.trading.over_http import (
+    ALL_TECL,
+    FAST,
+    MIX,
+    SESSION,
+    CrashingAfterSubmit,
+    KilledAfterSubmit,
+    adapter,
+    submissions,
+)
 
 
 def test_rebalance_sells_before_buying_and_never_overspends(client, prices, simulator):
@@ -195,7 +166,7 @@ def test_partially_filled_then_cancelled_order_leaves_only_the_residual(client, 
 def test_orders_left_open_by_a_killed_run_are_settled_first(client, prices, simulator):
     """A2/T6: a re-run first waits for (or cancels) the session's open orders, then plans."""
     simulator.simulator.set_fill_mode("delayed", delay_polls=2)
-    with adapter(simulator, CrashingAfterSubmit) as crashing, pytest.raises(_KilledAfterSubmit):
+    with adapter(simulator, CrashingAfterSubmit) as crashing, pytest.raises(KilledAfterSubmit):
         execute(crashing, SESSION, ALL_TECL, prices, FAST)
     fake = FakeTime()
 
@@ -205,16 +176,6 @@ def test_orders_left_open_by_a_killed_run_are_settled_first(client, prices, simu
     [order] = rerun.session_orders
     assert order.status is OrderStatus.FILLED
     assert len(submissions(simulator)) == 1
-
-
-class _KilledAfterSubmit(Exception):
-    pass
-
-
-class CrashingAfterSubmit(AlpacaBroker):
-    def submit_order(self, request: OrderRequest) -> Order:
-        super().submit_order(request)
-        raise _KilledAfterSubmit
 
 
 def test_non_tradable_asset_is_skipped_with_a_reason(client, prices, simulator):

@@ -1,16 +1,24 @@
 """Helpers for the tests of the Alpaca adapters (trading and market data) against the broker
 simulator: the simulator's credentials, a provider that counts refreshes, recorded waits
-with seeded jitter, and fault plans from one printed seed (R2)."""
+with seeded jitter, fault plans from one printed seed (R2), and the trading adapter on
+the simulator with its waits recorded."""
 
 from __future__ import annotations
 
 import random
+from decimal import Decimal
 from typing import Any
 
+from tecl_pipeline.adapters.alpaca.broker import AlpacaBroker
+from tecl_pipeline.common.retry import RetryPolicy
 from tecl_pipeline.trading.credentials import Credentials, CredentialsProvider, StaticCredentials
+from tecl_pipeline.trading.models import OrderRequest, OrderSide
 from tecl_pipeline_tests.simulator.simulator_fixtures import SIM_KEY, SIM_SECRET, set_sim_faults
 
 SEED = 20261124
+# The client's timeout, short to keep the suite fast yet far above a normal answer's few
+# milliseconds; the simulator's "timeout" and "latency" faults stall for longer.
+TIMEOUT = 0.5
 
 
 class CountingProvider:
@@ -40,3 +48,29 @@ def recorded_waits(seed: int) -> tuple[list[float], random.Random]:
 
 def faults(url: str, *rules: dict[str, Any], seed: int = SEED) -> None:
     set_sim_faults(url, *rules, seed=seed)
+
+
+def make_broker(
+    url: str,
+    *,
+    provider: CredentialsProvider | None = None,
+    policy: RetryPolicy | None = None,
+    seed: int = SEED,
+) -> tuple[AlpacaBroker, list[float]]:
+    sleeps, rng = recorded_waits(seed)
+    broker = AlpacaBroker(
+        provider or sim_credentials(),
+        paper=True,
+        url=url,
+        timeout=TIMEOUT,
+        retry=policy or RetryPolicy(max_attempts=5, base_delay=0.5, deadline=120.0),
+        sleep=sleeps.append,
+        rng=rng,
+    )
+    return broker, sleeps
+
+
+def buy(client_order_id: str, qty: str = "1", symbol: str = "TECL") -> OrderRequest:
+    return OrderRequest(
+        symbol=symbol, side=OrderSide.BUY, qty=Decimal(qty), client_order_id=client_order_id
+    )

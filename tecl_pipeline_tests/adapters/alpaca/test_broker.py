@@ -20,7 +20,6 @@ from tecl_pipeline.common.endpoints import validate_endpoint
 from tecl_pipeline.common.retry import RetryPolicy
 from tecl_pipeline.trading.credentials import (
     Credentials,
-    CredentialsProvider,
     EnvCredentials,
     StaticCredentials,
 )
@@ -37,10 +36,10 @@ from tecl_pipeline.trading.errors import (
 )
 from tecl_pipeline.trading.models import Account, Clock, OrderRequest, OrderSide, OrderStatus
 from tecl_pipeline_tests.adapters.alpaca.adapter_helpers import (
-    SEED,
     CountingProvider,
+    buy,
     faults,
-    recorded_waits,
+    make_broker,
     sim_credentials,
 )
 from tecl_pipeline_tests.simulator import simulator_fixtures
@@ -57,32 +56,10 @@ from tecl_pipeline_tests.simulator.simulator_fixtures import (
 simulator = simulator_fixtures.simulator
 sim_calendar = simulator_fixtures.sim_calendar
 
-# The client's timeout, short to keep the suite fast yet far above a normal answer's few
-# milliseconds; the simulator's "timeout" and "latency" faults stall for longer.
-TIMEOUT = 0.5
+# The simulator's "timeout" and "latency" faults stall for longer than the client's TIMEOUT.
 STALL = 2.0
 LOOKUP = "GET /v2/orders:by_client_order_id"
 SUBMIT = "POST /v2/orders"
-
-
-def make_broker(
-    url: str,
-    *,
-    provider: CredentialsProvider | None = None,
-    policy: RetryPolicy | None = None,
-    seed: int = SEED,
-) -> tuple[AlpacaBroker, list[float]]:
-    sleeps, rng = recorded_waits(seed)
-    broker = AlpacaBroker(
-        provider or sim_credentials(),
-        paper=True,
-        url=url,
-        timeout=TIMEOUT,
-        retry=policy or RetryPolicy(max_attempts=5, base_delay=0.5, deadline=120.0),
-        sleep=sleeps.append,
-        rng=rng,
-    )
-    return broker, sleeps
 
 
 def submissions(url: str, client_order_id: str) -> list[dict[str, Any]]:
@@ -91,12 +68,6 @@ def submissions(url: str, client_order_id: str) -> list[dict[str, Any]]:
 
 def orders_with(url: str, client_order_id: str) -> list[dict[str, Any]]:
     return [o for o in sim_state(url)["orders"] if o["client_order_id"] == client_order_id]
-
-
-def buy(client_order_id: str, qty: str = "1", symbol: str = "TECL") -> OrderRequest:
-    return OrderRequest(
-        symbol=symbol, side=OrderSide.BUY, qty=Decimal(qty), client_order_id=client_order_id
-    )
 
 
 # ------------------------------------------------------------------------ plain reads

@@ -17,8 +17,7 @@ from tecl_pipeline.definitions import build_definitions
 from tecl_pipeline.state.journal.local import LocalJournal
 from tecl_pipeline.trading.errors import MalformedResponseError
 from tecl_pipeline.trading.models import OrderStatus
-from tecl_pipeline_tests.adapters.alpaca.adapter_helpers import faults
-from tecl_pipeline_tests.adapters.alpaca.test_broker import buy, make_broker
+from tecl_pipeline_tests.adapters.alpaca.adapter_helpers import buy, faults, make_broker
 from tecl_pipeline_tests.simulator.simulator_fixtures import SIM_SESSION, sim_requests, sim_state
 
 POLL = "GET /v2/orders/{id}"
