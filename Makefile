@@ -43,7 +43,7 @@ format: install
 lint-infra: install
 	$(BIN)/cfn-lint --include-checks I -- deploy/cloudformation.yaml
 
-# Debian's chromium for the browser UI test (tecl_pipeline_tests/test_ui_browser.py), which
+# Debian's chromium for the browser UI test (tecl_pipeline_tests/defs/test_ui_browser.py), which
 # Playwright drives via executable_path (never `playwright install`). Best effort: without apt
 # or a reachable archive this only warns, and that test skips.
 browser:
@@ -89,7 +89,7 @@ soak: install
 # After a reviewed change of the figures: make replay REPLAY_FLAGS=--write-baseline
 MARKET_DATA ?= $(CURDIR)/../shared/data/market
 replay: install
-	$(BIN)/tecl replay --data-dir $(MARKET_DATA) --baseline tecl_pipeline_tests/replay/baseline.json $(REPLAY_FLAGS)
+	$(BIN)/tecl replay --data-dir $(MARKET_DATA) --baseline tecl_pipeline_tests/harness/replay_baseline.json $(REPLAY_FLAGS)
 
 # Speed and memory against their targets (medians over repeated runs; see README
 # "Performance"): prints a table, writes bench/results.json, fails if a target is missed.

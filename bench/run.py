@@ -471,7 +471,7 @@ def bench_definitions_load(data: Path) -> list[Result]:
             f"fresh `python -c {LOAD_SCRIPT!r}` on the embedded defaults",
             checks=(Check("median", statistics.median(samples), 4.0, "s"),),
             note="fresh interpreter each run",
-            extra={"network_io": "none: tecl_pipeline_tests/test_definitions_load.py"},
+            extra={"network_io": "none: tecl_pipeline_tests/defs/test_definitions_load.py"},
         )
     ]
 

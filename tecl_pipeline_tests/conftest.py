@@ -16,8 +16,8 @@ from tecl_pipeline.definitions import build_definitions
 REPO = Path(__file__).resolve().parents[1]
 
 pytest_plugins = [
-    "tecl_pipeline_tests.broker.simulator_fixtures",
-    "tecl_pipeline_tests.state.moto_fixtures",
+    "tecl_pipeline_tests.simulator.simulator_fixtures",
+    "tecl_pipeline_tests.adapters.aws.moto_fixtures",
     "tecl_pipeline_tests.seeding",
 ]
 

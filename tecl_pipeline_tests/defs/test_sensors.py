@@ -1,8 +1,8 @@
 """Alert sensors: run failure (C1), missed session (A3), unfilled residuals (B6).
 
 Each alert must reach the sinks exactly once however often the sensor is evaluated: the
-tests carry the cursor from one evaluation to the next the way the daemon does.
-"""
+tests carry the cursor from one evaluation to the next the way the daemon does. A run's
+partition key names the session its alert speaks of (C1)."""
 
 import json
 from collections.abc import Iterator
@@ -26,6 +26,7 @@ from tecl_pipeline.config.settings import Settings
 from tecl_pipeline.definitions import build_definitions
 from tecl_pipeline.defs.assets import RESIDUAL_REPORT
 from tecl_pipeline.defs.failure_alerts import RUN_ALERTED_TAG
+from tecl_pipeline.defs.partitions import session_of
 from tecl_pipeline.defs.resources import AlertsResource
 from tecl_pipeline.defs.sensors import (
     ALERT_SENSORS,
@@ -372,3 +373,16 @@ def test_default_residuals_sensor_uses_the_alert_file(instance, tmp_path):
 
     [line] = alert_file.read_text().splitlines()
     assert json.loads(line)["session"] == SESSION.isoformat()
+
+
+@pytest.mark.parametrize(
+    ("key", "session"),
+    [
+        ("2026-11-24", date(2026, 11, 24)),
+        (None, None),
+        ("", None),
+        ("backfill-2026", None),  # a foreign partition key is no session, not a crash
+    ],
+)
+def test_a_partition_key_names_a_session_or_none(key, session):
+    assert session_of(key) == session

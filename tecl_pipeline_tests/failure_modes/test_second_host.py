@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tecl_pipeline.simulator import SimulatorServer
-from tecl_pipeline_tests.broker.simulator_fixtures import set_sim_faults, sim_requests
+from tecl_pipeline_tests.simulator.simulator_fixtures import set_sim_faults, sim_requests
 
 SESSION = date(2026, 11, 24)  # the simulator fixture's session; the demo decision is all TECL
 SEED = 1124

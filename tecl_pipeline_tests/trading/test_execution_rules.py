@@ -2,7 +2,7 @@
 broker: sells before buys, one order per leg under deterministic ids, a lost answer looked
 up rather than resent, the broker's clock read before every order, no reversal of the
 session, no order once another run traded, fills followed and residuals left for the next
-run. The same rules over HTTP against the simulator: tecl_pipeline_tests/test_execution.py."""
+run. The same rules over HTTP against the simulator: test_execution_over_http.py."""
 
 from datetime import date, timedelta
 from decimal import Decimal

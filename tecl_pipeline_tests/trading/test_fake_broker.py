@@ -24,7 +24,7 @@ from tecl_pipeline.trading.errors import (
 )
 from tecl_pipeline.trading.execution import ExecutionPolicy, ExecutionReport, execute
 from tecl_pipeline.trading.models import Order, OrderRequest, OrderSide, OrderStatus
-from tecl_pipeline_tests.broker.simulator_fixtures import (
+from tecl_pipeline_tests.simulator.simulator_fixtures import (
     SIM_KEY,
     SIM_SECRET,
     SIM_SESSION,

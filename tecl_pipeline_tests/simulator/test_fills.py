@@ -1,0 +1,147 @@
+"""Fill behaviours (immediate, partial, delayed, never) through the real TradingClient: what a
+reconciliation loop sees while an order is worked, and how cash and positions follow."""
+
+# The simulator fixtures are imported below; pytest injects them into tests by name.
+# ruff: noqa: F811
+
+from datetime import datetime
+from decimal import Decimal
+
+from alpaca.trading.enums import OrderSide, OrderStatus, QueryOrderStatus
+from alpaca.trading.requests import GetOrdersRequest
+
+from tecl_pipeline.core.calendar import EXCHANGE_TZ
+from tecl_pipeline_tests.simulator.simulator_fixtures import (  # noqa: F401 (fixtures)
+    SIM_SESSION,
+    amount,
+    set_sim_clock,
+    sim_admin,
+    sim_calendar,
+    sim_state,
+    simulator,
+    trading_client,
+)
+from tecl_pipeline_tests.simulator.simulator_fixtures import market_order as buy
+
+CENT = Decimal("0.01")
+
+
+def fills(simulator, mode: str, **extra) -> None:
+    sim_admin(simulator.url, "/_sim/fills", {"mode": mode, **extra})
+
+
+def test_partial_fills_advance_one_chunk_per_read_and_filled_qty_is_cumulative(simulator):
+    """T6, B6: filled_qty only grows; each read of the order adds one chunk; cash and the
+    position move with every chunk, never with the order as a whole."""
+    fills(simulator, "partial", steps=3)
+    client = trading_client(simulator.url)
+    price = simulator.simulator.price("TECL")
+    placed = buy(client, "TECL", 10, "partial-1")
+    assert (placed.status, placed.filled_qty, placed.filled_avg_price) == (
+        OrderStatus.NEW,
+        "0",
+        None,
+    )
+    seen = []
+    for _ in range(4):
+        current = client.get_order_by_id(placed.id)
+        held = client.get_open_position("TECL").qty
+        cash = amount(client.get_account().cash)
+        seen.append((current.status, current.filled_qty, held, cash))
+    spent = [Decimal("100000") - (q * price).quantize(CENT) for q in (3, 6, 10)]
+    assert seen == [
+        (OrderStatus.PARTIALLY_FILLED, "3", "3", spent[0]),
+        (OrderStatus.PARTIALLY_FILLED, "6", "6", spent[1]),
+        (OrderStatus.FILLED, "10", "10", spent[2]),
+        (OrderStatus.FILLED, "10", "10", spent[2]),
+    ]
+    assert amount(client.get_order_by_id(placed.id).filled_avg_price) == price
+
+
+def test_partial_fills_also_advance_through_the_order_list_and_client_id_lookups(simulator):
+    fills(simulator, "partial", steps=2)
+    client = trading_client(simulator.url)
+    buy(client, "BIL", 1.5, "partial-frac")
+    (listed,) = client.get_orders()
+    assert (listed.status, listed.filled_qty) == (OrderStatus.PARTIALLY_FILLED, "0.75")
+    final = client.get_order_by_client_id("partial-frac")
+    assert (final.status, final.filled_qty) == (OrderStatus.FILLED, "1.5")
+
+
+def test_state_reads_never_advance_a_fill(simulator):
+    fills(simulator, "partial", steps=2)
+    buy(trading_client(simulator.url), "TECL", 2, "partial-quiet")
+    for _ in range(3):
+        (entry,) = sim_state(simulator.url)["orders"]
+        assert entry["filled_qty"] == "0"
+
+
+def test_delayed_fill_stays_new_for_n_reads_then_fills(simulator):
+    """B5: an order that is slow to fill is still open, not lost."""
+    fills(simulator, "delayed", delay_polls=2)
+    client = trading_client(simulator.url)
+    placed = buy(client, "TECL", 5, "delayed-1")
+    statuses = [client.get_order_by_id(placed.id).status for _ in range(3)]
+    assert statuses == [OrderStatus.NEW, OrderStatus.NEW, OrderStatus.FILLED]
+    assert client.get_open_position("TECL").qty == "5"
+
+
+def test_never_fill_stays_open_until_cancelled(simulator):
+    fills(simulator, "never")
+    client = trading_client(simulator.url)
+    placed = buy(client, "TECL", 5, "never-1")
+    assert {client.get_order_by_id(placed.id).status for _ in range(5)} == {OrderStatus.NEW}
+    client.cancel_order_by_id(placed.id)
+    assert client.get_order_by_id(placed.id).status is OrderStatus.CANCELED
+    assert client.get_all_positions() == []
+    assert client.get_account().cash == "100000"
+
+
+def test_each_order_keeps_the_fill_mode_it_was_sent_under(simulator):
+    fills(simulator, "never")
+    client = trading_client(simulator.url)
+    stuck = buy(client, "TECL", 1, "mode-never")
+    fills(simulator, "immediate")
+    assert buy(client, "TECL", 1, "mode-immediate").status is OrderStatus.FILLED
+    assert client.get_order_by_id(stuck.id).status is OrderStatus.NEW
+
+
+def test_a_partially_filled_day_order_expires_at_the_close_keeping_its_fills(simulator):
+    """T6, B6: the residual of a partial fill is left for reconciliation, not filled later."""
+    fills(simulator, "partial", steps=4)
+    client = trading_client(simulator.url)
+    placed = buy(client, "TECL", 8, "partial-expire")
+    client.get_order_by_id(placed.id)  # 2 of 8
+    close = datetime(2026, 11, 24, 16, 1, tzinfo=EXCHANGE_TZ)
+    set_sim_clock(simulator.url, close)
+    final = client.get_order_by_id(placed.id)
+    assert (final.status, final.filled_qty) == (OrderStatus.EXPIRED, "2")
+    assert client.get_open_position("TECL").qty == "2"
+    closed = client.get_orders(GetOrdersRequest(status=QueryOrderStatus.CLOSED))
+    assert [o.client_order_id for o in closed] == ["partial-expire"]
+
+
+def test_a_queued_order_works_in_partial_mode_once_the_session_opens(simulator):
+    fills(simulator, "partial", steps=2)
+    client = trading_client(simulator.url)
+    set_sim_clock(simulator.url, datetime(2026, 11, 24, 20, tzinfo=EXCHANGE_TZ))
+    placed = buy(client, "TECL", 4, "queued-partial")
+    assert client.get_order_by_id(placed.id).status is OrderStatus.ACCEPTED
+    set_sim_clock(simulator.url, datetime(2026, 11, 25, 10, tzinfo=EXCHANGE_TZ))
+    assert client.get_order_by_id(placed.id).filled_qty == "2"
+    assert client.get_order_by_id(placed.id).status is OrderStatus.FILLED
+
+
+def test_partial_sells_credit_cash_per_chunk(simulator):
+    client = trading_client(simulator.url)
+    buy(client, "SPY", 4, "sell-setup")
+    cash_after_buy = amount(client.get_account().cash)
+    price = simulator.simulator.price("SPY")
+    fills(simulator, "partial", steps=2)
+    sold = buy(client, "SPY", 4, "sell-partial", side=OrderSide.SELL)
+    client.get_order_by_id(sold.id)
+    assert amount(client.get_account().cash) == cash_after_buy + (2 * price).quantize(CENT)
+    assert client.get_open_position("SPY").qty == "2"
+    client.get_order_by_id(sold.id)
+    assert client.get_all_positions() == []
+    assert SIM_SESSION.isoformat() in sim_state(simulator.url)["now"]

@@ -1,0 +1,565 @@
+"""The simulator's trading API through the real alpaca-py TradingClient over HTTP: every answer
+parses into alpaca-py's own models, and Alpaca's order rules hold."""
+
+# The simulator fixtures are imported below; pytest injects them into tests by name.
+# ruff: noqa: F811
+
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+import requests
+from alpaca.common.exceptions import APIError
+from alpaca.trading.enums import (
+    AccountStatus,
+    AssetClass,
+    OrderSide,
+    OrderStatus,
+    QueryOrderStatus,
+    TimeInForce,
+)
+from alpaca.trading.models import Asset, Clock, Order, Position, TradeAccount
+from alpaca.trading.requests import GetCalendarRequest, GetOrdersRequest
+
+from tecl_pipeline.core.calendar import EXCHANGE_TZ
+from tecl_pipeline_tests.simulator.simulator_fixtures import (  # noqa: F401 (fixtures)
+    SIM_SESSION,
+    amount,
+    set_sim_clock,
+    sim_admin,
+    sim_calendar,
+    sim_state,
+    simulator,
+    trading_client,
+)
+from tecl_pipeline_tests.simulator.simulator_fixtures import market_order as order
+
+NEXT_SESSION = date(2026, 11, 25)  # Wednesday
+THANKSGIVING = date(2026, 11, 26)
+FRIDAY = date(2026, 11, 27)  # closes at 13:00
+MONDAY = date(2026, 11, 30)
+
+
+def ny(day: date, hour: int, minute: int = 0) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=EXCHANGE_TZ)
+
+
+def refused(call, *args, **kwargs) -> APIError:
+    with pytest.raises(APIError) as caught:
+        call(*args, **kwargs)
+    return caught.value
+
+
+def price(simulator, symbol: str) -> Decimal:
+    return simulator.simulator.price(symbol)
+
+
+# -- account, clock, calendar, assets, positions --------------------------------------------------
+
+
+def test_account_parses_and_is_a_fresh_cash_account(simulator):
+    account = trading_client(simulator.url).get_account()
+    assert isinstance(account, TradeAccount)
+    assert account.status is AccountStatus.ACTIVE
+    assert account.currency == "USD"
+    assert account.cash == account.buying_power == account.equity == "100000"
+    assert account.portfolio_value == "100000"
+    assert account.trading_blocked is False
+    assert account.multiplier == "1"
+
+
+def test_account_follows_a_fill(simulator):
+    client = trading_client(simulator.url)
+    tecl = price(simulator, "TECL")
+    order(client, "TECL", 10, "acct-1")
+    account = client.get_account()
+    cost = (10 * tecl).quantize(Decimal("0.01"))
+    assert amount(account.cash) == Decimal("100000") - cost
+    assert amount(account.buying_power) == amount(account.cash)
+    assert amount(account.long_market_value) == cost
+    assert amount(account.equity) == Decimal("100000")
+
+
+def test_clock_at_decision_time_is_open(simulator):
+    clock = trading_client(simulator.url).get_clock()
+    assert isinstance(clock, Clock)
+    assert clock.is_open is True
+    assert clock.timestamp == ny(SIM_SESSION, 15, 45)
+    assert clock.next_close == ny(SIM_SESSION, 16)
+    assert clock.next_open == ny(NEXT_SESSION, 9, 30)
+
+
+@pytest.mark.parametrize(
+    ("moment", "is_open", "next_open", "next_close"),
+    [
+        # Before the open: today's open and close are next.
+        (ny(NEXT_SESSION, 8), False, ny(NEXT_SESSION, 9, 30), ny(NEXT_SESSION, 16)),
+        # After Wednesday's close: Thanksgiving is skipped, Friday closes early (T3).
+        (ny(NEXT_SESSION, 17), False, ny(FRIDAY, 9, 30), ny(FRIDAY, 13)),
+        # On the holiday itself.
+        (ny(THANKSGIVING, 12), False, ny(FRIDAY, 9, 30), ny(FRIDAY, 13)),
+        # Friday during the short session, and after the early close.
+        (ny(FRIDAY, 12, 45), True, ny(MONDAY, 9, 30), ny(FRIDAY, 13)),
+        (ny(FRIDAY, 14), False, ny(MONDAY, 9, 30), ny(MONDAY, 16)),
+    ],
+)
+def test_clock_follows_the_calendar(simulator, moment, is_open, next_open, next_close):
+    """T3: holidays and early closes come from the exchange calendar."""
+    set_sim_clock(simulator.url, moment)
+    clock = trading_client(simulator.url).get_clock()
+    assert clock.timestamp == moment
+    assert (clock.is_open, clock.next_open, clock.next_close) == (is_open, next_open, next_close)
+
+
+def test_calendar_lists_sessions_with_early_closes(simulator):
+    days = trading_client(simulator.url).get_calendar(
+        GetCalendarRequest(start=SIM_SESSION, end=SIM_SESSION + timedelta(days=6))
+    )
+    assert [d.date.isoformat() for d in days] == [
+        "2026-11-24",
+        "2026-11-25",
+        "2026-11-27",
+        "2026-11-30",
+    ]
+    assert days[2].close.hour == 13
+
+
+def test_asset_parses_and_reflects_admin_changes(simulator):
+    client = trading_client(simulator.url)
+    asset = client.get_asset("TECL")
+    assert isinstance(asset, Asset)
+    assert asset.asset_class is AssetClass.US_EQUITY
+    assert (asset.symbol, asset.tradable, asset.fractionable, asset.status.value) == (
+        "TECL",
+        True,
+        True,
+        "active",
+    )
+    assert client.get_asset(asset.id).symbol == "TECL"  # by asset id, as Alpaca allows
+    sim_admin(simulator.url, "/_sim/assets/TECL", {"tradable": False, "fractionable": False})
+    changed = client.get_asset("TECL")
+    assert (changed.tradable, changed.fractionable) == (False, False)
+
+
+def test_unknown_asset_is_404(simulator):
+    error = refused(trading_client(simulator.url).get_asset, "NOPE")
+    assert (error.status_code, error.code) == (404, 40410000)
+
+
+def test_positions_empty_then_one_after_a_buy(simulator):
+    client = trading_client(simulator.url)
+    assert client.get_all_positions() == []
+    error = refused(client.get_open_position, "TECL")
+    assert (error.status_code, error.code, error.message) == (
+        404,
+        40410000,
+        "position does not exist",
+    )
+    order(client, "TECL", 3, "pos-1")
+    (position,) = client.get_all_positions()
+    assert isinstance(position, Position)
+    single = client.get_open_position("TECL")
+    assert position.qty == single.qty == single.qty_available == "3"
+    assert (
+        Decimal(position.avg_entry_price)
+        == amount(position.current_price)
+        == price(simulator, "TECL")
+    )
+    assert position.side.value == "long"
+
+
+# -- submitting -----------------------------------------------------------------------------------
+
+
+def test_market_buy_fills_at_the_sessions_close(simulator):
+    client = trading_client(simulator.url)
+    tecl = price(simulator, "TECL")
+    placed = order(client, "TECL", 10, "buy-1")
+    assert isinstance(placed, Order)
+    assert placed.status is OrderStatus.FILLED
+    assert placed.client_order_id == "buy-1"
+    assert (placed.qty, placed.filled_qty) == ("10", "10")
+    assert amount(placed.filled_avg_price) == tecl
+    assert placed.filled_at == ny(SIM_SESSION, 15, 45)
+    assert placed.expires_at == ny(SIM_SESSION, 16)
+    assert placed.symbol == "TECL" and placed.side is OrderSide.BUY
+
+
+def test_fractional_qty_round_trips_exactly(simulator):
+    """C3: qty travels as a JSON number from alpaca-py and comes back as an exact string."""
+    placed = order(trading_client(simulator.url), "BIL", 1.234567891, "frac-1")
+    assert placed.filled_qty == "1.234567891"
+    assert sim_state(simulator.url)["positions"]["BIL"]["qty"] == "1.234567891"
+
+
+def test_duplicate_client_order_id_is_422_even_after_cancel(simulator):
+    """X3, C2: a client order id is used once, whatever became of its order."""
+    client = trading_client(simulator.url)
+    order(client, "TECL", 1, "dup-filled")
+    error = refused(order, client, "TECL", 1, "dup-filled")
+    assert (error.status_code, error.code, error.message) == (
+        422,
+        40010001,
+        "client_order_id must be unique",
+    )
+    sim_admin(simulator.url, "/_sim/fills", {"mode": "never"})
+    open_order = order(client, "TECL", 1, "dup-canceled")
+    client.cancel_order_by_id(open_order.id)
+    error = refused(order, client, "TECL", 1, "dup-canceled")
+    assert (error.status_code, error.message) == (422, "client_order_id must be unique")
+    outcomes = [
+        (s["client_order_id"], s["outcome"]) for s in sim_state(simulator.url)["submissions"]
+    ]
+    assert outcomes == [
+        ("dup-filled", "filled"),
+        ("dup-filled", "rejected: client_order_id must be unique"),
+        ("dup-canceled", "new"),
+        ("dup-canceled", "rejected: client_order_id must be unique"),
+    ]
+
+
+def test_a_rejected_request_does_not_use_up_its_client_order_id(simulator):
+    client = trading_client(simulator.url)
+    refused(order, client, "TECL", 1_000_000, "retry-me")
+    assert order(client, "TECL", 1, "retry-me").status is OrderStatus.FILLED
+
+
+def test_fractional_orders_must_be_day_orders(simulator):
+    """X1: a fractional GTC order is refused with 422 naming the rule."""
+    client = trading_client(simulator.url)
+    error = refused(order, client, "TECL", 0.5, "frac-gtc", tif=TimeInForce.GTC)
+    assert (error.status_code, error.code) == (422, 42210000)
+    assert "fractional orders must be DAY orders" in error.message
+    assert order(client, "TECL", 2, "whole-gtc", tif=TimeInForce.GTC).status is OrderStatus.FILLED
+
+
+def test_fractional_qty_on_a_non_fractionable_asset_is_422(simulator):
+    """X1, T7: the asset's fractionable flag is enforced."""
+    sim_admin(simulator.url, "/_sim/assets/UVXY", {"fractionable": False})
+    client = trading_client(simulator.url)
+    error = refused(order, client, "UVXY", 1.5, "uvxy-frac")
+    assert error.status_code == 422
+    assert "UVXY" in error.message and "not fractionable" in error.message
+    assert order(client, "UVXY", 2, "uvxy-whole").status is OrderStatus.FILLED
+
+
+def test_non_tradable_asset_is_422_naming_it(simulator):
+    """T7: a symbol the broker will not trade is refused with its name in the reason."""
+    sim_admin(simulator.url, "/_sim/assets/SQQQ", {"tradable": False})
+    error = refused(order, trading_client(simulator.url), "SQQQ", 1, "sqqq-1")
+    assert (error.status_code, error.code) == (422, 42210000)
+    assert "SQQQ" in error.message and "not tradable" in error.message
+
+
+def test_halted_asset_is_422_naming_it(simulator):
+    """X10: a halted symbol's orders are refused; the asset endpoint does not show halts."""
+    sim_admin(simulator.url, "/_sim/assets/TECL", {"halted": True})
+    client = trading_client(simulator.url)
+    error = refused(order, client, "TECL", 1, "halted-1")
+    assert error.status_code == 422 and "TECL" in error.message and "halted" in error.message
+    assert client.get_asset("TECL").tradable is True
+    sim_admin(simulator.url, "/_sim/assets/TECL", {"halted": False})
+    assert order(client, "TECL", 1, "halted-2").status is OrderStatus.FILLED
+
+
+def test_insufficient_buying_power_is_403_and_changes_nothing(simulator):
+    """B7: a buy above the buying power is refused outright."""
+    client = trading_client(simulator.url)
+    qty = int(Decimal("100000") / price(simulator, "SPY")) + 1
+    error = refused(order, client, "SPY", qty, "too-big")
+    assert (error.status_code, error.code, error.message) == (
+        403,
+        40310000,
+        "insufficient buying power",
+    )
+    assert client.get_account().cash == "100000"
+    assert client.get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL)) == []
+
+
+def test_open_buys_reserve_buying_power(simulator):
+    """B7: cash promised to an open buy cannot be spent twice."""
+    client = trading_client(simulator.url)
+    sim_admin(simulator.url, "/_sim/fills", {"mode": "never"})
+    spy = price(simulator, "SPY")
+    qty = int(Decimal("60000") / spy)
+    order(client, "SPY", qty, "reserve-1")
+    account = client.get_account()
+    assert account.cash == "100000"
+    assert amount(account.buying_power) == Decimal("100000") - (qty * spy).quantize(Decimal("0.01"))
+    error = refused(order, client, "SPY", qty, "reserve-2")
+    assert error.message == "insufficient buying power"
+
+
+def test_selling_more_than_held_is_403(simulator):
+    client = trading_client(simulator.url)
+    order(client, "BIL", 5, "bil-buy")
+    error = refused(order, client, "BIL", 6, "bil-sell", side=OrderSide.SELL)
+    assert (error.status_code, error.code) == (403, 40310000)
+    assert error.message == "insufficient qty available for order (requested: 6, available: 5)"
+    sold = order(client, "BIL", 5, "bil-sell-ok", side=OrderSide.SELL)
+    assert sold.status is OrderStatus.FILLED
+    assert client.get_all_positions() == []
+    assert amount(client.get_account().cash) == Decimal("100000")
+
+
+def test_open_sells_hold_their_quantity(simulator):
+    client = trading_client(simulator.url)
+    order(client, "BIL", 5, "hold-buy")
+    sim_admin(simulator.url, "/_sim/fills", {"mode": "never"})
+    order(client, "BIL", 4, "hold-sell-1", side=OrderSide.SELL)
+    assert client.get_open_position("BIL").qty_available == "1"
+    error = refused(order, client, "BIL", 2, "hold-sell-2", side=OrderSide.SELL)
+    assert "available: 1" in error.message
+
+
+def test_order_sent_while_closed_is_accepted_and_fills_at_the_next_open(simulator):
+    """T3: with the market closed, Alpaca queues the order; it fills once the session opens."""
+    client = trading_client(simulator.url)
+    set_sim_clock(simulator.url, ny(SIM_SESSION, 17))
+    queued = order(client, "TECL", 4, "queued-1")
+    assert queued.status is OrderStatus.ACCEPTED
+    assert queued.filled_qty == "0" and queued.filled_avg_price is None
+    assert client.get_account().cash == "100000"
+    assert client.get_order_by_id(queued.id).status is OrderStatus.ACCEPTED
+    set_sim_clock(simulator.url, ny(NEXT_SESSION, 10))
+    filled = client.get_order_by_id(queued.id)
+    assert filled.status is OrderStatus.FILLED
+    assert amount(filled.filled_avg_price) == price(simulator, "TECL")
+    assert filled.expires_at == ny(NEXT_SESSION, 16)
+
+
+def test_day_orders_expire_at_the_close_and_gtc_orders_do_not(simulator):
+    client = trading_client(simulator.url)
+    sim_admin(simulator.url, "/_sim/fills", {"mode": "never"})
+    day = order(client, "TECL", 1, "day-1")
+    gtc = order(client, "TECL", 1, "gtc-1", tif=TimeInForce.GTC)
+    set_sim_clock(simulator.url, ny(SIM_SESSION, 16, 5))
+    expired = client.get_order_by_id(day.id)
+    assert expired.status is OrderStatus.EXPIRED
+    assert expired.expired_at == ny(SIM_SESSION, 16)
+    assert client.get_order_by_id(gtc.id).status is OrderStatus.NEW
+    assert client.get_order_by_id(gtc.id).expires_at is None
+
+
+# -- reading and cancelling ---------------------------------------------------------------------
+
+
+def test_listing_orders_by_status_limit_direction_symbols_and_time(simulator):
+    client = trading_client(simulator.url)
+    order(client, "TECL", 1, "list-1")
+    set_sim_clock(simulator.url, ny(SIM_SESSION, 15, 46))
+    order(client, "BIL", 1, "list-2")
+    set_sim_clock(simulator.url, ny(SIM_SESSION, 15, 47))
+    order(client, "SPY", 1, "list-3")
+    sim_admin(simulator.url, "/_sim/fills", {"mode": "never"})
+    order(client, "TECL", 1, "list-4")
+
+    def ids(**filters) -> list[str]:
+        return [o.client_order_id for o in client.get_orders(GetOrdersRequest(**filters))]
+
+    assert ids() == ["list-4"]  # default: open orders only
+    assert ids(status=QueryOrderStatus.CLOSED) == ["list-3", "list-2", "list-1"]
+    assert ids(status=QueryOrderStatus.ALL, direction="asc") == [
+        "list-1",
+        "list-2",
+        "list-3",
+        "list-4",
+    ]
+    assert ids(status=QueryOrderStatus.ALL, limit=2) == ["list-4", "list-3"]
+    assert ids(status=QueryOrderStatus.ALL, symbols=["TECL"]) == ["list-4", "list-1"]
+    assert ids(status=QueryOrderStatus.ALL, side=OrderSide.SELL) == []
+    assert ids(status=QueryOrderStatus.ALL, after=ny(SIM_SESSION, 15, 45), direction="asc") == [
+        "list-2",
+        "list-3",
+        "list-4",
+    ]
+    assert ids(status=QueryOrderStatus.ALL, until=ny(SIM_SESSION, 15, 47)) == ["list-2", "list-1"]
+
+
+def test_order_lookup_by_id_and_client_order_id(simulator):
+    client = trading_client(simulator.url)
+    placed = order(client, "TECL", 1, "lookup-1")
+    assert client.get_order_by_id(placed.id).client_order_id == "lookup-1"
+    assert client.get_order_by_client_id("lookup-1").id == placed.id
+    error = refused(client.get_order_by_client_id, "never-sent")
+    assert (error.status_code, error.code) == (404, 40410000)
+    error = refused(client.get_order_by_id, "00000000-0000-4000-8000-000000000000")
+    assert error.status_code == 404
+
+
+def test_cancel_an_open_order_and_not_a_closed_one(simulator):
+    client = trading_client(simulator.url)
+    filled = order(client, "TECL", 1, "cancel-filled")
+    sim_admin(simulator.url, "/_sim/fills", {"mode": "never"})
+    open_order = order(client, "TECL", 1, "cancel-open")
+    assert client.cancel_order_by_id(open_order.id) is None  # 204, no body
+    canceled = client.get_order_by_id(open_order.id)
+    assert canceled.status is OrderStatus.CANCELED and canceled.canceled_at is not None
+    error = refused(client.cancel_order_by_id, open_order.id)
+    assert (error.status_code, error.message) == (422, 'order is already in "canceled" state')
+    error = refused(client.cancel_order_by_id, filled.id)
+    assert (error.status_code, error.message) == (422, 'order is already in "filled" state')
+    error = refused(client.cancel_order_by_id, "00000000-0000-4000-8000-000000000000")
+    assert error.status_code == 404
+
+
+def test_cancel_all_open_orders(simulator):
+    client = trading_client(simulator.url)
+    order(client, "TECL", 1, "all-filled")
+    sim_admin(simulator.url, "/_sim/fills", {"mode": "never"})
+    first, second = order(client, "TECL", 1, "all-1"), order(client, "BIL", 1, "all-2")
+    answers = client.cancel_orders()
+    assert sorted(str(a.id) for a in answers) == sorted([str(first.id), str(second.id)])
+    assert all(a.status == 200 for a in answers)
+    assert client.get_orders() == []
+    raw = requests.delete(
+        f"{simulator.url}/v2/orders",
+        headers={"APCA-API-KEY-ID": "sim-key", "APCA-API-SECRET-KEY": "sim-secret"},
+        timeout=5,
+    )
+    assert (raw.status_code, raw.json()) == (207, [])
+
+
+# -- credentials, headers, account switches -------------------------------------------------------
+
+
+def test_wrong_credentials_are_401(simulator):
+    """B4: a refused key pair gets Alpaca's 401 body."""
+    error = refused(trading_client(simulator.url, secret="wrong").get_account)
+    assert (error.status_code, error.code, error.message) == (
+        401,
+        40110000,
+        "request is not authorized",
+    )
+
+
+def test_rotated_credentials_refuse_the_old_pair(simulator):
+    """X6: after rotation the cached old key pair gets 401 and the new pair works."""
+    old = trading_client(simulator.url)
+    old.get_account()
+    sim_admin(simulator.url, "/_sim/credentials", {"key": "key-2", "secret": "secret-2"})
+    assert refused(old.get_account).status_code == 401
+    fresh = trading_client(simulator.url, key="key-2", secret="secret-2")
+    assert fresh.get_account().status is AccountStatus.ACTIVE
+
+
+def test_every_answer_carries_rate_limit_headers(simulator):
+    headers = {"APCA-API-KEY-ID": "sim-key", "APCA-API-SECRET-KEY": "sim-secret"}
+    answers = [
+        requests.get(f"{simulator.url}/v2/account", headers=headers, timeout=5),
+        requests.get(f"{simulator.url}/v2/positions/TECL", headers=headers, timeout=5),
+        requests.get(f"{simulator.url}/v2/account", timeout=5),
+        requests.get(f"{simulator.url}/v2/no-such-thing", headers=headers, timeout=5),
+        requests.get(f"{simulator.url}/v2/stocks/bars?symbols=SPY", headers=headers, timeout=5),
+    ]
+    assert [a.status_code for a in answers] == [200, 404, 401, 404, 422]
+    remaining = [int(a.headers["X-RateLimit-Remaining"]) for a in answers]
+    assert all(a.headers["X-RateLimit-Limit"] == "200" for a in answers)
+    assert remaining == sorted(remaining, reverse=True) and remaining[0] < 200
+    assert all(int(a.headers["X-RateLimit-Reset"]) > 1_700_000_000 for a in answers)
+
+
+def test_account_currency_switch_is_visible(simulator):
+    """X8: the account's currency is what the broker says."""
+    sim_admin(simulator.url, "/_sim/account", {"currency": "EUR", "cash": "5000.50"})
+    account = trading_client(simulator.url).get_account()
+    assert (account.currency, account.cash) == ("EUR", "5000.5")
+
+
+def test_blocked_account_cannot_trade(simulator):
+    sim_admin(simulator.url, "/_sim/account", {"trading_blocked": True})
+    client = trading_client(simulator.url)
+    assert client.get_account().trading_blocked is True
+    assert refused(order, client, "TECL", 1, "blocked-1").status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (
+            {"symbol": "TECL", "side": "buy", "type": "market", "time_in_force": "day"},
+            422,
+            "qty is required",
+        ),
+        (
+            {"symbol": "TECL", "qty": "1", "side": "buy", "type": "limit", "time_in_force": "day"},
+            422,
+            "market orders only",
+        ),
+        (
+            {
+                "symbol": "TECL",
+                "qty": "-1",
+                "side": "buy",
+                "type": "market",
+                "time_in_force": "day",
+            },
+            422,
+            "qty must be > 0",
+        ),
+        (
+            {
+                "symbol": "TECL",
+                "qty": "0.0000000001",
+                "side": "buy",
+                "type": "market",
+                "time_in_force": "day",
+            },
+            422,
+            "9 decimal places",
+        ),
+        (
+            {
+                "symbol": "TECL",
+                "qty": "1",
+                "side": "hold",
+                "type": "market",
+                "time_in_force": "day",
+            },
+            422,
+            "invalid side",
+        ),
+        (
+            {
+                "symbol": "TECL",
+                "qty": "1",
+                "side": "buy",
+                "type": "market",
+                "time_in_force": "week",
+            },
+            422,
+            "invalid time_in_force",
+        ),
+        (
+            {"symbol": "NOPE", "qty": "1", "side": "buy", "type": "market", "time_in_force": "day"},
+            422,
+            '"NOPE" not found',
+        ),
+        (
+            {"qty": "1", "side": "buy", "type": "market", "time_in_force": "day"},
+            422,
+            "symbol is required",
+        ),
+    ],
+)
+def test_invalid_order_requests_are_refused_naming_the_field(simulator, body, status, message):
+    answer = requests.post(
+        f"{simulator.url}/v2/orders",
+        json=body,
+        headers={"APCA-API-KEY-ID": "sim-key", "APCA-API-SECRET-KEY": "sim-secret"},
+        timeout=5,
+    )
+    assert answer.status_code == status
+    assert answer.json()["code"] == 40010001
+    assert message in answer.json()["message"]
+
+
+def test_a_body_that_is_not_json_is_400(simulator):
+    answer = requests.post(
+        f"{simulator.url}/v2/orders",
+        data=b"{not json",
+        headers={"APCA-API-KEY-ID": "sim-key", "APCA-API-SECRET-KEY": "sim-secret"},
+        timeout=5,
+    )
+    assert answer.status_code == 400
+    assert answer.json() == {"code": 40010000, "message": "request body format is invalid"}
