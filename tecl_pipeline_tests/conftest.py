@@ -1,6 +1,5 @@
 """Shared fixtures: real market data from ../shared, isolated state, runs of the daily job."""
 
-import os
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -12,24 +11,14 @@ from dagster import DagsterInstance, ExecuteInProcessResult
 from tecl_pipeline.config.settings import Settings
 from tecl_pipeline.core.universe import SYMBOLS
 from tecl_pipeline.definitions import build_definitions
-
-REPO = Path(__file__).resolve().parents[1]
+from tecl_pipeline_tests.market_history import read_symbol, shared_market_dir
+from tecl_pipeline_tests.scheduling import SLOWEST_MODULES
 
 pytest_plugins = [
     "tecl_pipeline_tests.simulator.simulator_fixtures",
     "tecl_pipeline_tests.adapters.aws.moto_fixtures",
     "tecl_pipeline_tests.seeding",
 ]
-
-
-# Modules that take minutes, started first: `make test` hands whole modules to its workers
-# in collection order (--dist loadscope --no-loadscope-reorder), and a long one picked up
-# last would leave the other workers idle at the end.
-SLOWEST_MODULES = (
-    "tecl_pipeline_tests/soak/test_soak.py",
-    "tecl_pipeline_tests/replay/test_replay.py",
-    "tecl_pipeline_tests/test_ui_browser.py",
-)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -40,24 +29,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=rank)  # stable: every module keeps its own order
 
 
-def shared_market_dir() -> Path:
-    """The real adjusted closes beside the repo (never copied into it)."""
-    override = os.environ.get("TECL_SHARED_DATA")
-    return Path(override) if override else REPO.parent / "shared" / "data" / "market"
-
-
 @pytest.fixture(scope="session")
 def market_dir() -> Path:
     path = shared_market_dir()
     if not path.is_dir():
         pytest.skip(f"real market data not found at {path} (set TECL_SHARED_DATA)")
     return path
-
-
-def read_symbol(market_dir: Path, symbol: str) -> pd.Series:
-    """One symbol's adjusted closes, read plainly: independent of the code under test."""
-    frame = pd.read_csv(market_dir / f"{symbol}.csv", parse_dates=["date"], index_col="date")
-    return frame["adj_close"].rename(symbol)
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ from tecl_pipeline.core.backtest import (
 )
 from tecl_pipeline.core.strategy import signal_history
 from tecl_pipeline.core.universe import HOLDINGS
-from tecl_pipeline_tests.conftest import read_symbol
+from tecl_pipeline_tests.market_history import read_symbol
 
 DAYS = pd.DatetimeIndex(["2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05"])
 

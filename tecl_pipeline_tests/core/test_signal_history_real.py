@@ -15,7 +15,7 @@ from tecl_pipeline.core.errors import MarketDataError
 from tecl_pipeline.core.indicators import INDICATORS, indicator_frames, latest_indicators
 from tecl_pipeline.core.strategy import LEAVES, Decision, evaluate_tecl, signal_history
 from tecl_pipeline.core.universe import HOLDINGS, SYMBOLS, WARMUP_BARS
-from tecl_pipeline_tests.conftest import read_symbol
+from tecl_pipeline_tests.market_history import read_symbol
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,8 @@ from playwright.sync_api import Page, ViewportSize, expect, sync_playwright
 
 from tecl_pipeline.defs.assets import GROUP, TRADING_ASSETS
 from tecl_pipeline.defs.checks import TRADING_CHECKS
-from tecl_pipeline_tests.conftest import REPO
+
+REPO = Path(__file__).resolve().parents[2]
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Without the background-networking switches Chromium dials out, which a closed network refuses.

@@ -344,3 +344,12 @@ def test_ci_runs_a_vulnerability_scan_of_the_locked_set(makefile, tmp_path):
     )
     script.chmod(0o755)
     assert audit.main(["--pip-audit", str(script), *flags]) == 1
+
+
+def test_the_modules_make_test_starts_first_exist():
+    """`make test` starts its minutes-long modules first (tecl_pipeline_tests/scheduling.py);
+    one moved or renamed would silently be picked up last and hold the whole suite up."""
+    from tecl_pipeline_tests.scheduling import SLOWEST_MODULES
+
+    for module in SLOWEST_MODULES:
+        assert (REPO / module).is_file(), module
