@@ -3,8 +3,11 @@
 import os
 import subprocess
 import sys
+import tomllib
 from datetime import date
 from pathlib import Path
+
+import yaml
 
 from tecl_pipeline.core.calendar import TradingCalendar
 from tecl_pipeline.defs.partitions import PARTITIONS_START, session_partitions
@@ -52,3 +55,14 @@ def test_partition_keys_are_exactly_the_xnys_sessions():
     assert actual == expected
     for closed in ("2025-01-09", "2018-12-05", "2026-11-26", "2026-07-03", "2026-11-21"):
         assert not session_partitions.has_partition_key(closed)
+
+
+def test_workspace_yaml_names_the_code_location_dg_serves():
+    """workspace.yaml (for `dagster-webserver -w`) and [tool.dg.project] name one location."""
+    repo = Path(__file__).resolve().parents[2]
+    project = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["dg"]["project"]
+    [entry] = yaml.safe_load((repo / "workspace.yaml").read_text())["load_from"]
+    assert entry["python_module"] == {
+        "module_name": project["code_location_target_module"],
+        "location_name": project["code_location_name"],
+    }
