@@ -81,6 +81,9 @@ def one_line(exc: ValidationError, names: Mapping[str, str] | None = None) -> st
 def validate_state_uri(value: str) -> str:
     """An absolute `file://` URI or `s3://BUCKET/PREFIX`: where the journal can live."""
     parsed = urlsplit(value)
+    if "@" in parsed.netloc:
+        # Never echo it: a user-info part may carry a secret.
+        raise ValueError("must not contain a user name or password")
     if parsed.scheme == "s3" and parsed.netloc:
         return value
     if parsed.scheme != "file" or not parsed.path.startswith("/"):

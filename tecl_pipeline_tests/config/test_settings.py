@@ -79,3 +79,13 @@ def test_s3_state_keeps_machine_local_state_on_this_machine(tmp_path):
 def test_s3_state_needs_a_bucket(tmp_path, uri):
     with pytest.raises(ConfigError, match="TECL_STATE_URI"):
         load(tmp_path, TECL_STATE_URI=uri)
+
+
+def test_a_state_uri_with_credentials_is_refused_when_read_without_echoing_them(tmp_path):
+    """S2, C4: user:password in TECL_STATE_URI stops at the settings read, before any run,
+    and the line names the variable but never the credentials."""
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({"TECL_STATE_URI": "s3://AKIAUSER:s3cr3t@bucket/x"}, cwd=tmp_path)
+    message = str(refused.value)
+    assert "TECL_STATE_URI" in message and "user name or password" in message
+    assert "s3cr3t" not in message and "AKIAUSER" not in message
