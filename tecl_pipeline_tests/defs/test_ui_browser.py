@@ -48,7 +48,7 @@ SESSION = "2026-11-24"
 # Wide enough that the graph draws full asset nodes (names, check summaries), not minimal boxes.
 VIEWPORT: ViewportSize = {"width": 2560, "height": 1100}
 SERVER_START_S = 60
-RUN_S = 120
+RUN_S = 300
 UI_MS = 30_000
 
 # A direct launch (one partition) goes to the run launcher at once: no daemon in this test.

@@ -16,9 +16,10 @@ from tecl_pipeline.trading.models import OrderRequest, OrderSide
 from tecl_pipeline_tests.simulator.simulator_fixtures import SIM_KEY, SIM_SECRET, set_sim_faults
 
 SEED = 20261124
-# The client's timeout, short to keep the suite fast yet far above a normal answer's few
-# milliseconds; the simulator's "timeout" and "latency" faults stall for longer.
-TIMEOUT = 0.5
+# The client's timeout: short to keep the suite fast, yet far above a normal answer's few
+# milliseconds even on a loaded machine (at 0.5 s a plain 403 timed out under CI load and was
+# resent); the simulator's "timeout" and "latency" faults stall for longer.
+TIMEOUT = 2.0
 
 
 class CountingProvider:

@@ -57,7 +57,7 @@ simulator = simulator_fixtures.simulator
 sim_calendar = simulator_fixtures.sim_calendar
 
 # The simulator's "timeout" and "latency" faults stall for longer than the client's TIMEOUT.
-STALL = 2.0
+STALL = 5.0
 LOOKUP = "GET /v2/orders:by_client_order_id"
 SUBMIT = "POST /v2/orders"
 
