@@ -42,6 +42,8 @@ from tecl_pipeline.trading.execution import (
     Pacing,
     StopRequest,
     execute,
+    list_session_orders,
+    orders_window_start,
     plan_from_broker,
     session_prefix,
 )
@@ -321,7 +323,10 @@ def _journal_vs_broker(
         return [], []
     days = CALENDAR.sessions(previous.session, session)
     since = tuple(session_prefix(day) for day in days)
-    orders = [o for o in client.list_orders(ORDER_ID_PREFIX) if o.client_order_id.startswith(since)]
+    listed = client.list_orders(
+        ORDER_ID_PREFIX, submitted_after=orders_window_start(previous.session)
+    )
+    orders = [o for o in listed if o.client_order_id.startswith(since)]
     fills = fills_after_record(previous.orders, orders)
     changes = unexplained_position_changes(previous.positions, fills, held)
     return changes, [day for day in days if previous.session < day < session]
@@ -342,7 +347,7 @@ def _what_the_broker_has(client: Broker, session: date) -> str:
     of a run that failed while trading; each read on its own, as either may be what failed."""
     parts = []
     try:
-        orders = client.list_orders(session_prefix(session))
+        orders = list_session_orders(client, session)
     except Exception as exc:
         parts.append(f"the session's orders could not be read ({describe(exc)})")
     else:
@@ -454,7 +459,7 @@ def post_trade_positions(
     with broker.connect(session) as client:
         account = client.get_account()
         positions = {s: p.qty for s, p in client.get_positions().items()}
-        session_orders = tuple(client.list_orders(session_prefix(session)))
+        session_orders = tuple(list_session_orders(client, session))
     targets = dict(executed_orders.plan.targets)
     left = residuals(
         targets, positions, target_allocation.prices, trading_policy.policy().min_trade_notional

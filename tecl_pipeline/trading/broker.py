@@ -5,6 +5,7 @@ Implementations map every transport failure onto the errors in `trading.errors`
 validate every answer into the values of `trading.models` before returning it (B3, X4).
 """
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
@@ -39,8 +40,12 @@ class Broker(Protocol):
 
     def get_order_by_client_id(self, client_order_id: str) -> Order | None: ...
 
-    def list_orders(self, client_order_id_prefix: str = "") -> list[Order]:
-        """Every order (open and closed) whose client order id starts with the prefix."""
+    def list_orders(
+        self, client_order_id_prefix: str = "", *, submitted_after: datetime | None = None
+    ) -> list[Order]:
+        """Every order (open and closed) whose client order id starts with the prefix and,
+        if `submitted_after` is given, that was submitted after that moment (the broker
+        filters, so a listing stays the size of the window, not of the account's history)."""
         ...
 
     def cancel_order(self, order_id: str) -> None: ...

@@ -46,7 +46,7 @@ carry a run past the close, and an order sent then would be queued for the next 
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from types import MappingProxyType
 
@@ -151,6 +151,20 @@ ORDER_ID_PREFIX = "tecl-"
 
 def session_prefix(session: date) -> str:
     return f"{ORDER_ID_PREFIX}{session:%Y%m%d}-"
+
+
+def orders_window_start(session: date) -> datetime:
+    """A moment before any order of the session can have been sent: orders go out only inside
+    the session's trading window, and the day before's midnight leaves a day's margin for a
+    broker clock behind ours. Listing from there keeps every listing a few sessions long
+    however many years of orders the account holds."""
+    day_before = session - timedelta(days=1)
+    return datetime(day_before.year, day_before.month, day_before.day, tzinfo=EXCHANGE_TZ)
+
+
+def list_session_orders(broker: Broker, session: date) -> list[Order]:
+    """The session's orders at the broker, every run's, open and closed, oldest first."""
+    return broker.list_orders(session_prefix(session), submitted_after=orders_window_start(session))
 
 
 def leg_prefix(session: date, side: OrderSide, symbol: str) -> str:
@@ -452,7 +466,7 @@ def execute(
             )
 
     # A killed run may have left orders working: let them finish (or cancel them) first.
-    listed = broker.list_orders(session_prefix(session))
+    listed = list_session_orders(broker, session)
     left_open = [o for o in listed if not o.status.is_final]
     for order in left_open:
         tracker.track(order)
@@ -482,7 +496,7 @@ def execute(
             if not halted:
                 why = window_problem()
                 if why is None:
-                    session_orders = broker.list_orders(session_prefix(session))
+                    session_orders = list_session_orders(broker, session)
                     why = first_reversal(session, plan.orders, session_orders)
                 if why is None:
                     why = another_run(seen, session_orders, own)
@@ -522,6 +536,6 @@ def execute(
         plan=plan,
         sent=tuple(tracker.orders[i] for i in sent),
         skipped=tuple(skipped),
-        session_orders=tuple(broker.list_orders(session_prefix(session))),
+        session_orders=tuple(list_session_orders(broker, session)),
         cancelled=tuple(tracker.cancelled),
     )

@@ -266,10 +266,16 @@ class FakeBroker:
             order_id = self._by_client_id.get(client_order_id)
             return None if order_id is None else self._read(self._orders[order_id])
 
-    def list_orders(self, client_order_id_prefix: str = "") -> list[Order]:
-        with self._call("list_orders", client_order_id_prefix):
-            # Listing reads every order of the account, as the adapter's GET /v2/orders does.
-            listed = [self._read(w) for w in self._orders.values()]
+    def list_orders(
+        self, client_order_id_prefix: str = "", *, submitted_after: datetime | None = None
+    ) -> list[Order]:
+        with self._call("list_orders", client_order_id_prefix, submitted_after):
+            # Listing reads every order in the window, as the adapter's GET /v2/orders does.
+            listed = [
+                self._read(w)
+                for w in self._orders.values()
+                if submitted_after is None or w.order.submitted_at > submitted_after
+            ]
             return self._sorted(
                 o for o in listed if o.client_order_id.startswith(client_order_id_prefix)
             )

@@ -4,12 +4,12 @@ up rather than resent, the broker's clock read before every order, no reversal o
 session, no order once another run traded, fills followed and residuals left for the next
 run. The same rules over HTTP against the simulator: test_execution_over_http.py."""
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
-from tecl_pipeline.core.calendar import TradingCalendar
+from tecl_pipeline.core.calendar import EXCHANGE_TZ, TradingCalendar
 from tecl_pipeline.core.errors import SessionReversalError, TradingWindowError
 from tecl_pipeline.trading.errors import OutcomeUnknownError
 from tecl_pipeline.trading.execution import ExecutionPolicy, ExecutionReport, execute, leg_prefix
@@ -328,3 +328,17 @@ def test_a_rejected_order_is_reported_with_the_brokers_reason_and_not_resent(cal
         'rejected by the broker: asset "UVXY" is halted'
     ]
     assert [r.symbol for r in broker.submitted].count("UVXY") == 1
+
+
+def test_the_session_is_listed_from_the_day_before_not_from_the_account_s_first_order(
+    calendar,
+) -> None:
+    """D4: every listing of the session's orders asks the broker only for orders submitted
+    after midnight (New York) of the day before the session, so a listing stays a few
+    sessions long however many years of orders the account holds; orders go out only inside
+    the session's window, so none of the session's is left out."""
+    broker = broker_at_decision_time(calendar, {"BIL": Decimal(100)})
+    trade(broker, calendar, ALL_TECL)
+    windows = [args[1] for args in broker.called("list_orders")]
+    assert len(windows) >= 3
+    assert set(windows) == {datetime(2026, 11, 23, tzinfo=EXCHANGE_TZ)}

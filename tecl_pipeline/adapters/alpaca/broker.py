@@ -218,8 +218,11 @@ class AlpacaBroker(AlpacaService[TradingClient]):
             lambda: self._conn.retrying(lambda: self._lookup_once(client_order_id))
         )
 
-    def list_orders(self, client_order_id_prefix: str = "") -> list[Order]:
-        """Every order whose client order id starts with the prefix, oldest first.
+    def list_orders(
+        self, client_order_id_prefix: str = "", *, submitted_after: datetime | None = None
+    ) -> list[Order]:
+        """Every order whose client order id starts with the prefix (and, if given, that was
+        submitted after `submitted_after`: Alpaca's `after`, exclusive), oldest first.
 
         Alpaca pages GET /v2/orders by time only (limit <= 500, `until` exclusive, newest
         first). Each next page asks until just after the oldest time seen, so orders that
@@ -252,7 +255,11 @@ class AlpacaBroker(AlpacaService[TradingClient]):
         for _ in range(MAX_ORDER_PAGES):
             limit = ORDERS_PAGE_LIMIT
             request = GetOrdersRequest(
-                status=QueryOrderStatus.ALL, limit=limit, direction=Sort.DESC, until=until
+                status=QueryOrderStatus.ALL,
+                limit=limit,
+                direction=Sort.DESC,
+                after=submitted_after,
+                until=until,
             )
             page = self._read(endpoint, lambda c, r=request: c.get_orders(r), parse)
             stamps = [stamp for _, stamp, _ in page]

@@ -120,6 +120,24 @@ def test_list_orders_pages_through_every_order_and_filters_by_prefix(simulator, 
     assert sim_requests(simulator.url, "GET /v2/orders") >= 2 * 4
 
 
+def test_list_orders_after_a_moment_asks_the_broker_for_that_window_only(simulator, monkeypatch):
+    """D4: with `submitted_after`, the broker filters (Alpaca's `after`, exclusive): orders
+    submitted at or before that moment are neither listed nor paged through."""
+    monkeypatch.setattr(alpaca_module, "ORDERS_PAGE_LIMIT", 3)
+    broker, _ = make_broker(simulator.url)
+    start = simulator.simulator.now
+    for day in range(4):
+        for n in range(3):
+            set_sim_clock(simulator.url, start + timedelta(days=day, seconds=n))
+            broker.submit_order(buy(f"w-{day}-{n}"))
+    listed = broker.list_orders("w-", submitted_after=start + timedelta(days=2))
+    assert [o.client_order_id for o in listed] == ["w-2-1", "w-2-2", "w-3-0", "w-3-1", "w-3-2"]
+    window_pages = sim_requests(simulator.url, "GET /v2/orders")
+    assert len(broker.list_orders("w-")) == 12
+    whole_pages = sim_requests(simulator.url, "GET /v2/orders") - window_pages
+    assert window_pages < whole_pages
+
+
 def test_list_orders_refuses_to_return_a_silently_short_list(simulator, monkeypatch):
     """D4: a full page of one timestamp cannot be paged past: an error, not missing orders."""
     monkeypatch.setattr(alpaca_module, "ORDERS_PAGE_LIMIT", 3)
