@@ -103,7 +103,7 @@ class LazyClient:
         self._region = region
         self._endpoint = endpoint
         self._lock = threading.Lock()
-        self._client: object | None = None
+        self._client: Any = None
 
     @property
     def built(self) -> bool:
@@ -119,3 +119,10 @@ class LazyClient:
 
     def __repr__(self) -> str:
         return f"LazyClient(secretsmanager, region={self._region!r}, endpoint={self._endpoint!r})"
+
+    def close(self) -> None:
+        """Close the client's connections, if it was ever built."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()

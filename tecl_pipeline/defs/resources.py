@@ -253,6 +253,13 @@ class StateResource(CheckedResource):
     def lock_dir(self) -> Path:
         return Path(self.local_dir) / "locks"
 
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        # Its pooled connections close with the run, not whenever garbage collection finds
+        # them: a long-lived process (code server, daemon) runs many.
+        if self._s3_client is not None:
+            self._s3_client.close()
+            self._s3_client = None
+
 
 def _secret_location(resource: "MarketDataResource | BrokerResource") -> dict[str, str]:
     """Where the secret is, as the variables the secrets provider names in its errors."""
@@ -383,6 +390,11 @@ class BrokerResource(CheckedResource):
         if self._embedded is not None:
             self._embedded.stop()
             self._embedded = None
+        # A secret's client closes its connections with the run, like the journal's.
+        close = getattr(self._provider, "close", None)
+        if callable(close):
+            close()
+        self._provider = None
 
     def _credentials_provider(self) -> "CredentialsProvider":
         """One provider per resource instance: its cache serves every connect of the run,

@@ -209,6 +209,12 @@ class SecretsManagerCredentials:
 
     # ------------------------------------------------------------------ credentials
 
+    def close(self) -> None:
+        """Close the client's connections (a client without `close` has none to close)."""
+        close = getattr(self._client, "close", None)
+        if callable(close):
+            close()
+
     def get(self, *, refresh: bool = False) -> Credentials:
         """The cached pair while younger than ttl; otherwise (or with `refresh=True`, e.g.
         after the broker refused the cached pair) a fresh read from Secrets Manager."""
