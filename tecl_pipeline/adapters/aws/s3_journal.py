@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from tecl_pipeline.adapters.aws.transient import TRANSIENT_CODES, transient_answer
 from tecl_pipeline.common.endpoints import is_loopback
 from tecl_pipeline.common.events import EventSink
 from tecl_pipeline.common.retry import RetryableError, RetryPolicy, call_with_retry
@@ -92,9 +93,6 @@ _UNREACHABLE_CODES = frozenset(
         "ProxyConnectionError",
         "SSLError",
     }
-)
-_UNAVAILABLE_CODES = frozenset(
-    {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling"}
 )
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
@@ -252,7 +250,7 @@ class S3Journal(JournalBase):
                 "endpoint, security group or proxy)"
             )
             code = exc.code
-        elif exc.code in _UNAVAILABLE_CODES:
+        elif exc.code in TRANSIENT_CODES:
             hint = "S3 is throttling or unavailable after the retries"
             code = exc.code
         else:
@@ -491,9 +489,7 @@ def _transient(failure: _S3Failed, exc: Exception) -> bool:
     status = None
     if isinstance(exc, ClientError):
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    if isinstance(status, int) and (status >= 500 or status == 429):
-        return True
-    return failure.code in _UNAVAILABLE_CODES or failure.code in _UNREACHABLE_CODES
+    return transient_answer(failure.code, status) or failure.code in _UNREACHABLE_CODES
 
 
 def bucket_region_of(location_constraint: str | None) -> str:

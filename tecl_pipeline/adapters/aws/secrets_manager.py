@@ -43,6 +43,7 @@ from tecl_pipeline.adapters.aws.secrets_errors import (
     SecretNotFoundError,
     SecretUnavailableError,
 )
+from tecl_pipeline.adapters.aws.transient import transient_answer
 from tecl_pipeline.common.events import Event, EventKind, EventSink, Severity, emit
 from tecl_pipeline.common.retry import RetryableError, RetryPolicy, call_with_retry
 from tecl_pipeline.observability.redaction import Redactor
@@ -64,26 +65,6 @@ SECRET_FIELDS = ("ALPACA_SECRET_KEY", "secret_key")
 _EXPECTED = (
     f"a JSON object with {KEY_FIELDS[0]} and {SECRET_FIELDS[0]} "
     f"(or {KEY_FIELDS[1]} and {SECRET_FIELDS[1]})"
-)
-
-# Error codes worth another attempt; any HTTP 5xx or 429 is too, whatever its code.
-_RETRYABLE_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "Throttling",
-        "ThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "InternalServiceError",
-        "InternalFailure",
-        "InternalServerError",
-        "ServiceUnavailable",
-        "ServiceUnavailableException",
-        "RequestTimeout",
-        "RequestTimeoutException",
-    }
 )
 
 _METHODS = (("GetSecretValue", "get_secret_value"), ("DescribeSecret", "describe_secret"))
@@ -362,9 +343,7 @@ class SecretsManagerCredentials:
             error = response.get("Error") or {}
             code = str(error.get("Code") or "Unknown")
             status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
-            if code in _RETRYABLE_CODES or (
-                isinstance(status, int) and (status >= 500 or status == 429)
-            ):
+            if transient_answer(code, status):
                 return _TransientSecretError(
                     code, f"{operation} failed with {code} (HTTP {status})"
                 )
