@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from tecl_pipeline.common.events import EventSink
 from tecl_pipeline.common.retry import RetryPolicy
-from tecl_pipeline.config.settings import ConfigError, local_state_dir
+from tecl_pipeline.config.settings import ConfigError, local_state_dir, validate_state_uri
 from tecl_pipeline.state.journal.base import JournalStore
 from tecl_pipeline.state.journal.local import LocalJournal
 from tecl_pipeline.state.journal.spool import DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES, Spool
@@ -35,16 +35,13 @@ def open_journal(
     retry policy.
     No network I/O happens here; call `preflight()` before trading.
     """
+    try:
+        validate_state_uri(state_uri)
+    except ValueError as exc:
+        raise ConfigError(f"state_uri {exc}") from None
     parts = urlsplit(state_uri)
-    if "@" in parts.netloc:
-        # Never echo it: a user-info part may carry a secret.
-        raise ConfigError("state_uri must not contain a user name or password")
-    if parts.query or parts.fragment:
-        raise ConfigError(f"state_uri {state_uri!r} must not have a query or fragment")
     root = local_state_dir(state_uri)
     if root is not None:
-        if parts.netloc not in ("", "localhost") or not root.is_absolute():
-            raise ConfigError(f"state_uri {state_uri!r} is not an absolute file:///DIR URI")
         return LocalJournal(
             root,
             spool_dir=spool_dir,
@@ -52,21 +49,20 @@ def open_journal(
             spool_max_files=spool_max_files,
             spool_max_bytes=spool_max_bytes,
         )
-    if parts.scheme == "s3":
-        # Imported here: a local journal never needs botocore (loading the definitions, A1).
-        from tecl_pipeline.adapters.aws.s3_journal import S3Journal, default_s3_client, valid_bucket
+    # What validate_state_uri leaves besides file:// is s3://BUCKET[/PREFIX]. Imported here: a
+    # local journal never needs botocore (loading the definitions, A1).
+    from tecl_pipeline.adapters.aws.s3_journal import S3Journal, default_s3_client, valid_bucket
 
-        if not valid_bucket(parts.netloc):
-            raise ConfigError(f"state_uri {state_uri!r}: {parts.netloc!r} is not a bucket name")
-        spool = Spool(
-            spool_dir, max_files=spool_max_files, max_bytes=spool_max_bytes, on_event=on_event
-        )
-        return S3Journal(
-            s3_client if s3_client is not None else default_s3_client(),
-            parts.netloc,
-            parts.path.strip("/"),
-            spool=spool,
-            on_event=on_event,
-            retry=s3_retry,
-        )
-    raise ConfigError(f"state_uri {state_uri!r}: expected file:///DIR or s3://BUCKET[/PREFIX]")
+    if not valid_bucket(parts.netloc):
+        raise ConfigError(f"state_uri {state_uri!r}: {parts.netloc!r} is not a bucket name")
+    spool = Spool(
+        spool_dir, max_files=spool_max_files, max_bytes=spool_max_bytes, on_event=on_event
+    )
+    return S3Journal(
+        s3_client if s3_client is not None else default_s3_client(),
+        parts.netloc,
+        parts.path.strip("/"),
+        spool=spool,
+        on_event=on_event,
+        retry=s3_retry,
+    )

@@ -79,15 +79,22 @@ def one_line(exc: ValidationError, names: Mapping[str, str] | None = None) -> st
 
 
 def validate_state_uri(value: str) -> str:
-    """An absolute `file://` URI or `s3://BUCKET/PREFIX`: where the journal can live."""
+    """An absolute `file://` URI or `s3://BUCKET/PREFIX`: where the journal can live. The one
+    check of its shape, for the settings and for every journal opened."""
     parsed = urlsplit(value)
     if "@" in parsed.netloc:
         # Never echo it: a user-info part may carry a secret.
         raise ValueError("must not contain a user name or password")
+    if parsed.query or parsed.fragment:
+        raise ValueError(f"{value!r} must not have a query or fragment")
     if parsed.scheme == "s3" and parsed.netloc:
         return value
-    if parsed.scheme != "file" or not parsed.path.startswith("/"):
-        raise ValueError(f"{value!r} is neither an absolute file:// URI nor s3://BUCKET/PREFIX")
+    if (
+        parsed.scheme != "file"
+        or parsed.netloc not in ("", "localhost")
+        or not parsed.path.startswith("/")
+    ):
+        raise ValueError(f"{value!r} is neither an absolute file:///DIR URI nor s3://BUCKET/PREFIX")
     return value
 
 

@@ -5,10 +5,11 @@ path, and nothing under a literal `%20` folder (D1, D3: state split in two is st
 from datetime import date
 from pathlib import Path
 
+import pytest
 from dagster import DagsterInstance
 
 from tecl_pipeline.adapters.journal_store import open_journal
-from tecl_pipeline.config.settings import Settings
+from tecl_pipeline.config.settings import ConfigError, Settings
 from tecl_pipeline.definitions import build_definitions
 
 SESSION = date(2026, 11, 24)
@@ -48,3 +49,27 @@ def test_a_decoded_and_an_encoded_uri_name_the_same_journal(tmp_path: Path):
     plain = open_journal(f"file://{state}", spool_dir=tmp_path / "spool")
     assert encoded.location == plain.location == state.as_uri()
     assert Settings(state_uri=f"file://{state}").machine_dir == state
+
+
+@pytest.mark.parametrize(
+    ("uri", "why"),
+    [
+        ("file:///srv/tecl?x=1", "query or fragment"),
+        ("s3://bucket/prefix#top", "query or fragment"),
+        ("file://otherhost/srv/tecl", "absolute file:///DIR"),
+        ("file:relative/tecl", "absolute file:///DIR"),
+        ("https://bucket/prefix", "absolute file:///DIR"),
+        ("s3://AKIAUSER:s3cr3t@bucket/x", "user name or password"),
+    ],
+)
+def test_a_state_uri_of_the_wrong_shape_is_refused_alike_by_the_settings_and_the_journal(
+    tmp_path: Path, uri: str, why: str
+) -> None:
+    """One check of the state URI's shape: what the settings refuse, naming TECL_STATE_URI,
+    opening the journal refuses for the same reason; neither echoes a user-info part."""
+    with pytest.raises(ConfigError, match=why) as read:
+        Settings.from_env({"TECL_STATE_URI": uri}, cwd=tmp_path)
+    with pytest.raises(ConfigError, match=why) as opened:
+        open_journal(uri, spool_dir=tmp_path / "spool")
+    assert "TECL_STATE_URI" in str(read.value)
+    assert all("s3cr3t" not in str(e.value) for e in (read, opened))
