@@ -281,13 +281,8 @@ def run_session(
 ) -> RunOutcome:
     # Imported here so that `tecl --help` answers at once and a bad setting is reported
     # as such, not as an import failure.
-    from dagster import DagsterInvalidConfigError, Definitions
-
     from tecl_pipeline.config.settings import ConfigError, Settings
     from tecl_pipeline.core.errors import RefusedToTrade
-    from tecl_pipeline.definitions import build_definitions
-    from tecl_pipeline.defs.partitions import CALENDAR, session_partitions
-    from tecl_pipeline.defs.run_report import explain_result
     from tecl_pipeline.observability.alerts import Alert
     from tecl_pipeline.observability.logs import Redactor, configure_logging
 
@@ -299,6 +294,14 @@ def run_session(
     configure_logging(settings.logs_dir, redactor=redactor, stderr_level=stderr_level)
     # The alert sinks are settings too (TECL_ALERT_WEBHOOK_URL): checked before anything runs.
     alerter = _alerter(settings, redactor, settings.logs_dir)
+    # Dagster and the definitions only now (seconds of imports): a bad setting is reported
+    # in a fraction of a second.
+    from dagster import DagsterInvalidConfigError, Definitions
+
+    from tecl_pipeline.definitions import build_definitions
+    from tecl_pipeline.defs.partitions import CALENDAR, session_partitions
+    from tecl_pipeline.defs.run_report import explain_result
+
     try:
         session = session or _default_session(settings)
         CALENDAR.require_session(session)
