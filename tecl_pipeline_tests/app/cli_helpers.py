@@ -1,5 +1,5 @@
-"""`tecl` run as a user runs it: a separate process, with none of the TECL_ or DAGSTER_
-variables of the test run's own environment unless a test passes them."""
+"""`tecl` run as a user runs it: a separate process, with none of the TECL_, DAGSTER_ or
+ALPACA_ variables of the test run's own environment unless a test passes them."""
 
 import os
 import subprocess
@@ -11,13 +11,21 @@ from pathlib import Path
 REAL_LAST_SESSION = date(2026, 7, 31)
 
 
-def tecl(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("TECL_", "DAGSTER_"))}
+USER_ENV_PREFIXES = ("TECL_", "DAGSTER_", "ALPACA_")
+
+
+def user_environ(**env: str) -> dict[str, str]:
+    """The test run's environment without its TECL_, DAGSTER_ and ALPACA_ variables, plus `env`."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(USER_ENV_PREFIXES)}
     environ.update(env)
+    return environ
+
+
+def tecl(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tecl_pipeline.app.cli", *args],
         cwd=cwd,
-        env=environ,
+        env=user_environ(**env),
         capture_output=True,
         text=True,
         timeout=300,

@@ -4,7 +4,6 @@ simulator (a separate `tecl simulator` process), injects the fault, and reads wh
 or a scheduler would read: the exit status, stdout, stderr and the alert file."""
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -17,7 +16,8 @@ import pandas as pd
 import pytest
 
 from tecl_pipeline.core.universe import SYMBOLS
-from tecl_pipeline_tests.app.cli_helpers import REAL_LAST_SESSION
+from tecl_pipeline_tests.app.cli_helpers import REAL_LAST_SESSION, user_environ
+from tecl_pipeline_tests.app.cli_helpers import tecl as run_tecl
 from tecl_pipeline_tests.simulator.simulator_fixtures import (
     CLI_SESSION,
     hold_bil,
@@ -27,25 +27,22 @@ from tecl_pipeline_tests.simulator.simulator_fixtures import (
 
 SESSION = CLI_SESSION
 
-TECL_ENV_PREFIXES = ("TECL_", "DAGSTER_", "ALPACA_")
+
+def _in(cwd: Path, env: dict[str, str]) -> dict[str, str]:
+    """`env` over a Dagster instance and an alert file of `cwd`'s own."""
+    return {
+        "DAGSTER_HOME": str(cwd / ".dagster"),
+        "TECL_ALERT_FILE": str(cwd / "alerts.jsonl"),
+        **env,
+    }
 
 
 def _environ(cwd: Path, **env: str) -> dict[str, str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(TECL_ENV_PREFIXES)}
-    environ.update(DAGSTER_HOME=str(cwd / ".dagster"), TECL_ALERT_FILE=str(cwd / "alerts.jsonl"))
-    environ.update(env)
-    return environ
+    return user_environ(**_in(cwd, env))
 
 
 def tecl(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tecl_pipeline.app.cli", *args],
-        cwd=cwd,
-        env=_environ(cwd, **env),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_tecl(args, cwd, **_in(cwd, env))
 
 
 def _sigterm_once(

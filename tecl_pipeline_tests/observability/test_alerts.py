@@ -5,11 +5,10 @@ import io
 import json
 import logging
 import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -25,6 +24,7 @@ from tecl_pipeline.observability.alerts import (
     sink_name,
 )
 from tecl_pipeline.observability.logs import EXCHANGE_TZ, Redactor
+from tecl_pipeline_tests.loopback_http import LoopbackServer
 from tecl_pipeline_tests.observability.helpers import (
     CANARY,
     CaptureSink,
@@ -66,16 +66,8 @@ def webhook() -> Iterator[tuple[str, Received]]:
         def log_message(self, format: str, *args: object) -> None:
             return None  # keep the test output clean
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", received
-    finally:
-        server.shutdown()
-        server.server_close()
+    with LoopbackServer(Handler) as server:
+        yield server.url, received
 
 
 def _refused_url() -> str:

@@ -14,11 +14,13 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
+from tecl_pipeline_tests.loopback_http import LoopbackServer
 
 
 @dataclass
@@ -73,13 +75,11 @@ class CannedServer:
 
             do_GET = do_POST = do_DELETE = do_PATCH = _handle
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._server = LoopbackServer(Handler)
 
     @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._server.url
 
     def answer(self, method: str, path: str, *responses: Canned | Callable[[Seen], Canned]):
         """Queue `responses` for `method path` (e.g. "GET", "/v2/clock"); the last repeats.
@@ -101,13 +101,11 @@ class CannedServer:
         return answer(seen) if callable(answer) else answer
 
     def start(self) -> CannedServer:
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+        self._server.stop()
 
 
 @pytest.fixture

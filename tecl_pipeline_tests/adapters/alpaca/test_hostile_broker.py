@@ -13,21 +13,21 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import pytest
 
+from tecl_pipeline_tests.app.cli_helpers import tecl
+from tecl_pipeline_tests.loopback_http import LoopbackServer
 from tecl_pipeline_tests.simulator.simulator_fixtures import SIM_SESSION, sim_state
 
 # Characters that every encoding changes: "/" and "+" (percent, base64, JSON's "\/"), a
@@ -184,13 +184,11 @@ class HostileBroker:
 
             do_GET = do_POST = do_DELETE = do_PATCH = _handle
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._server = LoopbackServer(Handler)
 
     @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._server.url
 
     def _scripted(self, endpoint: str) -> Echo | None:
         with self._lock:
@@ -221,13 +219,11 @@ class HostileBroker:
             return error.code, headers, error.read()
 
     def __enter__(self) -> HostileBroker:
-        self._thread.start()
+        self._server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+        self._server.stop()
 
 
 @pytest.fixture
@@ -238,22 +234,15 @@ def hostile(simulator) -> Iterator[HostileBroker]:
 
 
 def tecl_run(tmp_path: Path, url: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TECL_", "ALPACA_"))}
-    env.update(
+    return tecl(
+        ["run", "--verbose", "--session", SESSION],
+        tmp_path,
         TECL_MODE="paper",
         TECL_BROKER_URL=url,
         TECL_DATA_URL=url,
         ALPACA_API_KEY=KEY,
         ALPACA_SECRET_KEY=SECRET,
         DAGSTER_HOME=str(tmp_path / ".dagster"),
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "tecl_pipeline.app.cli", "run", "--verbose", "--session", SESSION],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
 
 
