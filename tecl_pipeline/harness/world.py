@@ -6,6 +6,7 @@ through it; nothing in here decides anything the pipeline decides.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -104,6 +105,7 @@ class World:
     def close(self) -> None:
         if self._instance is not None:
             self._instance.dispose()
+            self._instance = None
         self.server.stop()
 
     def settings_for(self, market_dir: Path) -> Settings:
@@ -153,24 +155,31 @@ class World:
     def run(self, session: date, *, market_dir: Path | None = None) -> SessionRun:
         """`daily_trading_job` for the session, in process, on the world's ephemeral instance.
 
-        Each session starts from the pipeline's own state, not Dagster's: a run is deleted
-        from the instance once its outcome is read. One instance for every session, not a
-        new one each, because setting one up costs as much as a sixth of a session."""
+        One instance for every session, not a new one each: setting one up costs as much as
+        a sixth of a session. Each session starts from the pipeline's own state: once its
+        outcome is read, the run and its events are deleted and the steps' stored outputs
+        removed. What the instance keeps (asset bookkeeping: latest materializations, check
+        executions) no step of the job reads."""
         from dagster import DagsterInstance
 
         from tecl_pipeline.defs.run_report import explain_result
 
         job = self._job(market_dir or self.market_dir)
         if self._instance is None:
-            self._instance = DagsterInstance.ephemeral()
+            self._instance = DagsterInstance.ephemeral(tempdir=str(self.work_dir / "dagster"))
+        instance = self._instance
         result = job.execute_in_process(
             partition_key=session.isoformat(),
-            instance=self._instance,
+            instance=instance,
             raise_on_error=False,
             run_config=self._run_config,
         )
-        outcome = explain_result(result, session)
-        self._instance.delete_run(result.run_id)
+        try:
+            outcome = explain_result(result, session)
+        finally:
+            instance.delete_run(result.run_id)
+            # The steps' outputs, pickled by the job's filesystem IO manager.
+            shutil.rmtree(instance.storage_directory(), ignore_errors=True)
         return SessionRun(session, result.run_id, outcome.exit_code, outcome.reason)
 
     def journal(self) -> JournalStore:
