@@ -154,17 +154,21 @@ def session_prefix(session: date) -> str:
 
 
 def orders_window_start(session: date) -> datetime:
-    """A moment before any order of the session can have been sent: orders go out only inside
-    the session's trading window, and the day before's midnight leaves a day's margin for a
-    broker clock behind ours. Listing from there keeps every listing a few sessions long
-    however many years of orders the account holds."""
+    """A moment before any order of the session can have been sent, when every order is sent
+    inside the session's trading window (`check_trading_window`, by the broker's clock, which
+    also stamps the order): midnight of the day before, more than a day's margin. Listing from
+    there keeps every listing a few sessions long however many years of orders the account
+    holds."""
     day_before = session - timedelta(days=1)
     return datetime(day_before.year, day_before.month, day_before.day, tzinfo=EXCHANGE_TZ)
 
 
-def list_session_orders(broker: Broker, session: date) -> list[Order]:
-    """The session's orders at the broker, every run's, open and closed, oldest first."""
-    return broker.list_orders(session_prefix(session), submitted_after=orders_window_start(session))
+def list_session_orders(broker: Broker, session: date, *, windowed: bool = True) -> list[Order]:
+    """The session's orders at the broker, every run's, open and closed, oldest first.
+    `windowed=False` reads the account's whole history: for a caller that does not hold its
+    orders to the session's trading window, they may carry any date."""
+    since = orders_window_start(session) if windowed else None
+    return broker.list_orders(session_prefix(session), submitted_after=since)
 
 
 def leg_prefix(session: date, side: OrderSide, symbol: str) -> str:
@@ -442,6 +446,8 @@ def execute(
     own: set[str] = set()  # client order ids this run sent
     # Why this run sends nothing more (the window closed, the session was reversed).
     halted: list[str] = []
+    # Only orders held to the session's window can be listed from the day before it.
+    windowed = calendar is not None
 
     def window_problem() -> str | None:
         if calendar is None:
@@ -466,7 +472,7 @@ def execute(
             )
 
     # A killed run may have left orders working: let them finish (or cancel them) first.
-    listed = list_session_orders(broker, session)
+    listed = list_session_orders(broker, session, windowed=windowed)
     left_open = [o for o in listed if not o.status.is_final]
     for order in left_open:
         tracker.track(order)
@@ -496,7 +502,7 @@ def execute(
             if not halted:
                 why = window_problem()
                 if why is None:
-                    session_orders = list_session_orders(broker, session)
+                    session_orders = list_session_orders(broker, session, windowed=windowed)
                     why = first_reversal(session, plan.orders, session_orders)
                 if why is None:
                     why = another_run(seen, session_orders, own)
@@ -536,6 +542,6 @@ def execute(
         plan=plan,
         sent=tuple(tracker.orders[i] for i in sent),
         skipped=tuple(skipped),
-        session_orders=tuple(list_session_orders(broker, session)),
+        session_orders=tuple(list_session_orders(broker, session, windowed=windowed)),
         cancelled=tuple(tracker.cancelled),
     )

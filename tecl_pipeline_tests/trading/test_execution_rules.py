@@ -342,3 +342,15 @@ def test_the_session_is_listed_from_the_day_before_not_from_the_account_s_first_
     windows = [args[1] for args in broker.called("list_orders")]
     assert len(windows) >= 3
     assert set(windows) == {datetime(2026, 11, 23, tzinfo=EXCHANGE_TZ)}
+
+
+def test_without_the_window_check_the_session_is_listed_from_the_account_s_first_order(
+    calendar,
+) -> None:
+    """D4: a caller that does not hold its orders to the session's window (no calendar) may
+    have sent the session's orders at any date, so every listing reads the whole history."""
+    broker = broker_at_decision_time(calendar, {"BIL": Decimal(100)})
+    execute(broker, SESSION, ALL_TECL, PRICES, FAST, FakeTime().pacing())
+    windows = [args[1] for args in broker.called("list_orders")]
+    assert len(windows) >= 3
+    assert set(windows) == {None}
