@@ -9,6 +9,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 from dagster import ConfigurableResource, InitResourceContext, ResourceDependency
 from pydantic import PrivateAttr, ValidationError, field_validator, model_validator
@@ -204,18 +205,26 @@ class MarketDataResource(CheckedResource):
             raise ValueError("data_dir: required when source is 'csv' (TECL_DATA_DIR)")
         return self
 
+    _provider: Any = PrivateAttr(default=None)
+
     def open(self, calendar: TradingCalendar) -> MarketDataSource:
         if self.source == "csv" and self.data_dir:
             return CsvMarketData(Path(self.data_dir))
         if self.source == "alpaca":
             from tecl_pipeline.adapters.alpaca.market_data import AlpacaMarketData
 
-            return AlpacaMarketData(
-                _credentials(self.api_key, self.secret_key, _secret_location(self), self.secret_id),
-                url=self.url,
-                timeout=self.timeout_seconds,
-            )
+            # One provider for every source opened in the run: the secret is fetched, and
+            # its age checked, once, and its client closes with the run.
+            if self._provider is None:
+                self._provider = _credentials(
+                    self.api_key, self.secret_key, _secret_location(self), self.secret_id
+                )
+            return AlpacaMarketData(self._provider, url=self.url, timeout=self.timeout_seconds)
         return DemoMarketData(calendar, now=_now, seed=self.demo_seed)
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        _close(self._provider)
+        self._provider = None
 
 
 class StateResource(CheckedResource):
@@ -238,7 +247,7 @@ class StateResource(CheckedResource):
         each)."""
         from tecl_pipeline.adapters.journal_store import open_journal
 
-        if self._s3_client is None and self.state_uri.startswith("s3://"):
+        if self._s3_client is None and urlsplit(self.state_uri).scheme == "s3":
             from tecl_pipeline.adapters.aws.s3_journal import default_s3_client
 
             self._s3_client = default_s3_client()
@@ -301,6 +310,14 @@ def _credentials(
     return _RefreshingCredentials(
         Credentials(api_key, secret_key), EnvCredentials(live_environment())
     )
+
+
+def _close(provider: object) -> None:
+    """Close a credentials provider's connections with the run (a Secrets Manager client),
+    not whenever garbage collection finds them; the others hold none."""
+    close = getattr(provider, "close", None)
+    if callable(close):
+        close()
 
 
 class _RefreshingCredentials:
@@ -390,10 +407,7 @@ class BrokerResource(CheckedResource):
         if self._embedded is not None:
             self._embedded.stop()
             self._embedded = None
-        # A secret's client closes its connections with the run, like the journal's.
-        close = getattr(self._provider, "close", None)
-        if callable(close):
-            close()
+        _close(self._provider)
         self._provider = None
 
     def _credentials_provider(self) -> "CredentialsProvider":
