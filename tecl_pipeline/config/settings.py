@@ -86,12 +86,13 @@ def validate_state_uri(value: str) -> str:
         # Never echo it: a user-info part may carry a secret.
         raise ValueError("must not contain a user name or password")
     if parsed.query or parsed.fragment:
-        raise ValueError(f"{value!r} must not have a query or fragment")
+        # Not echoed either: a query is where a presigned URL keeps its signature.
+        raise ValueError("must not have a query or fragment")
     if parsed.scheme == "s3" and parsed.netloc:
         return value
     if (
         parsed.scheme != "file"
-        or parsed.netloc not in ("", "localhost")
+        or parsed.netloc.lower() not in ("", "localhost")
         or not parsed.path.startswith("/")
     ):
         raise ValueError(f"{value!r} is neither an absolute file:///DIR URI nor s3://BUCKET/PREFIX")

@@ -55,6 +55,7 @@ def test_a_decoded_and_an_encoded_uri_name_the_same_journal(tmp_path: Path):
     ("uri", "why"),
     [
         ("file:///srv/tecl?x=1", "query or fragment"),
+        ("s3://bucket/prefix?X-Amz-Signature=s3cr3t", "query or fragment"),
         ("s3://bucket/prefix#top", "query or fragment"),
         ("file://otherhost/srv/tecl", "absolute file:///DIR"),
         ("file:relative/tecl", "absolute file:///DIR"),
@@ -73,3 +74,15 @@ def test_a_state_uri_of_the_wrong_shape_is_refused_alike_by_the_settings_and_the
         open_journal(uri, spool_dir=tmp_path / "spool")
     assert "TECL_STATE_URI" in str(read.value)
     assert all("s3cr3t" not in str(e.value) for e in (read, opened))
+
+
+@pytest.mark.parametrize("host", ["", "localhost", "LOCALHOST"])
+def test_a_file_uri_of_this_machine_is_accepted_alike_by_the_settings_and_the_journal(
+    tmp_path: Path, host: str
+) -> None:
+    """file:///DIR and file://localhost/DIR (a host name in any case, RFC 8089) name the
+    same folder, for the settings and for the journal."""
+    uri = f"file://{host}{tmp_path / 'state'}"
+    assert Settings.from_env({"TECL_STATE_URI": uri}, cwd=tmp_path).state_uri == uri
+    journal = open_journal(uri, spool_dir=tmp_path / "spool")
+    assert str(tmp_path / "state") in journal.location
