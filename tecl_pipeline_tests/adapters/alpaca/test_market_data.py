@@ -198,13 +198,13 @@ def test_5xx_and_html_502_on_bars_are_retried_per_page(simulator):
 def test_stalled_market_data_times_out_and_is_retried(simulator):
     """B2: a stalled answer ends at the client's timeout (no hang) and is retried."""
     warm, _ = make_source(simulator.url)
-    warm.latest_prices(SYMBOLS)  # the simulator's price cache, so that 0.5 s is plenty
-    faults(simulator.url, {"endpoint": TRADES, "kind": "timeout", "times": 1, "delay": 2.0})
-    source, sleeps = make_source(simulator.url, timeout=0.5)
+    warm.latest_prices(SYMBOLS)  # the simulator's price cache: 2 s is plenty even under load
+    faults(simulator.url, {"endpoint": TRADES, "kind": "timeout", "times": 1, "delay": 5.0})
+    source, sleeps = make_source(simulator.url, timeout=2.0)
     assert set(source.latest_prices(SYMBOLS)) == set(SYMBOLS)
     assert len(sleeps) == 1
-    faults(simulator.url, {"endpoint": TRADES, "kind": "latency", "delay": 2.0})
-    stalled, _ = make_source(simulator.url, timeout=0.5, policy=RetryPolicy(max_attempts=2))
+    faults(simulator.url, {"endpoint": TRADES, "kind": "latency", "delay": 5.0})
+    stalled, _ = make_source(simulator.url, timeout=2.0, policy=RetryPolicy(max_attempts=2))
     with pytest.raises(BrokerUnavailableError, match=r"(?i)timed out"):
         stalled.latest_prices(("SPY",))
 
