@@ -21,12 +21,29 @@ def user_environ(**env: str) -> dict[str, str]:
     return environ
 
 
+def _command(args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "tecl_pipeline.app.cli", *args]
+
+
 def tecl(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """`tecl ARGS` to its end (at most 5 minutes), its output captured."""
     return subprocess.run(
-        [sys.executable, "-m", "tecl_pipeline.app.cli", *args],
+        _command(args),
         cwd=cwd,
         env=user_environ(**env),
         capture_output=True,
         text=True,
         timeout=300,
+    )
+
+
+def tecl_process(args: list[str], cwd: Path, **env: str) -> subprocess.Popen[str]:
+    """`tecl ARGS` started and left running, stdout and stderr piped."""
+    return subprocess.Popen(
+        _command(args),
+        cwd=cwd,
+        env=user_environ(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )

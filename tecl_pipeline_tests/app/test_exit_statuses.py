@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from tecl_pipeline.core.universe import SYMBOLS
-from tecl_pipeline_tests.app.cli_helpers import REAL_LAST_SESSION, user_environ
+from tecl_pipeline_tests.app.cli_helpers import REAL_LAST_SESSION, tecl_process, user_environ
 from tecl_pipeline_tests.app.cli_helpers import tecl as run_tecl
 from tecl_pipeline_tests.simulator.simulator_fixtures import (
     CLI_SESSION,
@@ -144,13 +144,8 @@ def test_sigterm_while_an_order_is_working_stops_cleanly_and_exits_1(
     url = simulator_process
     hold_bil(url)
     sim_admin(url, "/_sim/fills", {"mode": "delayed", "delay_polls": 1_000_000})
-    run = subprocess.Popen(
-        [sys.executable, "-m", "tecl_pipeline.app.cli", "run", "--session", SESSION],
-        cwd=tmp_path,
-        env=_environ(tmp_path, TECL_BROKER_URL=url),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    run = tecl_process(
+        ["run", "--session", SESSION], tmp_path, **_in(tmp_path, {"TECL_BROKER_URL": url})
     )
     stdout, stderr = _sigterm_once(
         run, lambda: bool(run_submissions(url)), "the run never sent its sell", 180, 0.1

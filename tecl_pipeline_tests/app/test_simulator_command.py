@@ -1,7 +1,6 @@
 """`tecl simulator` on its own, `tecl run` pointed at it (through a proxy, then directly):
 the same session run twice sends its orders once (X3)."""
 
-import os
 import socket
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from tecl_pipeline_tests.app.cli_helpers import tecl, user_environ
 from tecl_pipeline_tests.simulator.simulator_fixtures import (
     CLI_SESSION,
     hold_bil,
@@ -54,15 +54,8 @@ def tcp_proxy(target_port: int) -> Iterator[int]:
 
 
 def tecl_run(cwd: Path, url: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TECL_", "ALPACA_"))}
-    env.update(TECL_BROKER_URL=url, DAGSTER_HOME=str(cwd / ".dagster"))
-    return subprocess.run(
-        [sys.executable, "-m", "tecl_pipeline.app.cli", "run", "--session", SESSION],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    return tecl(
+        ["run", "--session", SESSION], cwd, TECL_BROKER_URL=url, DAGSTER_HOME=str(cwd / ".dagster")
     )
 
 
@@ -111,8 +104,7 @@ def test_run_killed_between_sells_and_buys_is_completed_by_the_rerun(
             ],
         },
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TECL_", "ALPACA_"))}
-    env.update(TECL_BROKER_URL=url, DAGSTER_HOME=str(tmp_path / ".dagster"))
+    env = user_environ(TECL_BROKER_URL=url, DAGSTER_HOME=str(tmp_path / ".dagster"))
     doomed = subprocess.Popen(
         [sys.executable, "-m", "tecl_pipeline.app.cli", "run", "--session", SESSION],
         cwd=tmp_path,

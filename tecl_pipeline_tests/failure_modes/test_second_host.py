@@ -6,10 +6,8 @@ on with what it had read before. No leg may fill twice and the account ends at t
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -19,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tecl_pipeline.simulator import SimulatorServer
+from tecl_pipeline_tests.app.cli_helpers import tecl_process
 from tecl_pipeline_tests.simulator.simulator_fixtures import set_sim_faults, sim_requests
 
 SESSION = date(2026, 11, 24)  # the simulator fixture's session; the demo decision is all TECL
@@ -43,23 +42,14 @@ POINTS = {
 
 def _tecl_run(host: Path, url: str, state_uri: str) -> subprocess.Popen[str]:
     host.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TECL_", "DAGSTER_"))}
-    env.pop("ALPACA_API_KEY", None)
-    env.pop("ALPACA_SECRET_KEY", None)
-    env.update(
+    return tecl_process(
+        ["run", "--session", SESSION.isoformat()],
+        host,
         TECL_BROKER_URL=url,
         TECL_STATE_URI=state_uri,
         TECL_LOCAL_DIR=str(host / "local"),
         TECL_LOG_DIR=str(host / "logs"),
         DAGSTER_HOME=str(host / "dagster"),
-    )
-    return subprocess.Popen(
-        [sys.executable, "-m", "tecl_pipeline.app.cli", "run", "--session", SESSION.isoformat()],
-        cwd=host,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
     )
 
 

@@ -9,9 +9,7 @@ says why."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import threading
 from datetime import date, datetime
 from decimal import Decimal
@@ -27,6 +25,7 @@ from tecl_pipeline.config.settings import ConfigError, Settings
 from tecl_pipeline.defs.run_report import EXIT_NOT_CLEAN, EXIT_REFUSED, explain_result
 from tecl_pipeline.state.locks import session_lock
 from tecl_pipeline.trading.models import OrderRequest, OrderSide
+from tecl_pipeline_tests.app.cli_helpers import tecl_process
 from tecl_pipeline_tests.failure_modes.helpers import (
     materialized,
     read_alerts,
@@ -267,15 +266,7 @@ def test_run_for_a_session_another_run_is_trading_sends_no_orders(run_daily, sta
 
 
 def _tecl_run(cwd: Path) -> subprocess.Popen[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("TECL_", "DAGSTER_"))}
-    return subprocess.Popen(
-        [sys.executable, "-m", "tecl_pipeline.app.cli", "run", "--session", SESSION.isoformat()],
-        cwd=cwd,
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return tecl_process(["run", "--session", SESSION.isoformat()], cwd)
 
 
 def test_two_processes_started_together_for_one_session_trade_once(tmp_path):
