@@ -5,6 +5,11 @@ client the fixtures hand out talks to it by `endpoint_url`, with dummy credentia
 `aws_sandbox` points the AWS_* environment at it too, so that nothing in a test (not even
 a client built from the environment) can reach real AWS or read real credentials.
 
+`serial_moto_server` serves the same in-process moto, one request at a time: S3 decides
+each create-only PUT (If-None-Match: *) atomically, and moto's threaded server does not
+(two racing PUTs can both pass its existence check), so the races about that promise run
+there.
+
 `FaultProxy` is a small HTTP proxy in front of moto for the failures moto cannot produce:
 AccessDenied for chosen operations, 503 SlowDown throttling, a region redirect as AWS
 sends it, a connection dropped mid-PUT, a response lost after the write landed, and a
@@ -89,6 +94,35 @@ def moto_server() -> Iterator[str]:
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
+
+
+@pytest.fixture
+def serial_moto_server(moto_server: str) -> Iterator[str]:
+    """moto's backends (the same buckets as `moto_server`) behind a server that handles one
+    request at a time, so that a conditional PUT is check-and-write in one step as on S3:
+    its URL. Clients' requests still interleave between calls, as they do against S3."""
+    import threading
+
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    server = make_server(
+        "127.0.0.1",
+        0,
+        DomainDispatcherApplication(create_backend_app),
+        threaded=False,
+        request_handler=MotoRequestHandler,
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    host, port = server.server_address[:2]
+    yield f"http://{host!s}:{port}"
+    server.shutdown()
+    thread.join()
 
 
 @pytest.fixture
