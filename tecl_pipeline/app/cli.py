@@ -105,6 +105,13 @@ def _parser() -> argparse.ArgumentParser:
         help="start the simulated clock at this session's decision time "
         "(default: the latest session of the data)",
     )
+    sim.add_argument(
+        "--data-plan",
+        choices=("basic", "unlimited"),
+        default="basic",
+        help="the market data subscription: basic (Alpaca's free plan: SIP data from the last "
+        "15 minutes refused) or unlimited (default basic)",
+    )
     replay = commands.add_parser(
         "replay",
         help="replay real history session by session through the pipeline against the "
@@ -423,11 +430,19 @@ def _backfill(start: date, end: date, home: Path, *, verbose: bool = False) -> i
 def _simulator(args: argparse.Namespace) -> int:
     from tecl_pipeline.core.calendar import TradingCalendar
     from tecl_pipeline.core.errors import UnknownSessionError
+    from tecl_pipeline.simulator.model import DataPlan
     from tecl_pipeline.simulator.server import serve
 
     try:
         now = None if args.session is None else TradingCalendar().decision_time(args.session)
-        serve(args.host, args.port, data_dir=args.data_dir, seed=None, now=now)
+        serve(
+            args.host,
+            args.port,
+            data_dir=args.data_dir,
+            seed=None,
+            now=now,
+            data_plan=DataPlan(args.data_plan),
+        )
     except (UnknownSessionError, ValueError) as exc:
         print(f"tecl simulator: {exc}", file=sys.stderr)
         return EXIT_ERROR

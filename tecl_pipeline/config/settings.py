@@ -26,6 +26,17 @@ class Mode(StrEnum):
     LIVE = "live"
 
 
+class DataFeed(StrEnum):
+    """Alpaca's stock data feed for bars and latest trades (TECL_DATA_FEED). IEX works on
+    every plan; SIP from the last 15 minutes needs the paid plan (the free Basic plan gets
+    403 "subscription does not permit querying recent SIP data"); delayed SIP is SIP as of
+    15 minutes ago, on every plan."""
+
+    IEX = "iex"
+    SIP = "sip"
+    DELAYED_SIP = "delayed_sip"
+
+
 class ConfigError(ValueError):
     """A setting that is missing or malformed; raised before any order, naming the key."""
 
@@ -37,6 +48,7 @@ ENV_KEYS: Mapping[str, str] = MappingProxyType(
         "state_uri": "TECL_STATE_URI",
         "broker_url": "TECL_BROKER_URL",
         "data_url": "TECL_DATA_URL",
+        "data_feed": "TECL_DATA_FEED",
         "live_confirm": "TECL_LIVE_CONFIRM",
         "secret_id": "TECL_SECRET_ID",
         "log_dir": "TECL_LOG_DIR",
@@ -123,6 +135,7 @@ class Settings(BaseModel):
     state_uri: str
     broker_url: str | None = None
     data_url: str | None = None
+    data_feed: DataFeed = DataFeed.IEX
     live_confirm: str | None = None
     # Alpaca keys from AWS Secrets Manager instead of ALPACA_API_KEY / ALPACA_SECRET_KEY.
     secret_id: str | None = None

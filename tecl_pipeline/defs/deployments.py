@@ -47,12 +47,13 @@ def _alpaca_credentials(settings: Settings) -> dict[str, Any]:
 def market_data_resource(settings: Settings) -> MarketDataResource:
     """Replayed CSV closes when a data folder is set; otherwise generated data in demo
     mode and Alpaca's market data in paper and live."""
+    feed = settings.data_feed.value
     if settings.data_dir is not None:
-        return MarketDataResource(source="csv", data_dir=str(settings.data_dir))
+        return MarketDataResource(source="csv", data_dir=str(settings.data_dir), feed=feed)
     if settings.mode is Mode.DEMO:
-        return MarketDataResource(source="demo")
+        return MarketDataResource(source="demo", feed=feed)
     return MarketDataResource(
-        source="alpaca", url=settings.data_url, **_alpaca_credentials(settings)
+        source="alpaca", url=settings.data_url, feed=feed, **_alpaca_credentials(settings)
     )
 
 

@@ -18,6 +18,7 @@ from tecl_pipeline.common.events import Event, EventSink, Severity
 from tecl_pipeline.common.retry import RetryPolicy
 from tecl_pipeline.config.settings import (
     ConfigError,
+    DataFeed,
     live_environment,
     one_line,
     validate_state_uri,
@@ -49,6 +50,16 @@ def _decimal(value: str) -> Decimal:
     if not number.is_finite() or number < 0:
         raise ValueError(f"{value!r} must be a finite number >= 0")
     return number
+
+
+def _data_feed(value: str) -> str:
+    """One of Alpaca's feeds by its wire name (a string, so that the launchpad takes `sip`
+    as TECL_DATA_FEED does); ValueError lists them."""
+    try:
+        return DataFeed(value).value
+    except ValueError:
+        feeds = ", ".join(feed.value for feed in DataFeed)
+        raise ValueError(f"{value!r} is not a data feed; use one of {feeds}") from None
 
 
 def _retry_policy(base_delay: float) -> RetryPolicy:
@@ -190,6 +201,9 @@ class MarketDataResource(CheckedResource):
     data_dir: str | None = None
     demo_seed: int = DEMO_SEED
     url: str | None = None
+    # TECL_DATA_FEED, for bars here and the broker's latest trades (config/settings.py says
+    # why it is named on every request).
+    feed: str = DataFeed.IEX.value
     api_key: str | None = None
     secret_key: str | None = None
     secret_id: str | None = None
@@ -198,6 +212,11 @@ class MarketDataResource(CheckedResource):
     secrets_region: str | None = None
     secrets_region_var: str | None = None
     secrets_endpoint_url: str | None = None
+
+    @field_validator("feed")
+    @classmethod
+    def _feed_is_alpacas(cls, value: str) -> str:
+        return _data_feed(value)
 
     @model_validator(mode="after")
     def _csv_needs_a_folder(self) -> "MarketDataResource":
@@ -219,7 +238,9 @@ class MarketDataResource(CheckedResource):
                 self._provider = _credentials(
                     self.api_key, self.secret_key, _secret_location(self), self.secret_id
                 )
-            return AlpacaMarketData(self._provider, url=self.url, timeout=self.timeout_seconds)
+            return AlpacaMarketData(
+                self._provider, url=self.url, timeout=self.timeout_seconds, feed=self.feed
+            )
         return DemoMarketData(calendar, now=_now, seed=self.demo_seed)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
@@ -442,6 +463,8 @@ class BrokerResource(CheckedResource):
             retry=_retry_policy(self.retry_base_delay_seconds),
             label="demo broker simulator (embedded)" if self.embedded else "",
             data_url=self.data_url if not self.embedded else url,
+            # The feed of the run's market data: one setting for bars and latest trades.
+            data_feed=self.market_data_source.feed,
         )
 
 

@@ -1,5 +1,6 @@
 """The simulator's own controls under /_sim/ (not Alpaca; JSON in and out, no auth), so tests
-and the soak can set the clock, faults, fills, splits, assets, account and credentials."""
+and the soak can set the clock, faults, fills, splits, assets, account, credentials and the
+market data plan."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 from tecl_pipeline.simulator import wire
 from tecl_pipeline.simulator.engine import BrokerSimulator
-from tecl_pipeline.simulator.model import FillMode
+from tecl_pipeline.simulator.model import DataPlan, FillMode
 
 
 class AdminError(ValueError):
@@ -78,6 +79,12 @@ def handle(
                 cash=None if cash is None else Decimal(str(cash)),
                 trading_blocked=_bool(payload, "trading_blocked"),
             )
+        case "POST", ["data-plan"]:
+            plan = payload.get("plan")
+            if plan not in tuple(DataPlan):
+                choices = " or ".join(repr(p.value) for p in DataPlan)
+                raise AdminError(400, f'data-plan needs {{"plan": {choices}}}, got {plan!r}')
+            simulator.set_data_plan(DataPlan(plan))
         case "POST", ["credentials"]:
             key, secret = payload.get("key"), payload.get("secret")
             if not isinstance(key, str) or not isinstance(secret, str):

@@ -31,7 +31,7 @@ from tecl_pipeline.marketdata import MarketDataSource
 from tecl_pipeline.simulator import market, wire
 from tecl_pipeline.simulator.book import Book
 from tecl_pipeline.simulator.faults import Fault, FaultPlan, FaultPlanError, FaultRule
-from tecl_pipeline.simulator.model import AssetState, FillMode, FillPlan
+from tecl_pipeline.simulator.model import AssetState, DataPlan, FillMode, FillPlan
 from tecl_pipeline.simulator.persist import BookStore, encode, parse, to_json
 from tecl_pipeline.simulator.pricing import PriceBook
 from tecl_pipeline.simulator.wire import UNAUTHORIZED, ApiError
@@ -68,8 +68,10 @@ class BrokerSimulator:
         api_key: str = DEMO_API_KEY,
         api_secret: str = DEMO_API_SECRET,
         book_path: Path | None = None,
+        data_plan: DataPlan = DataPlan.BASIC,
     ) -> None:
-        """`book_path`: keep the account in this JSON file (created if missing, with a fresh
+        """`data_plan`: the market data subscription, Alpaca's free Basic plan unless told.
+        `book_path`: keep the account in this JSON file (created if missing, with a fresh
         account of `starting_cash`; loaded if present, its orders then advanced to `now`).
         A file that does not validate raises `persist.BookFileError` naming it."""
         if now is None:
@@ -79,6 +81,7 @@ class BrokerSimulator:
         self._calendar = calendar
         self._starting_cash = Decimal(starting_cash)
         self._initial_credentials = (api_key, api_secret)
+        self._initial_data_plan = DataPlan(data_plan)
         self._lock = threading.RLock()
         self._prices = PriceBook(market_data, calendar)
         self._store = None if book_path is None else BookStore(Path(book_path))
@@ -96,6 +99,7 @@ class BrokerSimulator:
     def _reset(self) -> None:
         self._new_book(self._initial_now)
         self._credentials = self._initial_credentials
+        self._data_plan = self._initial_data_plan
         self._requests: dict[str, int] = {}
         self._faults = FaultPlan.empty()
         self._faults_injected: dict[str, int] = {}
@@ -237,6 +241,11 @@ class BrokerSimulator:
         with self._lock:
             self._book.fill_plan = plan
 
+    def set_data_plan(self, plan: DataPlan | str) -> None:
+        """The market data subscription from now on (until `reset`)."""
+        with self._lock:
+            self._data_plan = DataPlan(plan)
+
     def split(self, symbol: str, ratio: Decimal | str | int) -> None:
         """A forward split by `ratio` (e.g. 2): the position's qty x ratio, its average price
         / ratio, and every price of the symbol served from now on (history included) / ratio."""
@@ -306,6 +315,7 @@ class BrokerSimulator:
                 "cash": wire.money(book.account.cash),
                 "currency": book.account.currency,
                 "trading_blocked": book.account.trading_blocked,
+                "data_plan": self._data_plan.value,
                 "positions": {
                     symbol: {"qty": wire.num(h.qty), "avg_entry_price": wire.num(h.avg_entry_price)}
                     for symbol, h in sorted(book.holdings.items())
@@ -443,9 +453,11 @@ class BrokerSimulator:
     def bars(self, query: Mapping[str, str]) -> dict[str, Any]:
         with self._lock:
             self._catch_up()
-            return market.bars(self._prices, self._book.now, query)
+            return market.bars(self._prices, self._book.now, query, self._data_plan)
 
     def latest_trades(self, query: Mapping[str, str]) -> dict[str, Any]:
         with self._lock:
             self._catch_up()
-            return market.latest_trades(self._prices, self._calendar, self._book.now, query)
+            return market.latest_trades(
+                self._prices, self._calendar, self._book.now, query, self._data_plan
+            )

@@ -13,10 +13,23 @@ from typing import Any
 from tecl_pipeline.core.calendar import EXCHANGE_TZ, TradingCalendar
 from tecl_pipeline.core.errors import UnknownSessionError
 from tecl_pipeline.simulator import wire
+from tecl_pipeline.simulator.model import DataPlan
 from tecl_pipeline.simulator.pricing import PriceBook
-from tecl_pipeline.simulator.wire import invalid
+from tecl_pipeline.simulator.wire import ApiError, invalid
 
 _FEEDS = frozenset({"sip", "iex", "delayed_sip", "otc", "boats", "overnight"})
+# Alpaca's answer on the Basic plan to SIP data from the last 15 minutes (sent without a
+# code). Bars default to SIP, and their `end` to now, or to 15 minutes ago for a feed the plan
+# has no real-time access to; latest trades default to SIP on Unlimited and to IEX on Basic.
+RECENT_SIP_REFUSED = "subscription does not permit querying recent SIP data"
+SIP_EMBARGO = timedelta(minutes=15)
+
+
+def _realtime(plan: DataPlan, feed: str) -> bool:
+    """Whether the plan includes the feed's data from the last 15 minutes."""
+    return plan is DataPlan.UNLIMITED or feed != "sip"
+
+
 _DAILY = frozenset({"1Day", "1D"})
 _BAR_VOLUME = 1_000_000
 _BAR_TRADES = 10_000
@@ -93,13 +106,22 @@ def _date_param(query: Mapping[str, str], key: str, default: date) -> date:
         raise invalid(f"invalid {key}: {text!r}") from None
 
 
-def _check_feed(query: Mapping[str, str]) -> None:
-    feed = query.get("feed")
-    if feed is not None and feed not in _FEEDS:
+def _feed(query: Mapping[str, str], default: str) -> str:
+    feed = query.get("feed") or default
+    if feed not in _FEEDS:
         raise invalid(f"invalid feed {feed!r}")
+    return feed
 
 
-def bars(prices: PriceBook, now: datetime, query: Mapping[str, str]) -> dict[str, Any]:
+def _entitled(plan: DataPlan, feed: str, now: datetime, end: datetime) -> None:
+    """Refused as Alpaca refuses it: data up to `end` that the plan has only delayed."""
+    if not _realtime(plan, feed) and end > now - SIP_EMBARGO:
+        raise ApiError(403, None, RECENT_SIP_REFUSED)
+
+
+def bars(
+    prices: PriceBook, now: datetime, query: Mapping[str, str], plan: DataPlan
+) -> dict[str, Any]:
     """GET /v2/stocks/bars: adjusted daily bars up to and including the clock's session,
     ordered by symbol then time, `limit` bars per page across all symbols."""
     symbols = wire.symbols_param(query)
@@ -111,17 +133,19 @@ def bars(prices: PriceBook, now: datetime, query: Mapping[str, str]) -> dict[str
         raise invalid(
             f"the simulator serves only adjusted bars (adjustment=all), not adjustment={adjustment}"
         )
-    _check_feed(query)
     sort = query.get("sort", "asc")
     if sort not in ("asc", "desc"):
         raise invalid(f"invalid sort {sort!r}: use asc or desc")
     limit = wire.parse_int(query.get("limit", "1000"), "limit", 1, 10_000)
     # Alpaca's default window: from the beginning of the current day until now.
     today = datetime.combine(now.astimezone(EXCHANGE_TZ).date(), time(0), EXCHANGE_TZ)
+    feed = _feed(query, "sip")
     start = wire.parse_time(query["start"], "start") if query.get("start") else today
-    end = wire.parse_time(query["end"], "end") if query.get("end") else now
+    latest = now if _realtime(plan, feed) else now - SIP_EMBARGO
+    end = wire.parse_time(query["end"], "end") if query.get("end") else latest
     if end < start:
         raise invalid("end should not be before start")
+    _entitled(plan, feed, now, end)
     through = prices.price_session(now)
     first = start.astimezone(EXCHANGE_TZ).date() - timedelta(days=1)
     items: list[_Item] = []
@@ -146,12 +170,16 @@ def bars(prices: PriceBook, now: datetime, query: Mapping[str, str]) -> dict[str
 
 
 def latest_trades(
-    prices: PriceBook, calendar: TradingCalendar, now: datetime, query: Mapping[str, str]
+    prices: PriceBook,
+    calendar: TradingCalendar,
+    now: datetime,
+    query: Mapping[str, str],
+    plan: DataPlan,
 ) -> dict[str, Any]:
     """GET /v2/stocks/trades/latest: one trade per symbol at the simulated price; after the
     close, the last trade is stamped at the close."""
     symbols = wire.symbols_param(query)
-    _check_feed(query)
+    _entitled(plan, _feed(query, "sip" if plan is DataPlan.UNLIMITED else "iex"), now, now)
     session = prices.price_session(now)
     stamp = wire.utc_time(min(now, calendar.close_time(session)))
     trades = {}

@@ -40,6 +40,15 @@ class FillMode(StrEnum):
     NEVER = "never"
 
 
+class DataPlan(StrEnum):
+    """The account's market data subscription. On Basic (Alpaca's free plan, and the default
+    here as there) SIP data from the last 15 minutes is refused; IEX and delayed SIP are not.
+    Unlimited serves every feed."""
+
+    BASIC = "basic"
+    UNLIMITED = "unlimited"
+
+
 @dataclass(frozen=True)
 class FillPlan:
     """How orders submitted from now on fill; each order keeps the plan it was submitted under,

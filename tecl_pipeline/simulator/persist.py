@@ -3,8 +3,8 @@ simulator in every run and every Dagster step process, and they must all see one
 
 One JSON file holds the account: cash, currency and trading block, positions, every order with
 its fill progress, the submissions log, split ratios and asset overrides. Not in it: the clock
-(each run sets its own), the fault plan, request counters, the fill mode for new orders, and
-the credentials (never a secret on disk).
+(each run sets its own), the fault plan, request counters, the fill mode for new orders, the
+market data plan, and the credentials (never a secret on disk).
 
 Writes are atomic (a temporary file in the same directory, fsync, `os.replace`), so a reader
 without the lock never sees half a file; every load-modify-save holds an exclusive `flock` on a

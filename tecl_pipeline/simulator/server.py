@@ -26,6 +26,7 @@ from tecl_pipeline.common.endpoints import is_loopback
 from tecl_pipeline.simulator import admin, wire
 from tecl_pipeline.simulator.engine import DEMO_API_KEY, DEMO_API_SECRET, BrokerSimulator
 from tecl_pipeline.simulator.faults import Fault, FaultKind, FaultPlanError
+from tecl_pipeline.simulator.model import DataPlan
 from tecl_pipeline.simulator.wire import (
     BAD_REQUEST,
     INTERNAL,
@@ -415,6 +416,7 @@ def serve(
     now: datetime | None,
     allow_remote: bool = False,
     book_path: Path | None = None,
+    data_plan: DataPlan = DataPlan.BASIC,
 ) -> None:
     """`tecl simulator`: serve demo data (or CSV replay from `data_dir`) until Ctrl-C.
 
@@ -450,11 +452,12 @@ def serve(
         api_key=DEMO_API_KEY,
         api_secret=DEMO_API_SECRET,
         book_path=book_path,
+        data_plan=data_plan,
     )
     server = SimulatorServer(simulator, host, port)
     clock = simulator.clock()
     print(f"Alpaca-compatible broker simulator listening on {server.url}", flush=True)
-    print(f"  market data: {market.description}", flush=True)
+    print(f"  market data: {market.description} ({data_plan.value} data plan)", flush=True)
     state = "open" if clock["is_open"] else "closed"
     print(f"  simulated clock: {clock['timestamp']} (market {state})", flush=True)
     if book_path is not None:

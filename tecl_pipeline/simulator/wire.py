@@ -40,12 +40,13 @@ UNAVAILABLE = 50310000
 
 
 class ApiError(Exception):
-    """An answer other than success, as Alpaca gives it: HTTP status and `{code, message}`."""
+    """An answer other than success, as Alpaca gives it: HTTP status and `{code, message}`
+    (some market data answers carry no code: `{message}` alone)."""
 
     def __init__(
         self,
         status: int,
-        code: int,
+        code: int | None,
         message: str,
         *,
         extra: Mapping[str, Any] | None = None,
@@ -57,7 +58,8 @@ class ApiError(Exception):
         self.extra = dict(extra or {})
 
     def body(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, **self.extra}
+        code = {} if self.code is None else {"code": self.code}
+        return {**code, "message": self.message, **self.extra}
 
 
 def invalid(message: str) -> ApiError:

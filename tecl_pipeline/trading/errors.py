@@ -5,6 +5,7 @@ are `RetryableError`s, so the one retry policy in `common.retry` repeats them.
 """
 
 from tecl_pipeline.common.retry import RetryableError
+from tecl_pipeline.core.errors import RefusedToTrade
 
 
 class BrokerError(Exception):
@@ -30,6 +31,12 @@ class OutcomeUnknownError(BrokerError):
 
 class AuthError(BrokerError):
     """401/403: the credentials were refused (B4, X6)."""
+
+
+class DataEntitlementError(BrokerError, RefusedToTrade):
+    """403: the account's market data plan does not include what was asked (Alpaca's free
+    Basic plan and SIP data from the last 15 minutes). Not a refused key, and asking again
+    changes nothing: no trustworthy price, so the session is refused, naming the fix."""
 
 
 class NotFoundError(BrokerError):

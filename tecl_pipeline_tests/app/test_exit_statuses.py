@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from tecl_pipeline.core.universe import SYMBOLS
+from tecl_pipeline.simulator.engine import DEMO_API_KEY, DEMO_API_SECRET
 from tecl_pipeline_tests.app.cli_helpers import REAL_LAST_SESSION, tecl_process, user_environ
 from tecl_pipeline_tests.app.cli_helpers import tecl as run_tecl
 from tecl_pipeline_tests.simulator.simulator_fixtures import (
@@ -129,6 +130,30 @@ def test_refusal_is_exit_2_and_says_refused_once(tmp_path, csv_dir):
     line = one_line(done.stderr)
     assert line.count("refused to trade") == 1 and (done.stdout + done.stderr).count("refused") == 1
     assert "TQQQ" in line and "2026-07-29" in line
+
+
+def test_sip_on_the_free_data_plan_is_exit_2_naming_tecl_data_feed(tmp_path, simulator_process):
+    """A paper run on Alpaca's free plan (`tecl simulator`'s default, as a new account's)
+    with TECL_DATA_FEED=sip: Alpaca refuses recent SIP data, so no price to decide on. Exit 2
+    in one line naming the variable and the feed that works; nothing sent."""
+    url = simulator_process
+
+    done = tecl(
+        ["run", "--session", SESSION],
+        tmp_path,
+        TECL_MODE="paper",
+        TECL_BROKER_URL=url,
+        TECL_DATA_URL=url,
+        ALPACA_API_KEY=DEMO_API_KEY,
+        ALPACA_SECRET_KEY=DEMO_API_SECRET,
+        TECL_DATA_FEED="sip",
+    )
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    line = one_line(done.stderr)
+    assert "refused to trade" in line and "recent SIP data" in line
+    assert "TECL_DATA_FEED=iex" in line
+    assert run_submissions(url) == []
 
 
 # -- P1/C1: SIGTERM ---------------------------------------------------------------------------

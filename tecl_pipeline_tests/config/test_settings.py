@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from tecl_pipeline.common.endpoints import validate_endpoint
-from tecl_pipeline.config.settings import ConfigError, Mode, Settings
+from tecl_pipeline.config.settings import ConfigError, DataFeed, Mode, Settings
 
 
 def load(tmp_path: Path, **env: str) -> Settings:
@@ -34,11 +34,28 @@ def test_empty_variables_mean_the_default(tmp_path):
         ({"TECL_DATA_URL": "http://10.0.0.5:8080"}, "TECL_DATA_URL"),
         ({"TECL_MODE": "live"}, "TECL_LIVE_CONFIRM"),
         ({"TECL_MODE": "live", "TECL_LIVE_CONFIRM": "yes"}, "TECL_LIVE_CONFIRM"),
+        ({"TECL_DATA_FEED": "nasdaq"}, "TECL_DATA_FEED"),
     ],
 )
 def test_bad_settings_fail_naming_the_variable(tmp_path, env, named):
     with pytest.raises(ConfigError, match=named):
         load(tmp_path, **env)
+
+
+def test_the_data_feed_is_iex_unless_set(tmp_path):
+    """IEX is the feed every Alpaca plan includes, the free one too; SIP and delayed SIP are
+    chosen by name."""
+    assert load(tmp_path).data_feed is DataFeed.IEX
+    assert load(tmp_path, TECL_DATA_FEED="sip").data_feed is DataFeed.SIP
+    assert load(tmp_path, TECL_DATA_FEED="delayed_sip").data_feed is DataFeed.DELAYED_SIP
+
+
+def test_a_bad_data_feed_is_one_line_listing_the_feeds(tmp_path):
+    with pytest.raises(ConfigError) as raised:
+        load(tmp_path, TECL_DATA_FEED="SIP ")
+    message = str(raised.value)
+    assert "\n" not in message and "TECL_DATA_FEED" in message
+    assert all(feed.value in message for feed in DataFeed)
 
 
 def test_data_dir_and_state_uri_are_read(tmp_path):

@@ -6,7 +6,7 @@ import json
 import pytest
 from dagster import DagsterInstance, DagsterInvalidConfigError
 
-from tecl_pipeline.config.settings import Mode, Settings
+from tecl_pipeline.config.settings import DataFeed, Mode, Settings
 from tecl_pipeline.definitions import build_definitions
 from tecl_pipeline_tests.simulator.simulator_fixtures import (
     SIM_KEY,
@@ -43,10 +43,24 @@ def test_paper_run_trades_through_alpaca_apis(paper_settings, simulator):
     assert result.success
     [md] = result.asset_materializations_for_node("market_data")
     assert simulator.url in md.metadata["source"].value
+    assert "feed iex" in str(md.metadata["source"].value)
     orders = result.asset_value("executed_orders")
     assert "Alpaca PAPER API" in orders.broker and simulator.url in orders.broker
     placed = {s["client_order_id"] for s in sim_state(simulator.url)["submissions"]}
     assert placed == {o.client_order_id for o in orders.sent} and placed
+
+
+def test_paper_run_on_sip_is_refused_on_the_free_plan(paper_settings, simulator):
+    """SIP on Alpaca's free plan (the simulator's default) is refused at market data, naming
+    TECL_DATA_FEED; no order is sent. (The default feed, IEX, trades: the test above.)"""
+    result = run(paper_settings.model_copy(update={"data_feed": DataFeed.SIP}))
+
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    refusal = failure.step_failure_data.user_failure_data
+    assert failure.step_key == "market_data" and refusal is not None
+    assert "TECL_DATA_FEED=iex" in str(refusal.description)
+    assert sim_state(simulator.url)["submissions"] == []
 
 
 def test_paper_run_without_credentials_fails_before_any_order(

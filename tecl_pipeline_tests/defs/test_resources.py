@@ -114,6 +114,22 @@ def test_alpaca_market_data_needs_both_keys_and_gets_the_configured_endpoint():
     assert "secret-value" not in source.description
 
 
+def test_the_data_feed_is_one_setting_for_bars_and_the_brokers_latest_trades(tmp_path):
+    """TECL_DATA_FEED reaches the market data and, through it, the broker's latest trades:
+    the launchpad takes the wire names (`sip`), and anything else is one line listing them."""
+    settings = Settings.from_env(
+        {"TECL_MODE": "paper", "TECL_DATA_FEED": "delayed_sip", "TECL_BROKER_URL": LOOPBACK},
+        cwd=tmp_path,
+    )
+    resources = build_definitions(settings).resources or {}
+    assert resources["market_data_source"].feed == "delayed_sip"
+    assert resources["broker"].market_data_source.feed == "delayed_sip"
+    assert MarketDataResource(feed="sip").feed == "sip"
+    with pytest.raises(ConfigError) as caught:
+        MarketDataResource(feed="SIP")
+    assert "feed: 'SIP' is not a data feed; use one of iex, sip, delayed_sip" in str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("config", "match"),
     [

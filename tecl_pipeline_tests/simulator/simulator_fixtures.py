@@ -27,6 +27,7 @@ from uuid import UUID
 
 import pytest
 import requests
+from alpaca.data.enums import DataFeed
 from alpaca.data.historical import StockHistoricalDataClient
 from alpaca.data.models import BarSet, Trade
 from alpaca.data.requests import StockBarsRequest, StockLatestTradeRequest
@@ -129,14 +130,26 @@ class ModelTradingClient(TradingClient):
         return _parsed_list(super().get_calendar(filters), Calendar)
 
 
+R = TypeVar("R", StockBarsRequest, StockLatestTradeRequest)
+
+
+def _on_iex(request: R) -> R:
+    """The request as a client on Alpaca's free plan sends it: naming IEX unless it names a
+    feed (with none, Alpaca and the simulator read SIP, refused for the last 15 minutes)."""
+    if request.feed is not None:
+        return request
+    return request.model_copy(update={"feed": DataFeed.IEX})
+
+
 class ModelDataClient(StockHistoricalDataClient):
-    """alpaca-py's StockHistoricalDataClient, typed as it behaves here (parsed models)."""
+    """alpaca-py's StockHistoricalDataClient, typed as it behaves here (parsed models), on the
+    IEX feed unless a request names another."""
 
     def get_stock_bars(self, request_params: StockBarsRequest) -> BarSet:
-        return _parsed(super().get_stock_bars(request_params), BarSet)
+        return _parsed(super().get_stock_bars(_on_iex(request_params)), BarSet)
 
     def get_stock_latest_trade(self, request_params: StockLatestTradeRequest) -> dict[str, Trade]:
-        answer = super().get_stock_latest_trade(request_params)
+        answer = super().get_stock_latest_trade(_on_iex(request_params))
         assert isinstance(answer, dict), f"expected trades by symbol, got {answer!r}"
         return {str(symbol): _parsed(trade, Trade) for symbol, trade in answer.items()}
 

@@ -5,8 +5,9 @@ daily bars (paginated), latest trades, and splits that keep adjusted history con
 # ruff: noqa: F811
 
 import base64
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
+from urllib.error import HTTPError
 
 import pytest
 import requests
@@ -47,7 +48,7 @@ def daily(symbols, start=None, end=None, **extra) -> StockBarsRequest:
 
 
 def raw_bars(url: str, **params) -> requests.Response:
-    query = {"timeframe": "1Day", "adjustment": "all", **params}
+    query = {"timeframe": "1Day", "adjustment": "all", "feed": "iex", **params}
     return requests.get(f"{url}/v2/stocks/bars", params=query, headers=HEADERS, timeout=5)
 
 
@@ -217,3 +218,61 @@ def test_split_keeps_adjusted_history_consistent_and_the_position_whole(simulato
     )
     assert sim_state(simulator.url)["split_ratios"] == {"TECL": "2"}
     assert [o["client_order_id"] for o in sim_state(simulator.url)["orders"]] == ["split-1"]
+
+
+# -- the data plan ------------------------------------------------------------------------------
+
+RECENT_SIP = {"message": "subscription does not permit querying recent SIP data"}
+
+
+def raw_trades(url: str, **params) -> requests.Response:
+    query = {"symbols": "SPY", **params}
+    return requests.get(f"{url}/v2/stocks/trades/latest", params=query, headers=HEADERS, timeout=5)
+
+
+@pytest.mark.parametrize("feed", [None, "sip"])
+def test_the_free_plan_refuses_recent_sip_data_as_alpaca_does(simulator, sim_calendar, feed):
+    """Alpaca's Basic plan (the default here, as on a new account): SIP data from the last 15
+    minutes is 403 with Alpaca's body, which has no code. Bars are SIP unless a feed is named,
+    so bars through the end of today are refused, as a latest SIP trade is."""
+    chosen = {"feed": feed}
+    today = sim_calendar.decision_time(SIM_SESSION).replace(hour=23, minute=59).isoformat()
+    bars = raw_bars(simulator.url, symbols="SPY", start="2026-11-01", end=today, **chosen)
+    trades = raw_trades(simulator.url, feed="sip")
+
+    assert (bars.status_code, bars.json()) == (403, RECENT_SIP)
+    assert (trades.status_code, trades.json()) == (403, RECENT_SIP)
+
+
+def test_the_free_plan_serves_iex_delayed_sip_and_older_sip(simulator, sim_calendar):
+    """What Basic does serve: IEX and delayed SIP at any time, SIP up to 15 minutes ago, and
+    Alpaca's defaults on it (bars without `end` stop 15 minutes ago; a latest trade without
+    a feed is IEX's)."""
+    now = sim_calendar.decision_time(SIM_SESSION)
+    older = (now - timedelta(minutes=15)).isoformat()
+    recent = (now - timedelta(minutes=14)).isoformat()
+
+    for feed in ("iex", "delayed_sip"):
+        assert raw_trades(simulator.url, feed=feed).status_code == 200
+        assert raw_bars(simulator.url, symbols="SPY", start="2026-11-01", feed=feed).ok
+    assert raw_bars(simulator.url, symbols="SPY", start="2026-11-01", end=older, feed="sip").ok
+    late = raw_bars(simulator.url, symbols="SPY", start="2026-11-01", end=recent, feed="sip")
+    assert late.status_code == 403
+    assert raw_bars(simulator.url, symbols="SPY", start="2026-11-01", feed=None).ok
+    assert raw_trades(simulator.url).json()["trades"]["SPY"]["p"] > 0
+
+
+def test_the_data_plan_is_switched_under_sim_and_reset_to_basic(simulator):
+    assert sim_state(simulator.url)["data_plan"] == "basic"
+    sim_admin(simulator.url, "/_sim/data-plan", {"plan": "unlimited"})
+
+    assert sim_state(simulator.url)["data_plan"] == "unlimited"
+    assert raw_trades(simulator.url, feed="sip").status_code == 200
+    tonight = datetime(2026, 11, 24, 23, tzinfo=EXCHANGE_TZ).isoformat()
+    assert raw_bars(simulator.url, symbols="SPY", start="2026-11-01", end=tonight, feed=None).ok
+    with pytest.raises(HTTPError) as caught:
+        sim_admin(simulator.url, "/_sim/data-plan", {"plan": "pro"})
+    assert caught.value.code == 400 and "'pro'" in caught.value.read().decode()
+
+    sim_admin(simulator.url, "/_sim/reset")
+    assert sim_state(simulator.url)["data_plan"] == "basic"

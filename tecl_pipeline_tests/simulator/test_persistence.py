@@ -207,7 +207,7 @@ def test_reads_do_not_rewrite_the_book(sim_calendar, book):
     sim.positions()
     sim.state()
     sim.orders({"status": "all"})
-    sim.bars({"symbols": "TECL", "timeframe": "1Day", "adjustment": "all"})
+    sim.bars({"symbols": "TECL", "timeframe": "1Day", "adjustment": "all", "feed": "iex"})
     assert (book.read_bytes(), book.stat().st_mtime_ns) == before
 
 

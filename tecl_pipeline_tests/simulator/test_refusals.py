@@ -40,7 +40,7 @@ ORDER = {
     "time_in_force": "day",
     "client_order_id": "edge-1",
 }
-BARS = {"symbols": "SPY", "timeframe": "1Day", "adjustment": "all"}
+BARS = {"symbols": "SPY", "timeframe": "1Day", "adjustment": "all", "feed": "iex"}
 
 
 def call(url: str, method: str, path: str, *, params=None, body=None) -> requests.Response:

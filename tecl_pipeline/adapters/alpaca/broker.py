@@ -43,6 +43,7 @@ from tecl_pipeline.adapters.alpaca.schema import (
 )
 from tecl_pipeline.adapters.alpaca.transport import AlpacaService, trading_endpoint
 from tecl_pipeline.common.retry import RetryPolicy
+from tecl_pipeline.config.settings import DataFeed
 from tecl_pipeline.trading.credentials import CredentialsProvider
 from tecl_pipeline.trading.errors import (
     BrokerError,
@@ -87,6 +88,7 @@ class AlpacaBroker(AlpacaService[TradingClient]):
         rng: random.Random | None = None,
         label: str = "",
         data_url: str | None = None,
+        data_feed: DataFeed | str = DataFeed.IEX,
     ) -> None:
         self._label = label
         api_url = trading_endpoint(url, paper=paper)
@@ -99,6 +101,7 @@ class AlpacaBroker(AlpacaService[TradingClient]):
             "retry": retry,
             "sleep": sleep,
             "rng": rng,
+            "feed": data_feed,
         }
         self._quotes: AlpacaMarketData | None = None
         self._paper = paper

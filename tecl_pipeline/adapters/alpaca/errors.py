@@ -22,6 +22,7 @@ from tecl_pipeline.trading.errors import (
     AuthError,
     BrokerError,
     BrokerUnavailableError,
+    DataEntitlementError,
     DuplicateClientOrderIdError,
     NotFoundError,
     OrderRejectedError,
@@ -46,6 +47,10 @@ _AUTH_MARKERS = (
 # Checked before the auth markers: "account is not authorized to trade" is a blocked
 # account, not a refused key, and refreshing credentials would not change it.
 _REJECTION_MARKERS = ("buying power", "insufficient", "to trade", "not allowed", "blocked")
+# Alpaca's market data 403 for a feed the plan does not include ("subscription does not
+# permit querying recent SIP data"): checked before the auth markers, since refreshing the
+# keys would not change the plan.
+_ENTITLEMENT_MARKER = "subscription does not permit"
 _MESSAGE_LIMIT = 300
 
 
@@ -142,6 +147,8 @@ def translate_api_error(
     | 429                 | RateLimitedError(retry_after=Retry-After)         retried   |
     | 5xx                 | BrokerUnavailableError(retry_after=Retry-After)   retried   |
     | 401                 | AuthError                          refresh once, then stop  |
+    | 403 subscription    | DataEntitlementError (a refusal: the data plan lacks the    |
+    | does not permit     | feed)                                         never retried |
     | 403 buying power,   | OrderRejectedError(message, code)             never retried |
     | qty, blocked        |                                                             |
     | 403 auth message    | AuthError                          refresh once, then stop  |
@@ -164,6 +171,8 @@ def translate_api_error(
     if status == 401:
         return AuthError(message)
     if status == 403:
+        if _ENTITLEMENT_MARKER in lowered:
+            return DataEntitlementError(message)
         if kind == "submit" and any(marker in lowered for marker in _REJECTION_MARKERS):
             return OrderRejectedError(message, code=body.code)
         if any(marker in lowered for marker in _AUTH_MARKERS):

@@ -16,11 +16,12 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 from alpaca.common.enums import BaseURL, Sort
-from alpaca.data.enums import Adjustment, DataFeed
+from alpaca.data.enums import Adjustment
+from alpaca.data.enums import DataFeed as AlpacaFeed
 from alpaca.data.historical.stock import StockHistoricalDataClient
 from alpaca.data.requests import StockBarsRequest
 from alpaca.data.timeframe import TimeFrame
@@ -33,10 +34,13 @@ from tecl_pipeline.adapters.alpaca.schema import (
 from tecl_pipeline.adapters.alpaca.transport import AlpacaService
 from tecl_pipeline.common.endpoints import validate_endpoint
 from tecl_pipeline.common.retry import RetryPolicy
+from tecl_pipeline.config.settings import ENV_KEYS, DataFeed
 from tecl_pipeline.core.calendar import EXCHANGE_TZ
 from tecl_pipeline.core.errors import MarketDataError
 from tecl_pipeline.trading.credentials import CredentialsProvider
-from tecl_pipeline.trading.errors import MalformedResponseError
+from tecl_pipeline.trading.errors import DataEntitlementError, MalformedResponseError
+
+T = TypeVar("T")
 
 BARS_PAGE_LIMIT = 10_000  # Alpaca's maximum data points per page
 MAX_BAR_PAGES = 1_000  # a guard against a server that keeps paging forever
@@ -73,13 +77,15 @@ class AlpacaMarketData(AlpacaService[StockHistoricalDataClient]):
         retry: RetryPolicy = RetryPolicy(),  # noqa: B008 -- frozen, so sharing is safe
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
-        feed: str | None = None,
+        feed: DataFeed | str = DataFeed.IEX,
         history_start: date = DEFAULT_HISTORY_START,
         lookback_days: int = 30,
         now: Callable[[], datetime] = _utc_now,
     ) -> None:
         api_url = validate_endpoint(url if url is not None else BaseURL.DATA.value)
-        self._feed = DataFeed(feed) if feed is not None else None
+        # Always named on the wire: left out, Alpaca picks SIP, which the free plan refuses
+        # for the last 15 minutes, i.e. at decision time.
+        self._feed = AlpacaFeed(DataFeed(feed).value)
         if lookback_days < 1:
             raise ValueError(f"lookback_days must be >= 1, got {lookback_days}")
         self._history_start = history_start
@@ -97,8 +103,10 @@ class AlpacaMarketData(AlpacaService[StockHistoricalDataClient]):
 
     @property
     def description(self) -> str:
-        feed = self._feed.value if self._feed is not None else "account default"
-        return f"Alpaca market data at {self._url} (daily bars, adjustment=all, feed {feed})"
+        return (
+            f"Alpaca market data at {self._url} "
+            f"(daily bars, adjustment=all, feed {self._feed.value})"
+        )
 
     @property
     def is_demo(self) -> bool:
@@ -156,9 +164,7 @@ class AlpacaMarketData(AlpacaService[StockHistoricalDataClient]):
         a trade is left out (Alpaca omits it from the answer)."""
         wanted = self._check_symbols(symbols)
         endpoint = "GET /v2/stocks/trades/latest"
-        params: dict[str, Any] = {"symbols": ",".join(wanted)}
-        if self._feed is not None:
-            params["feed"] = self._feed.value
+        params: dict[str, Any] = {"symbols": ",".join(wanted), "feed": self._feed.value}
 
         def parse(body: object) -> dict[str, Decimal]:
             trades = expect_object(body, endpoint).get("trades")
@@ -179,7 +185,23 @@ class AlpacaMarketData(AlpacaService[StockHistoricalDataClient]):
                 prices[symbol] = Decimal(str(price))
             return prices
 
-        return self._conn.read(endpoint, lambda c: c.get("/stocks/trades/latest", params), parse)
+        return self._read(endpoint, lambda c: c.get("/stocks/trades/latest", params), parse)
+
+    def _read(
+        self,
+        endpoint: str,
+        call: Callable[[StockHistoricalDataClient], Any],
+        parse: Callable[[Any], T],
+    ) -> T:
+        """One read; a feed the account's plan does not include is named with its fix."""
+        try:
+            return self._conn.read(endpoint, call, parse)
+        except DataEntitlementError as exc:
+            raise DataEntitlementError(
+                f"{exc}: the account's market data plan does not include feed "
+                f"{self._feed.value} for this request; set {ENV_KEYS['data_feed']}=iex (every "
+                "plan) or delayed_sip, or subscribe to a plan with real-time SIP data"
+            ) from None
 
     # -- bars -----------------------------------------------------------------------------
 
@@ -233,9 +255,7 @@ class AlpacaMarketData(AlpacaService[StockHistoricalDataClient]):
 
         for _ in range(MAX_BAR_PAGES):
             params = dict(base, page_token=token) if token else base
-            page, token = self._conn.read(
-                endpoint, lambda c, p=params: c.get("/stocks/bars", p), parse
-            )
+            page, token = self._read(endpoint, lambda c, p=params: c.get("/stocks/bars", p), parse)
             self._add_page(page, closes, endpoint)
             if token is None:
                 return closes

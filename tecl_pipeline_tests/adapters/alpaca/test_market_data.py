@@ -13,13 +13,15 @@ import pytest
 
 from tecl_pipeline.adapters.alpaca.market_data import AlpacaMarketData
 from tecl_pipeline.common.retry import RetryPolicy
-from tecl_pipeline.core.errors import MarketDataError
+from tecl_pipeline.config.settings import DataFeed
+from tecl_pipeline.core.errors import MarketDataError, RefusedToTrade
 from tecl_pipeline.core.universe import SYMBOLS
 from tecl_pipeline.marketdata.demo import DemoMarketData
 from tecl_pipeline.trading.credentials import CredentialsProvider
 from tecl_pipeline.trading.errors import (
     AuthError,
     BrokerUnavailableError,
+    DataEntitlementError,
     MalformedResponseError,
     RateLimitedError,
 )
@@ -54,6 +56,7 @@ def make_source(
     policy: RetryPolicy | None = None,
     seed: int = SEED,
     timeout: float = 10.0,
+    feed: DataFeed = DataFeed.IEX,
 ) -> tuple[AlpacaMarketData, list[float]]:
     """A source with fake sleep; the timeout is generous by default because the simulator
     builds a page of 10,000 bars in a few hundred milliseconds."""
@@ -65,6 +68,7 @@ def make_source(
         retry=policy or RetryPolicy(max_attempts=4),
         sleep=sleeps.append,
         rng=rng,
+        feed=feed,
     )
     return source, sleeps
 
@@ -260,3 +264,46 @@ def test_unauthorized_refreshes_once_then_succeeds_or_stops(simulator):
         source.latest_prices(("SPY",))
     assert provider.refreshes == 2
     assert SIM_SECRET not in str(caught.value)
+
+
+# -- the data plan: Alpaca's free Basic plan refuses SIP data from the last 15 minutes ---------
+
+
+def test_the_default_feed_is_iex_on_every_request_and_works_on_the_free_plan(simulator):
+    """Left out, the feed would be SIP, which the Basic plan (the simulator's default, as
+    Alpaca's) refuses at decision time; IEX is named on bars and latest trades alike."""
+    assert simulator_fixtures.sim_state(simulator.url)["data_plan"] == "basic"
+    source, _ = make_source(simulator.url)
+
+    assert source.closes(("SPY",), SIM_SESSION).index[-1].date() == SIM_SESSION
+    assert source.latest_prices(("SPY",))["SPY"] > 0
+    assert "feed iex" in source.description
+
+
+@pytest.mark.parametrize("endpoint", [BARS, TRADES])
+def test_sip_on_the_free_plan_is_a_refusal_naming_the_setting_and_the_fix(simulator, endpoint):
+    """Alpaca's 403 "subscription does not permit querying recent SIP data" is no key
+    problem (no credentials refresh, no retry): a refusal to trade that names TECL_DATA_FEED
+    and the feeds that work."""
+    provider = CountingProvider(sim_credentials())
+    source, sleeps = make_source(simulator.url, provider=provider, feed=DataFeed.SIP)
+
+    with pytest.raises(DataEntitlementError) as caught:
+        fetch(source, endpoint)
+
+    assert isinstance(caught.value, RefusedToTrade)
+    message = str(caught.value)
+    assert "subscription does not permit querying recent SIP data" in message
+    assert "TECL_DATA_FEED=iex" in message and "delayed_sip" in message
+    assert provider.refreshes == 0 and sleeps == []
+    assert sim_requests(simulator.url, endpoint) == 1
+
+
+def test_delayed_sip_works_on_the_free_plan_and_sip_on_unlimited(simulator):
+    delayed, _ = make_source(simulator.url, feed=DataFeed.DELAYED_SIP)
+    assert delayed.latest_prices(("SPY",))["SPY"] > 0
+
+    sim_admin(simulator.url, "/_sim/data-plan", {"plan": "unlimited"})
+    sip, _ = make_source(simulator.url, feed=DataFeed.SIP)
+    assert sip.closes(("SPY",), SIM_SESSION).index[-1].date() == SIM_SESSION
+    assert sip.latest_prices(("SPY",))["SPY"] > 0
