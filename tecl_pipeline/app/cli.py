@@ -106,6 +106,13 @@ def _parser() -> argparse.ArgumentParser:
         "(default: the latest session of the data)",
     )
     sim.add_argument(
+        "--account",
+        choices=("margin", "cash"),
+        default="margin",
+        help="the account kind: margin (as Alpaca's paper accounts: buying power twice the "
+        "equity) or cash (default margin)",
+    )
+    sim.add_argument(
         "--data-plan",
         choices=("basic", "unlimited"),
         default="basic",
@@ -430,7 +437,7 @@ def _backfill(start: date, end: date, home: Path, *, verbose: bool = False) -> i
 def _simulator(args: argparse.Namespace) -> int:
     from tecl_pipeline.core.calendar import TradingCalendar
     from tecl_pipeline.core.errors import UnknownSessionError
-    from tecl_pipeline.simulator.model import DataPlan
+    from tecl_pipeline.simulator.model import AccountKind, DataPlan
     from tecl_pipeline.simulator.server import serve
 
     try:
@@ -442,6 +449,7 @@ def _simulator(args: argparse.Namespace) -> int:
             seed=None,
             now=now,
             data_plan=DataPlan(args.data_plan),
+            account_kind=AccountKind(args.account),
         )
     except (UnknownSessionError, ValueError) as exc:
         print(f"tecl simulator: {exc}", file=sys.stderr)

@@ -11,11 +11,12 @@ adapter) is exercised for real, with faults injected at the wire (R3).
 
 from tecl_pipeline.simulator.engine import BrokerSimulator
 from tecl_pipeline.simulator.faults import FaultKind, FaultPlan, FaultPlanError, FaultRule
-from tecl_pipeline.simulator.model import DataPlan, FillMode
+from tecl_pipeline.simulator.model import AccountKind, DataPlan, FillMode
 from tecl_pipeline.simulator.persist import BookFileError
 from tecl_pipeline.simulator.server import SimulatorServer, serve
 
 __all__ = (
+    "AccountKind",
     "BookFileError",
     "BrokerSimulator",
     "DataPlan",

@@ -11,7 +11,7 @@ from typing import Any
 
 from tecl_pipeline.simulator import wire
 from tecl_pipeline.simulator.engine import BrokerSimulator
-from tecl_pipeline.simulator.model import DataPlan, FillMode
+from tecl_pipeline.simulator.model import AccountKind, DataPlan, FillMode
 
 
 class AdminError(ValueError):
@@ -71,13 +71,17 @@ def handle(
                 shortable=_bool(payload, "shortable"),
             )
         case "POST", ["account"]:
-            cash, currency = payload.get("cash"), payload.get("currency")
+            cash, currency, kind = payload.get("cash"), payload.get("currency"), payload.get("kind")
             if currency is not None and not isinstance(currency, str):
                 raise AdminError(400, f"currency must be a string, got {currency!r}")
+            if kind is not None and kind not in tuple(AccountKind):
+                choices = " or ".join(repr(k.value) for k in AccountKind)
+                raise AdminError(400, f"account kind must be {choices}, got {kind!r}")
             simulator.set_account(
                 currency=currency,
                 cash=None if cash is None else Decimal(str(cash)),
                 trading_blocked=_bool(payload, "trading_blocked"),
+                kind=None if kind is None else AccountKind(kind),
             )
         case "POST", ["data-plan"]:
             plan = payload.get("plan")

@@ -3,8 +3,10 @@ their life on the simulated clock. Not thread-safe; `BrokerSimulator` holds the 
 
 Rules follow Alpaca: orders sent while the market is closed wait as "accepted" until the
 clock reaches their session's open; DAY orders still open at their session's close expire;
-`filled_qty` is cumulative; buying power is cash less what open buys still need, and a sell
-may not exceed the quantity not already held for other sells (no margin, no shorting).
+`filled_qty` is cumulative; buying power is what open buys do not already need of the cash
+(a cash account) or of twice the excess equity (a margin account, where a buy may borrow and
+cash go negative); a sell may not exceed the quantity not already held for other sells (no
+shorting).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from tecl_pipeline.simulator.model import (
     PARTIALLY_FILLED,
     TIME_IN_FORCE,
     ZERO,
+    AccountKind,
     AccountState,
     AssetState,
     FillMode,
@@ -82,6 +85,7 @@ class Book:
         self._by_client_id: dict[str, SimOrder] = {}
         self.submissions: list[dict[str, Any]] = []
         self.fill_plan = FillPlan()
+        self.account_kind = AccountKind.MARGIN
 
     # -- persistence ------------------------------------------------------------------------------
 
@@ -140,7 +144,9 @@ class Book:
         last = sum((h.qty * self._mark(s, previous, h) for s, h in self.holdings.items()), ZERO)
         return wire.account_json(
             self.account,
+            kind=self.account_kind,
             buying_power=self._buying_power(),
+            non_marginable_buying_power=self.account.cash - self._reserved(),
             long_market_value=wire.cents(value),
             last_equity=wire.cents(self.account.cash + last),
             created_at=self._opened_at,
@@ -393,7 +399,7 @@ class Book:
             return
         value = wire.cents(delta * price)
         if order.side == "buy":
-            if value > self.account.cash:
+            if value > self._fill_power(order):
                 self._cancel(order, at)
                 return
             qty = delta if held is None else held.qty + delta
@@ -437,12 +443,30 @@ class Book:
             if o.is_open and o.side == side and (symbol is None or o.symbol == symbol)
         ]
 
-    def _buying_power(self) -> Decimal:
-        """Cash less what open buy orders still need (a cash account: no margin)."""
+    def _reserved(self) -> Decimal:
+        """What open buy orders still need at today's prices."""
         reserved = ZERO
         for order in self._open("buy"):
             reserved += wire.cents(order.remaining * (self.price_now(order.symbol) or ZERO))
-        return self.account.cash - reserved
+        return reserved
+
+    def _fill_power(self, order: SimOrder) -> Decimal:
+        """What a fill of the buy `order` may cost: the cash (a cash account), or the margin
+        buying power with what this order itself holds of it."""
+        if self.account_kind is AccountKind.CASH:
+            return self.account.cash
+        own = wire.cents(order.remaining * (self.price_now(order.symbol) or ZERO))
+        return self._buying_power() + own
+
+    def _buying_power(self) -> Decimal:
+        """Cash (a cash account), or twice the excess equity (margin, Reg T: 2 x equity less
+        the long market value), less what open buys still need."""
+        if self.account_kind is AccountKind.CASH:
+            return self.account.cash - self._reserved()
+        session = self._prices.price_session(self.now)
+        value = sum((h.qty * self._mark(s, session, h) for s, h in self.holdings.items()), ZERO)
+        equity = self.account.cash + value
+        return wire.cents(self.account_kind.multiplier * equity - value) - self._reserved()
 
     def _qty_available(self, symbol: str) -> Decimal:
         held = self.holdings.get(symbol)

@@ -31,7 +31,7 @@ from tecl_pipeline.marketdata import MarketDataSource
 from tecl_pipeline.simulator import market, wire
 from tecl_pipeline.simulator.book import Book
 from tecl_pipeline.simulator.faults import Fault, FaultPlan, FaultPlanError, FaultRule
-from tecl_pipeline.simulator.model import AssetState, DataPlan, FillMode, FillPlan
+from tecl_pipeline.simulator.model import AccountKind, AssetState, DataPlan, FillMode, FillPlan
 from tecl_pipeline.simulator.persist import BookStore, encode, parse, to_json
 from tecl_pipeline.simulator.pricing import PriceBook
 from tecl_pipeline.simulator.wire import UNAUTHORIZED, ApiError
@@ -69,8 +69,10 @@ class BrokerSimulator:
         api_secret: str = DEMO_API_SECRET,
         book_path: Path | None = None,
         data_plan: DataPlan = DataPlan.BASIC,
+        account_kind: AccountKind = AccountKind.MARGIN,
     ) -> None:
         """`data_plan`: the market data subscription, Alpaca's free Basic plan unless told.
+        `account_kind`: margin unless told, as Alpaca's paper accounts are.
         `book_path`: keep the account in this JSON file (created if missing, with a fresh
         account of `starting_cash`; loaded if present, its orders then advanced to `now`).
         A file that does not validate raises `persist.BookFileError` naming it."""
@@ -82,6 +84,8 @@ class BrokerSimulator:
         self._starting_cash = Decimal(starting_cash)
         self._initial_credentials = (api_key, api_secret)
         self._initial_data_plan = DataPlan(data_plan)
+        self._initial_account_kind = AccountKind(account_kind)
+        self._account_kind = self._initial_account_kind
         self._lock = threading.RLock()
         self._prices = PriceBook(market_data, calendar)
         self._store = None if book_path is None else BookStore(Path(book_path))
@@ -97,6 +101,7 @@ class BrokerSimulator:
                 pass  # load the file, or create it with the fresh account
 
     def _reset(self) -> None:
+        self._account_kind = self._initial_account_kind
         self._new_book(self._initial_now)
         self._credentials = self._initial_credentials
         self._data_plan = self._initial_data_plan
@@ -114,6 +119,7 @@ class BrokerSimulator:
             cash=self._starting_cash,
             symbols=SYMBOLS,
         )
+        self._book.account_kind = self._account_kind
 
     # -- persistence (callers hold self._lock) --------------------------------------------------
 
@@ -285,12 +291,17 @@ class BrokerSimulator:
         currency: str | None = None,
         cash: Decimal | str | None = None,
         trading_blocked: bool | None = None,
+        kind: AccountKind | str | None = None,
     ) -> None:
         amount = None if cash is None else Decimal(str(cash))
         with self._lock, self._persisted():
             _apply(
                 self._book.account, currency=currency, cash=amount, trading_blocked=trading_blocked
             )
+            if kind is not None:
+                # Kept by this simulator, like the fill mode: not in the book file.
+                self._account_kind = AccountKind(kind)
+                self._book.account_kind = self._account_kind
 
     def set_credentials(self, key: str, secret: str) -> None:
         """Rotate the key pair: from now on the old pair gets 401 (B4, X6)."""
@@ -316,6 +327,7 @@ class BrokerSimulator:
                 "currency": book.account.currency,
                 "trading_blocked": book.account.trading_blocked,
                 "data_plan": self._data_plan.value,
+                "account_kind": self._account_kind.value,
                 "positions": {
                     symbol: {"qty": wire.num(h.qty), "avg_entry_price": wire.num(h.avg_entry_price)}
                     for symbol, h in sorted(book.holdings.items())

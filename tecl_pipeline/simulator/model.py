@@ -40,6 +40,19 @@ class FillMode(StrEnum):
     NEVER = "never"
 
 
+class AccountKind(StrEnum):
+    """How the account may buy. A margin account (Alpaca's paper accounts, and the default
+    here) has twice its excess equity as buying power (Reg T): a buy beyond the cash borrows,
+    and cash goes negative. A cash account buys with its cash alone."""
+
+    CASH = "cash"
+    MARGIN = "margin"
+
+    @property
+    def multiplier(self) -> int:
+        return 2 if self is AccountKind.MARGIN else 1
+
+
 class DataPlan(StrEnum):
     """The account's market data subscription. On Basic (Alpaca's free plan, and the default
     here as there) SIP data from the last 15 minutes is refused; IEX and delayed SIP are not.

@@ -26,7 +26,7 @@ from tecl_pipeline.common.endpoints import is_loopback
 from tecl_pipeline.simulator import admin, wire
 from tecl_pipeline.simulator.engine import DEMO_API_KEY, DEMO_API_SECRET, BrokerSimulator
 from tecl_pipeline.simulator.faults import Fault, FaultKind, FaultPlanError
-from tecl_pipeline.simulator.model import DataPlan
+from tecl_pipeline.simulator.model import AccountKind, DataPlan
 from tecl_pipeline.simulator.wire import (
     BAD_REQUEST,
     INTERNAL,
@@ -417,6 +417,7 @@ def serve(
     allow_remote: bool = False,
     book_path: Path | None = None,
     data_plan: DataPlan = DataPlan.BASIC,
+    account_kind: AccountKind = AccountKind.MARGIN,
 ) -> None:
     """`tecl simulator`: serve demo data (or CSV replay from `data_dir`) until Ctrl-C.
 
@@ -453,6 +454,7 @@ def serve(
         api_secret=DEMO_API_SECRET,
         book_path=book_path,
         data_plan=data_plan,
+        account_kind=account_kind,
     )
     server = SimulatorServer(simulator, host, port)
     clock = simulator.clock()
@@ -460,6 +462,7 @@ def serve(
     print(f"  market data: {market.description} ({data_plan.value} data plan)", flush=True)
     state = "open" if clock["is_open"] else "closed"
     print(f"  simulated clock: {clock['timestamp']} (market {state})", flush=True)
+    print(f"  account: {account_kind.value}", flush=True)
     if book_path is not None:
         print(f"  account book: {book_path}", flush=True)
     print(

@@ -16,6 +16,7 @@ from typing import Any
 from tecl_pipeline.core.calendar import EXCHANGE_TZ
 from tecl_pipeline.simulator.model import (
     ZERO,
+    AccountKind,
     AccountState,
     AssetState,
     Holding,
@@ -224,7 +225,9 @@ def _ratio(part: Decimal, whole: Decimal) -> str:
 def account_json(
     account: AccountState,
     *,
+    kind: AccountKind,
     buying_power: Decimal,
+    non_marginable_buying_power: Decimal,
     long_market_value: Decimal,
     last_equity: Decimal,
     created_at: datetime,
@@ -232,6 +235,7 @@ def account_json(
 ) -> dict[str, Any]:
     equity = cents(account.cash + long_market_value)
     power = money(max(buying_power, ZERO))
+    own_cash = money(max(non_marginable_buying_power, ZERO))
     return {
         "id": stable_id("account", "sim"),
         "account_number": "PA0SIMULATOR",
@@ -242,7 +246,7 @@ def account_json(
         "regt_buying_power": power,
         "daytrading_buying_power": "0",
         "effective_buying_power": power,
-        "non_marginable_buying_power": power,
+        "non_marginable_buying_power": own_cash,
         "options_buying_power": power,
         "bod_dtbp": "0",
         "cash": money(account.cash),
@@ -255,7 +259,7 @@ def account_json(
         "account_blocked": False,
         "created_at": utc_time(created_at),
         "trade_suspended_by_user": False,
-        "multiplier": "1",
+        "multiplier": str(kind.multiplier),
         "shorting_enabled": False,
         "equity": money(equity),
         "last_equity": money(last_equity),

@@ -529,10 +529,13 @@ def execute(
     if plan.buys and halted:
         skipped.extend((planned.symbol, halted[0]) for planned in plan.buys)
     elif plan.buys:
-        # Buy with what the broker says is available once the sells are done (B7).
-        buying_power = broker.get_account().buying_power
+        # Buy with what the broker says is available once the sells are done (B7), and only
+        # with the account's own cash: a margin account's buying power would borrow.
         buys, too_small = size_buys(
-            plan.buys, buying_power, snapshot.fractionable, policy.min_trade_notional
+            plan.buys,
+            broker.get_account().cash_to_buy_with,
+            snapshot.fractionable,
+            policy.min_trade_notional,
         )
         skipped.extend(too_small)
         send(buys)

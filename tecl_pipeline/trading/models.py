@@ -21,8 +21,20 @@ class Account(_Model):
     currency: str
     cash: Decimal
     equity: Decimal
+    # On a margin account (Alpaca's paper accounts are) twice the excess equity: it borrows.
     buying_power: Decimal
+    # The account's own cash less what open buys hold of it; None if the broker omits it.
+    non_marginable_buying_power: Decimal | None = None
     trading_blocked: bool = False
+
+    @property
+    def cash_to_buy_with(self) -> Decimal:
+        """What buys may spend without borrowing, on any kind of account: the cash, less what
+        open buys hold, never above the buying power, and nothing once cash is negative."""
+        limits = [self.cash, self.buying_power]
+        if self.non_marginable_buying_power is not None:
+            limits.append(self.non_marginable_buying_power)
+        return max(min(limits), Decimal(0))
 
 
 class Clock(_Model):

@@ -3,7 +3,10 @@
 from datetime import date
 
 import pandas as pd
+import pytest
 
+from tecl_pipeline.app.cli import _parser
+from tecl_pipeline.simulator import AccountKind, DataPlan
 from tecl_pipeline.state.journal.local import LocalJournal
 from tecl_pipeline_tests.app.cli_helpers import REAL_LAST_SESSION, tecl
 
@@ -105,3 +108,15 @@ def test_backfill_stores_every_historical_signal(tmp_path, market_dir, real_clos
 def test_backfill_with_start_after_end_is_an_error(tmp_path):
     done = tecl(["backfill", "--start", "2026-01-02", "--end", "2025-01-02"], tmp_path)
     assert done.returncode == 1 and "after" in done.stderr
+
+
+def test_the_simulators_modes_on_the_command_line_are_the_simulators_own():
+    """`tecl simulator --account/--data-plan` offer the simulator's kinds and plans, Alpaca's
+    defaults unless told (a margin account on the free data plan)."""
+    args = _parser().parse_args(["simulator"])
+    assert (args.account, args.data_plan) == (AccountKind.MARGIN.value, DataPlan.BASIC.value)
+    for kind, plan in zip(AccountKind, [*DataPlan, DataPlan.BASIC], strict=False):
+        args = _parser().parse_args(["simulator", "--account", kind, "--data-plan", plan])
+        assert (AccountKind(args.account), DataPlan(args.data_plan)) == (kind, plan)
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["simulator", "--account", "pdt-ish"])

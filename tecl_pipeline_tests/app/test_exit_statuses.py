@@ -137,6 +137,7 @@ def test_sip_on_the_free_data_plan_is_exit_2_naming_tecl_data_feed(tmp_path, sim
     with TECL_DATA_FEED=sip: Alpaca refuses recent SIP data, so no price to decide on. Exit 2
     in one line naming the variable and the feed that works; nothing sent."""
     url = simulator_process
+    assert (sim_state(url)["data_plan"], sim_state(url)["account_kind"]) == ("basic", "margin")
 
     done = tecl(
         ["run", "--session", SESSION],

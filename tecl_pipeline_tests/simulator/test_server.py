@@ -149,9 +149,12 @@ def test_unknown_broker_endpoint_is_404_json(simulator):
 # -- concurrency and life cycle -----------------------------------------------------------------
 
 
-def test_concurrent_buys_never_spend_the_same_cash_twice(simulator):
-    """C2: twenty simultaneous orders, each for a quarter of the cash: exactly four fill, the
-    rest are refused for buying power, and cash never goes negative."""
+@pytest.mark.parametrize(("kind", "fills", "lowest_cash"), [("cash", 4, 0), ("margin", 8, -100000)])
+def test_concurrent_buys_never_spend_the_same_cash_twice(simulator, kind, fills, lowest_cash):
+    """C2: twenty simultaneous orders, each for a quarter of the cash: exactly as many fill as
+    the buying power covers (the cash, or twice the equity on margin), the rest are refused
+    for buying power, and the account never spends beyond it."""
+    sim_admin(simulator.url, "/_sim/account", {"kind": kind})
     price = simulator.simulator.price("SPY")
     qty = int(Decimal("25000") / price)
     barrier = threading.Barrier(20)
@@ -166,9 +169,9 @@ def test_concurrent_buys_never_spend_the_same_cash_twice(simulator):
 
     with ThreadPoolExecutor(max_workers=20) as pool:
         outcomes = list(pool.map(attempt, range(20)))
-    assert outcomes.count("filled") == 4
-    assert outcomes.count("insufficient buying power") == 16
-    assert Decimal(sim_state(simulator.url)["cash"]) >= 0
+    assert outcomes.count("filled") == fills
+    assert outcomes.count("insufficient buying power") == 20 - fills
+    assert Decimal(sim_state(simulator.url)["cash"]) >= lowest_cash
 
 
 def test_stop_does_not_wait_for_a_stalled_answer(sim_calendar, seed):

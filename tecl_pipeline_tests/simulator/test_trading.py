@@ -6,6 +6,7 @@ parses into alpaca-py's own models, and Alpaca's order rules hold."""
 
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from urllib.error import HTTPError
 
 import pytest
 import requests
@@ -57,15 +58,31 @@ def price(simulator, symbol: str) -> Decimal:
 # -- account, clock, calendar, assets, positions --------------------------------------------------
 
 
-def test_account_parses_and_is_a_fresh_cash_account(simulator):
+def test_account_parses_and_is_a_fresh_margin_account_as_on_paper(simulator):
+    """Alpaca's paper accounts are margin accounts: twice the equity to buy with (Reg T),
+    the account's own cash beside it as the non-marginable buying power."""
     account = trading_client(simulator.url).get_account()
     assert isinstance(account, TradeAccount)
     assert account.status is AccountStatus.ACTIVE
     assert account.currency == "USD"
-    assert account.cash == account.buying_power == account.equity == "100000"
+    assert account.cash == account.equity == account.non_marginable_buying_power == "100000"
+    assert account.buying_power == account.regt_buying_power == "200000"
     assert account.portfolio_value == "100000"
     assert account.trading_blocked is False
+    assert account.multiplier == "2"
+    assert sim_state(simulator.url)["account_kind"] == "margin"
+
+
+def test_a_cash_account_buys_with_its_cash_alone(simulator):
+    sim_admin(simulator.url, "/_sim/account", {"kind": "cash"})
+    account = trading_client(simulator.url).get_account()
+    assert account.cash == account.buying_power == account.equity == "100000"
     assert account.multiplier == "1"
+    with pytest.raises(HTTPError) as caught:
+        sim_admin(simulator.url, "/_sim/account", {"kind": "pdt-ish"})
+    assert caught.value.code == 400
+    sim_admin(simulator.url, "/_sim/reset")
+    assert sim_state(simulator.url)["account_kind"] == "margin"
 
 
 def test_account_follows_a_fill(simulator):
@@ -75,7 +92,9 @@ def test_account_follows_a_fill(simulator):
     account = client.get_account()
     cost = (10 * tecl).quantize(Decimal("0.01"))
     assert amount(account.cash) == Decimal("100000") - cost
-    assert amount(account.buying_power) == amount(account.cash)
+    assert amount(account.non_marginable_buying_power) == amount(account.cash)
+    # Reg T: twice the equity, less what the long positions already use.
+    assert amount(account.buying_power) == 2 * Decimal("100000") - cost
     assert amount(account.long_market_value) == cost
     assert amount(account.equity) == Decimal("100000")
 
@@ -262,10 +281,13 @@ def test_halted_asset_is_422_naming_it(simulator):
     assert order(client, "TECL", 1, "halted-2").status is OrderStatus.FILLED
 
 
-def test_insufficient_buying_power_is_403_and_changes_nothing(simulator):
-    """B7: a buy above the buying power is refused outright."""
+@pytest.mark.parametrize(("kind", "power"), [("cash", "100000"), ("margin", "200000")])
+def test_insufficient_buying_power_is_403_and_changes_nothing(simulator, kind, power):
+    """B7: a buy above the buying power (the cash, or twice the equity on margin) is refused
+    outright."""
+    sim_admin(simulator.url, "/_sim/account", {"kind": kind})
     client = trading_client(simulator.url)
-    qty = int(Decimal("100000") / price(simulator, "SPY")) + 1
+    qty = int(Decimal(power) / price(simulator, "SPY")) + 1
     error = refused(order, client, "SPY", qty, "too-big")
     assert (error.status_code, error.code, error.message) == (
         403,
@@ -276,8 +298,18 @@ def test_insufficient_buying_power_is_403_and_changes_nothing(simulator):
     assert client.get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL)) == []
 
 
+def test_a_margin_buy_beyond_the_cash_borrows(simulator):
+    """What a margin account allows and the pipeline must never do: cash goes negative."""
+    client = trading_client(simulator.url)
+    qty = int(Decimal("150000") / price(simulator, "SPY"))
+
+    assert order(client, "SPY", qty, "borrow-1").status is OrderStatus.FILLED
+    assert amount(client.get_account().cash) < 0
+
+
 def test_open_buys_reserve_buying_power(simulator):
     """B7: cash promised to an open buy cannot be spent twice."""
+    sim_admin(simulator.url, "/_sim/account", {"kind": "cash"})
     client = trading_client(simulator.url)
     sim_admin(simulator.url, "/_sim/fills", {"mode": "never"})
     spy = price(simulator, "SPY")

@@ -18,7 +18,7 @@ from tecl_pipeline.core.errors import (
 )
 from tecl_pipeline.core.portfolio import RiskLimits
 from tecl_pipeline.core.universe import HOLDINGS
-from tecl_pipeline.simulator import SimulatorServer
+from tecl_pipeline.simulator import AccountKind, SimulatorServer
 from tecl_pipeline.state.locks import session_lock
 from tecl_pipeline.trading.errors import OutcomeUnknownError
 from tecl_pipeline.trading.execution import (
@@ -217,12 +217,13 @@ class OptimisticBuyingPower(AlpacaBroker):
 
     def get_account(self) -> Account:
         account = super().get_account()
-        doubled = ("cash", "equity", "buying_power")
+        doubled = ("cash", "equity", "buying_power", "non_marginable_buying_power")
         return account.model_copy(update={k: getattr(account, k) * 2 for k in doubled})
 
 
 def test_insufficient_buying_power_is_reported_without_retry_loops(prices, simulator):
     """B7: a buying-power rejection is recorded once; the order is not resent."""
+    simulator.simulator.set_account(kind=AccountKind.CASH)
     with adapter(simulator, OptimisticBuyingPower) as optimistic:
         report = execute(optimistic, SESSION, ALL_TECL, prices, FAST)
 
@@ -230,6 +231,24 @@ def test_insufficient_buying_power_is_reported_without_retry_loops(prices, simul
     [(symbol, reason)] = report.skipped
     assert symbol == "TECL" and "buying power" in reason
     assert len(submissions(simulator)) == 1
+
+
+def test_buys_on_a_margin_account_are_funded_from_cash_never_borrowed(client, prices, simulator):
+    """B7 on margin: the sell that would fund the buy cannot happen (BIL halted), so the
+    account's cash is all there is; its buying power (twice the equity) is not. The buy is
+    sized to the cash, and the cash never goes negative."""
+    execute(client, date(2026, 11, 23), {"BIL": Decimal(1)}, prices, FAST)
+    simulator.simulator.set_asset("BIL", halted=True)
+    simulator.simulator.set_account(cash="5000")  # a deposit: some cash of its own
+    before = client.get_account()
+    assert before.buying_power > 10 * before.cash == 10 * Decimal(5000)
+
+    report = execute(client, SESSION, ALL_TECL, prices, FAST)
+
+    [buy] = report.sent
+    assert buy.symbol == "TECL" and 4900 < buy.filled_notional <= before.cash
+    assert client.get_account().cash >= 0
+    assert any(symbol == "BIL" and "halted" in why for symbol, why in report.skipped)
 
 
 def test_kill_switch_refuses_before_any_order(client, prices, simulator):

@@ -1,6 +1,6 @@
 """The broker's value types at their edges: money rounded to the cent (C3), an order's
-notional before any fill, credentials that would be sent with stray whitespace, and a
-retry schedule asked for an attempt that cannot exist."""
+notional before any fill, the cash buys may spend on any account, credentials that would be
+sent with stray whitespace, and a retry schedule asked for an attempt that cannot exist."""
 
 import random
 from datetime import UTC, datetime
@@ -10,7 +10,7 @@ import pytest
 
 from tecl_pipeline.common.retry import RetryPolicy
 from tecl_pipeline.trading.credentials import Credentials
-from tecl_pipeline.trading.models import Order, OrderSide, OrderStatus, Position
+from tecl_pipeline.trading.models import Account, Order, OrderSide, OrderStatus, Position
 
 
 def order(**changes) -> Order:
@@ -42,6 +42,29 @@ def test_a_positions_market_value_is_rounded_to_the_cent():
         symbol="BIL", qty=Decimal("0.333"), avg_entry_price=Decimal(90), current_price=Decimal(91)
     )
     assert held.market_value == Decimal("30.30")
+
+
+@pytest.mark.parametrize(
+    ("cash", "buying_power", "own", "available"),
+    [
+        ("100000", "100000", "100000", "100000"),  # a cash account
+        ("100000", "200000", "100000", "100000"),  # margin: twice the equity, not spent
+        ("100000", "200000", None, "100000"),  # a broker that omits the own-cash figure
+        ("100000", "200000", "40000", "40000"),  # open buys hold 60,000 of the cash
+        ("100000", "30000", "100000", "30000"),  # the broker allows less than the cash
+        ("-5000", "195000", "0", "0"),  # already borrowed: nothing to buy with
+    ],
+)
+def test_buys_may_spend_the_accounts_own_cash_never_margin(cash, buying_power, own, available):
+    account = Account(
+        account_number="PA1",
+        currency="USD",
+        cash=Decimal(cash),
+        equity=Decimal("100000"),
+        buying_power=Decimal(buying_power),
+        non_marginable_buying_power=None if own is None else Decimal(own),
+    )
+    assert account.cash_to_buy_with == Decimal(available)
 
 
 @pytest.mark.parametrize("field", ["key_id", "secret_key"])

@@ -83,7 +83,12 @@ def _flag(body: Mapping[str, Any], name: str, endpoint: str) -> bool:
 
 def account_from_alpaca(body: object, endpoint: str) -> Account:
     data = expect_object(body, endpoint)
-    fields = pick(data, endpoint, ("account_number", "currency", "cash", "equity", "buying_power"))
+    fields = pick(
+        data,
+        endpoint,
+        ("account_number", "currency", "cash", "equity", "buying_power"),
+        ("non_marginable_buying_power",),
+    )
     # Alpaca spreads "cannot trade" over several flags and a status; any of them blocks.
     blocked = any(
         _flag(data, name, endpoint)
