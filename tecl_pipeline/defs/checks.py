@@ -95,7 +95,7 @@ def _post_trade_reconciled(
     context: AssetCheckExecutionContext, post_trade_positions: PostTradePositions
 ) -> AssetCheckResult:
     """No residual worth a trade by the minimum-trade rule execution used, no order of the
-    session still working, no client order id used twice (D4, B6, X3)."""
+    session still working, no client order id used twice, no margin loan (D4, B6, X3, B7)."""
     after = post_trade_positions
     problems = post_trade_problems(
         after.targets,
@@ -103,6 +103,7 @@ def _post_trade_reconciled(
         after.prices,
         after.session_orders,
         min_trade_notional=after.min_trade_notional,
+        cash=after.cash,
     )
     return AssetCheckResult(
         passed=not problems,

@@ -1,5 +1,6 @@
-"""The broker's book: a cash account, its positions and orders, and how orders move through
-their life on the simulated clock. Not thread-safe; `BrokerSimulator` holds the lock.
+"""The broker's book: an account (margin or cash), its positions and orders, and how orders
+move through their life on the simulated clock. Not thread-safe; `BrokerSimulator` holds the
+lock.
 
 Rules follow Alpaca: orders sent while the market is closed wait as "accepted" until the
 clock reaches their session's open; DAY orders still open at their session's close expire;

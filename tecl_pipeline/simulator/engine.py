@@ -1,6 +1,6 @@
-"""The broker simulator: an Alpaca cash account on a simulated clock, with credentials, request
-counters and a fault plan. No HTTP here: `server` maps requests onto these methods and sends
-their JSON-ready answers.
+"""The broker simulator: an Alpaca account (margin unless told) on a simulated clock, with
+credentials, request counters and a fault plan. No HTTP here: `server` maps requests onto these
+methods and sends their JSON-ready answers.
 
 Thread-safe with one lock: every public method holds it, so concurrent requests see one
 consistent book and two orders can never both spend the same cash (C2). Simulated time only

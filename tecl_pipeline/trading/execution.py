@@ -78,7 +78,11 @@ from tecl_pipeline.trading.models import (
     OrderSide,
     Position,
 )
-from tecl_pipeline.trading.reconcile import currency_problem, price_disagreements
+from tecl_pipeline.trading.reconcile import (
+    borrowing_problem,
+    currency_problem,
+    price_disagreements,
+)
 from tecl_pipeline.trading.stopping import StopRequest as StopRequest  # its home; re-exported
 
 
@@ -326,6 +330,11 @@ def plan_from_broker(
     account = broker.get_account()
     if problem := currency_problem(account):
         raise AccountError(f"{problem}; not trading")
+    if problem := borrowing_problem(account.cash):
+        raise AccountError(
+            f"account {account.account_number}: {problem}, nor trades on a loan; deposit, or "
+            "sell by hand, until its cash is at least zero"
+        )
     positions = broker.get_positions()
     held = {symbol: p.qty for symbol, p in positions.items()}
     assets = {symbol: broker.get_asset(symbol) for symbol in sorted(set(weights) | set(held))}

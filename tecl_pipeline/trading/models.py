@@ -21,7 +21,7 @@ class Account(_Model):
     currency: str
     cash: Decimal
     equity: Decimal
-    # On a margin account (Alpaca's paper accounts are) twice the excess equity: it borrows.
+    # On a margin account (Alpaca's paper accounts are) a multiple of the equity: it borrows.
     buying_power: Decimal
     # The account's own cash less what open buys hold of it; None if the broker omits it.
     non_marginable_buying_power: Decimal | None = None

@@ -184,10 +184,14 @@ def post_trade_problems(
     orders: Iterable[Order],
     *,
     min_trade_notional: Decimal,
+    cash: Decimal | None = None,
 ) -> list[str]:
     """After trading (D4, B6): no residual worth a trade (the minimum-trade rule execution
-    used), no order of the session still working, and no client order id used twice."""
+    used), no order of the session still working, no client order id used twice, and, when
+    the account's `cash` is given, no loan (B7)."""
     problems = [str(r) for r in residuals(targets, positions, prices, min_trade_notional).open]
+    if cash is not None and (loan := borrowing_problem(cash)):
+        problems.append(loan)
     orders = list(orders)
     problems += [
         f"order {o.client_order_id} is still {o.status.value}"
@@ -201,6 +205,16 @@ def post_trade_problems(
         if ids.count(i) > 1
     ]
     return problems
+
+
+def borrowing_problem(cash: Decimal) -> str | None:
+    """Why negative cash is a problem, if it is negative (B7): a margin account lent it."""
+    if cash < 0:
+        return (
+            f"cash is {cash}: the account owes its broker (a margin loan), and the pipeline "
+            "never borrows"
+        )
+    return None
 
 
 def currency_problem(account: Account) -> str | None:

@@ -251,6 +251,16 @@ def test_buys_on_a_margin_account_are_funded_from_cash_never_borrowed(client, pr
     assert any(symbol == "BIL" and "halted" in why for symbol, why in report.skipped)
 
 
+def test_an_account_that_owes_its_broker_is_refused_before_any_order(client, prices, simulator):
+    """B7: negative cash is a margin loan already taken; the pipeline does not trade on it,
+    and says what to do."""
+    simulator.simulator.set_account(cash="-5000")
+
+    with pytest.raises(AccountError, match=r"cash is -5000: .*margin loan.*deposit"):
+        execute(client, SESSION, ALL_TECL, prices, FAST)
+    assert submissions(simulator) == []
+
+
 def test_kill_switch_refuses_before_any_order(client, prices, simulator):
     """T9: with the kill switch on nothing is sent, and the reason says so."""
     policy = ExecutionPolicy(risk=RiskLimits(kill_switch=True))

@@ -115,6 +115,15 @@ def test_post_trade_problems_name_residual_open_order_and_duplicate_id():
     assert "client order id b-1 was used 2 times" in problems
 
 
+def test_a_margin_loan_after_trading_is_a_post_trade_problem():
+    """B7: whatever made the cash negative (a buy that filled above its decision price on a
+    margin account), the session does not end clean while the account owes its broker."""
+    at_target = ({"TECL": D("10")}, {"TECL": D("10")}, {"TECL": D("50")}, [])
+    [loan] = post_trade_problems(*at_target, min_trade_notional=D(1), cash=D("-0.01"))
+    assert loan.startswith("cash is -0.01: the account owes its broker (a margin loan)")
+    assert post_trade_problems(*at_target, min_trade_notional=D(1), cash=D(0)) == []
+
+
 def test_sub_dollar_residual_is_within_tolerance():
     assert (
         post_trade_problems(
