@@ -7,11 +7,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from tecl_pipeline.simulator import wire
 from tecl_pipeline.simulator.engine import BrokerSimulator
 from tecl_pipeline.simulator.model import AccountKind, DataPlan, FillMode
+
+C = TypeVar("C", bound=StrEnum)
 
 
 class AdminError(ValueError):
@@ -27,6 +30,15 @@ def _bool(payload: Mapping[str, Any], key: str) -> bool | None:
     if value is not None and not isinstance(value, bool):
         raise AdminError(400, f"{key} must be true or false, got {value!r}")
     return value
+
+
+def _choice(payload: Mapping[str, Any], key: str, choices: type[C]) -> C:
+    """`payload[key]` as one of `choices` by its value."""
+    value = payload.get(key)
+    if value not in tuple(choices):
+        named = " or ".join(repr(choice.value) for choice in choices)
+        raise AdminError(400, f"{key} must be {named}, got {value!r}")
+    return choices(value)
 
 
 def handle(
@@ -71,24 +83,17 @@ def handle(
                 shortable=_bool(payload, "shortable"),
             )
         case "POST", ["account"]:
-            cash, currency, kind = payload.get("cash"), payload.get("currency"), payload.get("kind")
+            cash, currency = payload.get("cash"), payload.get("currency")
             if currency is not None and not isinstance(currency, str):
                 raise AdminError(400, f"currency must be a string, got {currency!r}")
-            if kind is not None and kind not in tuple(AccountKind):
-                choices = " or ".join(repr(k.value) for k in AccountKind)
-                raise AdminError(400, f"account kind must be {choices}, got {kind!r}")
             simulator.set_account(
                 currency=currency,
                 cash=None if cash is None else Decimal(str(cash)),
                 trading_blocked=_bool(payload, "trading_blocked"),
-                kind=None if kind is None else AccountKind(kind),
+                kind=None if payload.get("kind") is None else _choice(payload, "kind", AccountKind),
             )
         case "POST", ["data-plan"]:
-            plan = payload.get("plan")
-            if plan not in tuple(DataPlan):
-                choices = " or ".join(repr(p.value) for p in DataPlan)
-                raise AdminError(400, f'data-plan needs {{"plan": {choices}}}, got {plan!r}')
-            simulator.set_data_plan(DataPlan(plan))
+            simulator.set_data_plan(_choice(payload, "plan", DataPlan))
         case "POST", ["credentials"]:
             key, secret = payload.get("key"), payload.get("secret")
             if not isinstance(key, str) or not isinstance(secret, str):

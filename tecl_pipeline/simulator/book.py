@@ -141,8 +141,8 @@ class Book:
     def account_json(self) -> dict[str, Any]:
         session = self._prices.price_session(self.now)
         previous = self._calendar.previous_session(session)
-        value = sum((h.qty * self._mark(s, session, h) for s, h in self.holdings.items()), ZERO)
-        last = sum((h.qty * self._mark(s, previous, h) for s, h in self.holdings.items()), ZERO)
+        value = self._holdings_value(session)
+        last = self._holdings_value(previous)
         return wire.account_json(
             self.account,
             kind=self.account_kind,
@@ -437,6 +437,10 @@ class Book:
         price = self._prices.price(symbol, session)
         return held.avg_entry_price if price is None else price
 
+    def _holdings_value(self, session: date) -> Decimal:
+        """The long positions at `session`'s prices (unrounded)."""
+        return sum((h.qty * self._mark(s, session, h) for s, h in self.holdings.items()), ZERO)
+
     def _open(self, side: str, symbol: str | None = None) -> list[SimOrder]:
         return [
             o
@@ -444,30 +448,29 @@ class Book:
             if o.is_open and o.side == side and (symbol is None or o.symbol == symbol)
         ]
 
+    def _reservation(self, order: SimOrder) -> Decimal:
+        """What the open buy `order` still needs at today's price."""
+        return wire.cents(order.remaining * (self.price_now(order.symbol) or ZERO))
+
     def _reserved(self) -> Decimal:
         """What open buy orders still need at today's prices."""
-        reserved = ZERO
-        for order in self._open("buy"):
-            reserved += wire.cents(order.remaining * (self.price_now(order.symbol) or ZERO))
-        return reserved
+        return sum((self._reservation(order) for order in self._open("buy")), ZERO)
 
     def _fill_power(self, order: SimOrder) -> Decimal:
         """What a fill of the buy `order` may cost: the cash (a cash account), or the margin
         buying power with what this order itself holds of it."""
         if self.account_kind is AccountKind.CASH:
             return self.account.cash
-        own = wire.cents(order.remaining * (self.price_now(order.symbol) or ZERO))
-        return self._buying_power() + own
+        return self._buying_power() + self._reservation(order)
 
     def _buying_power(self) -> Decimal:
         """Cash (a cash account), or twice the excess equity (margin, Reg T: 2 x equity less
         the long market value), less what open buys still need."""
-        if self.account_kind is AccountKind.CASH:
-            return self.account.cash - self._reserved()
-        session = self._prices.price_session(self.now)
-        value = sum((h.qty * self._mark(s, session, h) for s, h in self.holdings.items()), ZERO)
-        equity = self.account.cash + value
-        return wire.cents(self.account_kind.multiplier * equity - value) - self._reserved()
+        power = self.account.cash
+        if self.account_kind is not AccountKind.CASH:
+            value = self._holdings_value(self._prices.price_session(self.now))
+            power = wire.cents(self.account_kind.multiplier * (power + value) - value)
+        return power - self._reserved()
 
     def _qty_available(self, symbol: str) -> Decimal:
         held = self.holdings.get(symbol)
