@@ -282,7 +282,7 @@ def test_the_default_feed_is_iex_on_every_request_and_works_on_the_free_plan(sim
 
 @pytest.mark.parametrize("endpoint", [BARS, TRADES])
 def test_sip_on_the_free_plan_is_a_refusal_naming_the_setting_and_the_fix(simulator, endpoint):
-    """Alpaca's 403 "subscription does not permit querying recent SIP data" is no key
+    """B4: Alpaca's 403 "subscription does not permit querying recent SIP data" is no key
     problem (no credentials refresh, no retry): a refusal to trade that names TECL_DATA_FEED
     and the feeds that work."""
     provider = CountingProvider(sim_credentials())
