@@ -69,6 +69,11 @@ def handle(
                 steps=payload.get("steps"),
                 delay_polls=payload.get("delay_polls"),
             )
+        case "POST", ["orders", client_order_id, "status"]:
+            status = payload.get("status")
+            if not isinstance(status, str) or not status:
+                raise AdminError(400, 'order status needs {"status": "<status>"}')
+            return simulator.set_order_status(client_order_id, status)
         case "POST", ["split"]:
             symbol = payload.get("symbol")
             if not isinstance(symbol, str) or not symbol:

@@ -28,6 +28,7 @@ from tecl_pipeline.simulator.model import (
     FILLED,
     NEW,
     PARTIALLY_FILLED,
+    STATUS_FORM,
     TIME_IN_FORCE,
     ZERO,
     AccountKind,
@@ -243,6 +244,28 @@ class Book:
         if not order.is_open:
             raise ApiError(422, UNPROCESSABLE, f'order is already in "{order.status}" state')
         self._cancel(order, self.now)
+
+    def set_status(self, client_order_id: str, status: str) -> SimOrder:
+        """A market event: the open order moves to `status`, any string, as a broker's may
+        (Alpaca documents 18, and a server may send one it does not). Its fills stay; only
+        the fill modes fill, so `filled` is refused. Only new and partially filled orders
+        fill: an order moved elsewhere waits until it is cancelled or expires."""
+        order = self._by_client_id.get(client_order_id)
+        if order is None:
+            raise ValueError(f"no order with client order id {client_order_id!r}")
+        if not order.is_open:
+            raise ValueError(f"order {client_order_id} is already {order.status}")
+        if not STATUS_FORM.match(status):
+            raise ValueError(f"status {status!r} is not in the form of partially_filled")
+        if status == FILLED:
+            raise ValueError("an order fills through /_sim/fills, not by its status")
+        order.status = status
+        order.updated_at = self.now
+        if status == CANCELED:
+            order.canceled_at = self.now
+        elif status == EXPIRED:
+            order.expired_at = self.now
+        return order
 
     def cancel_all(self) -> list[dict[str, Any]]:
         result = []

@@ -233,6 +233,11 @@ class BrokerSimulator:
         with self._lock:
             self._faults = FaultPlan.empty()
 
+    def set_order_status(self, client_order_id: str, status: str) -> dict[str, Any]:
+        """Move an open order to `status` (`Book.set_status`); the order as GET answers it."""
+        with self._lock, self._persisted():
+            return self._book.order_json(self._book.set_status(client_order_id, status))
+
     def set_fill_mode(
         self, mode: FillMode | str, *, steps: int | None = None, delay_polls: int | None = None
     ) -> None:

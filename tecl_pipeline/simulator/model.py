@@ -5,6 +5,7 @@ Only `BrokerSimulator` touches them, always under its lock; `wire` renders them 
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -24,8 +25,16 @@ PARTIALLY_FILLED = "partially_filled"
 FILLED = "filled"
 CANCELED = "canceled"
 EXPIRED = "expired"
+REJECTED = "rejected"
+REPLACED = "replaced"
 
-OPEN_STATUSES = frozenset({ACCEPTED, NEW, PARTIALLY_FILLED})
+# How an order status reads on the wire: a word or two in lowercase, joined by "_". A market
+# event may set any such status, one Alpaca does not document included (`Book.set_status`).
+STATUS_FORM = re.compile(r"^[a-z]+(?:_[a-z]+)*$")
+
+# After these an order never changes again; before them it may still be cancelled or expire
+# (an order a market event put in another status, `held` or `done_for_day` say, included).
+FINAL_STATUSES = frozenset({FILLED, CANCELED, EXPIRED, REJECTED, REPLACED})
 TIME_IN_FORCE = ("day", "gtc", "opg", "cls", "ioc", "fok")
 
 
@@ -107,7 +116,7 @@ class SimOrder:
 
     @property
     def is_open(self) -> bool:
-        return self.status in OPEN_STATUSES
+        return self.status not in FINAL_STATUSES
 
     @property
     def remaining(self) -> Decimal:

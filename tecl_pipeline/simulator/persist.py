@@ -53,12 +53,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, JsonValue, PlainValidator, ValidationError
 
 from tecl_pipeline.simulator.model import (
-    ACCEPTED,
-    CANCELED,
-    EXPIRED,
-    FILLED,
-    NEW,
-    PARTIALLY_FILLED,
+    STATUS_FORM,
     TIME_IN_FORCE,
     ZERO,
     AccountState,
@@ -71,7 +66,6 @@ from tecl_pipeline.simulator.model import (
 )
 
 SCHEMA_VERSION = 1
-_STATUSES = frozenset({ACCEPTED, NEW, PARTIALLY_FILLED, FILLED, CANCELED, EXPIRED})
 
 
 class BookFileError(ValueError):
@@ -307,8 +301,8 @@ def _check(document: _BookFile) -> None:
         if order.client_order_id in client_ids:
             raise ValueError(f"{where}: client_order_id {order.client_order_id!r} repeats")
         client_ids.add(order.client_order_id)
-        if order.status not in _STATUSES:
-            raise ValueError(f"{where}: unknown status {order.status!r}")
+        if not STATUS_FORM.match(order.status):
+            raise ValueError(f"{where}: status {order.status!r} is not a lowercase word form")
         if order.time_in_force not in TIME_IN_FORCE:
             raise ValueError(f"{where}: unknown time_in_force {order.time_in_force!r}")
         if not ZERO <= order.filled_qty <= order.qty or order.qty <= 0:

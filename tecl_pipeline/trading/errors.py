@@ -55,6 +55,13 @@ class MalformedReadError(MalformedResponseError, RetryableBrokerError):
     the loud `MalformedResponseError` (B3)."""
 
 
+class OrderStateError(BrokerError):
+    """One of this pipeline's orders is in a state it does not handle: a status the broker
+    does not document, or replaced by another order (this pipeline never replaces one). Not
+    a garbled answer: asking again shows the same order, so it is never retried, and no
+    order follows in the session until a person has looked at the broker."""
+
+
 class DuplicateClientOrderIdError(BrokerError):
     """An order with this client_order_id was already sent: the order exists, do not resend."""
 

@@ -68,7 +68,11 @@ from tecl_pipeline.core.portfolio import (
     size_buys,
 )
 from tecl_pipeline.trading.broker import Broker
-from tecl_pipeline.trading.errors import DuplicateClientOrderIdError, OrderRejectedError
+from tecl_pipeline.trading.errors import (
+    DuplicateClientOrderIdError,
+    OrderRejectedError,
+    OrderStateError,
+)
 from tecl_pipeline.trading.models import (
     Account,
     Asset,
@@ -76,6 +80,7 @@ from tecl_pipeline.trading.models import (
     Order,
     OrderRequest,
     OrderSide,
+    OrderStatus,
     Position,
 )
 from tecl_pipeline.trading.reconcile import (
@@ -170,9 +175,26 @@ def orders_window_start(session: date) -> datetime:
 def list_session_orders(broker: Broker, session: date, *, windowed: bool = True) -> list[Order]:
     """The session's orders at the broker, every run's, open and closed, oldest first.
     `windowed=False` reads the account's whole history: for a caller that does not hold its
-    orders to the session's trading window, they may carry any date."""
+    orders to the session's trading window, they may carry any date. An order replaced at
+    the broker stops the caller (`require_not_replaced`)."""
     since = orders_window_start(session) if windowed else None
-    return broker.list_orders(session_prefix(session), submitted_after=since)
+    orders = broker.list_orders(session_prefix(session), submitted_after=since)
+    return [require_not_replaced(order) for order in orders]
+
+
+def require_not_replaced(order: Order) -> Order:
+    """`order`, unless another order replaced it at the broker: this pipeline never replaces
+    one, so someone or something else changed the session's trading, and the replacing
+    order (which does not carry the leg's client order id) may still fill. Nothing more is
+    sent until a person has looked."""
+    if order.status is OrderStatus.REPLACED:
+        raise OrderStateError(
+            f"order {order.client_order_id} was replaced at the broker by another order; this "
+            "pipeline never replaces orders, so someone or something else changed this "
+            "session's trading: stopping, no further order this session. Look at the "
+            "replacing order at the broker before the next run"
+        )
+    return order
 
 
 def leg_prefix(session: date, side: OrderSide, symbol: str) -> str:
@@ -394,6 +416,7 @@ class _OrderTracker:
         self.cancelled: list[str] = []
 
     def track(self, order: Order) -> None:
+        require_not_replaced(order)
         known = self.orders.get(order.id)
         if known is None or order.newer_than(known):
             self.orders[order.id] = order
@@ -402,22 +425,31 @@ class _OrderTracker:
         for order_id in ids:
             self.track(self._broker.get_order(order_id))
 
-    def settle(self, ids: Iterable[str]) -> None:
-        """Wait for these orders to finish; cancel what is still open when time is up (T6)."""
-        pending = list(ids)
-        overall_end = self._started + self._policy.deadline
-        end = min(self._pacing.monotonic() + self._policy.fill_timeout, overall_end)
+    def _wait(self, pending: list[str], end: float) -> list[str]:
+        """Poll `pending` until each is final, time reaches `end` or a stop is asked; those
+        still working."""
         while pending := [i for i in pending if not self.orders[i].status.is_final]:
-            if self._pacing.stop_requested():
-                return  # left working at the broker; the caller reports them
-            if self._pacing.monotonic() >= end:
-                for order_id in pending:
-                    self._broker.cancel_order(order_id)
-                    self.cancelled.append(self.orders[order_id].client_order_id)
-                self._refresh(pending)
-                return
+            if self._pacing.stop_requested() or self._pacing.monotonic() >= end:
+                break
             self._pacing.sleep(self._policy.poll_interval)
             self._refresh(pending)
+        return pending
+
+    def settle(self, ids: Iterable[str]) -> None:
+        """Wait for these orders to finish; cancel what is still open when time is up (T6),
+        and wait for the cancels too: a broker cancels asynchronously (pending_cancel), and
+        a fill may still come before the cancel takes."""
+        overall_end = self._started + self._policy.deadline
+        end = min(self._pacing.monotonic() + self._policy.fill_timeout, overall_end)
+        pending = self._wait(list(ids), end)
+        if not pending or self._pacing.stop_requested():
+            return  # anything left working stays at the broker; the caller reports it
+        for order_id in pending:
+            self._broker.cancel_order(order_id)
+            self.cancelled.append(self.orders[order_id].client_order_id)
+        self._refresh(pending)
+        end = min(self._pacing.monotonic() + self._policy.fill_timeout, overall_end)
+        self._wait(pending, end)
 
 
 def execute(

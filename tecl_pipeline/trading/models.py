@@ -71,44 +71,67 @@ class OrderSide(StrEnum):
 
 
 class OrderStatus(StrEnum):
-    """Alpaca's order statuses. `rank` orders them along an order's life, so that updates
-    arriving out of order never move an order backwards (B5)."""
+    """Every order status Alpaca documents. What matters to a run is whether an order may
+    still fill in its session (`is_final` says it may not, so nothing waits for it), and
+    `rank`, which orders them along an order's life so that updates arriving out of order
+    never move an order backwards (B5)."""
 
+    # Working: received, and may still fill.
     PENDING_NEW = "pending_new"
     ACCEPTED = "accepted"
+    ACCEPTED_FOR_BIDDING = "accepted_for_bidding"
+    PENDING_REVIEW = "pending_review"
     NEW = "new"
+    HELD = "held"  # waiting for a trigger (another leg of its order class)
+    SUSPENDED = "suspended"  # not eligible for trading for now (rare)
+    STOPPED = "stopped"  # a trade is guaranteed, but has not happened yet
     PARTIALLY_FILLED = "partially_filled"
+    PENDING_REPLACE = "pending_replace"
     PENDING_CANCEL = "pending_cancel"
+    # Done for the session: no more fills today, a final status may still follow.
     DONE_FOR_DAY = "done_for_day"
+    CALCULATED = "calculated"  # done for the day, settlement figures pending
+    # Final.
     FILLED = "filled"
     CANCELED = "canceled"
     EXPIRED = "expired"
     REJECTED = "rejected"
+    # Final for this order; another order took its place. This pipeline never replaces an
+    # order, so one of its own in this state was changed by someone else (`execute` stops).
+    REPLACED = "replaced"
 
     @property
     def is_final(self) -> bool:
-        return self in _FINAL_STATUSES
+        """Whether the order can no longer fill in its session."""
+        return self.rank >= _DONE_RANK
 
     @property
     def rank(self) -> int:
         return _RANK[self]
 
 
-_FINAL_STATUSES = frozenset(
-    {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED}
-)
+_DONE_RANK = 5
 _RANK = MappingProxyType(
     {
         OrderStatus.PENDING_NEW: 0,
         OrderStatus.ACCEPTED: 1,
+        OrderStatus.ACCEPTED_FOR_BIDDING: 1,
+        OrderStatus.PENDING_REVIEW: 1,
+        # A held or suspended order may go back to new: same rank, the fills decide.
         OrderStatus.NEW: 2,
+        OrderStatus.HELD: 2,
+        OrderStatus.SUSPENDED: 2,
+        OrderStatus.STOPPED: 2,
         OrderStatus.PARTIALLY_FILLED: 3,
+        OrderStatus.PENDING_REPLACE: 4,
         OrderStatus.PENDING_CANCEL: 4,
-        OrderStatus.DONE_FOR_DAY: 5,
+        OrderStatus.DONE_FOR_DAY: _DONE_RANK,
+        OrderStatus.CALCULATED: _DONE_RANK,
         OrderStatus.FILLED: 6,
         OrderStatus.CANCELED: 6,
         OrderStatus.EXPIRED: 6,
         OrderStatus.REJECTED: 6,
+        OrderStatus.REPLACED: 6,
     }
 )
 

@@ -187,6 +187,42 @@ def test_sigterm_while_an_order_is_working_stops_cleanly_and_exits_1(
     assert alert["session"] == SESSION and "tecl-20261124-sell-BIL-1" in alert["detail"]
 
 
+def test_an_order_in_a_status_alpaca_does_not_document_is_exit_3_in_one_line(
+    tmp_path,
+    simulator_process,
+):
+    """B3 from the command line: while the run waits for its BIL sell, the broker shows it in
+    a status nobody documents. The run stops at once (no TECL buy goes out), alerts, and says
+    in one line which order and which status; no traceback, no retry loop. Exit 3, not 1: an
+    order is out, so the session needs a person's attention."""
+    url = simulator_process
+    hold_bil(url)
+    sim_admin(url, "/_sim/fills", {"mode": "never"})
+    run = tecl_process(
+        ["run", "--session", SESSION], tmp_path, **_in(tmp_path, {"TECL_BROKER_URL": url})
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not run_submissions(url):
+            assert run.poll() is None, run.communicate()
+            assert time.monotonic() < deadline, "the run never sent its sell"
+            time.sleep(0.1)
+        sim_admin(url, "/_sim/orders/tecl-20261124-sell-BIL-1/status", {"status": "on_ice"})
+        stdout, stderr = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+
+    assert run.returncode == 3, stdout + stderr
+    line = one_line(stderr)
+    assert line.startswith("tecl: attention: session 2026-11-24 did not end clean")
+    assert "order tecl-20261124-sell-BIL-1 is in status 'on_ice'" in line
+    assert "not one of Alpaca's documented order statuses" in line
+    assert [s["side"] for s in run_submissions(url)] == ["sell"]
+    assert any("on_ice" in a["detail"] for a in alerts(tmp_path))
+
+
 # -- P1: usage errors -------------------------------------------------------------------------
 
 

@@ -4,9 +4,13 @@ reconciliation loop sees while an order is worked, and how cash and positions fo
 # The simulator fixtures are imported below; pytest injects them into tests by name.
 # ruff: noqa: F811
 
+import json
+import urllib.error
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
+import pytest
 from alpaca.trading.enums import OrderSide, OrderStatus, QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest
 
@@ -145,3 +149,50 @@ def test_partial_sells_credit_cash_per_chunk(simulator):
     client.get_order_by_id(sold.id)
     assert client.get_all_positions() == []
     assert SIM_SESSION.isoformat() in sim_state(simulator.url)["now"]
+
+
+def _status(simulator, client_order_id: str, status: object) -> Any:
+    return sim_admin(simulator.url, f"/_sim/orders/{client_order_id}/status", {"status": status})
+
+
+def test_a_market_event_moves_an_open_order_to_any_status_and_it_stops_filling(simulator):
+    """Alpaca's rarer statuses (held, suspended, done_for_day, ...) and one it does not
+    document reach alpaca-py as the broker sends them; an order moved out of new and
+    partially_filled fills no further, and can still be cancelled."""
+    fills(simulator, "partial", steps=4)
+    client = trading_client(simulator.url)
+    placed = buy(client, "TECL", 8, "event-1")
+    assert client.get_order_by_id(placed.id).filled_qty == "2"
+
+    answer = _status(simulator, "event-1", "held")
+    assert (answer["status"], answer["filled_qty"]) == ("held", "2")
+    seen = [client.get_order_by_id(placed.id) for _ in range(3)]
+    assert {(o.status, o.filled_qty) for o in seen} == {(OrderStatus.HELD, "2")}
+
+    _status(simulator, "event-1", "frozen_for_review")
+    listed = sim_state(simulator.url)["orders"]
+    assert [o["status"] for o in listed] == ["frozen_for_review"]
+    client.cancel_order_by_id(placed.id)
+    assert sim_state(simulator.url)["orders"][0]["status"] == "canceled"
+    assert client.get_open_position("TECL").qty == "2"
+
+
+def test_a_market_event_is_refused_for_a_fill_a_final_order_or_a_bad_status(simulator):
+    client = trading_client(simulator.url)
+    fills(simulator, "never")
+    buy(client, "TECL", 1, "event-open")
+    fills(simulator, "immediate")
+    buy(client, "TECL", 1, "event-filled")
+    refused = {
+        ("event-open", "filled"): "fills through /_sim/fills",
+        ("event-open", "Held!"): "not in the form of partially_filled",
+        ("event-open", None): 'order status needs {"status"',
+        ("event-filled", "held"): "order event-filled is already filled",
+        ("no-such-order", "held"): "no order with client order id 'no-such-order'",
+    }
+    for (client_order_id, status), reason in refused.items():
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            _status(simulator, client_order_id, status)
+        assert answer.value.code == 400
+        assert reason in json.loads(answer.value.read())["error"]
+    assert [o["status"] for o in sim_state(simulator.url)["orders"]] == ["new", "filled"]

@@ -131,6 +131,15 @@ def test_partial_fill_progress_survives_across_simulators(sim_calendar, book):
     )
 
 
+def test_a_status_a_market_event_set_is_shared_and_survives_a_new_simulator(sim_calendar, book):
+    first = make(sim_calendar, book)
+    first.set_fill_mode("never")
+    placed = submit(first, "held-1", "2")
+    first.set_order_status("held-1", "held")
+    assert make(sim_calendar, book).order(placed["id"])["status"] == "held"
+    assert on_disk(book)["orders"][0]["status"] == "held"
+
+
 def test_cancel_expiry_splits_assets_and_account_are_shared_but_not_clock_faults_or_fills(
     sim_calendar, book, seed
 ):
@@ -319,7 +328,9 @@ CORRUPTIONS = {
     "naive time": lambda data: _edit(
         data, lambda d: d["orders"][0].update(created_at="2026-11-24T15:45:00")
     ),
-    "unknown status": lambda data: _edit(data, lambda d: d["orders"][0].update(status="lost")),
+    "status not in wire form": lambda data: _edit(
+        data, lambda d: d["orders"][0].update(status="Filled!")
+    ),
     "unknown field": lambda data: _edit(data, lambda d: d.update(api_secret="x")),
     "gap in orders": lambda data: _edit(data, lambda d: d["orders"][0].update(seq=2)),
 }

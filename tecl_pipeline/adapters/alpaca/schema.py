@@ -15,8 +15,16 @@ from typing import Any, TypeVar
 from pydantic import AwareDatetime, BaseModel, TypeAdapter, ValidationError
 
 from tecl_pipeline.adapters.alpaca.errors import clip_message
-from tecl_pipeline.trading.errors import MalformedResponseError
-from tecl_pipeline.trading.models import Account, Asset, Clock, Order, OrderRequest, Position
+from tecl_pipeline.trading.errors import MalformedResponseError, OrderStateError
+from tecl_pipeline.trading.models import (
+    Account,
+    Asset,
+    Clock,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    Position,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -137,7 +145,18 @@ def order_from_alpaca(body: object, endpoint: str) -> Order:
         ("filled_avg_price", "updated_at"),
     )
     fields.setdefault("filled_avg_price", None)
+    status = fields["status"]
+    if isinstance(status, str) and status not in _STATUSES:
+        raise OrderStateError(
+            f"{endpoint}: order {clip_message(str(fields['client_order_id']))} is in status "
+            f"{clip_message(status)!r}, which is not one of Alpaca's documented order statuses; "
+            "stopping: no further order this session. Look at the order at the broker before "
+            "the next run"
+        )
     return validate(Order, fields, endpoint)
+
+
+_STATUSES = frozenset(status.value for status in OrderStatus)
 
 
 def check_symbol(symbol: str) -> str:
