@@ -48,6 +48,12 @@ def _parse_session(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
+def _per_minute(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of requests >= 0")
+    return int(text)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line and exit 64: argparse's own 2 would read as
     "refused to trade" to a scheduler."""
@@ -118,6 +124,14 @@ def _parser() -> argparse.ArgumentParser:
         default="basic",
         help="the market data subscription: basic (Alpaca's free plan: SIP data from the last "
         "15 minutes refused) or unlimited (default basic)",
+    )
+    sim.add_argument(
+        "--rate-limit",
+        type=_per_minute,
+        default=200,
+        metavar="N",
+        help="requests per minute and API key before 429, as Alpaca counts them (default 200, "
+        "Alpaca's; 0 = no limit)",
     )
     replay = commands.add_parser(
         "replay",
@@ -450,6 +464,7 @@ def _simulator(args: argparse.Namespace) -> int:
             now=now,
             data_plan=DataPlan(args.data_plan),
             account_kind=AccountKind(args.account),
+            rate_limit=args.rate_limit or None,
         )
     except (UnknownSessionError, ValueError) as exc:
         print(f"tecl simulator: {exc}", file=sys.stderr)

@@ -82,6 +82,9 @@ class World:
             CALENDAR,
             starting_cash=starting_cash,
             now=CALENDAR.decision_time(first_session),
+            # Hundreds of sessions a minute, each within Alpaca's budget of 200 requests:
+            # a minute's window would only slow the harness, never change a session.
+            rate_limit=None,
         )
         self.server = SimulatorServer(self.simulator).start()
         self._environ = dict(environ or {})

@@ -1,6 +1,6 @@
 """The simulator's own controls under /_sim/ (not Alpaca; JSON in and out, no auth), so tests
-and the soak can set the clock, faults, fills, splits, assets, account, credentials and the
-market data plan."""
+and the soak can set the clock, faults, fills, splits, assets, account, credentials, the
+market data plan, the rate limit and an order's status."""
 
 from __future__ import annotations
 
@@ -97,6 +97,10 @@ def handle(
                 trading_blocked=_bool(payload, "trading_blocked"),
                 kind=None if payload.get("kind") is None else _choice(payload, "kind", AccountKind),
             )
+        case "POST", ["rate-limit"]:
+            if "per_minute" not in payload:
+                raise AdminError(400, 'rate limit needs {"per_minute": <requests> or null}')
+            simulator.set_rate_limit(payload["per_minute"])
         case "POST", ["data-plan"]:
             simulator.set_data_plan(_choice(payload, "plan", DataPlan))
         case "POST", ["credentials"]:

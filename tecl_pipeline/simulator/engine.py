@@ -18,7 +18,7 @@ from __future__ import annotations
 import hmac
 import threading
 import time as wall
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -57,6 +57,14 @@ def _apply(record: object, **changes: object) -> None:
             setattr(record, name, value)
 
 
+def _rate_limit(per_minute: int | None) -> int | None:
+    if per_minute is not None and (
+        isinstance(per_minute, bool) or not isinstance(per_minute, int) or per_minute < 1
+    ):
+        raise ValueError(f"per_minute must be a whole number >= 1 or null, got {per_minute!r}")
+    return per_minute
+
+
 class BrokerSimulator:
     def __init__(
         self,
@@ -70,9 +78,13 @@ class BrokerSimulator:
         book_path: Path | None = None,
         data_plan: DataPlan = DataPlan.BASIC,
         account_kind: AccountKind = AccountKind.MARGIN,
+        rate_limit: int | None = RATE_LIMIT_PER_MINUTE,
+        wall_clock: Callable[[], float] = wall.time,
     ) -> None:
         """`data_plan`: the market data subscription, Alpaca's free Basic plan unless told.
         `account_kind`: margin unless told, as Alpaca's paper accounts are.
+        `rate_limit`: requests per wall-clock minute and API key, Alpaca's 200 unless told;
+        None serves every request. `wall_clock` (seconds since the epoch) times its windows.
         `book_path`: keep the account in this JSON file (created if missing, with a fresh
         account of `starting_cash`; loaded if present, its orders then advanced to `now`).
         A file that does not validate raises `persist.BookFileError` naming it."""
@@ -85,6 +97,8 @@ class BrokerSimulator:
         self._initial_credentials = (api_key, api_secret)
         self._initial_data_plan = DataPlan(data_plan)
         self._initial_account_kind = AccountKind(account_kind)
+        self._initial_rate_limit = _rate_limit(rate_limit)
+        self._wall_clock = wall_clock
         self._account_kind = self._initial_account_kind
         self._lock = threading.RLock()
         self._prices = PriceBook(market_data, calendar)
@@ -108,7 +122,9 @@ class BrokerSimulator:
         self._requests: dict[str, int] = {}
         self._faults = FaultPlan.empty()
         self._faults_injected: dict[str, int] = {}
-        self._window = (0, 0)  # (wall-clock minute, requests in it) for the rate-limit headers
+        self._rate_limit = self._initial_rate_limit
+        # Per API key: (wall-clock minute, requests in it), Alpaca's fixed one-minute window.
+        self._windows: dict[str, tuple[int, int]] = {}
 
     def _new_book(self, now: datetime) -> None:
         self._prices.reset()
@@ -332,6 +348,7 @@ class BrokerSimulator:
                 "currency": book.account.currency,
                 "trading_blocked": book.account.trading_blocked,
                 "data_plan": self._data_plan.value,
+                "rate_limit": self._rate_limit,
                 "account_kind": self._account_kind.value,
                 "positions": {
                     symbol: {"qty": wire.num(h.qty), "avg_entry_price": wire.num(h.avg_entry_price)}
@@ -370,28 +387,46 @@ class BrokerSimulator:
 
     # -- per request ------------------------------------------------------------------------------
 
-    def begin_request(self, endpoint: str) -> Fault | None:
-        """Count a broker request ("GET /v2/orders/{id}") and decide its fault, if any."""
+    def set_rate_limit(self, per_minute: int | None) -> None:
+        """Requests per minute and API key from now on (until `reset`); None: no limit."""
+        limit = _rate_limit(per_minute)
+        with self._lock:
+            self._rate_limit = limit
+
+    def begin_request(self, endpoint: str, key: str) -> Fault | None:
+        """Count a broker request ("GET /v2/orders/{id}") against `key`'s minute, and decide
+        its fault, if any. A request over the rate limit (`over_rate_limit`) draws none."""
         with self._lock:
             self._requests[endpoint] = self._requests.get(endpoint, 0) + 1
-            minute = int(wall.time() // 60)
-            count = self._window[1] + 1 if self._window[0] == minute else 1
-            self._window = (minute, count)
+            minute = int(self._wall_clock() // 60)
+            then, count = self._windows.get(key, (minute, 0))
+            self._windows[key] = (minute, count + 1 if then == minute else 1)
+            if self._over(key):
+                return None
             fault = self._faults.decide(endpoint)
             if fault is not None:
                 kind = fault.kind.value
                 self._faults_injected[kind] = self._faults_injected.get(kind, 0) + 1
             return fault
 
-    def rate_limit_headers(self, *, exhausted: bool = False) -> dict[str, str]:
-        # The simulator never throttles by itself (a 429 is a fault a test asks for), so it
-        # never reports an exhausted budget except with a 429.
+    def over_rate_limit(self, key: str) -> bool:
+        """Whether `key`'s last request went over its minute's budget: Alpaca answers 429."""
         with self._lock:
-            minute, count = self._window
-            remaining = 0 if exhausted else max(1, RATE_LIMIT_PER_MINUTE - count)
+            return self._over(key)
+
+    def _over(self, key: str) -> bool:
+        count = self._windows.get(key, (0, 0))[1]
+        return self._rate_limit is not None and count > self._rate_limit
+
+    def rate_limit_headers(self, key: str) -> dict[str, str]:
+        """Alpaca's X-RateLimit-* headers for `key`; Reset is the next window's start, in
+        seconds since the epoch. Without a limit, the budget shown is Alpaca's own."""
+        with self._lock:
+            minute, count = self._windows.get(key, (int(self._wall_clock() // 60), 0))
+            limit = self._rate_limit or RATE_LIMIT_PER_MINUTE
             return {
-                "X-RateLimit-Limit": str(RATE_LIMIT_PER_MINUTE),
-                "X-RateLimit-Remaining": str(remaining),
+                "X-RateLimit-Limit": str(limit),
+                "X-RateLimit-Remaining": str(max(0, limit - count)),
                 "X-RateLimit-Reset": str((minute + 1) * 60),
             }
 

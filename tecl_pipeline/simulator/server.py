@@ -24,7 +24,12 @@ from urllib.parse import parse_qs, urlsplit
 
 from tecl_pipeline.common.endpoints import is_loopback
 from tecl_pipeline.simulator import admin, wire
-from tecl_pipeline.simulator.engine import DEMO_API_KEY, DEMO_API_SECRET, BrokerSimulator
+from tecl_pipeline.simulator.engine import (
+    DEMO_API_KEY,
+    DEMO_API_SECRET,
+    RATE_LIMIT_PER_MINUTE,
+    BrokerSimulator,
+)
 from tecl_pipeline.simulator.faults import Fault, FaultKind, FaultPlanError
 from tecl_pipeline.simulator.model import AccountKind, DataPlan
 from tecl_pipeline.simulator.wire import (
@@ -218,13 +223,21 @@ class _Handler(BaseHTTPRequestHandler):
         simulator = self.server.simulator
         routed = _route(method, path)
         endpoint = routed[0] if routed else f"{method} {path}"
-        fault = simulator.begin_request(endpoint)
+        key = self._rate_key(path)
+        fault = simulator.begin_request(endpoint, key)
         payload: object = None
         if endpoint == "POST /v2/orders":
             try:
                 payload = json.loads(raw, parse_float=Decimal) if raw.strip() else None
             except ValueError:
                 payload = raw.decode(errors="replace")
+        if simulator.over_rate_limit(key):
+            # As Alpaca: not carried out, and no Retry-After; X-RateLimit-Reset says when.
+            if endpoint == "POST /v2/orders":
+                simulator.record_unprocessed_submission(payload, "rate_limited", 429)
+            body = {"code": RATE_LIMITED, "message": "too many requests"}
+            self._send_json(429, body, simulator.rate_limit_headers(key))
+            return
         if fault is not None and fault.kind is FaultKind.LATENCY:
             self._sleep(fault.delay)
         elif fault is not None and not fault.kind.performs_request:
@@ -232,10 +245,10 @@ class _Handler(BaseHTTPRequestHandler):
                 simulator.record_unprocessed_submission(
                     payload, fault.kind.value, fault.status or 0
                 )
-            self._send_fault(fault)
+            self._send_fault(fault, simulator.rate_limit_headers(key))
             return
         status, body = self._answer(simulator, routed, endpoint, query, payload, fault)
-        headers = simulator.rate_limit_headers()
+        headers = simulator.rate_limit_headers(key)
         if fault is not None and fault.kind is FaultKind.DROP_RESPONSE:
             self._hang_up()
             return
@@ -274,8 +287,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _sleep(self, seconds: float) -> None:
         self.server.stopping.wait(seconds)
 
-    def _send_fault(self, fault: Fault) -> None:
-        simulator = self.server.simulator
+    def _rate_key(self, path: str) -> str:
+        """Whose budget a request spends: its API key's, one for trading and one for market
+        data, as Alpaca counts them."""
+        api = "data" if path.startswith("/v2/stocks") else "trading"
+        return f"{api}:{self.headers.get('APCA-API-KEY-ID') or ''}"
+
+    def _send_fault(self, fault: Fault, limits: Mapping[str, str]) -> None:
         retry = {"Retry-After": str(fault.retry_after)}
         status = fault.status or 500
         match fault.kind:
@@ -284,27 +302,27 @@ class _Handler(BaseHTTPRequestHandler):
                 self._sleep(fault.delay)
                 self._hang_up()
             case FaultKind.RATE_LIMIT:
-                headers = {**simulator.rate_limit_headers(exhausted=True), **retry}
+                headers = {**limits, "X-RateLimit-Remaining": "0", **retry}
                 self._send_json(
                     status, {"code": RATE_LIMITED, "message": "too many requests"}, headers
                 )
             case FaultKind.SERVER_ERROR:
                 body = {"code": INTERNAL, "message": "internal server error occurred"}
-                self._send_json(status, body, simulator.rate_limit_headers())
+                self._send_json(status, body, limits)
             case FaultKind.MAINTENANCE:
                 body = {
                     "code": UNAVAILABLE,
                     "message": "service unavailable: scheduled maintenance",
                 }
-                self._send_json(status, body, {**simulator.rate_limit_headers(), **retry})
+                self._send_json(status, body, {**limits, **retry})
             case FaultKind.BAD_GATEWAY_HTML:
-                self._send(status, _GATEWAY_HTML, "text/html", simulator.rate_limit_headers())
+                self._send(status, _GATEWAY_HTML, "text/html", limits)
             case FaultKind.ERROR_BODY:
                 body = {"code": INTERNAL, "message": "internal error"}
-                self._send_json(status, body, simulator.rate_limit_headers())
+                self._send_json(status, body, limits)
             case FaultKind.UNAUTHORIZED:
                 body = {"code": UNAUTHORIZED, "message": "request is not authorized"}
-                self._send_json(status, body, simulator.rate_limit_headers())
+                self._send_json(status, body, limits)
             case _:
                 raise AssertionError(f"fault {fault.kind} performs the request")
 
@@ -418,6 +436,7 @@ def serve(
     book_path: Path | None = None,
     data_plan: DataPlan = DataPlan.BASIC,
     account_kind: AccountKind = AccountKind.MARGIN,
+    rate_limit: int | None = RATE_LIMIT_PER_MINUTE,
 ) -> None:
     """`tecl simulator`: serve demo data (or CSV replay from `data_dir`) until Ctrl-C.
 
@@ -455,6 +474,7 @@ def serve(
         book_path=book_path,
         data_plan=data_plan,
         account_kind=account_kind,
+        rate_limit=rate_limit,
     )
     server = SimulatorServer(simulator, host, port)
     clock = simulator.clock()
@@ -463,6 +483,8 @@ def serve(
     state = "open" if clock["is_open"] else "closed"
     print(f"  simulated clock: {clock['timestamp']} (market {state})", flush=True)
     print(f"  account: {account_kind.value}", flush=True)
+    limit = "none" if rate_limit is None else f"{rate_limit} requests a minute per API key"
+    print(f"  rate limit: {limit}", flush=True)
     if book_path is not None:
         print(f"  account book: {book_path}", flush=True)
     print(

@@ -7,6 +7,7 @@ import pytest
 
 from tecl_pipeline.app.cli import _parser
 from tecl_pipeline.simulator import AccountKind, DataPlan
+from tecl_pipeline.simulator.engine import RATE_LIMIT_PER_MINUTE
 from tecl_pipeline.state.journal.local import LocalJournal
 from tecl_pipeline_tests.app.cli_helpers import REAL_LAST_SESSION, tecl
 
@@ -120,3 +121,15 @@ def test_the_simulators_modes_on_the_command_line_are_the_simulators_own():
         assert (AccountKind(args.account), DataPlan(args.data_plan)) == (kind, plan)
     with pytest.raises(SystemExit):
         _parser().parse_args(["simulator", "--account", "pdt-ish"])
+
+
+def test_the_simulators_rate_limit_is_alpacas_unless_told(capsys):
+    """200 requests a minute per key by default, a whole number to change it, 0 for none."""
+    assert _parser().parse_args(["simulator"]).rate_limit == RATE_LIMIT_PER_MINUTE == 200
+    assert _parser().parse_args(["simulator", "--rate-limit", "50"]).rate_limit == 50
+    assert _parser().parse_args(["simulator", "--rate-limit", "0"]).rate_limit == 0
+    for bad in ("-1", "2.5", "lots"):
+        with pytest.raises(SystemExit) as usage:
+            _parser().parse_args(["simulator", "--rate-limit", bad])
+        assert usage.value.code == 64
+        assert f"{bad!r} is not a whole number of requests >= 0" in capsys.readouterr().err

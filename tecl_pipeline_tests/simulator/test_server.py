@@ -296,9 +296,10 @@ def test_serve_prints_the_url_and_key_and_stops_on_ctrl_c():
         first = process.stdout.readline()
         assert "listening on http://127.0.0.1:" in first, process.stderr.read()
         url = first.rsplit(" ", 1)[1].strip()
-        lines = [process.stdout.readline() for _ in range(4)]
+        lines = [process.stdout.readline() for _ in range(5)]
         printed = first + "".join(lines)
         assert "DEMO DATA" in printed and "ALPACA_API_KEY=sim-key" in printed
+        assert "rate limit: 200 requests a minute per API key" in printed
         assert "2026-11-24T15:45:00-05:00" in printed
         assert trading_client(url).get_clock().is_open is True
         process.send_signal(signal.SIGINT)

@@ -8,7 +8,9 @@ never reaches an error.
 """
 
 import json
+import math
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -96,6 +98,18 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, seconds)
 
 
+def parse_rate_limit_reset(value: str | None, now: float | None = None) -> float | None:
+    """Seconds until an X-RateLimit-Reset (seconds since the epoch, when the window's budget
+    is back); None if absent or not a number."""
+    try:
+        reset = float(value) if value is not None else math.nan
+    except ValueError:
+        return None
+    if not math.isfinite(reset):
+        return None
+    return max(0.0, reset - (time.time() if now is None else now))
+
+
 def read_error_body(exc: APIError, redactor: Redactor | None = None) -> ErrorBody:
     """Status, Alpaca error code, message and Retry-After of an APIError.
 
@@ -124,11 +138,15 @@ def read_error_body(exc: APIError, redactor: Redactor | None = None) -> ErrorBod
         message = f"non-JSON body: {clip_message(stripped, redactor)}"
     else:
         message = "empty body"
+    retry_after = parse_retry_after(headers.get("Retry-After"))
+    if retry_after is None and status == 429:
+        # Alpaca sends no Retry-After with its 429; its window's reset says when to come back.
+        retry_after = parse_rate_limit_reset(headers.get("X-RateLimit-Reset"))
     return ErrorBody(
         status=status,
         code=code,
         message=clip_message(message, redactor),
-        retry_after=parse_retry_after(headers.get("Retry-After")),
+        retry_after=retry_after,
     )
 
 
@@ -144,7 +162,8 @@ def translate_api_error(
 
     | status              | error                                                       |
     | ------------------- | ----------------------------------------------------------- |
-    | 429                 | RateLimitedError(retry_after=Retry-After)         retried   |
+    | 429                 | RateLimitedError(retry_after=Retry-After, else    retried   |
+    |                     | until X-RateLimit-Reset)                                    |
     | 5xx                 | BrokerUnavailableError(retry_after=Retry-After)   retried   |
     | 401                 | AuthError                          refresh once, then stop  |
     | 403 subscription    | DataEntitlementError (a refusal: the data plan lacks the    |
