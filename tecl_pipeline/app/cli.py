@@ -126,6 +126,14 @@ def _parser() -> argparse.ArgumentParser:
         "15 minutes refused) or unlimited (default basic)",
     )
     sim.add_argument(
+        "--fills",
+        choices=("async", "instant"),
+        default="async",
+        help="how orders fill: async (as Alpaca: accepted with nothing filled, filled over the "
+        "next reads, sometimes in parts; cancels pass through pending_cancel) or instant "
+        "(filled in the POST) (default async)",
+    )
+    sim.add_argument(
         "--rate-limit",
         type=_per_minute,
         default=200,
@@ -451,7 +459,7 @@ def _backfill(start: date, end: date, home: Path, *, verbose: bool = False) -> i
 def _simulator(args: argparse.Namespace) -> int:
     from tecl_pipeline.core.calendar import TradingCalendar
     from tecl_pipeline.core.errors import UnknownSessionError
-    from tecl_pipeline.simulator.model import AccountKind, DataPlan
+    from tecl_pipeline.simulator.model import AccountKind, DataPlan, FillMode
     from tecl_pipeline.simulator.server import serve
 
     try:
@@ -465,6 +473,7 @@ def _simulator(args: argparse.Namespace) -> int:
             data_plan=DataPlan(args.data_plan),
             account_kind=AccountKind(args.account),
             rate_limit=args.rate_limit or None,
+            fills=FillMode.ASYNC if args.fills == "async" else FillMode.IMMEDIATE,
         )
     except (UnknownSessionError, ValueError) as exc:
         print(f"tecl simulator: {exc}", file=sys.stderr)

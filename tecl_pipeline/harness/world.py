@@ -18,7 +18,7 @@ from tecl_pipeline.config.settings import Settings
 from tecl_pipeline.defs.partitions import CALENDAR
 from tecl_pipeline.defs.run_report import EXIT_OK
 from tecl_pipeline.marketdata.csv_source import CsvMarketData
-from tecl_pipeline.simulator import BrokerSimulator, SimulatorServer
+from tecl_pipeline.simulator import BrokerSimulator, FillMode, SimulatorServer
 from tecl_pipeline.state.journal.records import SessionRecord
 
 if TYPE_CHECKING:
@@ -85,6 +85,9 @@ class World:
             # Hundreds of sessions a minute, each within Alpaca's budget of 200 requests:
             # a minute's window would only slow the harness, never change a session.
             rate_limit=None,
+            # Fills at the session's close in the POST: the soak injects its own partial and
+            # late fills, and the replay is about the decisions, not the order's life.
+            fills=FillMode.IMMEDIATE,
         )
         self.server = SimulatorServer(self.simulator).start()
         self._environ = dict(environ or {})

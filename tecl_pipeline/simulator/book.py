@@ -2,16 +2,18 @@
 move through their life on the simulated clock. Not thread-safe; `BrokerSimulator` holds the
 lock.
 
-Rules follow Alpaca: orders sent while the market is closed wait as "accepted" until the
-clock reaches their session's open; DAY orders still open at their session's close expire;
-`filled_qty` is cumulative; buying power is what open buys do not already need of the cash
-(a cash account) or of twice the excess equity (a margin account, where a buy may borrow and
-cash go negative); a sell may not exceed the quantity not already held for other sells (no
-shorting).
+Rules follow Alpaca: an order is "accepted" when sent and fills later (`FillMode.ASYNC`, the
+default; a cancel reads "pending_cancel" before it takes); orders sent while the market is
+closed wait as "accepted" until the clock reaches their session's open; DAY orders still open
+at their session's close expire; `filled_qty` is cumulative; buying power is what open buys do
+not already need of the cash (a cash account) or of twice the excess equity (a margin account,
+where a buy may borrow and cash go negative); a sell may not exceed the quantity not already
+held for other sells (no shorting).
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -28,6 +30,7 @@ from tecl_pipeline.simulator.model import (
     FILLED,
     NEW,
     PARTIALLY_FILLED,
+    PENDING_CANCEL,
     STATUS_FORM,
     TIME_IN_FORCE,
     ZERO,
@@ -243,7 +246,7 @@ class Book:
             raise _not_found("order not found")
         if not order.is_open:
             raise ApiError(422, UNPROCESSABLE, f'order is already in "{order.status}" state')
-        self._cancel(order, self.now)
+        self._request_cancel(order)
 
     def set_status(self, client_order_id: str, status: str) -> SimOrder:
         """A market event: the open order moves to `status`, any string, as a broker's may
@@ -271,9 +274,17 @@ class Book:
         result = []
         for order in self.orders:
             if order.is_open:
-                self._cancel(order, self.now)
+                self._request_cancel(order)
                 result.append({"id": order.id, "status": 200, "body": self.order_json(order)})
         return result
+
+    def _request_cancel(self, order: SimOrder) -> None:
+        """DELETE: at once, or (ASYNC, as Alpaca) `pending_cancel` until the order's next read."""
+        if order.plan.mode is FillMode.ASYNC:
+            order.status = PENDING_CANCEL
+            order.updated_at = self.now
+        else:
+            self._cancel(order, self.now)
 
     def record_submission(
         self,
@@ -341,7 +352,8 @@ class Book:
             side=side,
             qty=qty,
             time_in_force=tif,
-            status=NEW if open_now else ACCEPTED,
+            # Alpaca answers a POST with `accepted`; the order turns `new` once routed.
+            status=NEW if open_now and self.fill_plan.mode is not FillMode.ASYNC else ACCEPTED,
             plan=self.fill_plan,
             session=market.working_session(self._calendar, self.now),
             created_at=self.now,
@@ -382,7 +394,9 @@ class Book:
             if order.plan.mode is FillMode.IMMEDIATE:
                 self._fill(order, order.qty, min(now, calendar.close_time(order.session)))
         close = calendar.close_time(order.session)
-        if order.is_open and close <= now:
+        if order.status == PENDING_CANCEL and close <= now:
+            self._cancel(order, close)
+        elif order.is_open and close <= now:
             if order.expires_with_session:
                 order.status = EXPIRED
                 order.expired_at = close
@@ -391,15 +405,29 @@ class Book:
                 order.session = market.working_session(calendar, now)
 
     def _observe(self, order: SimOrder) -> None:
-        """A read of an order: in partial and delayed modes, reads are what move it on."""
-        if order.status not in (NEW, PARTIALLY_FILLED):
+        """A read of an order: in async, partial and delayed modes, reads are what move it on."""
+        if order.status == PENDING_CANCEL:
+            order.cancel_reads += 1
+            if order.cancel_reads > 1:
+                self._cancel(order, self.now)
             return
         in_session = self._calendar.session_for(self.now) == order.session
         if not (in_session and market.is_open(self._calendar, self.now)):
             return
-        order.reads += 1
         plan = order.plan
-        if plan.mode is FillMode.PARTIAL:
+        if order.status == ACCEPTED and plan.mode is FillMode.ASYNC:
+            order.status = NEW
+            order.updated_at = self.now
+            return
+        if order.status not in (NEW, PARTIALLY_FILLED):
+            return
+        order.reads += 1
+        if plan.mode is FillMode.ASYNC:
+            delay, parts = _async_fill(order.client_order_id, plan)
+            if order.reads <= delay:
+                return
+            target = _partial_target(order.qty, order.reads - delay, parts)
+        elif plan.mode is FillMode.PARTIAL:
             target = _partial_target(order.qty, order.reads, plan.steps)
         elif plan.mode is FillMode.NEVER or (
             plan.mode is FillMode.DELAYED and order.reads <= plan.delay_polls
@@ -554,6 +582,14 @@ def _parse_order(payload: object) -> _OrderRequest:
     ):
         raise invalid("client_order_id must be a string of at most 128 characters")
     return _OrderRequest(symbol, side, qty, tif, client_order_id or None)
+
+
+def _async_fill(client_order_id: str, plan: FillPlan) -> tuple[int, int]:
+    """An ASYNC order's reads before its first fill (0 to `plan.delay_polls`) and its parts
+    (1 to `plan.steps`), drawn from its client order id: the same order fills the same way
+    in every run."""
+    draw = random.Random(f"async-fill/{client_order_id}")
+    return draw.randint(0, plan.delay_polls), draw.randint(1, plan.steps)
 
 
 def _partial_target(qty: Decimal, reads: int, steps: int) -> Decimal:

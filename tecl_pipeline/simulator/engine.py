@@ -80,9 +80,12 @@ class BrokerSimulator:
         account_kind: AccountKind = AccountKind.MARGIN,
         rate_limit: int | None = RATE_LIMIT_PER_MINUTE,
         wall_clock: Callable[[], float] = wall.time,
+        fills: FillMode = FillMode.ASYNC,
     ) -> None:
         """`data_plan`: the market data subscription, Alpaca's free Basic plan unless told.
         `account_kind`: margin unless told, as Alpaca's paper accounts are.
+        `fills`: how orders fill until `set_fill_mode` says otherwise (`FillMode`), Alpaca's
+        way (ASYNC) unless told.
         `rate_limit`: requests per wall-clock minute and API key, Alpaca's 200 unless told;
         None serves every request. `wall_clock` (seconds since the epoch) times its windows.
         `book_path`: keep the account in this JSON file (created if missing, with a fresh
@@ -98,6 +101,7 @@ class BrokerSimulator:
         self._initial_data_plan = DataPlan(data_plan)
         self._initial_account_kind = AccountKind(account_kind)
         self._initial_rate_limit = _rate_limit(rate_limit)
+        self._initial_fills = FillMode(fills)
         self._wall_clock = wall_clock
         self._account_kind = self._initial_account_kind
         self._lock = threading.RLock()
@@ -136,6 +140,7 @@ class BrokerSimulator:
             symbols=SYMBOLS,
         )
         self._book.account_kind = self._account_kind
+        self._book.fill_plan = FillPlan(mode=self._initial_fills)
 
     # -- persistence (callers hold self._lock) --------------------------------------------------
 
@@ -257,8 +262,9 @@ class BrokerSimulator:
     def set_fill_mode(
         self, mode: FillMode | str, *, steps: int | None = None, delay_polls: int | None = None
     ) -> None:
-        """How orders submitted from now on fill: "immediate" (at submit), "partial" (one of
-        `steps` chunks per read of the order), "delayed" (after `delay_polls` reads), "never"."""
+        """How orders submitted from now on fill (until `reset`): "async" (Alpaca's way, see
+        `FillMode`), "immediate" (at submit), "partial" (one of `steps` chunks per read of the
+        order), "delayed" (after `delay_polls` reads), "never"."""
         default = FillPlan()
         plan = FillPlan(
             mode=FillMode(mode),

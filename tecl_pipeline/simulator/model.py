@@ -24,6 +24,7 @@ NEW = "new"
 PARTIALLY_FILLED = "partially_filled"
 FILLED = "filled"
 CANCELED = "canceled"
+PENDING_CANCEL = "pending_cancel"
 EXPIRED = "expired"
 REJECTED = "rejected"
 REPLACED = "replaced"
@@ -43,6 +44,14 @@ def stable_id(kind: str, key: str | int) -> str:
 
 
 class FillMode(StrEnum):
+    """How orders fill. ASYNC is Alpaca's way, and the default: the POST answers `accepted`
+    with nothing filled, the order turns `new` when it is next read, then fills over the
+    following reads after a delay and sometimes in parts (both drawn per order, seeded by
+    its client order id), and a cancel passes through `pending_cancel`. IMMEDIATE fills in
+    the POST and cancels at once: the kind behaviour, for the soak and the replay. PARTIAL,
+    DELAYED and NEVER are what a test asks for."""
+
+    ASYNC = "async"
     IMMEDIATE = "immediate"
     PARTIAL = "partial"
     DELAYED = "delayed"
@@ -76,8 +85,10 @@ class FillPlan:
     """How orders submitted from now on fill; each order keeps the plan it was submitted under,
     so that changing the mode mid-test never rewrites orders already in flight."""
 
-    mode: FillMode = FillMode.IMMEDIATE
+    mode: FillMode = FillMode.ASYNC
+    # PARTIAL: the parts; ASYNC: at most this many parts.
     steps: int = 2
+    # DELAYED: the reads before the fill; ASYNC: at most this many.
     delay_polls: int = 1
 
     def __post_init__(self) -> None:
@@ -113,6 +124,9 @@ class SimOrder:
     canceled_at: datetime | None = None
     expired_at: datetime | None = None
     reads: int = 0
+    # Reads that have seen it pending_cancel: Alpaca shows a cancel in progress before it
+    # takes, so the first read after a DELETE still answers pending_cancel.
+    cancel_reads: int = 0
 
     @property
     def is_open(self) -> bool:

@@ -131,6 +131,7 @@ def _order_json(order: SimOrder) -> dict[str, Any]:
         "canceled_at": _time(order.canceled_at),
         "expired_at": _time(order.expired_at),
         "reads": order.reads,
+        "cancel_reads": order.cancel_reads,
     }
 
 
@@ -227,7 +228,7 @@ class _Position(_Model):
 
 
 class _FillPlan(_Model):
-    mode: Literal["immediate", "partial", "delayed", "never"]
+    mode: Literal["async", "immediate", "partial", "delayed", "never"]
     steps: int
     delay_polls: int
 
@@ -251,6 +252,7 @@ class _Order(_Model):
     canceled_at: _Time | None
     expired_at: _Time | None
     reads: int
+    cancel_reads: int = 0  # absent from books written before cancels took a read
 
 
 class _Submission(_Model):

@@ -31,7 +31,7 @@ from tecl_pipeline.simulator.engine import (
     BrokerSimulator,
 )
 from tecl_pipeline.simulator.faults import Fault, FaultKind, FaultPlanError
-from tecl_pipeline.simulator.model import AccountKind, DataPlan
+from tecl_pipeline.simulator.model import AccountKind, DataPlan, FillMode
 from tecl_pipeline.simulator.wire import (
     BAD_REQUEST,
     INTERNAL,
@@ -437,6 +437,7 @@ def serve(
     data_plan: DataPlan = DataPlan.BASIC,
     account_kind: AccountKind = AccountKind.MARGIN,
     rate_limit: int | None = RATE_LIMIT_PER_MINUTE,
+    fills: FillMode = FillMode.ASYNC,
 ) -> None:
     """`tecl simulator`: serve demo data (or CSV replay from `data_dir`) until Ctrl-C.
 
@@ -475,6 +476,7 @@ def serve(
         data_plan=data_plan,
         account_kind=account_kind,
         rate_limit=rate_limit,
+        fills=fills,
     )
     server = SimulatorServer(simulator, host, port)
     clock = simulator.clock()
@@ -485,6 +487,7 @@ def serve(
     print(f"  account: {account_kind.value}", flush=True)
     limit = "none" if rate_limit is None else f"{rate_limit} requests a minute per API key"
     print(f"  rate limit: {limit}", flush=True)
+    print(f"  fills: {fills.value}", flush=True)
     if book_path is not None:
         print(f"  account book: {book_path}", flush=True)
     print(

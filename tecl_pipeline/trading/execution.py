@@ -103,6 +103,10 @@ class ExecutionPolicy:
     # what is left, and how often it asks; the whole execution never runs past `deadline`.
     fill_timeout: float = 120.0
     poll_interval: float = 1.0
+    # The first look at orders just sent or cancelled comes this soon; each next wait
+    # doubles, up to `poll_interval`: a market order usually fills within a moment, and one
+    # that does not is asked about no more often than the rate limit can bear.
+    first_poll: float = 0.05
     deadline: float = 600.0
     # A run may start this long before the session's decision time (a late scheduler tick
     # is fine until the close; an early one would trade on a stale intraday price).
@@ -428,10 +432,13 @@ class _OrderTracker:
     def _wait(self, pending: list[str], end: float) -> list[str]:
         """Poll `pending` until each is final, time reaches `end` or a stop is asked; those
         still working."""
+        wait = min(self._policy.first_poll, self._policy.poll_interval)
         while pending := [i for i in pending if not self.orders[i].status.is_final]:
-            if self._pacing.stop_requested() or self._pacing.monotonic() >= end:
+            now = self._pacing.monotonic()
+            if self._pacing.stop_requested() or now >= end:
                 break
-            self._pacing.sleep(self._policy.poll_interval)
+            self._pacing.sleep(min(wait, end - now))
+            wait = min(wait * 2, self._policy.poll_interval)
             self._refresh(pending)
         return pending
 

@@ -26,7 +26,7 @@ from tecl_pipeline.core.calendar import TradingCalendar
 from tecl_pipeline.definitions import build_definitions
 from tecl_pipeline.defs.run_report import EXIT_NOT_CLEAN, explain_result
 from tecl_pipeline.marketdata.demo import DemoMarketData
-from tecl_pipeline.simulator import BrokerSimulator, SimulatorServer, persist
+from tecl_pipeline.simulator import BrokerSimulator, FillMode, SimulatorServer, persist
 from tecl_pipeline.simulator.engine import DEMO_API_KEY, DEMO_API_SECRET
 from tecl_pipeline_tests.simulator.simulator_fixtures import market_order, trading_client
 
@@ -83,10 +83,15 @@ def full_disk(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., FullDis
 
 
 def _simulator(book: Path) -> BrokerSimulator:
+    """A simulator on `book` that fills in the POST: what it places is held at once."""
     calendar = TradingCalendar()
     moment = calendar.decision_time(SESSION)
     return BrokerSimulator(
-        DemoMarketData(calendar, now=lambda: moment), calendar, now=moment, book_path=book
+        DemoMarketData(calendar, now=lambda: moment),
+        calendar,
+        now=moment,
+        book_path=book,
+        fills=FillMode.IMMEDIATE,
     )
 
 

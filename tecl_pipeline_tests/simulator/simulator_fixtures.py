@@ -53,7 +53,7 @@ from alpaca.trading.requests import (
 
 from tecl_pipeline.core.calendar import TradingCalendar
 from tecl_pipeline.marketdata.demo import DemoMarketData
-from tecl_pipeline.simulator import BrokerSimulator, SimulatorServer
+from tecl_pipeline.simulator import BrokerSimulator, FillMode, SimulatorServer
 
 SIM_SESSION = date(2026, 11, 24)
 SIM_KEY = "sim-key"
@@ -248,10 +248,18 @@ def sim_calendar() -> TradingCalendar:
 
 
 @pytest.fixture
-def simulator(sim_calendar: TradingCalendar) -> Iterator[SimulatorServer]:
+def simulator(
+    sim_calendar: TradingCalendar, request: pytest.FixtureRequest
+) -> Iterator[SimulatorServer]:
+    """The simulator at SIM_SESSION's decision time, filling as Alpaca does (async), unless
+    the test is marked `instant_fills`."""
     now = sim_calendar.decision_time(SIM_SESSION)
     market_data = DemoMarketData(sim_calendar, now=lambda: now)
-    with SimulatorServer(BrokerSimulator(market_data, sim_calendar, now=now)).start() as server:
+    instant = request.node.get_closest_marker("instant_fills") is not None
+    engine = BrokerSimulator(
+        market_data, sim_calendar, now=now, fills=FillMode.IMMEDIATE if instant else FillMode.ASYNC
+    )
+    with SimulatorServer(engine).start() as server:
         yield server
 
 
@@ -289,8 +297,10 @@ def simulator_process(tmp_path: Path) -> Iterator[str]:
 
 
 def hold_bil(url: str) -> None:
-    """The account holds BIL before the session, so its TECL target needs a sell, then a buy."""
-    trading_client(url).submit_order(
+    """The account holds BIL before the session, so its TECL target needs a sell, then a buy.
+    The buy is read until it has filled, as a person watching it would."""
+    client = trading_client(url)
+    client.submit_order(
         MarketOrderRequest(
             symbol="BIL",
             qty=100,
@@ -299,3 +309,7 @@ def hold_bil(url: str) -> None:
             client_order_id="manual-bil-1",
         )
     )
+    for _ in range(10):
+        if client.get_order_by_client_id("manual-bil-1").status == "filled":
+            return
+    raise AssertionError("the simulator never filled manual-bil-1")

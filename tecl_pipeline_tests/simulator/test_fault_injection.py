@@ -33,6 +33,11 @@ from tecl_pipeline_tests.simulator.simulator_fixtures import (  # noqa: F401 (fi
     trading_client,
 )
 
+# These tests are about faults on the wire, not an order's life:
+# orders fill in the POST here.
+pytestmark = pytest.mark.instant_fills
+
+
 CLIENT_TIMEOUT = 1.5
 STALL = 4.0
 SUBMIT = "POST /v2/orders"

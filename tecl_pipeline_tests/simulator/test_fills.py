@@ -138,6 +138,7 @@ def test_a_queued_order_works_in_partial_mode_once_the_session_opens(simulator):
 
 def test_partial_sells_credit_cash_per_chunk(simulator):
     client = trading_client(simulator.url)
+    fills(simulator, "immediate")
     buy(client, "SPY", 4, "sell-setup")
     cash_after_buy = amount(client.get_account().cash)
     price = simulator.simulator.price("SPY")
@@ -196,3 +197,77 @@ def test_a_market_event_is_refused_for_a_fill_a_final_order_or_a_bad_status(simu
         assert answer.value.code == 400
         assert reason in json.loads(answer.value.read())["error"]
     assert [o["status"] for o in sim_state(simulator.url)["orders"]] == ["new", "filled"]
+
+
+# -- async: Alpaca's way, and the default ----------------------------------------------------------
+
+
+def _life(client, placed) -> list[tuple[OrderStatus, str]]:
+    """(status, filled_qty) at each read until the order is final (at most 10 reads)."""
+    seen = []
+    for _ in range(10):
+        current = client.get_order_by_id(placed.id)
+        seen.append((current.status, current.filled_qty))
+        if current.status in (OrderStatus.FILLED, OrderStatus.CANCELED):
+            break
+    return seen
+
+
+def test_an_order_is_accepted_with_nothing_filled_then_turns_new_then_fills(simulator):
+    """B5/T6 as Alpaca does it: the POST's answer is `accepted` and nothing is filled; the
+    first read finds it `new`; fills arrive over the next reads, the cumulative quantity
+    only growing, and the position and cash follow each fill, never the order as a whole."""
+    client = trading_client(simulator.url)
+    placed = buy(client, "TECL", 10, "async-1")
+    assert (placed.status, placed.filled_qty, placed.filled_avg_price) == (
+        OrderStatus.ACCEPTED,
+        "0",
+        None,
+    )
+    assert client.get_all_positions() == []
+
+    life = _life(client, placed)
+
+    assert life[0] == (OrderStatus.NEW, "0")
+    assert life[-1] == (OrderStatus.FILLED, "10")
+    filled = [Decimal(qty) for _, qty in life]
+    assert filled == sorted(filled)
+    assert client.get_open_position("TECL").qty == "10"
+
+
+def test_an_orders_way_to_its_fill_depends_only_on_its_client_order_id(simulator):
+    """Seeded by the client order id: the same order fills the same way on a fresh account,
+    and across ids the delays and the parts vary (some fill in one part, some in two)."""
+    client = trading_client(simulator.url)
+    lives = {cid: _life(client, buy(client, "SPY", 4, cid)) for cid in ("a-1", "a-2", "a-3", "a-4")}
+    sim_admin(simulator.url, "/_sim/reset")
+    again = _life(client, buy(client, "SPY", 4, "a-3"))
+
+    assert again == lives["a-3"]
+    assert len({len(life) for life in lives.values()}) > 1, lives
+    assert any((OrderStatus.PARTIALLY_FILLED, "2") in life for life in lives.values()), lives
+
+
+def test_a_cancel_passes_through_pending_cancel(simulator):
+    """DELETE is answered at once; the order reads pending_cancel, then canceled, keeping
+    what had filled."""
+    client = trading_client(simulator.url)
+    placed = buy(client, "TECL", 10, "async-cancel")
+    client.get_order_by_id(placed.id)  # new
+
+    client.cancel_order_by_id(placed.id)
+
+    statuses = [client.get_order_by_id(placed.id).status for _ in range(3)]
+    assert statuses == [OrderStatus.PENDING_CANCEL, OrderStatus.CANCELED, OrderStatus.CANCELED]
+
+
+def test_a_cancel_still_pending_at_the_close_ends_canceled_not_expired(simulator):
+    client = trading_client(simulator.url)
+    placed = buy(client, "TECL", 10, "async-late-cancel")
+    client.cancel_order_by_id(placed.id)
+
+    set_sim_clock(simulator.url, datetime(2026, 11, 24, 16, 5, tzinfo=EXCHANGE_TZ))
+
+    closed = client.get_order_by_id(placed.id)
+    assert closed.status is OrderStatus.CANCELED
+    assert closed.canceled_at == datetime(2026, 11, 24, 16, tzinfo=EXCHANGE_TZ)

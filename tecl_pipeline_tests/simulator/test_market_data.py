@@ -33,6 +33,11 @@ from tecl_pipeline_tests.simulator.simulator_fixtures import (  # noqa: F401 (fi
     trading_client,
 )
 
+# These tests are about market data, not an order's life:
+# orders fill in the POST here.
+pytestmark = pytest.mark.instant_fills
+
+
 HEADERS = {"APCA-API-KEY-ID": "sim-key", "APCA-API-SECRET-KEY": "sim-secret"}
 
 

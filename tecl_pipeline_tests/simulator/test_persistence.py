@@ -22,7 +22,7 @@ from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
 
 from tecl_pipeline.core.calendar import EXCHANGE_TZ
 from tecl_pipeline.marketdata.demo import DemoMarketData
-from tecl_pipeline.simulator import BookFileError, BrokerSimulator, SimulatorServer
+from tecl_pipeline.simulator import BookFileError, BrokerSimulator, FillMode, SimulatorServer
 from tecl_pipeline.simulator.wire import ApiError
 from tecl_pipeline_tests.simulator.simulator_fixtures import (  # noqa: F401 (fixtures)
     SIM_SESSION,
@@ -37,8 +37,11 @@ NEXT_SESSION = date(2026, 11, 25)
 
 
 def make(calendar, book: Path | None, *, now: datetime | None = None, **kwargs) -> BrokerSimulator:
+    """A simulator on `book`; orders fill in the POST unless `fills` says otherwise (these
+    tests are about the shared file, not an order's life)."""
     moment = now or calendar.decision_time(SIM_SESSION)
     market_data = DemoMarketData(calendar, now=lambda: moment)
+    kwargs.setdefault("fills", FillMode.IMMEDIATE)
     return BrokerSimulator(market_data, calendar, now=moment, book_path=book, **kwargs)
 
 
@@ -249,7 +252,7 @@ _SCRIPT = """
 import json, sys
 from datetime import date
 from pathlib import Path
-from tecl_pipeline.simulator import BrokerSimulator
+from tecl_pipeline.simulator import BrokerSimulator, FillMode
 from tecl_pipeline.simulator.wire import ApiError
 from tecl_pipeline.core.calendar import TradingCalendar
 from tecl_pipeline.marketdata.demo import DemoMarketData
@@ -257,7 +260,11 @@ from tecl_pipeline.marketdata.demo import DemoMarketData
 calendar = TradingCalendar(start=date(2018, 1, 1), end=date(2027, 12, 31))
 now = calendar.decision_time(date(2026, 11, 24))
 sim = BrokerSimulator(
-    DemoMarketData(calendar, now=lambda: now), calendar, now=now, book_path=Path(sys.argv[1])
+    DemoMarketData(calendar, now=lambda: now),
+    calendar,
+    now=now,
+    book_path=Path(sys.argv[1]),
+    fills=FillMode.IMMEDIATE,
 )
 order = {"symbol": "TECL", "qty": "1", "side": "buy", "type": "market", "time_in_force": "day"}
 try:

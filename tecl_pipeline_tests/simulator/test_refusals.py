@@ -17,7 +17,7 @@ import requests
 
 from tecl_pipeline.core.calendar import EXCHANGE_TZ
 from tecl_pipeline.marketdata.demo import DemoMarketData
-from tecl_pipeline.simulator import BookFileError, BrokerSimulator
+from tecl_pipeline.simulator import BookFileError, BrokerSimulator, FillMode
 from tecl_pipeline.simulator.faults import FaultPlan, FaultPlanError
 from tecl_pipeline.simulator.persist import BookStore
 from tecl_pipeline_tests.simulator import simulator_fixtures
@@ -27,6 +27,11 @@ from tecl_pipeline_tests.simulator.simulator_fixtures import (
     SIM_SESSION,
     sim_admin,
 )
+
+# These tests are about what the broker refuses, not an order's life:
+# orders fill in the POST here.
+pytestmark = pytest.mark.instant_fills
+
 
 simulator = simulator_fixtures.simulator
 sim_calendar = simulator_fixtures.sim_calendar
@@ -192,6 +197,7 @@ def test_the_simulators_own_arguments_are_checked(simulator):
 def make(calendar, book: Path | None, **kwargs) -> BrokerSimulator:
     moment = kwargs.pop("now", None) or calendar.decision_time(SIM_SESSION)
     market_data = DemoMarketData(calendar, now=lambda: moment)
+    kwargs.setdefault("fills", FillMode.IMMEDIATE)
     return BrokerSimulator(market_data, calendar, now=moment, book_path=book, **kwargs)
 
 

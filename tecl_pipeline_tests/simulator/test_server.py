@@ -37,6 +37,11 @@ from tecl_pipeline_tests.simulator.simulator_fixtures import (  # noqa: F401 (fi
     trading_client,
 )
 
+# These tests are about the server and its admin endpoints, not an order's life:
+# orders fill in the POST here.
+pytestmark = pytest.mark.instant_fills
+
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -204,7 +209,12 @@ def test_stop_does_not_wait_for_a_stalled_answer(sim_calendar, seed):
 def test_servers_on_free_ports_do_not_collide(sim_calendar):
     now = sim_calendar.decision_time(SIM_SESSION)
     sims = [
-        BrokerSimulator(DemoMarketData(sim_calendar, now=lambda: now), sim_calendar, now=now)
+        BrokerSimulator(
+            DemoMarketData(sim_calendar, now=lambda: now),
+            sim_calendar,
+            now=now,
+            fills=FillMode.IMMEDIATE,
+        )
         for _ in range(2)
     ]
     with SimulatorServer(sims[0]) as first, SimulatorServer(sims[1]) as second:
@@ -296,10 +306,11 @@ def test_serve_prints_the_url_and_key_and_stops_on_ctrl_c():
         first = process.stdout.readline()
         assert "listening on http://127.0.0.1:" in first, process.stderr.read()
         url = first.rsplit(" ", 1)[1].strip()
-        lines = [process.stdout.readline() for _ in range(5)]
+        lines = [process.stdout.readline() for _ in range(6)]
         printed = first + "".join(lines)
         assert "DEMO DATA" in printed and "ALPACA_API_KEY=sim-key" in printed
         assert "rate limit: 200 requests a minute per API key" in printed
+        assert "fills: async" in printed
         assert "2026-11-24T15:45:00-05:00" in printed
         assert trading_client(url).get_clock().is_open is True
         process.send_signal(signal.SIGINT)

@@ -35,6 +35,11 @@ from tecl_pipeline_tests.simulator.simulator_fixtures import (  # noqa: F401 (fi
 )
 from tecl_pipeline_tests.simulator.simulator_fixtures import market_order as order
 
+# These tests are about the answers' shapes and Alpaca's rules, not an order's life:
+# orders fill in the POST here.
+pytestmark = pytest.mark.instant_fills
+
+
 NEXT_SESSION = date(2026, 11, 25)  # Wednesday
 THANKSGIVING = date(2026, 11, 26)
 FRIDAY = date(2026, 11, 27)  # closes at 13:00

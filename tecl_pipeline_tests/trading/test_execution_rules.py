@@ -270,7 +270,8 @@ def test_partial_fills_are_followed_to_completion_with_one_order(calendar) -> No
     [order] = trade(broker, calendar, ALL_TECL, time=time).sent
 
     assert (order.status, order.filled_qty) == (OrderStatus.FILLED, Decimal(1250))
-    assert time.sleeps == [FAST.poll_interval] * 4
+    # The first look comes soon, each next one twice as late (a fill usually takes moments).
+    assert time.sleeps == [FAST.first_poll * 2**n for n in range(4)]
     assert len(broker.submitted) == 1 and broker.held == {"TECL": Decimal(1250)}
 
 
@@ -282,7 +283,7 @@ def test_an_unfilled_remainder_is_cancelled_left_as_a_residual_and_sent_as_attem
     computed from the broker's positions, never the original order again."""
     broker = broker_at_decision_time(calendar, assets=WHOLE_TECL)
     broker.fills = partial(4)
-    short = ExecutionPolicy(fill_timeout=1.0, poll_interval=1.0)
+    short = ExecutionPolicy(fill_timeout=1.0, poll_interval=1.0, first_poll=1.0)  # one look
 
     first = trade(broker, calendar, ALL_TECL, short)
 
@@ -311,7 +312,8 @@ def test_an_order_that_never_fills_is_cancelled_when_its_phase_times_out(calenda
 
     [order] = report.sent
     assert order.status is OrderStatus.CANCELED and order.filled_qty == 0
-    assert sum(time.sleeps) == FAST.fill_timeout
+    assert sum(time.sleeps) == pytest.approx(FAST.fill_timeout)
+    assert max(time.sleeps) == FAST.poll_interval
     assert broker.called("cancel_order") == [(order.id,)]
 
 

@@ -125,7 +125,7 @@ def test_reads_move_a_partial_fill_on_and_money_follows() -> None:
 SESSION = SIM_SESSION
 ALL_TECL = {"TECL": Decimal(1)}
 MIX = {"UVXY": Decimal("0.25"), "BIL": Decimal("0.75")}
-SHORT = ExecutionPolicy(fill_timeout=1.0, poll_interval=1.0)
+SHORT = ExecutionPolicy(fill_timeout=1.0, poll_interval=1.0, first_poll=1.0)  # one look
 FAST = ExecutionPolicy(fill_timeout=10.0, poll_interval=1.0)
 
 

@@ -38,6 +38,8 @@ WORKING = (
     OrderStatus.PENDING_REPLACE,
     OrderStatus.PENDING_CANCEL,
 )
+# A cancel under way that the run did not ask for (someone's at the broker) completes alone.
+WAITED_FOR_THEN_CANCELLED = tuple(s for s in WORKING if s is not OrderStatus.PENDING_CANCEL)
 DONE_FOR_THE_SESSION = (OrderStatus.DONE_FOR_DAY, OrderStatus.CALCULATED)
 ENDED_AT_THE_BROKER = (OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED)
 
@@ -57,10 +59,14 @@ class MarketEvent(FakeTime):
 
 
 def _buy_into(
-    status: str, client: AlpacaBroker, prices: dict[str, Decimal], simulator: SimulatorServer
+    status: str,
+    client: AlpacaBroker,
+    prices: dict[str, Decimal],
+    simulator: SimulatorServer,
+    fills: str = "never",
 ) -> tuple[ExecutionReport, MarketEvent]:
     """A session that buys TECL, whose order does not fill and is moved to `status`."""
-    simulator.simulator.set_fill_mode("never")
+    simulator.simulator.set_fill_mode(fills)
     clock = MarketEvent(simulator, FIRST_BUY, status)
     return execute(client, SESSION, ALL_TECL, prices, FAST, clock.pacing()), clock
 
@@ -98,7 +104,7 @@ def test_a_late_update_never_moves_an_order_back_along_its_life():
         assert resting.rank == OrderStatus.NEW.rank  # it may go back to new: the fills decide
 
 
-@pytest.mark.parametrize("status", WORKING, ids=str)
+@pytest.mark.parametrize("status", WAITED_FOR_THEN_CANCELLED, ids=str)
 def test_a_working_order_is_waited_for_then_cancelled(status, client, prices, simulator):
     """T6: whatever working status the broker shows, the run waits the phase's time for a
     fill, then cancels the order, and reports it cancelled."""
@@ -110,6 +116,26 @@ def test_a_working_order_is_waited_for_then_cancelled(status, client, prices, si
     assert order.status is OrderStatus.CANCELED
 
 
+def test_the_runs_own_cancel_is_followed_through_pending_cancel(client, prices, simulator):
+    """As Alpaca cancels: the DELETE is answered at once, the order reads pending_cancel, then
+    canceled. The run waits for the cancel to take before it reports, so the report never
+    leaves an order working that the broker is about to close."""
+    report, clock = _buy_into(OrderStatus.HELD, client, prices, simulator, fills="async")
+
+    [order] = report.sent
+    assert report.cancelled == (FIRST_BUY,)
+    assert order.status is OrderStatus.CANCELED
+    assert sum(clock.sleeps) > FAST.fill_timeout, "a look after the cancel, past the timeout"
+
+
+def test_a_cancel_someone_else_started_is_waited_for_and_not_repeated(client, prices, simulator):
+    report, _ = _buy_into(OrderStatus.PENDING_CANCEL, client, prices, simulator)
+
+    [order] = report.sent
+    assert order.status is OrderStatus.CANCELED
+    assert report.cancelled == ()
+
+
 @pytest.mark.parametrize("status", DONE_FOR_THE_SESSION, ids=str)
 def test_an_order_done_for_the_day_ends_the_wait_and_is_not_cancelled(
     status, client, prices, simulator
@@ -118,7 +144,7 @@ def test_an_order_done_for_the_day_ends_the_wait_and_is_not_cancelled(
 
     [order] = report.sent
     assert order.status is status
-    assert clock.sleeps == [FAST.poll_interval], "one poll saw it, and the wait ended"
+    assert clock.sleeps == [FAST.first_poll], "one poll saw it, and the wait ended"
     assert report.cancelled == ()
 
 
