@@ -113,10 +113,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     sim.add_argument(
         "--account",
-        choices=("margin", "cash"),
+        choices=("margin", "cash", "pdt"),
         default="margin",
         help="the account kind: margin (as Alpaca's paper accounts: buying power twice the "
-        "equity) or cash (default margin)",
+        "equity), cash, or pdt (a pattern day trader's: four times) (default margin)",
     )
     sim.add_argument(
         "--data-plan",

@@ -151,6 +151,7 @@ class Book:
             self.account,
             kind=self.account_kind,
             buying_power=self._buying_power(),
+            regt_buying_power=self._buying_power(min(self.account_kind.multiplier, 2)),
             non_marginable_buying_power=self.account.cash - self._reserved(),
             long_market_value=wire.cents(value),
             last_equity=wire.cents(self.account.cash + last),
@@ -514,13 +515,15 @@ class Book:
             return self.account.cash
         return self._buying_power() + self._reservation(order)
 
-    def _buying_power(self) -> Decimal:
-        """Cash (a cash account), or twice the excess equity (margin, Reg T: 2 x equity less
-        the long market value), less what open buys still need."""
+    def _buying_power(self, multiplier: int | None = None) -> Decimal:
+        """Cash (a cash account), or the multiplier's share of the excess equity (margin, Reg
+        T: 2 x equity less the long market value; a PDT account 4 x), less what open buys
+        still need. `multiplier`: another than the account's (its Reg T figure)."""
+        multiplier = self.account_kind.multiplier if multiplier is None else multiplier
         power = self.account.cash
-        if self.account_kind is not AccountKind.CASH:
+        if multiplier > 1:
             value = self._holdings_value(self._prices.price_session(self.now))
-            power = wire.cents(self.account_kind.multiplier * (power + value) - value)
+            power = wire.cents(multiplier * (power + value) - value)
         return power - self._reserved()
 
     def _qty_available(self, symbol: str) -> Decimal:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
+from types import MappingProxyType
 
 # Ids are derived from this namespace and a sequence number, so that two runs of the same
 # scenario produce the same order ids (R2) while still being valid UUIDs for alpaca-py.
@@ -61,14 +62,20 @@ class FillMode(StrEnum):
 class AccountKind(StrEnum):
     """How the account may buy. A margin account (Alpaca's paper accounts, and the default
     here) has twice its excess equity as buying power (Reg T): a buy beyond the cash borrows,
-    and cash goes negative. A cash account buys with its cash alone."""
+    and cash goes negative. A pattern day trader's account (PDT: $25,000 or more, flagged)
+    has four times its equity to buy with during the day. A cash account buys with its cash
+    alone."""
 
     CASH = "cash"
     MARGIN = "margin"
+    PDT = "pdt"
 
     @property
     def multiplier(self) -> int:
-        return 2 if self is AccountKind.MARGIN else 1
+        return _MULTIPLIERS[self]
+
+
+_MULTIPLIERS = MappingProxyType({AccountKind.CASH: 1, AccountKind.MARGIN: 2, AccountKind.PDT: 4})
 
 
 class DataPlan(StrEnum):

@@ -227,6 +227,7 @@ def account_json(
     *,
     kind: AccountKind,
     buying_power: Decimal,
+    regt_buying_power: Decimal,
     non_marginable_buying_power: Decimal,
     long_market_value: Decimal,
     last_equity: Decimal,
@@ -236,6 +237,7 @@ def account_json(
     equity = cents(account.cash + long_market_value)
     power = money(max(buying_power, ZERO))
     own_cash = money(max(non_marginable_buying_power, ZERO))
+    day_trader = kind is AccountKind.PDT
     return {
         "id": stable_id("account", "sim"),
         "account_number": "PA0SIMULATOR",
@@ -243,8 +245,8 @@ def account_json(
         "crypto_status": "INACTIVE",
         "currency": account.currency,
         "buying_power": power,
-        "regt_buying_power": power,
-        "daytrading_buying_power": "0",
+        "regt_buying_power": money(max(regt_buying_power, ZERO)),
+        "daytrading_buying_power": power if day_trader else "0",
         "effective_buying_power": power,
         "non_marginable_buying_power": own_cash,
         "options_buying_power": power,
@@ -253,14 +255,14 @@ def account_json(
         "accrued_fees": "0",
         "pending_transfer_in": "0",
         "portfolio_value": money(equity),
-        "pattern_day_trader": False,
+        "pattern_day_trader": day_trader,
         "trading_blocked": account.trading_blocked,
         "transfers_blocked": False,
         "account_blocked": False,
         "created_at": utc_time(created_at),
         "trade_suspended_by_user": False,
         "multiplier": str(kind.multiplier),
-        "shorting_enabled": False,
+        "shorting_enabled": kind is not AccountKind.CASH,
         "equity": money(equity),
         "last_equity": money(last_equity),
         "long_market_value": money(long_market_value),

@@ -78,11 +78,29 @@ def test_account_parses_and_is_a_fresh_margin_account_as_on_paper(simulator):
     assert sim_state(simulator.url)["account_kind"] == "margin"
 
 
+def test_a_pattern_day_traders_account_has_four_times_its_equity_to_buy_with(simulator):
+    """Alpaca's PDT accounts ($25,000 or more, flagged): the day's buying power is four times
+    the equity, its Reg T figure twice, and the account's own cash is still what it is."""
+    sim_admin(simulator.url, "/_sim/account", {"kind": "pdt"})
+    account = trading_client(simulator.url).get_account()
+    assert (account.multiplier, account.pattern_day_trader, account.shorting_enabled) == (
+        "4",
+        True,
+        True,
+    )
+    assert account.buying_power == account.daytrading_buying_power == "400000"
+    assert account.regt_buying_power == "200000"
+    assert account.cash == account.non_marginable_buying_power == "100000"
+    assert sim_state(simulator.url)["account_kind"] == "pdt"
+
+
 def test_a_cash_account_buys_with_its_cash_alone(simulator):
     sim_admin(simulator.url, "/_sim/account", {"kind": "cash"})
     account = trading_client(simulator.url).get_account()
     assert account.cash == account.buying_power == account.equity == "100000"
     assert account.multiplier == "1"
+    assert (account.pattern_day_trader, account.shorting_enabled) == (False, False)
+    assert account.daytrading_buying_power == "0"
     with pytest.raises(HTTPError) as caught:
         sim_admin(simulator.url, "/_sim/account", {"kind": "pdt-ish"})
     assert caught.value.code == 400

@@ -233,10 +233,15 @@ def test_insufficient_buying_power_is_reported_without_retry_loops(prices, simul
     assert len(submissions(simulator)) == 1
 
 
-def test_buys_on_a_margin_account_are_funded_from_cash_never_borrowed(client, prices, simulator):
+@pytest.mark.parametrize("kind", [AccountKind.MARGIN, AccountKind.PDT], ids=str)
+def test_buys_on_a_margin_account_are_funded_from_cash_never_borrowed(
+    kind, client, prices, simulator
+):
     """B7 on margin: the sell that would fund the buy cannot happen (BIL halted), so the
-    account's cash is all there is; its buying power (twice the equity) is not. The buy is
-    sized to the cash, and the cash never goes negative."""
+    account's cash is all there is; its buying power (twice the equity, four times for a
+    pattern day trader) is not. The buy is sized to the cash, and the cash never goes
+    negative."""
+    simulator.simulator.set_account(kind=kind)
     execute(client, date(2026, 11, 23), {"BIL": Decimal(1)}, prices, FAST)
     simulator.simulator.set_asset("BIL", halted=True)
     simulator.simulator.set_account(cash="5000")  # a deposit: some cash of its own
