@@ -157,6 +157,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="store this replay's figures in --baseline instead of comparing with them",
     )
+    commands.add_parser(
+        "doctor",
+        help="check, before a first run, that the settings reach a broker account and market "
+        "data the pipeline can trade with; each check one line saying what to do",
+    )
     soak = commands.add_parser(
         "soak",
         help="chaos soak: consecutive sessions through the pipeline with seeded faults at "
@@ -620,7 +625,23 @@ def _run(args: argparse.Namespace, home: Path, stop: "StopRequest | None") -> in
     return outcome.exit_code
 
 
+def _doctor() -> int:
+    from tecl_pipeline.app.doctor import diagnose
+    from tecl_pipeline.config.settings import Settings
+
+    findings = diagnose(Settings.read(), stderr_level=QUIET)
+    for finding in findings:
+        print(finding.line, flush=True)
+    failed = [f.check for f in findings if not f.ok]
+    if failed:
+        print(f"tecl doctor: {len(failed)} check(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
 def _command(args: argparse.Namespace, stop: "StopRequest | None" = None) -> int:
+    if args.command == "doctor":
+        return _doctor()
     if args.command == "soak":
         return _soak(args)
     if args.command == "simulator":

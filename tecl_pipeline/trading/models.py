@@ -25,6 +25,8 @@ class Account(_Model):
     buying_power: Decimal
     # The account's own cash less what open buys hold of it; None if the broker omits it.
     non_marginable_buying_power: Decimal | None = None
+    # 1 a cash account, 2 margin, 4 a pattern day trader's; None if the broker omits it.
+    multiplier: Decimal | None = None
     trading_blocked: bool = False
 
     @property

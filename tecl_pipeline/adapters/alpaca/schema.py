@@ -95,7 +95,7 @@ def account_from_alpaca(body: object, endpoint: str) -> Account:
         data,
         endpoint,
         ("account_number", "currency", "cash", "equity", "buying_power"),
-        ("non_marginable_buying_power",),
+        ("non_marginable_buying_power", "multiplier"),
     )
     # Alpaca spreads "cannot trade" over several flags and a status; any of them blocks.
     blocked = any(
