@@ -626,10 +626,16 @@ def _run(args: argparse.Namespace, home: Path, stop: "StopRequest | None") -> in
 
 
 def _doctor() -> int:
-    from tecl_pipeline.app.doctor import diagnose
-    from tecl_pipeline.config.settings import Settings
+    from dagster import DagsterInvalidConfigError
 
-    findings = diagnose(Settings.read(), stderr_level=QUIET)
+    from tecl_pipeline.app.doctor import diagnose
+    from tecl_pipeline.config.settings import ConfigError, Settings
+
+    try:
+        findings = diagnose(Settings.read(), stderr_level=QUIET)
+    except DagsterInvalidConfigError as exc:
+        # An EnvVar whose variable is not set (paper mode without keys): named, as a run does.
+        raise ConfigError(_config_problem(exc)) from None
     for finding in findings:
         print(finding.line, flush=True)
     failed = [f.check for f in findings if not f.ok]

@@ -1,6 +1,7 @@
 """`tecl doctor`: whether this machine's settings reach a broker and market data that the
 pipeline can trade with, before the first run finds out at 15:45. Each check is one line
-saying what was found or what to do; nothing is ordered, nothing is written but the logs.
+saying what was found or what to do. Nothing is ordered; what is written is what a run
+writes before it trades (the logs, and in demo mode the embedded simulator's account file).
 
 The checks read what a run reads, through the same resources (`deployment_resources`, so
 keys come only through their `EnvVar` or the secrets provider), and judge it by the rules a
@@ -22,7 +23,7 @@ from tecl_pipeline.trading.reconcile import borrowing_problem, currency_problem
 
 _KINDS = MappingProxyType(
     {
-        Decimal(1): "a cash account",
+        Decimal(1): "a cash account (or a margin account under $2,000 of equity)",
         Decimal(2): "a margin account",
         Decimal(4): "a pattern day trader's margin account",
     }
@@ -110,7 +111,12 @@ def diagnose(settings: Settings, *, stderr_level: int) -> list[Finding]:
     resources = deployment_resources(settings, {"observability": {"stderr_level": stderr_level}})
     needed = ("market_data_source", "broker", "observability", "alerts")
     feed = settings.data_feed.value
-    findings: list[Finding] = []
+    where = settings.broker_url or (
+        "the embedded demo simulator" if settings.mode.value == "demo" else "Alpaca"
+    )
+    findings = [
+        Finding("settings", True, f"{settings.mode.value} mode, broker {where}, data feed {feed}")
+    ]
     with build_resources({name: resources[name] for name in needed}) as ready:
         source = ready.market_data_source.open(CALENDAR)
         latest: list[date] = []

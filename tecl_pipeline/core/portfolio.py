@@ -440,7 +440,9 @@ def plan_rebalance(
 
     # Proceeds rounded down to the cent, costs (in size_buys) up: errors only ever shrink buys.
     proceeds = _cents(sum((_value(o.qty, o.reference_price) for o in sells), ZERO), ROUND_DOWN)
-    sized_buys, buy_skips = size_buys(buys, cash + proceeds, fractionable, min_trade_notional)
+    sized_buys, buy_skips = size_buys(
+        buys, cash + proceeds, fractionable, min_trade_notional, limit_markup=cash_reserve
+    )
     return RebalancePlan(
         targets=all_targets,
         sells=tuple(sells),
@@ -450,21 +452,39 @@ def plan_rebalance(
     )
 
 
+def buy_limit(reference_price: Decimal, markup: Decimal) -> Decimal:
+    """The limit of a buy decided at `reference_price`: `markup` (a fraction, the cash
+    reserve) above it, down to the cent. The broker checks buying power at the limit and
+    never fills above it, so a buy costs at most what its sizing allowed for (B7)."""
+    markup = _require_fraction(markup, "markup")
+    return _cents(_value(reference_price, ONE + markup), ROUND_DOWN)
+
+
+def _cost_at_limit(order: PlannedOrder, markup: Decimal) -> Decimal:
+    """What a buy may cost at most: qty at its limit (never below its reference price),
+    rounded up to the cent."""
+    price = max(order.reference_price, buy_limit(order.reference_price, markup))
+    return _cents(_value(order.qty, price), ROUND_CEILING)
+
+
 def size_buys(
     buys: Sequence[PlannedOrder],
     available_cash: Decimal,
     fractionable: Mapping[str, bool],
     min_trade_notional: Decimal = ONE,
+    *,
+    limit_markup: Decimal = ZERO,
 ) -> tuple[tuple[PlannedOrder, ...], tuple[tuple[str, str], ...]]:
-    """Buys that fit in `available_cash` (B7): unchanged if they all fit, else every quantity
-    scaled down by the same factor and rounded down. Returns (buys, skipped (symbol, reason))."""
+    """Buys that fit in `available_cash` (B7) at their limits (`buy_limit` with
+    `limit_markup`): unchanged if they all fit, else every quantity scaled down by the same
+    factor and rounded down. Returns (buys, skipped (symbol, reason))."""
     available = _require_non_negative(available_cash, "available_cash")
     min_trade_notional = _require_non_negative(min_trade_notional, "min_trade_notional")
     if any(order.side != "buy" for order in buys):
         raise PortfolioInputError("size_buys only sizes buy orders")
     _require_fractionable(fractionable, [order.symbol for order in buys])
 
-    total = sum((order.cost_ceiling for order in buys), ZERO)
+    total = sum((_cost_at_limit(order, limit_markup) for order in buys), ZERO)
     scale = ONE if total <= available else _scale_factor(available, total, len(buys))
     kept: list[PlannedOrder] = []
     skipped: list[tuple[str, str]] = []

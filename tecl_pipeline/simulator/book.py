@@ -28,6 +28,7 @@ from tecl_pipeline.simulator.model import (
     CANCELED,
     EXPIRED,
     FILLED,
+    MARKET_BUY_COLLAR,
     NEW,
     PARTIALLY_FILLED,
     PENDING_CANCEL,
@@ -341,8 +342,19 @@ class Book:
             raise ApiError(422, UNPROCESSABLE, f'no price for "{symbol}" in the market data')
         if side == "sell":
             self._check_sellable(symbol, qty)
-        elif wire.cents(qty * price) > self._buying_power():
-            raise ApiError(403, FORBIDDEN, "insufficient buying power")
+        else:
+            cost_basis = wire.cents(qty * _check_price(price, request.limit_price))
+            power = self._buying_power()
+            if cost_basis > power:
+                raise ApiError(
+                    403,
+                    FORBIDDEN,
+                    "insufficient buying power",
+                    extra={
+                        "buying_power": wire.money(max(power, ZERO)),
+                        "cost_basis": wire.money(cost_basis),
+                    },
+                )
 
         open_now = market.is_open(self._calendar, self.now)
         order = SimOrder(
@@ -353,6 +365,7 @@ class Book:
             side=side,
             qty=qty,
             time_in_force=tif,
+            limit_price=request.limit_price,
             # Alpaca answers a POST with `accepted`; the order turns `new` once routed.
             status=NEW if open_now and self.fill_plan.mode is not FillMode.ASYNC else ACCEPTED,
             plan=self.fill_plan,
@@ -450,6 +463,8 @@ class Book:
         if price is None:
             self._cancel(order, at)
             return
+        if not order.fills_at(price):
+            return  # a limit the market has not reached: it rests until cancelled or expired
         value = wire.cents(delta * price)
         if order.side == "buy":
             if value > self._fill_power(order):
@@ -501,8 +516,10 @@ class Book:
         ]
 
     def _reservation(self, order: SimOrder) -> Decimal:
-        """What the open buy `order` still needs at today's price."""
-        return wire.cents(order.remaining * (self.price_now(order.symbol) or ZERO))
+        """What the open buy `order` still holds of the buying power: its remainder at the
+        price it was checked at (its limit, or today's price plus the market collar)."""
+        price = self.price_now(order.symbol) or ZERO
+        return wire.cents(order.remaining * _check_price(price, order.limit_price))
 
     def _reserved(self) -> Decimal:
         """What open buy orders still need at today's prices."""
@@ -543,6 +560,12 @@ class Book:
         )
 
 
+def _check_price(price: Decimal, limit_price: Decimal | None) -> Decimal:
+    """The price a buy is checked at against buying power: its limit, or at the market the
+    price plus Alpaca's collar."""
+    return price * (1 + MARKET_BUY_COLLAR) if limit_price is None else limit_price
+
+
 @dataclass(frozen=True)
 class _OrderRequest:
     symbol: str
@@ -550,6 +573,7 @@ class _OrderRequest:
     qty: Decimal
     time_in_force: str
     client_order_id: str | None
+    limit_price: Decimal | None
 
 
 def _parse_order(payload: object) -> _OrderRequest:
@@ -565,8 +589,14 @@ def _parse_order(payload: object) -> _OrderRequest:
     kind = payload.get("type", payload.get("order_type"))
     if kind is None:
         raise invalid("type is required")
-    if kind != "market":
-        raise invalid(f"the simulator accepts market orders only, not type {kind!r}")
+    if kind not in ("market", "limit"):
+        raise invalid(f"the simulator accepts market and limit orders only, not type {kind!r}")
+    raw_limit = payload.get("limit_price")
+    if kind == "limit" and raw_limit is None:
+        raise invalid("limit_price is required for limit orders")
+    if kind == "market" and raw_limit is not None:
+        raise invalid("limit_price is only for limit orders")
+    limit_price = None if raw_limit is None else wire.parse_price(raw_limit)
     if payload.get("notional") is not None:
         raise invalid("the simulator accepts orders by qty only, not by notional")
     if payload.get("order_class") not in (None, "", "simple"):
@@ -584,7 +614,7 @@ def _parse_order(payload: object) -> _OrderRequest:
         not isinstance(client_order_id, str) or len(client_order_id) > 128
     ):
         raise invalid("client_order_id must be a string of at most 128 characters")
-    return _OrderRequest(symbol, side, qty, tif, client_order_id or None)
+    return _OrderRequest(symbol, side, qty, tif, client_order_id or None, limit_price)
 
 
 def _async_fill(client_order_id: str, plan: FillPlan) -> tuple[int, int]:

@@ -399,30 +399,23 @@ class BrokerSimulator:
         with self._lock:
             self._rate_limit = limit
 
-    def begin_request(self, endpoint: str, key: str) -> Fault | None:
-        """Count a broker request ("GET /v2/orders/{id}") against `key`'s minute, and decide
-        its fault, if any. A request over the rate limit (`over_rate_limit`) draws none."""
+    def begin_request(self, endpoint: str, key: str) -> tuple[Fault | None, bool]:
+        """Count a broker request ("GET /v2/orders/{id}") against `key`'s minute: its fault,
+        if any, and whether it is over the minute's budget (Alpaca answers it 429 and does
+        nothing; it draws no fault). One decision under the lock, whatever runs beside it."""
         with self._lock:
             self._requests[endpoint] = self._requests.get(endpoint, 0) + 1
             minute = int(self._wall_clock() // 60)
             then, count = self._windows.get(key, (minute, 0))
-            self._windows[key] = (minute, count + 1 if then == minute else 1)
-            if self._over(key):
-                return None
+            count = count + 1 if then == minute else 1
+            self._windows[key] = (minute, count)
+            if self._rate_limit is not None and count > self._rate_limit:
+                return None, True
             fault = self._faults.decide(endpoint)
             if fault is not None:
                 kind = fault.kind.value
                 self._faults_injected[kind] = self._faults_injected.get(kind, 0) + 1
-            return fault
-
-    def over_rate_limit(self, key: str) -> bool:
-        """Whether `key`'s last request went over its minute's budget: Alpaca answers 429."""
-        with self._lock:
-            return self._over(key)
-
-    def _over(self, key: str) -> bool:
-        count = self._windows.get(key, (0, 0))[1]
-        return self._rate_limit is not None and count > self._rate_limit
+            return fault, False
 
     def rate_limit_headers(self, key: str) -> dict[str, str]:
         """Alpaca's X-RateLimit-* headers for `key`; Reset is the next window's start, in

@@ -40,6 +40,11 @@ FINAL_STATUSES = frozenset({FILLED, CANCELED, EXPIRED, REJECTED, REPLACED})
 TIME_IN_FORCE = ("day", "gtc", "opg", "cls", "ioc", "fok")
 
 
+# Alpaca checks a market buy against buying power at 2.5% to 4% above the price (its
+# collar); the simulator takes the strict end. A limit buy is checked at its limit.
+MARKET_BUY_COLLAR = Decimal("0.04")
+
+
 def stable_id(kind: str, key: str | int) -> str:
     return str(uuid.uuid5(ID_NAMESPACE, f"{kind}/{key}"))
 
@@ -131,6 +136,9 @@ class SimOrder:
     canceled_at: datetime | None = None
     expired_at: datetime | None = None
     reads: int = 0
+    # A limit order's limit (None: a market order): a buy never fills above it, a sell never
+    # below it.
+    limit_price: Decimal | None = None
     # Reads that have seen it pending_cancel: Alpaca shows a cancel in progress before it
     # takes, so the first read after a DELETE still answers pending_cancel.
     cancel_reads: int = 0
@@ -142,6 +150,13 @@ class SimOrder:
     @property
     def remaining(self) -> Decimal:
         return self.qty - self.filled_qty
+
+    def fills_at(self, price: Decimal) -> bool:
+        """Whether the order may fill at `price`: any price at the market, its limit or better
+        for a limit order."""
+        if self.limit_price is None:
+            return True
+        return price <= self.limit_price if self.side == "buy" else price >= self.limit_price
 
     @property
     def expires_with_session(self) -> bool:

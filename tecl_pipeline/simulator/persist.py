@@ -132,6 +132,7 @@ def _order_json(order: SimOrder) -> dict[str, Any]:
         "expired_at": _time(order.expired_at),
         "reads": order.reads,
         "cancel_reads": order.cancel_reads,
+        "limit_price": None if order.limit_price is None else str(order.limit_price),
     }
 
 
@@ -253,6 +254,7 @@ class _Order(_Model):
     expired_at: _Time | None
     reads: int
     cancel_reads: int = 0  # absent from books written before cancels took a read
+    limit_price: _Dec | None = None  # absent from books written before limit orders
 
 
 class _Submission(_Model):

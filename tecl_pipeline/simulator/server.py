@@ -224,14 +224,14 @@ class _Handler(BaseHTTPRequestHandler):
         routed = _route(method, path)
         endpoint = routed[0] if routed else f"{method} {path}"
         key = self._rate_key(path)
-        fault = simulator.begin_request(endpoint, key)
+        fault, throttled = simulator.begin_request(endpoint, key)
         payload: object = None
         if endpoint == "POST /v2/orders":
             try:
                 payload = json.loads(raw, parse_float=Decimal) if raw.strip() else None
             except ValueError:
                 payload = raw.decode(errors="replace")
-        if simulator.over_rate_limit(key):
+        if throttled:
             # As Alpaca: not carried out, and no Retry-After; X-RateLimit-Reset says when.
             if endpoint == "POST /v2/orders":
                 simulator.record_unprocessed_submission(payload, "rate_limited", 429)

@@ -149,6 +149,25 @@ def parse_qty(value: object) -> Decimal:
     return qty
 
 
+def parse_price(value: object) -> Decimal:
+    """A limit price from a JSON number or string: positive, at most two decimal places
+    (Alpaca refuses sub-penny increments for prices of a dollar and more)."""
+    if isinstance(value, bool) or not isinstance(value, Decimal | int | str):
+        raise invalid(f"invalid limit_price: {value!r}")
+    try:
+        price = Decimal(value) if not isinstance(value, Decimal) else value
+    except InvalidOperation:
+        raise invalid(f"invalid limit_price: {value!r}") from None
+    if not price.is_finite() or price <= 0:
+        raise invalid("limit_price must be > 0")
+    exponent = price.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -2:
+        raise invalid(
+            f"sub-penny increment does not fulfill minimum pricing criteria: {num(price)}"
+        )
+    return price
+
+
 def symbols_param(query: Mapping[str, str], *, required: bool = True) -> list[str]:
     raw = query.get("symbols", "")
     symbols = [s.strip().upper() for s in raw.split(",") if s.strip()]
@@ -306,12 +325,12 @@ def order_json(order: SimOrder, *, expires_at: datetime | None) -> dict[str, Any
         "filled_avg_price": avg,
         # Alpaca sends "" for simple orders; alpaca-py maps it to "simple".
         "order_class": "",
-        "order_type": "market",
-        "type": "market",
+        "order_type": "market" if order.limit_price is None else "limit",
+        "type": "market" if order.limit_price is None else "limit",
         "side": order.side,
         "position_intent": "buy_to_open" if order.side == "buy" else "sell_to_close",
         "time_in_force": order.time_in_force,
-        "limit_price": None,
+        "limit_price": None if order.limit_price is None else num(order.limit_price),
         "stop_price": None,
         "status": order.status,
         "extended_hours": False,

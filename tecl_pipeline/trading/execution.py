@@ -63,6 +63,7 @@ from tecl_pipeline.core.portfolio import (
     PlannedOrder,
     RebalancePlan,
     RiskLimits,
+    buy_limit,
     check_risk,
     plan_rebalance,
     size_buys,
@@ -104,13 +105,22 @@ class ExecutionPolicy:
     fill_timeout: float = 120.0
     poll_interval: float = 1.0
     # The first look at orders just sent or cancelled comes this soon; each next wait
-    # doubles, up to `poll_interval`: a market order usually fills within a moment, and one
-    # that does not is asked about no more often than the rate limit can bear.
+    # doubles, up to `poll_interval` per order still working (each look is one request per
+    # order): a fill usually takes moments, and a session's looks stay at one request per
+    # `poll_interval`, far inside Alpaca's 200 a minute.
     first_poll: float = 0.05
+    # How long cancels are waited for once sent: a broker confirms one within moments, and
+    # the buys wait behind the sells' cancels.
+    cancel_timeout: float = 15.0
     deadline: float = 600.0
     # A run may start this long before the session's decision time (a late scheduler tick
     # is fine until the close; an early one would trade on a stale intraday price).
     early_start: timedelta = timedelta(minutes=15)
+
+    def __post_init__(self) -> None:
+        for name in ("poll_interval", "first_poll", "cancel_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"ExecutionPolicy.{name} must be > 0, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -281,10 +291,14 @@ def _submit(
     session: date,
     planned: PlannedOrder,
     session_orders: Iterable[Order],
+    limit_markup: Decimal,
 ) -> Order | NotSent:
     """Send one order under the leg's next client order id; return it, or why not.
     `session_orders` are the session's orders as listed right before this call, checked by
-    the caller against what it planned from (rule (b))."""
+    the caller against what it planned from (rule (b)). A sell goes at the market; a buy
+    with a limit `limit_markup` above its reference price (`buy_limit`): the broker checks
+    buying power at the limit, not at its market-order collar (Alpaca adds up to 4% to the
+    price), and never fills it above the price the cash was budgeted at (B7)."""
     side = OrderSide(planned.side)
     prefix = leg_prefix(session, side, planned.symbol)
     symbol_orders = [o for o in session_orders if o.symbol == planned.symbol]
@@ -293,8 +307,13 @@ def _submit(
         return NotSent(f"order {open_orders[0]} for {planned.symbol} is still open; not sending")
     earlier = [o for o in symbol_orders if o.client_order_id.startswith(prefix)]
     client_order_id = f"{prefix}{len(earlier) + 1}"
+    limit = buy_limit(planned.reference_price, limit_markup) if side is OrderSide.BUY else None
     request = OrderRequest(
-        symbol=planned.symbol, side=side, qty=planned.qty, client_order_id=client_order_id
+        symbol=planned.symbol,
+        side=side,
+        qty=planned.qty,
+        client_order_id=client_order_id,
+        limit_price=limit,
     )
     try:
         return broker.submit_order(request)
@@ -438,7 +457,7 @@ class _OrderTracker:
             if self._pacing.stop_requested() or now >= end:
                 break
             self._pacing.sleep(min(wait, end - now))
-            wait = min(wait * 2, self._policy.poll_interval)
+            wait = min(wait * 2, self._policy.poll_interval * len(pending))
             self._refresh(pending)
         return pending
 
@@ -455,7 +474,7 @@ class _OrderTracker:
             self._broker.cancel_order(order_id)
             self.cancelled.append(self.orders[order_id].client_order_id)
         self._refresh(pending)
-        end = min(self._pacing.monotonic() + self._policy.fill_timeout, overall_end)
+        end = min(self._pacing.monotonic() + self._policy.cancel_timeout, overall_end)
         self._wait(pending, end)
 
 
@@ -559,7 +578,7 @@ def execute(
             if halted:
                 skipped.append((planned.symbol, halted[0]))
                 continue
-            outcome = _submit(broker, session, planned, session_orders)
+            outcome = _submit(broker, session, planned, session_orders, policy.cash_reserve)
             if isinstance(outcome, NotSent):
                 skipped.append((planned.symbol, outcome.reason))
                 if outcome.other is not None:
@@ -584,6 +603,7 @@ def execute(
             broker.get_account().cash_to_buy_with,
             snapshot.fractionable,
             policy.min_trade_notional,
+            limit_markup=policy.cash_reserve,
         )
         skipped.extend(too_small)
         send(buys)

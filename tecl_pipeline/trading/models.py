@@ -139,12 +139,19 @@ _RANK = MappingProxyType(
 
 
 class OrderRequest(_Model):
+    """A DAY order: at the market, or (`limit_price`) a limit order, which the broker checks
+    against buying power at its limit and never fills at a worse price."""
+
     symbol: str
     side: OrderSide
     qty: Decimal = Field(gt=0)
     client_order_id: str = Field(min_length=1, max_length=128)
-    type: Literal["market"] = "market"
+    limit_price: Decimal | None = Field(default=None, gt=0)
     time_in_force: Literal["day"] = "day"
+
+    @property
+    def type(self) -> Literal["market", "limit"]:
+        return "market" if self.limit_price is None else "limit"
 
 
 class Order(_Model):
@@ -158,6 +165,7 @@ class Order(_Model):
     status: OrderStatus
     submitted_at: AwareDatetime
     updated_at: AwareDatetime | None = None
+    limit_price: Decimal | None = None
     reject_reason: str | None = None
 
     def newer_than(self, other: "Order") -> bool:

@@ -40,6 +40,7 @@ def test_a_paper_account_on_the_free_plan_passes_every_check(paper, simulator):
     findings = diagnose(paper(), stderr_level=QUIET)
 
     assert [f.check for f in findings] == [
+        "settings",
         "daily bars",
         "account",
         "broker clock",
@@ -47,6 +48,9 @@ def test_a_paper_account_on_the_free_plan_passes_every_check(paper, simulator):
         "latest trades (iex)",
     ]
     assert all(f.ok for f in findings), [f.line for f in findings]
+    assert by_check(findings)["settings"].detail == (
+        f"paper mode, broker {simulator.url}, data feed iex"
+    )
     account = by_check(findings)["account"]
     assert "a margin account" in account.detail and "never margin" in account.detail
     assert by_check(findings)["broker clock"].detail.endswith("EST, market open")
@@ -87,6 +91,16 @@ def test_refused_keys_fail_every_broker_check_in_one_line_each(paper, monkeypatc
         assert "not-the-secret" not in finding.line
 
 
+def test_paper_mode_without_keys_is_one_configuration_line_naming_both(tmp_path):
+    done = tecl(["doctor"], tmp_path, TECL_MODE="paper")
+
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.strip() == (
+        "tecl: configuration error: ALPACA_API_KEY is not set; ALPACA_SECRET_KEY is not set"
+    )
+
+
 def test_tecl_doctor_prints_a_line_per_check_and_exits_1_when_one_fails(
     tmp_path, simulator_process
 ):
@@ -100,7 +114,7 @@ def test_tecl_doctor_prints_a_line_per_check_and_exits_1_when_one_fails(
         ALPACA_SECRET_KEY="sim-secret",
     )
     assert good.returncode == 0, good.stderr
-    assert [line.split()[0] for line in good.stdout.splitlines()] == ["ok"] * 5
+    assert [line.split()[0] for line in good.stdout.splitlines()] == ["ok"] * 6
     assert good.stderr == ""
 
     bad = tecl(

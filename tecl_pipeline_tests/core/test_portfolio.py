@@ -22,6 +22,7 @@ from tecl_pipeline.core.portfolio import (
     PlannedOrder,
     RebalancePlan,
     RiskLimits,
+    buy_limit,
     check_risk,
     plan_rebalance,
     round_price,
@@ -421,6 +422,28 @@ def test_plan_is_immutable_and_picklable() -> None:
 # -- size_buys (B7) -----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("price", "markup", "limit"),
+    [
+        (D("80.12"), D("0.005"), D("80.52")),  # 80.5206 down to the cent
+        (D("80.12"), D("0"), D("80.12")),
+        (D("1.50"), D("0.005"), D("1.50")),  # half a cent above: not a whole cent
+        (D("682.019"), D("0.005"), D("685.42")),
+    ],
+)
+def test_a_buys_limit_is_the_reserve_above_its_price_down_to_the_cent(price, markup, limit):
+    assert buy_limit(price, markup) == limit
+
+
+def test_buys_are_sized_so_that_each_at_its_limit_fits_the_cash() -> None:
+    """B7: 10 TECL at 80.12 cost 801.20 at the price but 805.20 at a 0.5% limit; with 803.00
+    of cash they are scaled down, so that a fill at the limit still never borrows."""
+    buys = (PlannedOrder("TECL", "buy", D("10"), D("80.12")),)
+    assert size_buys(buys, D("803.00"), FRACTIONABLE) == (buys, ())
+    [sized], _ = size_buys(buys, D("803.00"), FRACTIONABLE, limit_markup=D("0.005"))
+    assert sized.qty < 10 and sized.qty * D("80.52") <= D("803.00")
+
+
 def test_size_buys_keeps_buys_that_fit() -> None:
     """B7: buys that fit the buying power are unchanged."""
     buys = (PlannedOrder("TECL", "buy", D("2"), D("80.12")),)
@@ -551,16 +574,25 @@ def test_property_quantities_are_sane(scenario: dict[str, Any]) -> None:
         unique_by=lambda item: item[0],
     ),
     st.decimals(min_value=D("0"), max_value=D("100000"), places=2),
+    st.decimals(min_value=D("0"), max_value=D("0.05"), places=4),
 )
 def test_property_size_buys_fits_buying_power(
-    raw: list[tuple[str, Decimal, Decimal, bool]], available: Decimal
+    raw: list[tuple[str, Decimal, Decimal, bool]], available: Decimal, markup: Decimal
 ) -> None:
-    """B7: re-sized buys never exceed the buying power and never grow."""
+    """B7: re-sized buys never exceed the buying power, even each filled at its limit, and
+    never grow."""
     buys = [PlannedOrder(symbol, "buy", qty, price) for symbol, qty, price, _ in raw]
     fractionable = {symbol: flag for symbol, _, _, flag in raw}
-    sized, skipped = size_buys(buys, available, fractionable, min_trade_notional=D("0"))
+    sized, skipped = size_buys(
+        buys, available, fractionable, min_trade_notional=D("0"), limit_markup=markup
+    )
     assert sum(Fraction(o.qty) * Fraction(o.reference_price) for o in sized) <= available
     assert sum(o.cost_ceiling for o in sized) <= available
+    at_limits = (
+        Fraction(o.qty) * Fraction(max(o.reference_price, buy_limit(o.reference_price, markup)))
+        for o in sized
+    )
+    assert sum(at_limits) <= available
     original = {order.symbol: order.qty for order in buys}
     assert all(0 < order.qty <= original[order.symbol] for order in sized)
     assert {o.symbol for o in sized} | {s for s, _ in skipped} == set(original)

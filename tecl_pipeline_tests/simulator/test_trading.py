@@ -4,8 +4,9 @@ parses into alpaca-py's own models, and Alpaca's order rules hold."""
 # The simulator fixtures are imported below; pytest injects them into tests by name.
 # ruff: noqa: F811
 
+import json
 from datetime import date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from urllib.error import HTTPError
 
 import pytest
@@ -20,9 +21,10 @@ from alpaca.trading.enums import (
     TimeInForce,
 )
 from alpaca.trading.models import Asset, Clock, Order, Position, TradeAccount
-from alpaca.trading.requests import GetCalendarRequest, GetOrdersRequest
+from alpaca.trading.requests import GetCalendarRequest, GetOrdersRequest, LimitOrderRequest
 
 from tecl_pipeline.core.calendar import EXCHANGE_TZ
+from tecl_pipeline.simulator.model import MARKET_BUY_COLLAR
 from tecl_pipeline_tests.simulator.simulator_fixtures import (  # noqa: F401 (fixtures)
     SIM_SESSION,
     amount,
@@ -48,6 +50,9 @@ MONDAY = date(2026, 11, 30)
 
 def ny(day: date, hour: int, minute: int = 0) -> datetime:
     return datetime(day.year, day.month, day.day, hour, minute, tzinfo=EXCHANGE_TZ)
+
+
+CENT = Decimal("0.01")
 
 
 def refused(call, *args, **kwargs) -> APIError:
@@ -330,6 +335,65 @@ def test_a_margin_buy_beyond_the_cash_borrows(simulator):
     assert amount(client.get_account().cash) < 0
 
 
+def _limit_buy(client, qty, limit, cid):
+    return client.submit_order(
+        LimitOrderRequest(
+            symbol="SPY",
+            qty=qty,
+            side=OrderSide.BUY,
+            time_in_force=TimeInForce.DAY,
+            limit_price=limit,
+            client_order_id=cid,
+        )
+    )
+
+
+def test_a_market_buy_is_checked_at_a_collar_above_the_price_a_limit_buy_at_its_limit(
+    simulator,
+):
+    """B7, as Alpaca checks buying power: a market buy at up to 4% above the price, so one
+    sized to nearly all of a cash account's cash is refused (403 with the buying power and
+    the cost basis it was checked at); the same buy as a limit order 0.5% above the price
+    is accepted, and fills at the price, never above its limit."""
+    sim_admin(simulator.url, "/_sim/account", {"kind": "cash"})
+    client = trading_client(simulator.url)
+    spy = price(simulator, "SPY")
+    qty = int(Decimal("99500") / spy)
+
+    error = refused(order, client, "SPY", qty, "collar-1")
+    assert error.status_code == 403
+    body = json.loads(error._error)
+    assert body["message"] == "insufficient buying power"
+    assert body["buying_power"] == "100000"
+    assert Decimal(body["cost_basis"]) == (qty * spy * Decimal("1.04")).quantize(CENT)
+
+    limit = (spy * Decimal("1.005")).quantize(CENT, ROUND_DOWN)
+    placed = _limit_buy(client, qty, float(limit), "limit-1")
+    assert (placed.order_type, amount(placed.limit_price)) == ("limit", limit)
+    filled = client.get_order_by_id(placed.id)
+    assert filled.status is OrderStatus.FILLED
+    assert amount(filled.filled_avg_price) == spy <= limit
+    assert amount(client.get_account().cash) == Decimal(100000) - (qty * spy).quantize(CENT)
+
+
+def test_a_limit_buy_below_the_price_rests_and_holds_its_limit_value(simulator):
+    """A limit the market has not reached does not fill; it holds qty x limit of the buying
+    power until cancelled, and then nothing was bought."""
+    sim_admin(simulator.url, "/_sim/account", {"kind": "cash"})
+    client = trading_client(simulator.url)
+    spy = price(simulator, "SPY")
+    low = (spy * Decimal("0.9")).quantize(CENT, ROUND_DOWN)
+
+    placed = _limit_buy(client, 10, float(low), "limit-low")
+    resting = [client.get_order_by_id(placed.id).status for _ in range(3)]
+
+    assert resting == [OrderStatus.NEW] * 3
+    assert amount(client.get_account().buying_power) == Decimal(100000) - 10 * low
+    client.cancel_order_by_id(placed.id)
+    assert client.get_order_by_id(placed.id).status is OrderStatus.CANCELED
+    assert client.get_all_positions() == []
+
+
 def test_open_buys_reserve_buying_power(simulator):
     """B7: cash promised to an open buy cannot be spent twice."""
     sim_admin(simulator.url, "/_sim/account", {"kind": "cash"})
@@ -340,7 +404,9 @@ def test_open_buys_reserve_buying_power(simulator):
     order(client, "SPY", qty, "reserve-1")
     account = client.get_account()
     assert account.cash == "100000"
-    assert amount(account.buying_power) == Decimal("100000") - (qty * spy).quantize(Decimal("0.01"))
+    # As Alpaca: an open market buy holds its value at the collar Alpaca checks it at.
+    held = (qty * spy * (1 + MARKET_BUY_COLLAR)).quantize(Decimal("0.01"))
+    assert amount(account.buying_power) == Decimal("100000") - held
     error = refused(order, client, "SPY", qty, "reserve-2")
     assert error.message == "insufficient buying power"
 
@@ -523,7 +589,36 @@ def test_blocked_account_cannot_trade(simulator):
         (
             {"symbol": "TECL", "qty": "1", "side": "buy", "type": "limit", "time_in_force": "day"},
             422,
-            "market orders only",
+            "limit_price is required for limit orders",
+        ),
+        (
+            {"symbol": "TECL", "qty": "1", "side": "buy", "type": "stop", "time_in_force": "day"},
+            422,
+            "market and limit orders only",
+        ),
+        (
+            {
+                "symbol": "TECL",
+                "qty": "1",
+                "side": "buy",
+                "type": "limit",
+                "limit_price": "10.005",
+                "time_in_force": "day",
+            },
+            422,
+            "sub-penny increment",
+        ),
+        (
+            {
+                "symbol": "TECL",
+                "qty": "1",
+                "side": "buy",
+                "type": "market",
+                "limit_price": "10",
+                "time_in_force": "day",
+            },
+            422,
+            "limit_price is only for limit orders",
         ),
         (
             {

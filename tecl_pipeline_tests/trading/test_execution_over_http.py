@@ -3,7 +3,7 @@ buys, idempotent client order ids, orders tracked to completion, refusals before
 
 import threading
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 import pytest
 
@@ -254,6 +254,38 @@ def test_buys_on_a_margin_account_are_funded_from_cash_never_borrowed(
     assert buy.symbol == "TECL" and 4900 < buy.filled_notional <= before.cash
     assert client.get_account().cash >= 0
     assert any(symbol == "BIL" and "halted" in why for symbol, why in report.skipped)
+
+
+@pytest.mark.parametrize(
+    ("below", "fills"),
+    [(Decimal("0.003"), True), (Decimal("0.02"), False)],
+    ids=["price-rose-within-the-reserve", "price-rose-beyond-it"],
+)
+def test_a_buy_never_costs_more_than_the_cash_it_was_sized_on(
+    below, fills, client, prices, simulator
+):
+    """B7 when the price moves between the decision and the fill: the buy is a limit order
+    the cash reserve (0.5%) above the decision price. Within the reserve it fills at the
+    market; beyond it, it rests, is cancelled when the phase's time is up and leaves a
+    residual (the session ends not clean): on this margin account a market order would have
+    filled and borrowed the difference."""
+    decided = {s: (p * (1 - below)).quantize(Decimal("0.01")) for s, p in prices.items()}
+    policy = ExecutionPolicy(cash_reserve=Decimal("0.005"), fill_timeout=10.0)
+    cash = client.get_account().cash
+
+    report = execute(client, SESSION, ALL_TECL, decided, policy, FakeTime().pacing())
+
+    [buy] = report.sent
+    limit = (decided["TECL"] * Decimal("1.005")).quantize(Decimal("0.01"), ROUND_DOWN)
+    assert buy.limit_price == limit
+    after = client.get_account()
+    assert after.cash >= 0
+    if fills:
+        assert buy.status is OrderStatus.FILLED and buy.filled_avg_price == prices["TECL"]
+        assert buy.filled_notional <= cash
+    else:
+        assert (buy.status, buy.filled_qty) == (OrderStatus.CANCELED, 0)
+        assert report.cancelled == (buy.client_order_id,) and after.cash == cash
 
 
 def test_an_account_that_owes_its_broker_is_refused_before_any_order(client, prices, simulator):

@@ -11,16 +11,18 @@ starts waiting for it (a market event) (B5, T6, B3):
   taken for a garbled answer.
 """
 
+from datetime import datetime
 from decimal import Decimal
 
 import pytest
 from alpaca.trading.enums import OrderStatus as AlpacaOrderStatus
 
 from tecl_pipeline.adapters.alpaca.broker import AlpacaBroker
+from tecl_pipeline.core.calendar import EXCHANGE_TZ
 from tecl_pipeline.simulator import SimulatorServer
 from tecl_pipeline.trading.errors import MalformedResponseError, OrderStateError
 from tecl_pipeline.trading.execution import ExecutionReport, execute, leg_prefix
-from tecl_pipeline.trading.models import OrderSide, OrderStatus
+from tecl_pipeline.trading.models import Order, OrderSide, OrderStatus
 from tecl_pipeline_tests.trading.fake_time import FakeTime
 from tecl_pipeline_tests.trading.over_http import ALL_TECL, FAST, SESSION, submissions
 
@@ -86,9 +88,33 @@ def test_only_statuses_that_can_still_fill_keep_a_run_waiting():
     assert OrderStatus.FILLED.is_final and OrderStatus.REPLACED.is_final
 
 
+def _view(status: OrderStatus, filled: str) -> Order:
+    return Order(
+        id="order-1",
+        client_order_id=FIRST_BUY,
+        symbol="TECL",
+        side=OrderSide.BUY,
+        qty=Decimal(10),
+        filled_qty=Decimal(filled),
+        filled_avg_price=None,
+        status=status,
+        submitted_at=datetime(2026, 11, 24, 15, 45, tzinfo=EXCHANGE_TZ),
+    )
+
+
 def test_a_late_update_never_moves_an_order_back_along_its_life():
-    """B5: an order seen done for the day and then expired keeps the later status; a late
-    `new` after a partial fill loses."""
+    """B5: views of one order arriving out of order: the later one in its life wins, the
+    stale one loses, whichever arrives last; a held or suspended order that turns new again
+    is judged by its fills."""
+    pairs = [
+        (_view(OrderStatus.DONE_FOR_DAY, "4"), _view(OrderStatus.PARTIALLY_FILLED, "4")),
+        (_view(OrderStatus.EXPIRED, "4"), _view(OrderStatus.DONE_FOR_DAY, "4")),
+        (_view(OrderStatus.CANCELED, "0"), _view(OrderStatus.PENDING_CANCEL, "0")),
+        (_view(OrderStatus.NEW, "2"), _view(OrderStatus.HELD, "0")),
+        (_view(OrderStatus.PARTIALLY_FILLED, "3"), _view(OrderStatus.ACCEPTED, "0")),
+    ]
+    for later, stale in pairs:
+        assert later.newer_than(stale) and not stale.newer_than(later), (later, stale)
     life = [
         OrderStatus.PENDING_NEW,
         OrderStatus.ACCEPTED,

@@ -349,15 +349,18 @@ class AlpacaBroker(AlpacaService[TradingClient]):
 
     @staticmethod
     def _check_echo(order: Order, request: OrderRequest, endpoint: str) -> Order:
-        if (order.client_order_id, order.symbol, order.side) != (
+        if (order.client_order_id, order.symbol, order.side, order.limit_price) != (
             request.client_order_id,
             request.symbol,
             request.side,
+            request.limit_price,
         ) or order.qty != request.qty:
+            limit = f" limit {request.limit_price}" if request.limit_price is not None else ""
+            theirs = f" limit {order.limit_price}" if order.limit_price is not None else ""
             raise MalformedResponseError(
                 f"{endpoint}: the broker's order {order.client_order_id} ({order.side} "
-                f"{order.qty} {order.symbol}) does not match the request "
-                f"{request.client_order_id} ({request.side} {request.qty} {request.symbol})"
+                f"{order.qty} {order.symbol}{theirs}) does not match the request "
+                f"{request.client_order_id} ({request.side} {request.qty} {request.symbol}{limit})"
             )
         return order
 

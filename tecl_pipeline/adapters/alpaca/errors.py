@@ -98,16 +98,21 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, seconds)
 
 
+_MIN_RATE_LIMIT_WAIT = 1.0
+
+
 def parse_rate_limit_reset(value: str | None, now: float | None = None) -> float | None:
     """Seconds until an X-RateLimit-Reset (seconds since the epoch, when the window's budget
-    is back); None if absent or not a number."""
+    is back), at least one: a reset that reads as past means this host's clock runs ahead of
+    the broker's, and asking again at once would only spend the retries in the same window.
+    None if absent or not a number."""
     try:
         reset = float(value) if value is not None else math.nan
     except ValueError:
         return None
     if not math.isfinite(reset):
         return None
-    return max(0.0, reset - (time.time() if now is None else now))
+    return max(_MIN_RATE_LIMIT_WAIT, reset - (time.time() if now is None else now))
 
 
 def read_error_body(exc: APIError, redactor: Redactor | None = None) -> ErrorBody:

@@ -142,7 +142,7 @@ def order_from_alpaca(body: object, endpoint: str) -> Order:
         data,
         endpoint,
         ("id", "client_order_id", "symbol", "side", "qty", "filled_qty", "status", "submitted_at"),
-        ("filled_avg_price", "updated_at"),
+        ("filled_avg_price", "updated_at", "limit_price"),
     )
     fields.setdefault("filled_avg_price", None)
     status = fields["status"]
@@ -168,15 +168,18 @@ def check_symbol(symbol: str) -> str:
 
 def order_request_to_alpaca(request: OrderRequest) -> dict[str, str]:
     """The body of POST /v2/orders for `request`."""
-    return {
+    body = {
         "symbol": request.symbol,
-        # A decimal string, as Alpaca documents for qty: never a binary float (C3).
+        # Decimal strings, as Alpaca documents for qty and prices: never binary floats (C3).
         "qty": str(request.qty),
         "side": request.side.value,
         "type": request.type,
         "time_in_force": request.time_in_force,
         "client_order_id": request.client_order_id,
     }
+    if request.limit_price is not None:
+        body["limit_price"] = str(request.limit_price)
+    return body
 
 
 def timestamp_from_alpaca(value: object, what: str, endpoint: str) -> datetime:
