@@ -130,38 +130,40 @@ def parse_int(text: str, what: str, low: int, high: int) -> int:
     return value
 
 
+def _positive(value: object, name: str) -> Decimal:
+    """A positive decimal from a JSON number or string; numbers were parsed as Decimal, so a
+    float never rounds one on its way in (C3)."""
+    if isinstance(value, bool) or not isinstance(value, Decimal | int | str):
+        raise invalid(f"invalid {name}: {value!r}")
+    try:
+        number = Decimal(value) if not isinstance(value, Decimal) else value
+    except InvalidOperation:
+        raise invalid(f"invalid {name}: {value!r}") from None
+    if not number.is_finite() or number <= 0:
+        raise invalid(f"{name} must be > 0")
+    return number
+
+
+def _places(number: Decimal) -> int:
+    exponent = number.normalize().as_tuple().exponent
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
+
+
 def parse_qty(value: object) -> Decimal:
-    """An order quantity from a JSON number or string; numbers were parsed as Decimal, so a
-    float never rounds a quantity on its way in (C3)."""
+    """An order quantity, at most QTY_PLACES decimal places."""
     if value is None:
         raise invalid("qty is required")
-    if isinstance(value, bool) or not isinstance(value, Decimal | int | str):
-        raise invalid(f"invalid qty: {value!r}")
-    try:
-        qty = Decimal(value) if not isinstance(value, Decimal) else value
-    except InvalidOperation:
-        raise invalid(f"invalid qty: {value!r}") from None
-    if not qty.is_finite() or qty <= 0:
-        raise invalid("qty must be > 0")
-    exponent = qty.normalize().as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -QTY_PLACES:
+    qty = _positive(value, "qty")
+    if _places(qty) > QTY_PLACES:
         raise invalid(f"qty must have at most {QTY_PLACES} decimal places, got {num(qty)}")
     return qty
 
 
 def parse_price(value: object) -> Decimal:
-    """A limit price from a JSON number or string: positive, at most two decimal places
-    (Alpaca refuses sub-penny increments for prices of a dollar and more)."""
-    if isinstance(value, bool) or not isinstance(value, Decimal | int | str):
-        raise invalid(f"invalid limit_price: {value!r}")
-    try:
-        price = Decimal(value) if not isinstance(value, Decimal) else value
-    except InvalidOperation:
-        raise invalid(f"invalid limit_price: {value!r}") from None
-    if not price.is_finite() or price <= 0:
-        raise invalid("limit_price must be > 0")
-    exponent = price.normalize().as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -2:
+    """A limit price, at most two decimal places (Alpaca refuses sub-penny increments for
+    prices of a dollar and more)."""
+    price = _positive(value, "limit_price")
+    if _places(price) > 2:
         raise invalid(
             f"sub-penny increment does not fulfill minimum pricing criteria: {num(price)}"
         )
