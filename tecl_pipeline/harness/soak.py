@@ -1,7 +1,8 @@
 """The chaos soak: consecutive sessions through the real pipeline (the Dagster job, the
 alpaca-py adapter, the simulator over HTTP, the journal in S3 and the keys in Secrets
 Manager, both moto servers behind fault proxies) with faults drawn from one seed at every
-layer, and the general promise checked after every session:
+layer, on an account whose kind (cash, margin or a pattern day trader's) is drawn from the
+seed for each session, and the general promise checked after every session:
 
 - no order is sent twice;
 - no order on a closed market or on untrusted data;
@@ -48,7 +49,7 @@ from tecl_pipeline.defs.resources import TradingPolicyResource
 from tecl_pipeline.harness.replay import holding_problems, session_prices
 from tecl_pipeline.harness.world import SessionRun, World, write_market_dir
 from tecl_pipeline.marketdata.demo import DEMO_SEED, DemoMarketData
-from tecl_pipeline.simulator import BrokerSimulator
+from tecl_pipeline.simulator import AccountKind, BrokerSimulator
 from tecl_pipeline.simulator.faults import FaultKind, FaultRule
 from tecl_pipeline.state.journal.records import SessionRecord
 from tecl_pipeline.trading.execution import session_prefix
@@ -135,6 +136,8 @@ class SoakResult:
     sessions: int
     fault_rate: float
     faults: Counter[str] = field(default_factory=Counter)
+    # Sessions played on each kind of account (cash, margin, pdt): drawn per session.
+    accounts: Counter[str] = field(default_factory=Counter)
     runs: int = 0
     orders: int = 0
     duplicate_orders: int = 0
@@ -147,9 +150,10 @@ class SoakResult:
 
     def line(self) -> str:
         faults = ",".join(f"{kind}={self.faults[kind]}" for kind in FAULT_KINDS)
+        accounts = ",".join(f"{kind}={self.accounts[kind]}" for kind in AccountKind)
         return (
             f"soak seed={self.seed} sessions={self.sessions} fault_rate={self.fault_rate} "
-            f"faults[{faults}] runs={self.runs} orders={self.orders} "
+            f"faults[{faults}] accounts[{accounts}] runs={self.runs} orders={self.orders} "
             f"duplicate_orders={self.duplicate_orders} off_target={self.off_target} "
             f"journal_records_lost={self.journal_lost} "
             f"invariant_violations={len(self.violations)}"
@@ -669,6 +673,12 @@ def run_soak(
                 rng = random.Random(f"{seed}/{session.isoformat()}")
                 faults = [kind for kind in FAULT_KINDS if rng.random() < fault_rate]
                 result.faults.update(faults)
+                # Its own draw, so that the faults of a seed stay what they were.
+                kind = random.Random(f"{seed}/{session.isoformat()}/account").choice(
+                    tuple(AccountKind)
+                )
+                result.accounts[kind.value] += 1
+                soak.world.simulator.set_account(kind=kind)
                 played = _Session(soak, session, faults, rng)
                 played.play()
                 result.runs += len(played.runs)

@@ -22,6 +22,7 @@ from tecl_pipeline.harness.soak import (
     run_soak,
     soak_sessions,
 )
+from tecl_pipeline.simulator import AccountKind
 from tecl_pipeline.state.journal.records import SessionRecord
 from tecl_pipeline.trading.models import Order, OrderSide, OrderStatus
 
@@ -49,6 +50,8 @@ def _keeps_every_invariant(soak: SoakResult) -> None:
     assert soak.journal_lost == 0
     # The faults were really there: each kind at least once, and runs beyond one per session.
     assert {kind for kind, n in soak.faults.items() if n} == set(FAULT_KINDS)
+    # So was every kind of account (B7: no session borrows on any of them).
+    assert set(soak.accounts) == {kind.value for kind in AccountKind}
     assert soak.runs > HALF
     assert soak.orders > 0
 
