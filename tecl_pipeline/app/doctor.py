@@ -19,7 +19,11 @@ from tecl_pipeline.core.calendar import EXCHANGE_TZ
 from tecl_pipeline.core.errors import describe
 from tecl_pipeline.core.universe import HOLDINGS, SYMBOLS
 from tecl_pipeline.trading.broker import Broker
-from tecl_pipeline.trading.reconcile import borrowing_problem, currency_problem
+from tecl_pipeline.trading.reconcile import (
+    blocked_problem,
+    borrowing_problem,
+    currency_problem,
+)
 
 _KINDS = MappingProxyType(
     {
@@ -46,9 +50,8 @@ class Finding:
 
 def _account(broker: Broker) -> Finding:
     account = broker.get_account()
-    problems = [p for p in (currency_problem(account), borrowing_problem(account.cash)) if p]
-    if account.trading_blocked:
-        problems.append("the broker blocks trading on it; see the account's page at the broker")
+    checks = (currency_problem(account), blocked_problem(account), borrowing_problem(account.cash))
+    problems = [problem for problem in checks if problem]
     kind = (
         "kind not reported"
         if account.multiplier is None

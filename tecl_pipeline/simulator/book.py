@@ -6,9 +6,10 @@ Rules follow Alpaca: an order is "accepted" when sent and fills later (`FillMode
 default; a cancel reads "pending_cancel" before it takes); orders sent while the market is
 closed wait as "accepted" until the clock reaches their session's open; DAY orders still open
 at their session's close expire; `filled_qty` is cumulative; buying power is what open buys do
-not already need of the cash (a cash account) or of twice the excess equity (a margin account,
-where a buy may borrow and cash go negative); a sell may not exceed the quantity not already
-held for other sells (no shorting).
+not already hold of the cash (a cash account) or of a multiple of the excess equity (a margin
+account, where a buy may borrow and cash go negative); a market buy is checked at a collar
+above the price, a limit buy at its limit; a sell may not exceed the quantity not already held
+for other sells (no shorting).
 """
 
 from __future__ import annotations
@@ -264,12 +265,13 @@ class Book:
             raise ValueError(f"status {status!r} is not in the form of partially_filled")
         if status == FILLED:
             raise ValueError("an order fills through /_sim/fills, not by its status")
-        order.status = status
-        order.updated_at = self.now
         if status == CANCELED:
-            order.canceled_at = self.now
+            self._cancel(order, self.now)
         elif status == EXPIRED:
-            order.expired_at = self.now
+            self._expire(order, self.now)
+        else:
+            order.status = status
+            order.updated_at = self.now
         return order
 
     def cancel_all(self) -> list[dict[str, Any]]:
@@ -412,9 +414,7 @@ class Book:
             self._cancel(order, close)
         elif order.is_open and close <= now:
             if order.expires_with_session:
-                order.status = EXPIRED
-                order.expired_at = close
-                order.updated_at = close
+                self._expire(order, close)
             else:  # GTC: keeps working in the next session
                 order.session = market.working_session(calendar, now)
 
@@ -498,6 +498,12 @@ class Book:
         order.canceled_at = at
         order.updated_at = at
 
+    @staticmethod
+    def _expire(order: SimOrder, at: datetime) -> None:
+        order.status = EXPIRED
+        order.expired_at = at
+        order.updated_at = at
+
     # -- money ------------------------------------------------------------------------------------
 
     def _mark(self, symbol: str, session: date, held: Holding) -> Decimal:
@@ -522,7 +528,7 @@ class Book:
         return wire.cents(order.remaining * _check_price(price, order.limit_price))
 
     def _reserved(self) -> Decimal:
-        """What open buy orders still need at today's prices."""
+        """What open buy orders still hold of the buying power (`_reservation`)."""
         return sum((self._reservation(order) for order in self._open("buy")), ZERO)
 
     def _fill_power(self, order: SimOrder) -> Decimal:

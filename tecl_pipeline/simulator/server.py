@@ -44,6 +44,12 @@ from tecl_pipeline.simulator.wire import (
 
 _LOG = logging.getLogger(__name__)
 
+
+def _too_many_requests() -> dict[str, Any]:
+    """Alpaca's 429 body, over the rate limit or as a fault."""
+    return {"code": RATE_LIMITED, "message": "too many requests"}
+
+
 # Alpaca's paths (trading and market data share the /v2 prefix), as "METHOD template".
 _ENDPOINTS = (
     "GET /v2/account",
@@ -235,8 +241,7 @@ class _Handler(BaseHTTPRequestHandler):
             # As Alpaca: not carried out, and no Retry-After; X-RateLimit-Reset says when.
             if endpoint == "POST /v2/orders":
                 simulator.record_unprocessed_submission(payload, "rate_limited", 429)
-            body = {"code": RATE_LIMITED, "message": "too many requests"}
-            self._send_json(429, body, simulator.rate_limit_headers(key))
+            self._send_json(429, _too_many_requests(), simulator.rate_limit_headers(key))
             return
         if fault is not None and fault.kind is FaultKind.LATENCY:
             self._sleep(fault.delay)
@@ -303,9 +308,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._hang_up()
             case FaultKind.RATE_LIMIT:
                 headers = {**limits, "X-RateLimit-Remaining": "0", **retry}
-                self._send_json(
-                    status, {"code": RATE_LIMITED, "message": "too many requests"}, headers
-                )
+                self._send_json(status, _too_many_requests(), headers)
             case FaultKind.SERVER_ERROR:
                 body = {"code": INTERNAL, "message": "internal server error occurred"}
                 self._send_json(status, body, limits)

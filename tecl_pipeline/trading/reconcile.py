@@ -224,12 +224,17 @@ def currency_problem(account: Account) -> str | None:
     return None
 
 
+def blocked_problem(account: Account) -> str | None:
+    """Why the broker will not take orders for the account, if it will not."""
+    if account.trading_blocked:
+        return f"account {account.account_number} is blocked from trading"
+    return None
+
+
 def pre_trade_problems(account: Account, plan: RebalancePlan) -> list[str]:
     """What stops trading before the first order (X8, B7): a non-USD or blocked account, or
     buys that the cash plus the planned sells' proceeds cannot pay for."""
-    problems = [problem] if (problem := currency_problem(account)) else []
-    if account.trading_blocked:
-        problems.append(f"account {account.account_number} is blocked from trading")
+    problems = [p for p in (currency_problem(account), blocked_problem(account)) if p]
     buys = sum((o.cost_ceiling for o in plan.buys), Decimal(0))
     funds = account.cash + sum((o.notional for o in plan.sells), Decimal(0))
     if buys > funds:

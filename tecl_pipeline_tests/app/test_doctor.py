@@ -67,7 +67,9 @@ def test_sip_on_the_free_plan_fails_naming_the_setting_and_the_fix(paper):
 
 
 def test_what_would_stop_a_run_is_named_on_the_account_line(paper, simulator):
-    simulator.simulator.set_account(kind=AccountKind.CASH, cash="-250", currency="EUR")
+    simulator.simulator.set_account(
+        kind=AccountKind.CASH, cash="-250", currency="EUR", trading_blocked=True
+    )
     simulator.simulator.set_asset("UVXY", tradable=False)
 
     findings = by_check(diagnose(paper(), stderr_level=QUIET))
@@ -76,6 +78,7 @@ def test_what_would_stop_a_run_is_named_on_the_account_line(paper, simulator):
     assert not account.ok and "a cash account" in account.detail
     assert "account currency is EUR, not USD" in account.detail
     assert "owes its broker" in account.detail
+    assert "account PA0SIMULATOR is blocked from trading" in account.detail
     assert not findings["assets"].ok and "UVXY" in findings["assets"].detail
 
 
