@@ -247,6 +247,24 @@ def test_a_submit_echoing_another_quantity_is_malformed(canned, make):
     assert len(canned.requests("POST", "/v2/orders")) == 1
 
 
+@pytest.mark.parametrize("limit", ["700.01", None], ids=["another-limit", "no-limit"])
+def test_a_submit_echoing_another_limit_price_is_malformed(canned, make, limit):
+    """B3, B7: a buy sent with a limit must come back with that limit; an order the broker
+    would fill at another price (or at the market) is never taken for the one asked for."""
+    canned.answer("POST", "/v2/orders", Canned(order(type="limit", limit_price=limit)))
+    request = OrderRequest(
+        symbol="TECL",
+        side=OrderSide.BUY,
+        qty=Decimal(1),
+        client_order_id="c1",
+        limit_price=Decimal("685.42"),
+    )
+    with pytest.raises(MalformedResponseError, match=r"does not match the request.*limit 685.42"):
+        make(attempts=3).submit_order(request)
+    [sent] = canned.requests("POST", "/v2/orders")
+    assert sent.body["limit_price"] == "685.42"
+
+
 # -- listing orders ----------------------------------------------------------------------------
 
 
