@@ -89,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
         type=_parse_session,
         help="trading session YYYY-MM-DD (default: the latest session of the market data)",
     )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="make the session's plan and print the orders it would send; send nothing, "
+        "record no run, write no journal, raise no alert",
+    )
     backfill = commands.add_parser(
         "backfill", help="compute and store the historical signals of a date range, in one run"
     )
@@ -625,24 +631,70 @@ def _run(args: argparse.Namespace, home: Path, stop: "StopRequest | None") -> in
     return outcome.exit_code
 
 
-def _doctor() -> int:
+def _dry_run(args: argparse.Namespace) -> int:
+    """The run's chain to the plan, read-only (`app.preview`): 0 when a run would trade or
+    has nothing to do, 2 when it would refuse, saying why."""
+    from tecl_pipeline.app.preview import deployment, preview, report
+    from tecl_pipeline.config.settings import Settings
+    from tecl_pipeline.core.errors import RefusedToTrade, describe
+    from tecl_pipeline.observability.logs import Redactor, configure_logging
+    from tecl_pipeline.trading.errors import BrokerError
+
+    settings = Settings.read()
+    stderr_level = logging.WARNING if args.verbose else QUIET
+    configure_logging(
+        settings.logs_dir, redactor=Redactor.for_settings(settings), stderr_level=stderr_level
+    )
+    with _dagster_config_errors(), deployment(settings, stderr_level=stderr_level) as ready:
+        try:
+            session = args.session or _default_session(settings)
+            with ready.broker.connect(session) as broker:
+                result = preview(ready.source, broker, ready.policy, session)
+        except RefusedToTrade as exc:
+            print(f"tecl: refused to trade (dry run): {describe(exc)}", file=sys.stderr)
+            return EXIT_REFUSED
+        except BrokerError as exc:
+            # As a run's step fails on it before any order: an error, not a refusal.
+            print(f"tecl: error (dry run): {describe(exc)}", file=sys.stderr)
+            return EXIT_ERROR
+    print(report(result), flush=True)
+    if result.refused:
+        why = " ".join("; ".join(result.problems).split())
+        print(f"tecl: refused to trade (dry run): {why}", file=sys.stderr)
+        return EXIT_REFUSED
+    return EXIT_OK
+
+
+@contextmanager
+def _dagster_config_errors() -> Iterator[None]:
+    """An EnvVar whose variable is not set (paper mode without keys) is a configuration
+    error naming it, as in a run."""
     from dagster import DagsterInvalidConfigError
 
-    from tecl_pipeline.app.doctor import diagnose
-    from tecl_pipeline.config.settings import ConfigError, Settings
+    from tecl_pipeline.config.settings import ConfigError
 
     try:
-        findings = diagnose(Settings.read(), stderr_level=QUIET)
+        yield
     except DagsterInvalidConfigError as exc:
-        # An EnvVar whose variable is not set (paper mode without keys): named, as a run does.
         raise ConfigError(_config_problem(exc)) from None
+
+
+def _doctor() -> int:
+    """0 when a run would trade, 2 when it would refuse, 1 when a check could not be made."""
+    from tecl_pipeline.app.doctor import Verdict, diagnose, exit_verdict
+    from tecl_pipeline.config.settings import Settings
+
+    with _dagster_config_errors():
+        findings = diagnose(Settings.read(), stderr_level=QUIET)
     for finding in findings:
         print(finding.line, flush=True)
-    failed = [f.check for f in findings if not f.ok]
-    if failed:
-        print(f"tecl doctor: {len(failed)} check(s) failed: {', '.join(failed)}", file=sys.stderr)
-        return EXIT_ERROR
-    return EXIT_OK
+    verdict = exit_verdict(findings)
+    if verdict is Verdict.OK:
+        return EXIT_OK
+    named = [f.check for f in findings if f.verdict is verdict]
+    what = "a run would refuse on" if verdict is Verdict.REFUSE else "could not check"
+    print(f"tecl doctor: {what} {len(named)} check(s): {', '.join(named)}", file=sys.stderr)
+    return EXIT_REFUSED if verdict is Verdict.REFUSE else EXIT_ERROR
 
 
 def _command(args: argparse.Namespace, stop: "StopRequest | None" = None) -> int:
@@ -654,6 +706,8 @@ def _command(args: argparse.Namespace, stop: "StopRequest | None" = None) -> int
         return _simulator(args)
     if args.command == "replay":
         return _replay(args)
+    if args.command == "run" and args.dry_run:
+        return _dry_run(args)
     home = ensure_dagster_home()
     if args.command == "backfill":
         return _backfill(args.start, args.end, home, verbose=args.verbose)

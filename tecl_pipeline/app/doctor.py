@@ -1,29 +1,48 @@
 """`tecl doctor`: whether this machine's settings reach a broker and market data that the
 pipeline can trade with, before the first run finds out at 15:45. Each check is one line
-saying what was found or what to do. Nothing is ordered; what is written is what a run
-writes before it trades (the logs, and in demo mode the embedded simulator's account file).
+saying what was found or what to do, and the last is the plan the next run would make from
+the broker's positions at the latest prices (`app.preview`, the run's own chain). Nothing is
+ordered; what is written is what a run writes before it trades (the logs, and in demo mode
+the embedded simulator's account file).
 
-The checks read what a run reads, through the same resources (`deployment_resources`, so
-keys come only through their `EnvVar` or the secrets provider), and judge it by the rules a
-run applies (`trading.reconcile`), so the doctor and the run never disagree.
+The checks read what a run reads, through the same resources (so keys come only through
+their `EnvVar` or the secrets provider), and judge it by the rules a run applies
+(`trading.reconcile`, the run's refusals), so the doctor and the run never disagree: a check
+a run would refuse on is `REFUSE`, one that cannot be made (a refused key, a broker that
+does not answer) is `ERROR`.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from enum import Enum
 from types import MappingProxyType
 
+from tecl_pipeline.app.preview import deployment, preview
 from tecl_pipeline.config.settings import Settings
 from tecl_pipeline.core.calendar import EXCHANGE_TZ
-from tecl_pipeline.core.errors import describe
+from tecl_pipeline.core.errors import RefusedToTrade, describe
 from tecl_pipeline.core.universe import HOLDINGS, SYMBOLS
+from tecl_pipeline.defs.partitions import CALENDAR
+from tecl_pipeline.marketdata import MarketDataSource
 from tecl_pipeline.trading.broker import Broker
+from tecl_pipeline.trading.execution import ExecutionPolicy
 from tecl_pipeline.trading.reconcile import (
     blocked_problem,
     borrowing_problem,
     currency_problem,
 )
+
+
+class Verdict(Enum):
+    """What a check found: the run would trade with it, would refuse, or it could not be
+    made at all."""
+
+    OK = "ok"
+    REFUSE = "REFUSE"
+    ERROR = "ERROR"
+
 
 _KINDS = MappingProxyType(
     {
@@ -36,16 +55,29 @@ _KINDS = MappingProxyType(
 
 @dataclass(frozen=True)
 class Finding:
-    """One check: what it looked at, whether the pipeline can trade with it, and the line a
-    person reads (what was found, or what is wrong and what to do)."""
+    """One check: what it looked at, what it found for a run, and the line a person reads
+    (what was found, or what is wrong and what to do)."""
 
     check: str
-    ok: bool
+    verdict: Verdict
     detail: str
 
     @property
+    def ok(self) -> bool:
+        return self.verdict is Verdict.OK
+
+    @property
     def line(self) -> str:
-        return f"{'ok  ' if self.ok else 'FAIL'}  {self.check}: {self.detail}"
+        return f"{self.verdict.value:6}  {self.check}: {self.detail}"
+
+
+def exit_verdict(findings: list[Finding]) -> Verdict:
+    """ERROR if any check could not be made, else REFUSE if a run would refuse, else OK."""
+    verdicts = {f.verdict for f in findings}
+    for verdict in (Verdict.ERROR, Verdict.REFUSE):
+        if verdict in verdicts:
+            return verdict
+    return Verdict.OK
 
 
 def _account(broker: Broker) -> Finding:
@@ -62,15 +94,29 @@ def _account(broker: Broker) -> Finding:
         f"equity {account.equity:,.2f}"
     )
     if problems:
-        return Finding("account", False, f"{found}: {'; '.join(problems)}")
-    return Finding("account", True, f"{found}; buys spend its own cash only, never margin")
+        return Finding("account", Verdict.REFUSE, f"{found}: {'; '.join(problems)}")
+    return Finding("account", Verdict.OK, f"{found}; buys spend its own cash only, never margin")
 
 
 def _clock(broker: Broker) -> Finding:
     clock = broker.get_clock()
-    now, opens = (t.astimezone(EXCHANGE_TZ) for t in (clock.timestamp, clock.next_open))
+    now = clock.timestamp.astimezone(EXCHANGE_TZ)
+    opens = clock.next_open.astimezone(EXCHANGE_TZ)
     state = "open" if clock.is_open else f"closed, opens {opens:%Y-%m-%d %H:%M %Z}"
-    return Finding("broker clock", True, f"{now:%Y-%m-%d %H:%M %Z}, market {state}")
+    return Finding(
+        "broker clock",
+        Verdict.OK,
+        f"{now:%Y-%m-%d %H:%M %Z}, market {state}; next decision "
+        f"{_next_decision(now):%Y-%m-%d %H:%M %Z}",
+    )
+
+
+def _next_decision(now: datetime) -> datetime:
+    """The first session decision time at or after `now` (by the broker's clock)."""
+    session = CALENDAR.session_on_or_before(now.date())
+    while CALENDAR.decision_time(session) < now:
+        session = CALENDAR.next_session(session)
+    return CALENDAR.decision_time(session)
 
 
 def _assets(broker: Broker) -> Finding:
@@ -78,65 +124,83 @@ def _assets(broker: Broker) -> Finding:
     closed = [a.symbol for a in assets if not a.tradable]
     if closed:
         return Finding(
-            "assets", False, f"not tradable at this broker: {', '.join(closed)}; no order for them"
+            "assets",
+            Verdict.REFUSE,
+            f"not tradable at this broker: {', '.join(closed)}; a run sends no order for them",
         )
     whole = [a.symbol for a in assets if not a.fractionable]
-    shares = f"; whole shares only: {', '.join(whole)}" if whole else ""
-    return Finding("assets", True, f"{', '.join(HOLDINGS)} tradable{shares}")
+    shares = f"; whole shares only: {', '.join(whole)}" if whole else "; all fractionable"
+    return Finding("assets", Verdict.OK, f"{', '.join(HOLDINGS)} tradable{shares}")
 
 
 def _latest_trades(broker: Broker, feed: str) -> Finding:
     prices = broker.latest_trades(SYMBOLS)
     missing = [s for s in SYMBOLS if s not in prices]
+    check = f"latest trades ({feed})"
     if missing:
-        return Finding(
-            f"latest trades ({feed})", False, f"none for {', '.join(missing)} on feed {feed}"
-        )
-    return Finding(f"latest trades ({feed})", True, f"every symbol quoted on feed {feed}")
+        return Finding(check, Verdict.REFUSE, f"none for {', '.join(missing)} on feed {feed}")
+    return Finding(check, Verdict.OK, f"every symbol quoted on feed {feed}")
+
+
+def _plan(
+    source: MarketDataSource, broker: Broker, policy: ExecutionPolicy, session: date
+) -> Finding:
+    result = preview(source, broker, policy, session)
+    orders = "; ".join(o.line.replace("  ", " ") for o in result.orders) or "no order"
+    found = f"session {session}, leaf {result.decision.leaf}: {orders}"
+    if result.refused:
+        return Finding("plan", Verdict.REFUSE, f"{found}; refused: {'; '.join(result.problems)}")
+    return Finding("plan", Verdict.OK, found)
+
+
+def _failed(check: str, exc: Exception) -> Finding:
+    """A check that raised: REFUSE for what a run refuses on (a feed the plan lacks),
+    ERROR for a check that cannot be made."""
+    verdict = Verdict.REFUSE if isinstance(exc, RefusedToTrade) else Verdict.ERROR
+    return Finding(check, verdict, describe(exc))
 
 
 def _checked(check: str, run: Callable[[], Finding]) -> Finding:
     try:
         return run()
     except Exception as exc:  # a check that cannot be made is the finding
-        return Finding(check, False, " ".join(describe(exc).split()))
+        return _failed(check, exc)
 
 
 def diagnose(settings: Settings, *, stderr_level: int) -> list[Finding]:
     """Every check against the deployment `settings` describe, in the order a run meets
-    them: market data, then the broker. Log records at `stderr_level` and above also go to
-    stderr."""
-    from dagster import build_resources
-
-    from tecl_pipeline.defs.deployments import deployment_resources
-    from tecl_pipeline.defs.partitions import CALENDAR
-
-    resources = deployment_resources(settings, {"observability": {"stderr_level": stderr_level}})
-    needed = ("market_data_source", "broker", "observability", "alerts")
+    them: market data, then the broker, then the plan. Log records at `stderr_level` and
+    above also go to stderr."""
     feed = settings.data_feed.value
     where = settings.broker_url or (
         "the embedded demo simulator" if settings.mode.value == "demo" else "Alpaca"
     )
     findings = [
-        Finding("settings", True, f"{settings.mode.value} mode, broker {where}, data feed {feed}")
+        Finding(
+            "settings",
+            Verdict.OK,
+            f"{settings.mode.value} mode, broker {where}, data feed {feed}",
+        )
     ]
-    with build_resources({name: resources[name] for name in needed}) as ready:
-        source = ready.market_data_source.open(CALENDAR)
+    with deployment(settings, stderr_level=stderr_level) as ready:
+        source = ready.source
         latest: list[date] = []
 
         def bars() -> Finding:
             latest.append(source.latest_session(SYMBOLS))
             return Finding(
-                "daily bars", True, f"{source.description}: through {latest[0]} (feed {feed})"
+                "daily bars", Verdict.OK, f"{source.description}: through {latest[0]} (feed {feed})"
             )
 
         findings.append(_checked("daily bars", bars))
+        # The plan is for the session of the latest bars (in paper and live, today's once
+        # it has traded); without bars there is no plan to make.
         today = datetime.now(EXCHANGE_TZ).date()
         session = latest[0] if latest else CALENDAR.session_on_or_before(today)
         try:
             broker = ready.broker.connect(session)
         except Exception as exc:
-            findings.append(Finding("broker", False, " ".join(describe(exc).split())))
+            findings.append(_failed("broker", exc))
             return findings
         try:
             findings += [
@@ -145,6 +209,10 @@ def diagnose(settings: Settings, *, stderr_level: int) -> list[Finding]:
                 _checked("assets", lambda: _assets(broker)),
                 _checked(f"latest trades ({feed})", lambda: _latest_trades(broker, feed)),
             ]
+            if latest:
+                findings.append(
+                    _checked("plan", lambda: _plan(source, broker, ready.policy, session))
+                )
         finally:
             broker.close()
     return findings

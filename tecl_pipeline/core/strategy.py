@@ -110,6 +110,18 @@ def evaluate_tecl(indicators: Mapping[str, Mapping[str, float]]) -> Decision:
     )
 
 
+def evaluate_tecl_table(table: pd.DataFrame) -> Decision:
+    """`evaluate_tecl` on an `indicator_table`: one row per symbol, one column per
+    indicator."""
+    # pandas types row and column labels as Hashable; here they are symbols and names.
+    return evaluate_tecl(
+        {
+            str(symbol): {str(name): value for name, value in row.items()}
+            for symbol, row in table.to_dict(orient="index").items()
+        }
+    )
+
+
 def _bull(walk: "_Walk") -> str:
     if walk.compare(("TQQQ", _RSI), ">", 79):
         return "B1"

@@ -20,7 +20,7 @@ from tecl_pipeline.core.errors import RefusedToTrade, TradingStopped, describe
 from tecl_pipeline.core.indicators import indicator_table
 from tecl_pipeline.core.outcomes import OUTCOME, Outcome
 from tecl_pipeline.core.portfolio import round_price, to_decimal
-from tecl_pipeline.core.strategy import Decision, evaluate_tecl
+from tecl_pipeline.core.strategy import Decision, evaluate_tecl_table
 from tecl_pipeline.core.universe import HOLDINGS, SYMBOLS
 from tecl_pipeline.defs.partitions import CALENDAR, session_partitions
 from tecl_pipeline.defs.presentation import ORDER_HEADERS, markdown_table, order_rows, percent
@@ -200,13 +200,7 @@ def signal(
 ) -> Output:
     """The strategy's decision: leaf, the path that led to it, and the target weights."""
     with _refusals(context, observability):
-        # pandas types row and column labels as Hashable; here they are symbols and names.
-        decision = evaluate_tecl(
-            {
-                str(symbol): {str(name): value for name, value in row.items()}
-                for symbol, row in indicators.to_dict(orient="index").items()
-            }
-        )
+        decision = evaluate_tecl_table(indicators)
     context.log.info(f"leaf {decision.leaf}: {decision.reason}")
     return Output(
         decision,

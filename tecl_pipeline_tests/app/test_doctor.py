@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from tecl_pipeline.app.doctor import Finding, diagnose
+from tecl_pipeline.app.doctor import Finding, Verdict, diagnose, exit_verdict
 from tecl_pipeline.config.settings import DataFeed, Mode, Settings
-from tecl_pipeline.simulator import AccountKind
+from tecl_pipeline.simulator import AccountKind, DataPlan
 from tecl_pipeline_tests.app.cli_helpers import tecl
 from tecl_pipeline_tests.simulator.simulator_fixtures import SIM_KEY, SIM_SECRET, sim_state
 
@@ -46,14 +46,21 @@ def test_a_paper_account_on_the_free_plan_passes_every_check(paper, simulator):
         "broker clock",
         "assets",
         "latest trades (iex)",
+        "plan",
     ]
     assert all(f.ok for f in findings), [f.line for f in findings]
+    assert exit_verdict(findings) is Verdict.OK
     assert by_check(findings)["settings"].detail == (
         f"paper mode, broker {simulator.url}, data feed iex"
     )
     account = by_check(findings)["account"]
     assert "a margin account" in account.detail and "never margin" in account.detail
-    assert by_check(findings)["broker clock"].detail.endswith("EST, market open")
+    assert by_check(findings)["broker clock"].detail == (
+        "2026-11-24 15:45 EST, market open; next decision 2026-11-24 15:45 EST"
+    )
+    # A fresh account: the plan buys the target with limit orders, and sends none of them.
+    plan = by_check(findings)["plan"].detail
+    assert plan.startswith("session 2026-11-24, leaf ") and "buy " in plan and "limit" in plan
     assert sim_state(simulator.url)["submissions"] == [], "the doctor orders nothing"
 
 
@@ -61,9 +68,10 @@ def test_sip_on_the_free_plan_fails_naming_the_setting_and_the_fix(paper):
     findings = by_check(diagnose(paper(data_feed=DataFeed.SIP), stderr_level=QUIET))
 
     for check in ("daily bars", "latest trades (sip)"):
-        assert not findings[check].ok
+        assert findings[check].verdict is Verdict.REFUSE
         assert "TECL_DATA_FEED=iex" in findings[check].detail
     assert findings["account"].ok
+    assert "plan" not in findings, "no bars, no plan"
 
 
 def test_what_would_stop_a_run_is_named_on_the_account_line(paper, simulator):
@@ -75,11 +83,25 @@ def test_what_would_stop_a_run_is_named_on_the_account_line(paper, simulator):
     findings = by_check(diagnose(paper(), stderr_level=QUIET))
 
     account = findings["account"]
-    assert not account.ok and "a cash account" in account.detail
+    assert account.verdict is Verdict.REFUSE and "a cash account" in account.detail
     assert "account currency is EUR, not USD" in account.detail
     assert "owes its broker" in account.detail
     assert "account PA0SIMULATOR is blocked from trading" in account.detail
-    assert not findings["assets"].ok and "UVXY" in findings["assets"].detail
+    assert findings["assets"].verdict is Verdict.REFUSE and "UVXY" in findings["assets"].detail
+    # The plan is judged by the run's own pre-trade rules, which refuse the same account.
+    plan = findings["plan"]
+    assert plan.verdict is Verdict.REFUSE
+    assert plan.detail == "account currency is EUR, not USD; not trading"
+
+
+def test_a_plan_the_pre_trade_check_refuses_is_named_with_the_orders(paper, simulator):
+    simulator.simulator.set_account(trading_blocked=True)
+
+    plan = by_check(diagnose(paper(), stderr_level=QUIET))["plan"]
+
+    assert plan.verdict is Verdict.REFUSE
+    assert "buy " in plan.detail
+    assert plan.detail.endswith("; refused: account PA0SIMULATOR is blocked from trading")
 
 
 def test_refused_keys_fail_every_broker_check_in_one_line_each(paper, monkeypatch):
@@ -88,7 +110,8 @@ def test_refused_keys_fail_every_broker_check_in_one_line_each(paper, monkeypatc
     findings = diagnose(paper(), stderr_level=QUIET)
 
     broken = [f for f in findings if not f.ok]
-    assert {f.check for f in broken} >= {"account", "broker clock", "assets"}
+    assert {f.check for f in broken} >= {"daily bars", "account", "broker clock", "assets"}
+    assert {f.verdict for f in broken} == {Verdict.ERROR}
     for finding in broken:
         assert "401" in finding.detail and "\n" not in finding.line
         assert "not-the-secret" not in finding.line
@@ -104,7 +127,7 @@ def test_paper_mode_without_keys_is_one_configuration_line_naming_both(tmp_path)
     )
 
 
-def test_tecl_doctor_prints_a_line_per_check_and_exits_1_when_one_fails(
+def test_tecl_doctor_exits_0_when_a_run_would_trade_2_when_it_would_refuse_1_on_error(
     tmp_path, simulator_process
 ):
     good = tecl(
@@ -117,7 +140,7 @@ def test_tecl_doctor_prints_a_line_per_check_and_exits_1_when_one_fails(
         ALPACA_SECRET_KEY="sim-secret",
     )
     assert good.returncode == 0, good.stderr
-    assert [line.split()[0] for line in good.stdout.splitlines()] == ["ok"] * 6
+    assert [line.split()[0] for line in good.stdout.splitlines()] == ["ok"] * 7
     assert good.stderr == ""
 
     bad = tecl(
@@ -130,6 +153,44 @@ def test_tecl_doctor_prints_a_line_per_check_and_exits_1_when_one_fails(
         ALPACA_API_KEY="sim-key",
         ALPACA_SECRET_KEY="sim-secret",
     )
-    assert bad.returncode == 1
+    assert bad.returncode == 2
     assert "Traceback" not in bad.stdout + bad.stderr
-    assert bad.stderr.strip() == ("tecl doctor: 2 check(s) failed: daily bars, latest trades (sip)")
+    assert bad.stderr.strip() == (
+        "tecl doctor: a run would refuse on 2 check(s): daily bars, latest trades (sip)"
+    )
+
+    broken = tecl(
+        ["doctor"],
+        tmp_path,
+        TECL_MODE="paper",
+        TECL_BROKER_URL=simulator_process,
+        TECL_DATA_URL=simulator_process,
+        ALPACA_API_KEY="sim-key",
+        ALPACA_SECRET_KEY="not-the-secret",
+    )
+    assert broken.returncode == 1
+    assert broken.stderr.startswith("tecl doctor: could not check ")
+    assert "not-the-secret" not in broken.stdout + broken.stderr
+
+
+@pytest.mark.parametrize("kind", list(AccountKind), ids=lambda k: k.value)
+@pytest.mark.parametrize("plan", list(DataPlan), ids=lambda p: p.value)
+def test_every_account_kind_and_data_plan(paper, simulator, kind, plan):
+    """What the doctor says of each simulator mode: the account's kind named, buys from
+    cash only, and SIP data allowed only on a plan that includes them."""
+    simulator.simulator.set_account(kind=kind)
+    simulator.simulator.set_data_plan(plan)
+
+    iex = by_check(diagnose(paper(), stderr_level=QUIET))
+    sip = diagnose(paper(data_feed=DataFeed.SIP), stderr_level=QUIET)
+
+    named = {
+        AccountKind.CASH: "a cash account",
+        AccountKind.MARGIN: "a margin account",
+        AccountKind.PDT: "a pattern day trader's margin account",
+    }[kind]
+    assert iex["account"].ok and named in iex["account"].detail
+    assert all(f.ok for f in iex.values()), [f.line for f in iex.values()]
+    expected = Verdict.REFUSE if plan is DataPlan.BASIC else Verdict.OK
+    assert exit_verdict(sip) is expected, [f.line for f in sip]
+    assert sim_state(simulator.url)["submissions"] == []
