@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from contextlib import contextmanager
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
@@ -46,6 +47,16 @@ def _parse_session(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _fraction(text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except ArithmeticError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= Decimal("0.2"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction from 0 to 0.2")
+    return value
 
 
 def _per_minute(text: str) -> int:
@@ -146,6 +157,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="requests per minute and API key before 429, as Alpaca counts them (default 200, "
         "Alpaca's; 0 = no limit)",
+    )
+    sim.add_argument(
+        "--market-buy-collar",
+        type=_fraction,
+        default=Decimal("0.04"),
+        metavar="FRACTION",
+        help="how far above the price a market buy is checked against buying power, as "
+        "Alpaca checks it between 0.025 and 0.04 (default 0.04, the strict end)",
     )
     replay = commands.add_parser(
         "replay",
@@ -485,6 +504,7 @@ def _simulator(args: argparse.Namespace) -> int:
             account_kind=AccountKind(args.account),
             rate_limit=args.rate_limit or None,
             fills=FillMode.ASYNC if args.fills == "async" else FillMode.IMMEDIATE,
+            market_buy_collar=args.market_buy_collar,
         )
     except (UnknownSessionError, ValueError) as exc:
         print(f"tecl simulator: {exc}", file=sys.stderr)

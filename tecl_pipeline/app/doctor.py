@@ -134,12 +134,18 @@ def _assets(broker: Broker) -> Finding:
 
 
 def _latest_trades(broker: Broker, feed: str) -> Finding:
-    prices = broker.latest_trades(SYMBOLS)
-    missing = [s for s in SYMBOLS if s not in prices]
+    trades = broker.latest_trades(SYMBOLS)
+    missing = [s for s in SYMBOLS if s not in trades]
     check = f"latest trades ({feed})"
     if missing:
         return Finding(check, Verdict.REFUSE, f"none for {', '.join(missing)} on feed {feed}")
-    return Finding(check, Verdict.OK, f"every symbol quoted on feed {feed}")
+    symbol, oldest = min(trades.items(), key=lambda item: item[1].at)
+    at = oldest.at.astimezone(EXCHANGE_TZ)
+    return Finding(
+        check,
+        Verdict.OK,
+        f"every symbol quoted on feed {feed}; the oldest, {symbol}, at {at:%Y-%m-%d %H:%M:%S %Z}",
+    )
 
 
 def _plan(

@@ -34,7 +34,7 @@ from tecl_pipeline.trading.execution import (
     check_trading_window,
     plan_from_broker,
 )
-from tecl_pipeline.trading.reconcile import pre_trade_problems
+from tecl_pipeline.trading.reconcile import minutes, pre_trade_problems
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,8 @@ class Preview:
 
     session: date
     market_data: str
+    price_basis: str
+    """How the decision prices were formed (the feed's forming daily bar, or closes)."""
     decision: Decision
     prices: Mapping[str, Decimal]
     snapshot: BrokerSnapshot
@@ -121,6 +123,7 @@ def preview(
     return Preview(
         session=session,
         market_data=source.description,
+        price_basis=source.price_basis,
         decision=decision,
         prices=prices,
         snapshot=snapshot,
@@ -169,6 +172,7 @@ def report(result: Preview) -> str:
         f"DRY RUN      session {result.session}: nothing sent, no run recorded "
         f"(broker clock {when:%Y-%m-%d %H:%M %Z})",
         f"data         {result.market_data}",
+        f"prices       {result.price_basis}{_oldest(snapshot)}",
         f"decision     leaf {decision.leaf}: {decision.reason}",
         "target       " + ", ".join(f"{s} {percent(w)}" for s, w in decision.allocation.items()),
         f"account      {account.account_number}: equity {account.equity:,.2f}, "
@@ -191,6 +195,15 @@ def report(result: Preview) -> str:
     if result.timing:
         lines.append(f"timing       a run started now would not trade yet: {result.timing}")
     return "\n".join(lines)
+
+
+def _oldest(snapshot: BrokerSnapshot) -> str:
+    if not snapshot.quotes or snapshot.quoted_at is None:
+        return ""
+    now = snapshot.quoted_at
+    symbol, trade = max(snapshot.quotes.items(), key=lambda item: item[1].age(now))
+    age = minutes(trade.age(now))
+    return f"; the broker's oldest latest trade: {symbol} on {trade.feed}, {age} old"
 
 
 def _qty(value: Decimal) -> str:

@@ -223,7 +223,8 @@ def _validate_holdings(current: Mapping[str, Decimal]) -> dict[str, Decimal]:
         held = _require_decimal(qty, f"{symbol} position qty")
         if held < 0:
             raise PortfolioInputError(
-                f"{symbol} position qty is {held}; short positions are not supported"
+                f"{symbol} position qty is {held}: a short position, and the pipeline never "
+                "shorts nor trades around one; buy it back by hand, then run again"
             )
         if held > 0:
             holdings[symbol] = held

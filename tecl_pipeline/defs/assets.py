@@ -15,6 +15,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, Failure, MetadataValue, Output, ResourceParam, asset
 
 from tecl_pipeline.common.events import EventSink, Severity
+from tecl_pipeline.core.calendar import EXCHANGE_TZ
 from tecl_pipeline.core.data_quality import require_trustworthy
 from tecl_pipeline.core.errors import RefusedToTrade, TradingStopped, describe
 from tecl_pipeline.core.indicators import indicator_table
@@ -47,10 +48,11 @@ from tecl_pipeline.trading.execution import (
     plan_from_broker,
     session_prefix,
 )
-from tecl_pipeline.trading.models import Order
+from tecl_pipeline.trading.models import Order, Trade
 from tecl_pipeline.trading.reconcile import (
     PositionChange,
     fills_after_record,
+    minutes,
     residuals,
     unexplained_position_changes,
 )
@@ -149,9 +151,16 @@ def market_data(
         CALENDAR.require_session(session)
         source = market_data_source.open(CALENDAR)
         closes = source.closes(SYMBOLS, through=session)
+        # Shown beside the decision prices; the broker's own trades confirm them later.
+        trades = source.latest_trades(SYMBOLS)
     latest = closes.apply(lambda col: col.last_valid_index())
     rows = [
-        (s, latest[s].date() if latest[s] is not None else "-", f"{closes[s].iloc[-1]:.4f}")
+        (
+            s,
+            latest[s].date() if latest[s] is not None else "-",
+            f"{closes[s].iloc[-1]:.4f}",
+            *_trade_cells(trades.get(s)),
+        )
         for s in closes.columns
     ]
     context.log.info(f"market data: {source.description}")
@@ -163,9 +172,19 @@ def market_data(
             "session": session.isoformat(),
             "rows": len(closes),
             "first_date": str(closes.index[0].date()) if len(closes) else "-",
-            "latest_bars": markdown_table(("symbol", "latest bar", "close"), rows),
+            "decision_price": source.price_basis,
+            "latest_bars": markdown_table(
+                ("symbol", "latest bar", "close", "latest trade", "traded at", "feed"), rows
+            ),
         },
     )
+
+
+def _trade_cells(trade: Trade | None) -> tuple[str, str, str]:
+    if trade is None:
+        return ("-", "-", "-")
+    at = trade.at.astimezone(EXCHANGE_TZ)
+    return (str(trade.price), f"{at:%Y-%m-%d %H:%M:%S %Z}", trade.feed)
 
 
 @asset(group_name=GROUP, partitions_def=session_partitions, kinds={"pandas"})
@@ -242,6 +261,7 @@ def target_allocation(
         previous = journal.latest_before(session)
         policy = trading_policy.policy()
         prices = session_prices(market_data, HOLDINGS)
+        read_prices = session_prices(market_data, SYMBOLS)
         with broker.connect(session) as client:
             snapshot = plan_from_broker(
                 client,
@@ -249,7 +269,7 @@ def target_allocation(
                 prices,
                 policy,
                 session=session,
-                read_prices=session_prices(market_data, SYMBOLS),
+                read_prices=read_prices,
             )
             changes, unrecorded = _journal_vs_broker(previous, session, client, snapshot.held)
     for change in changes:
@@ -299,8 +319,28 @@ def target_allocation(
                 ("side", "symbol", "qty", "notional"),
                 [(o.side, o.symbol, o.qty, o.notional) for o in plan.orders],
             ),
+            "decision_prices": markdown_table(
+                ("symbol", "decision price", "broker's latest trade", "traded at", "feed", "age"),
+                _price_rows(read_prices, snapshot),
+            ),
+            "max_price_age_minutes": policy.max_price_age.total_seconds() / 60,
         },
     )
+
+
+def _price_rows(
+    decided: Mapping[str, Decimal], snapshot: BrokerSnapshot
+) -> list[tuple[object, ...]]:
+    """Each decision price beside the broker trade that confirms it, and that trade's age by
+    the broker's clock (the policy refuses a trade older than max_price_age)."""
+    rows: list[tuple[object, ...]] = []
+    for symbol, price in decided.items():
+        trade = snapshot.quotes.get(symbol)
+        if trade is None or snapshot.quoted_at is None:
+            rows.append((symbol, price, "-", "-", "-", "-"))
+            continue
+        rows.append((symbol, price, *_trade_cells(trade), minutes(trade.age(snapshot.quoted_at))))
+    return rows
 
 
 def _journal_vs_broker(

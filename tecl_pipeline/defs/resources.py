@@ -5,14 +5,14 @@ Credentials arrive only as Dagster `EnvVar`s, never as plain config values (S2).
 
 import logging
 from contextlib import ExitStack
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from dagster import ConfigurableResource, InitResourceContext, ResourceDependency
-from pydantic import PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from tecl_pipeline.common.events import Event, EventSink, Severity
 from tecl_pipeline.common.retry import RetryPolicy
@@ -483,6 +483,9 @@ class TradingPolicyResource(CheckedResource):
     # A decision price further than this fraction from the broker's latest trade refuses
     # the session before any order (an unadjusted split, stale or bad data).
     max_price_gap: str = "0.05"
+    # How old (by the broker's clock) the latest trade confirming a decision price may be:
+    # older refuses the session. 20 minutes admits the 15-minute delayed SIP feed.
+    max_price_age_seconds: float = Field(default=1200.0, gt=0)
     # How long each phase (sells, then buys) waits for fills before cancelling the rest.
     fill_timeout_seconds: float = 120.0
     poll_interval_seconds: float = 1.0
@@ -530,6 +533,7 @@ class TradingPolicyResource(CheckedResource):
             poll_interval=self.poll_interval_seconds,
             min_trade_notional=Decimal(self.min_trade_notional),
             max_price_gap=Decimal(self.max_price_gap),
+            max_price_age=timedelta(seconds=self.max_price_age_seconds),
             risk=RiskLimits(
                 kill_switch=self.kill_switch,
                 max_position_weight=Decimal(self.max_position_weight),

@@ -25,6 +25,7 @@ from tecl_pipeline.core.universe import HOLDINGS, SYMBOLS
 from tecl_pipeline.defs.partitions import CALENDAR
 from tecl_pipeline.harness.world import World
 from tecl_pipeline.marketdata.csv_source import CsvMarketData
+from tecl_pipeline.simulator import FillMode
 from tecl_pipeline.state.journal.records import SessionRecord
 from tecl_pipeline.trading.models import Order, OrderSide
 
@@ -175,6 +176,9 @@ def replay(
     """Run every session through the pipeline and check it; the world's simulator must
     start empty at the first session's decision time."""
     sessions = list(sessions)
+    # Fills at the session's close in the POST: the replay judges decisions over a thousand
+    # sessions, not an order's life (the soak follows fills as Alpaca sends them).
+    world.simulator.set_fill_mode(FillMode.IMMEDIATE)
     closes = CsvMarketData(world.market_dir).closes(SYMBOLS, sessions[-1])
     expected = signal_history(closes)
     ledger = Ledger(cash=world.starting_cash)

@@ -327,7 +327,7 @@ class _Session:
 
     def _disarm(self) -> None:
         self.world.simulator.clear_faults()
-        self.world.simulator.set_fill_mode("immediate")
+        self.world.simulator.set_fill_mode(self.world.fills)
         self.soak.aws.clear()
         self.world.set_clock(self.session)
 
@@ -461,7 +461,7 @@ class _Session:
             elif point == "fill wait":
                 waiting(lambda: all(o.status.is_final for o in self._orders()))
         simulator.clear_faults()
-        simulator.set_fill_mode("immediate")
+        simulator.set_fill_mode(self.world.fills)
         return process
 
     def _let_go(self, process: subprocess.Popen[bytes]) -> None:

@@ -73,22 +73,25 @@ class World:
         environ: Mapping[str, str] | None = None,
         policy: Mapping[str, Any] | None = None,
         broker: Mapping[str, Any] | None = None,
+        fills: FillMode = FillMode.ASYNC,
     ) -> None:
         self.work_dir = work_dir
         self.market_dir = market_dir
         self.starting_cash = starting_cash
+        self.fills = fills
+        clock: list[BrokerSimulator] = []
         self.simulator = BrokerSimulator(
             CsvMarketData(market_dir),
             CALENDAR,
             starting_cash=starting_cash,
             now=CALENDAR.decision_time(first_session),
-            # Hundreds of sessions a minute, each within Alpaca's budget of 200 requests:
-            # a minute's window would only slow the harness, never change a session.
-            rate_limit=None,
-            # Fills at the session's close in the POST: the soak injects its own partial and
-            # late fills, and the replay is about the decisions, not the order's life.
-            fills=FillMode.IMMEDIATE,
+            # Alpaca's 200 requests a minute per key, the minutes counted on the simulated
+            # clock, which stands at each session's decision time: every session must keep
+            # within one minute's budget, and hundreds of sessions still run in a real minute.
+            wall_clock=lambda: clock[0].now.timestamp(),
+            fills=fills,
         )
+        clock.append(self.simulator)
         self.server = SimulatorServer(self.simulator).start()
         self._environ = dict(environ or {})
         self._state_uri = state_uri or (work_dir / "state").as_uri()

@@ -5,6 +5,8 @@ from typing import Protocol
 
 import pandas as pd
 
+from tecl_pipeline.trading.models import Trade
+
 
 class MarketDataSource(Protocol):
     @property
@@ -14,6 +16,16 @@ class MarketDataSource(Protocol):
 
     @property
     def is_demo(self) -> bool: ...
+
+    @property
+    def price_basis(self) -> str:
+        """How a session's decision price is formed from these data, for a person."""
+        ...
+
+    def latest_trades(self, symbols: tuple[str, ...]) -> dict[str, Trade]:
+        """Each symbol's latest live trade (price, time, feed); empty for data with no live
+        trades (replayed or generated closes)."""
+        ...
 
     def closes(self, symbols: tuple[str, ...], through: date) -> pd.DataFrame:
         """Adjusted daily closes up to and including `through`.

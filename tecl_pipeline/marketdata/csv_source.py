@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from tecl_pipeline.core.errors import MarketDataError
+from tecl_pipeline.trading.models import Trade
 
 REQUIRED_COLUMNS = ("date", "adj_close")
 
@@ -58,6 +59,13 @@ class CsvMarketData:
     @property
     def description(self) -> str:
         return f"CSV replay from {self._dir}"
+
+    @property
+    def price_basis(self) -> str:
+        return "the session's adjusted close from the CSV files (replayed data, no live trades)"
+
+    def latest_trades(self, symbols: tuple[str, ...]) -> dict[str, Trade]:
+        return {}
 
     @property
     def is_demo(self) -> bool:

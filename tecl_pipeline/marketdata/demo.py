@@ -15,6 +15,7 @@ import pandas as pd
 
 from tecl_pipeline.core.calendar import EXCHANGE_TZ, TradingCalendar
 from tecl_pipeline.core.errors import MarketDataError
+from tecl_pipeline.trading.models import Trade
 
 DEMO_START = date(2019, 1, 2)
 DEMO_SEED = 20_240_101
@@ -84,6 +85,13 @@ class DemoMarketData:
     @property
     def description(self) -> str:
         return f"DEMO DATA: synthetic prices (seed {self._seed}), not real market prices"
+
+    @property
+    def price_basis(self) -> str:
+        return "the session's generated close (demo data, no live trades)"
+
+    def latest_trades(self, symbols: tuple[str, ...]) -> dict[str, Trade]:
+        return {}
 
     @property
     def is_demo(self) -> bool:

@@ -1,6 +1,6 @@
 """The simulator's own controls under /_sim/ (not Alpaca; JSON in and out, no auth), so tests
 and the soak can set the clock, faults, fills, splits, assets, account, credentials, the
-market data plan, the rate limit and an order's status."""
+market data plan, the rate limit, the market-buy collar and an order's status."""
 
 from __future__ import annotations
 
@@ -101,6 +101,10 @@ def handle(
             if "per_minute" not in payload:
                 raise AdminError(400, 'rate limit needs {"per_minute": <requests> or null}')
             simulator.set_rate_limit(payload["per_minute"])
+        case "POST", ["collar"]:
+            if "market_buy" not in payload:
+                raise AdminError(400, 'collar needs {"market_buy": "<fraction, e.g. 0.025>"}')
+            simulator.set_market_buy_collar(payload["market_buy"])
         case "POST", ["data-plan"]:
             simulator.set_data_plan(_choice(payload, "plan", DataPlan))
         case "POST", ["credentials"]:

@@ -9,7 +9,10 @@ at their session's close expire; `filled_qty` is cumulative; buying power is wha
 not already hold of the cash (a cash account) or of a multiple of the excess equity (a margin
 account, where a buy may borrow and cash go negative); a market buy is checked at a collar
 above the price, a limit buy at its limit; a sell may not exceed the quantity not already held
-for other sells (no shorting).
+for other sells, except that on a margin account a sell of a shortable symbol the account does
+not hold long opens (or adds to) a short position, checked against buying power at 3% above
+the price; a sell beyond a long position is refused, as Alpaca refuses flipping a position in
+one order.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from tecl_pipeline.simulator.model import (
     NEW,
     PARTIALLY_FILLED,
     PENDING_CANCEL,
+    SHORT_SALE_COLLAR,
     STATUS_FORM,
     TIME_IN_FORCE,
     ZERO,
@@ -93,6 +97,7 @@ class Book:
         self.submissions: list[dict[str, Any]] = []
         self.fill_plan = FillPlan()
         self.account_kind = AccountKind.MARGIN
+        self.market_buy_collar = MARKET_BUY_COLLAR
 
     # -- persistence ------------------------------------------------------------------------------
 
@@ -147,15 +152,16 @@ class Book:
     def account_json(self) -> dict[str, Any]:
         session = self._prices.price_session(self.now)
         previous = self._calendar.previous_session(session)
-        value = self._holdings_value(session)
-        last = self._holdings_value(previous)
+        long_value, short_value = self._side_values(session)
+        last = sum(self._side_values(previous), ZERO)
         return wire.account_json(
             self.account,
             kind=self.account_kind,
             buying_power=self._buying_power(),
             regt_buying_power=self._buying_power(min(self.account_kind.multiplier, 2)),
             non_marginable_buying_power=self.account.cash - self._reserved(),
-            long_market_value=wire.cents(value),
+            long_market_value=wire.cents(long_value),
+            short_market_value=wire.cents(short_value),
             last_equity=wire.cents(self.account.cash + last),
             created_at=self._opened_at,
             balance_asof=previous,
@@ -343,20 +349,12 @@ class Book:
         if price is None:
             raise ApiError(422, UNPROCESSABLE, f'no price for "{symbol}" in the market data')
         if side == "sell":
-            self._check_sellable(symbol, qty)
+            self._check_sellable(asset, qty, price)
         else:
-            cost_basis = wire.cents(qty * _check_price(price, request.limit_price))
+            cost_basis = wire.cents(qty * self._check_price(price, request.limit_price))
             power = self._buying_power()
             if cost_basis > power:
-                raise ApiError(
-                    403,
-                    FORBIDDEN,
-                    "insufficient buying power",
-                    extra={
-                        "buying_power": wire.money(max(power, ZERO)),
-                        "cost_basis": wire.money(cost_basis),
-                    },
-                )
+                raise _insufficient_buying_power(power, cost_basis)
 
         open_now = market.is_open(self._calendar, self.now)
         order = SimOrder(
@@ -382,22 +380,34 @@ class Book:
             self._fill(order, order.qty, self.now)
         return order
 
-    def _check_sellable(self, symbol: str, qty: Decimal) -> None:
+    def _check_sellable(self, asset: AssetState, qty: Decimal, price: Decimal) -> None:
+        """A sell within the long quantity not held for other sells; or, on a margin account
+        that holds none of a shortable symbol long, a short sale in whole shares that the
+        buying power covers at 3% above the price (Alpaca's check for an opening short)."""
+        symbol = asset.symbol
         available = self._qty_available(symbol)
         if qty <= available:
             return
         held = self.holdings.get(symbol)
         existing = ZERO if held is None else held.qty
+        if existing <= 0 and self.account_kind.can_short and asset.shortable:
+            if qty != qty.to_integral_value():
+                raise ApiError(403, FORBIDDEN, "fractional orders cannot be sold short")
+            value = wire.cents(qty * price * (1 + SHORT_SALE_COLLAR))
+            power = self._buying_power()
+            if value > power:
+                raise _insufficient_buying_power(power, value)
+            return
         raise ApiError(
             403,
             FORBIDDEN,
             f"insufficient qty available for order "
-            f"(requested: {wire.num(qty)}, available: {wire.num(available)})",
+            f"(requested: {wire.num(qty)}, available: {wire.num(max(available, ZERO))})",
             extra={
                 "symbol": symbol,
                 "existing_qty": wire.num(existing),
                 "held_for_orders": wire.num(existing - available),
-                "available": wire.num(available),
+                "available": wire.num(max(available, ZERO)),
             },
         )
 
@@ -466,23 +476,22 @@ class Book:
         if not order.fills_at(price):
             return  # a limit the market has not reached: it rests until cancelled or expired
         value = wire.cents(delta * price)
+        before = ZERO if held is None else held.qty
         if order.side == "buy":
             if value > self._fill_power(order):
                 self._cancel(order, at)
                 return
-            qty = delta if held is None else held.qty + delta
-            cost = delta * price + (ZERO if held is None else held.qty * held.avg_entry_price)
-            self.holdings[order.symbol] = Holding(qty, wire.avg_price(cost / qty))
+            after = before + delta
             self.account.cash -= value
         else:
-            if held is None or held.qty < delta:
+            # A long position sells down to zero at most; none held, a margin account shorts.
+            shorting = before <= 0 and self.account_kind.can_short
+            if not shorting and before < delta:
                 self._cancel(order, at)
                 return
-            if held.qty == delta:
-                del self.holdings[order.symbol]
-            else:
-                self.holdings[order.symbol] = Holding(held.qty - delta, held.avg_entry_price)
+            after = before - delta
             self.account.cash += value
+        self._hold(order.symbol, held, after, delta, price)
         order.filled_qty = target
         order.filled_value += delta * price
         order.updated_at = at
@@ -491,6 +500,22 @@ class Book:
             order.filled_at = at
         else:
             order.status = PARTIALLY_FILLED
+
+    def _hold(
+        self, symbol: str, held: Holding | None, after: Decimal, delta: Decimal, price: Decimal
+    ) -> None:
+        """The position after a fill of `delta` at `price`: a fill that adds to a position
+        (long or short) averages its entry price; one that reduces it keeps it."""
+        if after == 0:
+            self.holdings.pop(symbol, None)
+            return
+        if held is None or (held.qty > 0) != (after > 0):
+            self.holdings[symbol] = Holding(after, price)
+        elif abs(after) > abs(held.qty):
+            cost = abs(held.qty) * held.avg_entry_price + delta * price
+            self.holdings[symbol] = Holding(after, wire.avg_price(cost / abs(after)))
+        else:
+            self.holdings[symbol] = Holding(after, held.avg_entry_price)
 
     @staticmethod
     def _cancel(order: SimOrder, at: datetime) -> None:
@@ -510,9 +535,11 @@ class Book:
         price = self._prices.price(symbol, session)
         return held.avg_entry_price if price is None else price
 
-    def _holdings_value(self, session: date) -> Decimal:
-        """The long positions at `session`'s prices (unrounded)."""
-        return sum((h.qty * self._mark(s, session, h) for s, h in self.holdings.items()), ZERO)
+    def _side_values(self, session: date) -> tuple[Decimal, Decimal]:
+        """The long positions' value and the short positions' (negative) at `session`'s
+        prices (unrounded)."""
+        values = [h.qty * self._mark(s, session, h) for s, h in self.holdings.items()]
+        return sum((v for v in values if v > 0), ZERO), sum((v for v in values if v < 0), ZERO)
 
     def _open(self, side: str, symbol: str | None = None) -> list[SimOrder]:
         return [
@@ -525,7 +552,7 @@ class Book:
         """What the open buy `order` still holds of the buying power: its remainder at the
         price it was checked at (its limit, or today's price plus the market collar)."""
         price = self.price_now(order.symbol) or ZERO
-        return wire.cents(order.remaining * _check_price(price, order.limit_price))
+        return wire.cents(order.remaining * self._check_price(price, order.limit_price))
 
     def _reserved(self) -> Decimal:
         """What open buy orders still hold of the buying power (`_reservation`)."""
@@ -539,15 +566,20 @@ class Book:
         return self._buying_power() + self._reservation(order)
 
     def _buying_power(self, multiplier: int | None = None) -> Decimal:
-        """Cash (a cash account), or the multiplier's share of the excess equity (margin, Reg
-        T: 2 x equity less the long market value; a PDT account 4 x), less what open buys
-        still need. `multiplier`: another than the account's (its Reg T figure)."""
+        """Cash (a cash account), or the multiplier's share of the equity less the gross
+        market value of the positions (margin, Reg T: 2 x; a PDT account 4 x), less what
+        open buys still need. `multiplier`: another than the account's (its Reg T figure)."""
         multiplier = self.account_kind.multiplier if multiplier is None else multiplier
         power = self.account.cash
         if multiplier > 1:
-            value = self._holdings_value(self._prices.price_session(self.now))
-            power = wire.cents(multiplier * (power + value) - value)
+            long, short = self._side_values(self._prices.price_session(self.now))
+            power = wire.cents(multiplier * (power + long + short) - long + short)
         return power - self._reserved()
+
+    def _check_price(self, price: Decimal, limit_price: Decimal | None) -> Decimal:
+        """The price a buy is checked at against buying power: its limit, or at the market
+        the price plus the collar (Alpaca's)."""
+        return price * (1 + self.market_buy_collar) if limit_price is None else limit_price
 
     def _qty_available(self, symbol: str) -> Decimal:
         held = self.holdings.get(symbol)
@@ -566,10 +598,14 @@ class Book:
         )
 
 
-def _check_price(price: Decimal, limit_price: Decimal | None) -> Decimal:
-    """The price a buy is checked at against buying power: its limit, or at the market the
-    price plus Alpaca's collar."""
-    return price * (1 + MARKET_BUY_COLLAR) if limit_price is None else limit_price
+def _insufficient_buying_power(power: Decimal, cost_basis: Decimal) -> ApiError:
+    """Alpaca's 403 for an order the buying power does not cover, with both figures."""
+    return ApiError(
+        403,
+        FORBIDDEN,
+        "insufficient buying power",
+        extra={"buying_power": wire.money(max(power, ZERO)), "cost_basis": wire.money(cost_basis)},
+    )
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,15 @@ from tecl_pipeline.marketdata import MarketDataSource
 from tecl_pipeline.simulator import market, wire
 from tecl_pipeline.simulator.book import Book
 from tecl_pipeline.simulator.faults import Fault, FaultPlan, FaultPlanError, FaultRule
-from tecl_pipeline.simulator.model import AccountKind, AssetState, DataPlan, FillMode, FillPlan
+from tecl_pipeline.simulator.model import (
+    MARKET_BUY_COLLAR,
+    AccountKind,
+    AssetState,
+    DataPlan,
+    FillMode,
+    FillPlan,
+)
+from tecl_pipeline.simulator.model import market_buy_collar as market_buy_collar_value
 from tecl_pipeline.simulator.persist import BookStore, encode, parse, to_json
 from tecl_pipeline.simulator.pricing import PriceBook
 from tecl_pipeline.simulator.wire import UNAUTHORIZED, ApiError
@@ -81,9 +89,12 @@ class BrokerSimulator:
         rate_limit: int | None = RATE_LIMIT_PER_MINUTE,
         wall_clock: Callable[[], float] = wall.time,
         fills: FillMode = FillMode.ASYNC,
+        market_buy_collar: Decimal = MARKET_BUY_COLLAR,
     ) -> None:
         """`data_plan`: the market data subscription, Alpaca's free Basic plan unless told.
         `account_kind`: margin unless told, as Alpaca's paper accounts are.
+        `market_buy_collar`: how far above the price a market buy is checked against buying
+        power (a fraction; Alpaca's 4% unless told).
         `fills`: how orders fill until `set_fill_mode` says otherwise (`FillMode`), Alpaca's
         way (ASYNC) unless told.
         `rate_limit`: requests per wall-clock minute and API key, Alpaca's 200 unless told;
@@ -102,6 +113,8 @@ class BrokerSimulator:
         self._initial_account_kind = AccountKind(account_kind)
         self._initial_rate_limit = _rate_limit(rate_limit)
         self._initial_fills = FillMode(fills)
+        self._initial_collar = market_buy_collar_value(market_buy_collar)
+        self._collar = self._initial_collar
         self._wall_clock = wall_clock
         self._account_kind = self._initial_account_kind
         self._lock = threading.RLock()
@@ -120,6 +133,7 @@ class BrokerSimulator:
 
     def _reset(self) -> None:
         self._account_kind = self._initial_account_kind
+        self._collar = self._initial_collar
         self._new_book(self._initial_now)
         self._credentials = self._initial_credentials
         self._data_plan = self._initial_data_plan
@@ -140,6 +154,7 @@ class BrokerSimulator:
             symbols=SYMBOLS,
         )
         self._book.account_kind = self._account_kind
+        self._book.market_buy_collar = self._collar
         self._book.fill_plan = FillPlan(mode=self._initial_fills)
 
     # -- persistence (callers hold self._lock) --------------------------------------------------
@@ -330,6 +345,14 @@ class BrokerSimulator:
                 self._account_kind = AccountKind(kind)
                 self._book.account_kind = self._account_kind
 
+    def set_market_buy_collar(self, collar: object) -> None:
+        """How far above the price market buys are checked from now on (kept by this
+        simulator, like the account kind)."""
+        value = market_buy_collar_value(collar)
+        with self._lock:
+            self._collar = value
+            self._book.market_buy_collar = value
+
     def set_credentials(self, key: str, secret: str) -> None:
         """Rotate the key pair: from now on the old pair gets 401 (B4, X6)."""
         if not key or not secret:
@@ -356,6 +379,7 @@ class BrokerSimulator:
                 "data_plan": self._data_plan.value,
                 "rate_limit": self._rate_limit,
                 "account_kind": self._account_kind.value,
+                "market_buy_collar": str(self._collar),
                 "positions": {
                     symbol: {"qty": wire.num(h.qty), "avg_entry_price": wire.num(h.avg_entry_price)}
                     for symbol, h in sorted(book.holdings.items())

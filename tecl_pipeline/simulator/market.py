@@ -176,12 +176,15 @@ def latest_trades(
     query: Mapping[str, str],
     plan: DataPlan,
 ) -> dict[str, Any]:
-    """GET /v2/stocks/trades/latest: one trade per symbol at the simulated price; after the
-    close, the last trade is stamped at the close."""
+    """GET /v2/stocks/trades/latest: one trade per symbol at the simulated price, stamped
+    now (at the close once it has passed); on the delayed SIP feed, 15 minutes earlier, as
+    that feed's latest trade is."""
     symbols = wire.symbols_param(query)
-    _entitled(plan, _feed(query, "sip" if plan is DataPlan.UNLIMITED else "iex"), now, now)
+    feed = _feed(query, "sip" if plan is DataPlan.UNLIMITED else "iex")
+    _entitled(plan, feed, now, now)
     session = prices.price_session(now)
-    stamp = wire.utc_time(min(now, calendar.close_time(session)))
+    moment = min(now, calendar.close_time(session))
+    stamp = wire.utc_time(moment - SIP_EMBARGO if feed == "delayed_sip" else moment)
     trades = {}
     for symbol in symbols:
         price = prices.price(symbol, session)

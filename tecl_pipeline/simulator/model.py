@@ -41,8 +41,28 @@ TIME_IN_FORCE = ("day", "gtc", "opg", "cls", "ioc", "fok")
 
 
 # Alpaca checks a market buy against buying power at 2.5% to 4% above the price (its
-# collar); the simulator takes the strict end. A limit buy is checked at its limit.
+# collar); the simulator takes the strict end unless told (`market_buy_collar`). A limit
+# buy is checked at its limit.
 MARKET_BUY_COLLAR = Decimal("0.04")
+MAX_MARKET_BUY_COLLAR = Decimal("0.2")
+
+
+def market_buy_collar(value: object) -> Decimal:
+    """A market-buy collar as a fraction of the price: from 0 to 0.2 (20%)."""
+    try:
+        collar = Decimal(str(value)) if isinstance(value, str | int | float | Decimal) else None
+    except ArithmeticError:
+        collar = None
+    if isinstance(value, bool) or collar is None or not 0 <= collar <= MAX_MARKET_BUY_COLLAR:
+        raise ValueError(
+            f"the market-buy collar must be a fraction from 0 to {MAX_MARKET_BUY_COLLAR}, "
+            f"got {value!r}"
+        )
+    return collar
+
+
+# An opening short sale is checked at 3% above the price (Alpaca: above the ask).
+SHORT_SALE_COLLAR = Decimal("0.03")
 
 
 def stable_id(kind: str, key: str | int) -> str:
@@ -69,7 +89,7 @@ class AccountKind(StrEnum):
     here) has twice its excess equity as buying power (Reg T): a buy beyond the cash borrows,
     and cash goes negative. A pattern day trader's account (PDT: $25,000 or more, flagged)
     has four times its equity to buy with during the day. A cash account buys with its cash
-    alone."""
+    alone. Margin accounts may sell short; a cash account may not."""
 
     CASH = "cash"
     MARGIN = "margin"
@@ -78,6 +98,10 @@ class AccountKind(StrEnum):
     @property
     def multiplier(self) -> int:
         return _MULTIPLIERS[self]
+
+    @property
+    def can_short(self) -> bool:
+        return self is not AccountKind.CASH
 
 
 _MULTIPLIERS = MappingProxyType({AccountKind.CASH: 1, AccountKind.MARGIN: 2, AccountKind.PDT: 4})

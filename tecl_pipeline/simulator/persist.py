@@ -295,8 +295,9 @@ def _check(document: _BookFile) -> None:
     if document.version < 0:
         raise ValueError(f"version must be >= 0, got {document.version}")
     for symbol, position in document.positions.items():
-        if position.qty <= 0 or position.avg_entry_price < 0:
-            raise ValueError(f"position {symbol}: qty must be > 0 and avg_entry_price >= 0")
+        # A short position (a margin account's) has a negative quantity.
+        if position.qty == 0 or position.avg_entry_price < 0:
+            raise ValueError(f"position {symbol}: qty must not be 0 and avg_entry_price >= 0")
     client_ids: set[str] = set()
     for index, order in enumerate(document.orders):
         where = f"orders[{index}]"

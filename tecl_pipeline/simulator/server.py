@@ -14,7 +14,8 @@ import logging
 import socket
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,7 +32,7 @@ from tecl_pipeline.simulator.engine import (
     BrokerSimulator,
 )
 from tecl_pipeline.simulator.faults import Fault, FaultKind, FaultPlanError
-from tecl_pipeline.simulator.model import AccountKind, DataPlan, FillMode
+from tecl_pipeline.simulator.model import MARKET_BUY_COLLAR, AccountKind, DataPlan, FillMode
 from tecl_pipeline.simulator.wire import (
     BAD_REQUEST,
     INTERNAL,
@@ -48,6 +49,20 @@ _LOG = logging.getLogger(__name__)
 def _too_many_requests() -> dict[str, Any]:
     """Alpaca's 429 body, over the rate limit or as a fault."""
     return {"code": RATE_LIMITED, "message": "too many requests"}
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One request to an Alpaca endpoint and the answer it got, as sent (before a fault that
+    garbles or drops it): what an observer of the simulator sees."""
+
+    endpoint: str
+    """"METHOD template", e.g. "GET /v2/orders/{id}"."""
+    query: Mapping[str, str]
+    payload: object
+    """The JSON body of a POST (None for other requests)."""
+    status: int
+    body: Any
 
 
 # Alpaca's paths (trading and market data share the /v2 prefix), as "METHOD template".
@@ -241,6 +256,7 @@ class _Handler(BaseHTTPRequestHandler):
             # As Alpaca: not carried out, and no Retry-After; X-RateLimit-Reset says when.
             if endpoint == "POST /v2/orders":
                 simulator.record_unprocessed_submission(payload, "rate_limited", 429)
+            self._observe(Exchange(endpoint, query, payload, 429, _too_many_requests()))
             self._send_json(429, _too_many_requests(), simulator.rate_limit_headers(key))
             return
         if fault is not None and fault.kind is FaultKind.LATENCY:
@@ -253,6 +269,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_fault(fault, simulator.rate_limit_headers(key))
             return
         status, body = self._answer(simulator, routed, endpoint, query, payload, fault)
+        if routed is not None:
+            self._observe(Exchange(endpoint, query, payload, status, body))
         headers = simulator.rate_limit_headers(key)
         if fault is not None and fault.kind is FaultKind.DROP_RESPONSE:
             self._hang_up()
@@ -288,6 +306,11 @@ class _Handler(BaseHTTPRequestHandler):
             # A simulator bug or a clock outside the calendar: say so, as a 500 would.
             _LOG.exception("simulator failed on %s", endpoint)
             return 500, {"code": INTERNAL, "message": f"simulator error: {exc}"}
+
+    def _observe(self, exchange: Exchange) -> None:
+        observer = self.server.observer
+        if observer is not None:
+            observer(exchange)
 
     def _sleep(self, seconds: float) -> None:
         self.server.stopping.wait(seconds)
@@ -337,10 +360,15 @@ class _HTTPServer(ThreadingHTTPServer):
     request_queue_size = 128
 
     def __init__(
-        self, address: tuple[str, int], simulator: BrokerSimulator, stopping: threading.Event
+        self,
+        address: tuple[str, int],
+        simulator: BrokerSimulator,
+        stopping: threading.Event,
+        observer: Callable[[Exchange], None] | None,
     ) -> None:
         self.simulator = simulator
         self.stopping = stopping
+        self.observer = observer
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         if ":" in address[0]:
@@ -374,12 +402,21 @@ class _HTTPServer(ThreadingHTTPServer):
 
 
 class SimulatorServer:
-    """The simulator on `host:port` (port 0: a free port, known from `url` at once)."""
+    """The simulator on `host:port` (port 0: a free port, known from `url` at once).
+    `observer` is shown every exchange with an Alpaca endpoint (the contract tests check
+    each one against Alpaca's reference)."""
 
-    def __init__(self, simulator: BrokerSimulator, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        simulator: BrokerSimulator,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        observer: Callable[[Exchange], None] | None = None,
+    ) -> None:
         self.simulator = simulator
         self._stopping = threading.Event()
-        self._httpd = _HTTPServer((host, port), simulator, self._stopping)
+        self._httpd = _HTTPServer((host, port), simulator, self._stopping, observer)
         bound_port = self._httpd.server_address[1]
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{bound_port}"
@@ -441,6 +478,7 @@ def serve(
     account_kind: AccountKind = AccountKind.MARGIN,
     rate_limit: int | None = RATE_LIMIT_PER_MINUTE,
     fills: FillMode = FillMode.ASYNC,
+    market_buy_collar: Decimal = MARKET_BUY_COLLAR,
 ) -> None:
     """`tecl simulator`: serve demo data (or CSV replay from `data_dir`) until Ctrl-C.
 
@@ -480,6 +518,7 @@ def serve(
         account_kind=account_kind,
         rate_limit=rate_limit,
         fills=fills,
+        market_buy_collar=market_buy_collar,
     )
     server = SimulatorServer(simulator, host, port)
     clock = simulator.clock()
@@ -487,7 +526,11 @@ def serve(
     print(f"  market data: {market.description} ({data_plan.value} data plan)", flush=True)
     state = "open" if clock["is_open"] else "closed"
     print(f"  simulated clock: {clock['timestamp']} (market {state})", flush=True)
-    print(f"  account: {account_kind.value}", flush=True)
+    print(
+        f"  account: {account_kind.value}; market buys checked at {market_buy_collar:%} above "
+        "the price",
+        flush=True,
+    )
     limit = "none" if rate_limit is None else f"{rate_limit} requests a minute per API key"
     print(f"  rate limit: {limit}", flush=True)
     print(f"  fills: {fills.value}", flush=True)

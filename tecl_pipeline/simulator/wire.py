@@ -224,7 +224,7 @@ def position_json(
         "qty": num(holding.qty),
         "qty_available": num(qty_available),
         "avg_entry_price": num(holding.avg_entry_price),
-        "side": "long",
+        "side": "long" if holding.qty > 0 else "short",
         "market_value": money(market_value),
         "cost_basis": money(cost_basis),
         "unrealized_pl": money(unrealized),
@@ -251,11 +251,12 @@ def account_json(
     regt_buying_power: Decimal,
     non_marginable_buying_power: Decimal,
     long_market_value: Decimal,
+    short_market_value: Decimal,
     last_equity: Decimal,
     created_at: datetime,
     balance_asof: date,
 ) -> dict[str, Any]:
-    equity = cents(account.cash + long_market_value)
+    equity = cents(account.cash + long_market_value + short_market_value)
     power = money(max(buying_power, ZERO))
     own_cash = money(max(non_marginable_buying_power, ZERO))
     day_trader = kind is AccountKind.PDT
@@ -283,12 +284,12 @@ def account_json(
         "created_at": utc_time(created_at),
         "trade_suspended_by_user": False,
         "multiplier": str(kind.multiplier),
-        "shorting_enabled": kind is not AccountKind.CASH,
+        "shorting_enabled": kind.can_short,
         "equity": money(equity),
         "last_equity": money(last_equity),
         "long_market_value": money(long_market_value),
-        "short_market_value": "0",
-        "position_market_value": money(long_market_value),
+        "short_market_value": money(short_market_value),
+        "position_market_value": money(long_market_value - short_market_value),
         "initial_margin": "0",
         "maintenance_margin": "0",
         "last_maintenance_margin": "0",

@@ -6,10 +6,17 @@ validate every answer into the values of `trading.models` before returning it (B
 """
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Protocol
 
-from tecl_pipeline.trading.models import Account, Asset, Clock, Order, OrderRequest, Position
+from tecl_pipeline.trading.models import (
+    Account,
+    Asset,
+    Clock,
+    Order,
+    OrderRequest,
+    Position,
+    Trade,
+)
 
 
 class Broker(Protocol):
@@ -26,9 +33,9 @@ class Broker(Protocol):
 
     def get_asset(self, symbol: str) -> Asset: ...
 
-    def latest_trades(self, symbols: tuple[str, ...]) -> dict[str, Decimal]:
-        """The price of each symbol's latest trade in the broker's market data; a symbol it
-        does not quote is absent."""
+    def latest_trades(self, symbols: tuple[str, ...]) -> dict[str, Trade]:
+        """Each symbol's latest trade in the broker's market data (price, time, feed); a
+        symbol it does not quote is absent."""
         ...
 
     def submit_order(self, request: OrderRequest) -> Order:

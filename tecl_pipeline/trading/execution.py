@@ -83,11 +83,13 @@ from tecl_pipeline.trading.models import (
     OrderSide,
     OrderStatus,
     Position,
+    Trade,
 )
 from tecl_pipeline.trading.reconcile import (
     borrowing_problem,
     currency_problem,
     price_disagreements,
+    stale_prices,
 )
 from tecl_pipeline.trading.stopping import StopRequest as StopRequest  # its home; re-exported
 
@@ -100,6 +102,10 @@ class ExecutionPolicy:
     # How far (a fraction) a decision price may be from the broker's latest trade before the
     # session is refused: beyond it one of the two is unadjusted, stale or wrong (T4, X2).
     max_price_gap: Decimal = Decimal("0.05")
+    # How old the broker's latest trade of a decided symbol may be, by the broker's clock:
+    # older, and the decision price it confirms is as stale (a halt, a feed that stopped).
+    # 20 minutes lets the 15-minute delayed SIP feed trade and refuses anything staler.
+    max_price_age: timedelta = timedelta(minutes=20)
     # How long one phase (sells, then buys) waits for its orders to fill before cancelling
     # what is left, and how often it asks; the whole execution never runs past `deadline`.
     fill_timeout: float = 120.0
@@ -341,8 +347,13 @@ class BrokerSnapshot:
     assets: Mapping[str, Asset]
     plan: RebalancePlan
     price_problems: tuple[str, ...] = ()
-    """Decision prices the broker's latest trades do not confirm (T4, X2): no order may
-    follow while there is one (`pre_trade_ready` shows them, `execute` refuses)."""
+    """Decision prices the broker's latest trades do not confirm (T4, X2), or confirm only
+    with a trade older than the policy allows (T1): no order may follow while there is one
+    (`pre_trade_ready` shows them, `execute` refuses)."""
+    quotes: Mapping[str, Trade] = field(default_factory=dict)
+    """The broker's latest trade of each decided symbol it quotes."""
+    quoted_at: datetime | None = None
+    """The broker's clock when they were read (their ages are measured against it)."""
 
     def require_prices_confirmed(self) -> None:
         if self.price_problems:
@@ -393,7 +404,7 @@ def plan_from_broker(
         cash_reserve=policy.cash_reserve,
         min_trade_notional=policy.min_trade_notional,
     )
-    price_problems = _price_problems(
+    quotes, quoted_at, price_problems = _price_problems(
         broker, session, prices, read_prices or {}, positions, plan, policy
     )
     violations = check_risk(plan, account.equity, policy.risk)
@@ -405,6 +416,8 @@ def plan_from_broker(
         assets=assets,
         plan=plan,
         price_problems=tuple(price_problems),
+        quotes=quotes,
+        quoted_at=quoted_at,
     )
 
 
@@ -416,14 +429,21 @@ def _price_problems(
     positions: Mapping[str, Position],
     plan: RebalancePlan,
     policy: ExecutionPolicy,
-) -> list[str]:
+) -> tuple[dict[str, Trade], datetime | None, list[str]]:
+    """The broker's latest trades of the decided symbols, when they were read by the
+    broker's clock, and what they do not confirm: a price too far from the decision's, or
+    too old to confirm anything."""
     traded = {o.symbol for o in plan.orders} | set(positions)
     decided = {**read_prices, **{s: p for s, p in prices.items() if s in traded}}
     if not decided:
-        return []
+        return {}, None, []
+    trades = broker.latest_trades(tuple(sorted(decided)))
+    now = broker.get_clock().timestamp
     quoted = {s: p.current_price for s, p in positions.items()}
-    quoted.update(broker.latest_trades(tuple(sorted(decided))))
-    return price_disagreements(decided, quoted, session, policy.max_price_gap, required=traded)
+    quoted.update({symbol: trade.price for symbol, trade in trades.items()})
+    problems = price_disagreements(decided, quoted, session, policy.max_price_gap, required=traded)
+    problems += stale_prices(trades, now, policy.max_price_age, session)
+    return trades, now, problems
 
 
 class _OrderTracker:

@@ -4,6 +4,7 @@ Values only; what can go wrong talking to a broker is in `trading.errors`. Field
 follow Alpaca's REST API so that the adapter maps one to one.
 """
 
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from types import MappingProxyType
@@ -46,6 +47,20 @@ class Clock(_Model):
     is_open: bool
     next_open: AwareDatetime
     next_close: AwareDatetime
+
+
+class Trade(_Model):
+    """A symbol's latest trade in the broker's market data: what the decision price is
+    checked against (its price, T4) and how old it is (its time, by the broker's clock)."""
+
+    price: Decimal = Field(gt=0)
+    at: AwareDatetime
+    feed: str
+    """The market data feed it was read from (iex, sip, delayed_sip), as shown to a person."""
+
+    def age(self, now: datetime) -> timedelta:
+        """How long before `now` (the broker's clock) it traded."""
+        return now - self.at
 
 
 class Position(_Model):

@@ -7,11 +7,12 @@ the two is unadjusted or wrong, and sizing orders on it would trade against a ph
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
+from tecl_pipeline.core.calendar import EXCHANGE_TZ
 from tecl_pipeline.core.portfolio import RebalancePlan, trade_notional, worth_trading
-from tecl_pipeline.trading.models import Account, Order, OrderSide
+from tecl_pipeline.trading.models import Account, Order, OrderSide, Trade
 
 # Quantities are exact to Alpaca's 9 decimal places; anything smaller is rounding.
 _QTY_EPSILON = Decimal("0.000000001")
@@ -98,6 +99,31 @@ def price_disagreements(
                 "unadjusted data or a bad price"
             )
     return problems
+
+
+def stale_prices(
+    trades: Mapping[str, Trade], now: datetime, limit: timedelta, session: date
+) -> list[str]:
+    """Symbols whose latest trade is older than `limit` by the broker's clock `now` (T1):
+    the decision price it confirms is as old, from a halted symbol, a delayed feed or a
+    feed that stopped."""
+    problems = []
+    for symbol, trade in sorted(trades.items()):
+        age = trade.age(now)
+        if age > limit:
+            at = trade.at.astimezone(EXCHANGE_TZ)
+            problems.append(
+                f"{symbol}: its latest trade on feed {trade.feed} is {minutes(age)} old "
+                f"({at:%Y-%m-%d %H:%M:%S %Z}), more than the {minutes(limit)} a decision "
+                f"price for {session} may be (max_price_age): a halt, a delayed feed or stale "
+                "data"
+            )
+    return problems
+
+
+def minutes(span: timedelta) -> str:
+    """A span as a person reads a price's age: minutes to a tenth."""
+    return f"{span.total_seconds() / 60:.1f} min"
 
 
 @dataclass(frozen=True)

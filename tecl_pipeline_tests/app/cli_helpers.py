@@ -21,6 +21,19 @@ def user_environ(**env: str) -> dict[str, str]:
     return environ
 
 
+def paper_at(url: str, **env: str) -> dict[str, str]:
+    """The variables of a paper deployment against the simulator at `url` (its demo key
+    pair unless `env` says otherwise), plus `env`."""
+    return {
+        "TECL_MODE": "paper",
+        "TECL_BROKER_URL": url,
+        "TECL_DATA_URL": url,
+        "ALPACA_API_KEY": "sim-key",
+        "ALPACA_SECRET_KEY": "sim-secret",
+        **env,
+    }
+
+
 def _command(args: list[str]) -> list[str]:
     return [sys.executable, "-m", "tecl_pipeline.app.cli", *args]
 

@@ -1,6 +1,7 @@
 """`tecl run` as a user runs it: a separate process, a report, and an honest exit status."""
 
 from datetime import date
+from decimal import Decimal
 
 import pandas as pd
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from tecl_pipeline.app.cli import _parser
 from tecl_pipeline.simulator import AccountKind, DataPlan
 from tecl_pipeline.simulator.engine import RATE_LIMIT_PER_MINUTE
+from tecl_pipeline.simulator.model import MARKET_BUY_COLLAR
 from tecl_pipeline.state.journal.local import LocalJournal
 from tecl_pipeline_tests.app.cli_helpers import REAL_LAST_SESSION, tecl
 
@@ -121,6 +123,17 @@ def test_the_simulators_modes_on_the_command_line_are_the_simulators_own():
         assert (AccountKind(args.account), DataPlan(args.data_plan)) == (kind, plan)
     with pytest.raises(SystemExit):
         _parser().parse_args(["simulator", "--account", "pdt-ish"])
+
+
+def test_the_simulators_market_buy_collar_is_alpacas_strict_end_unless_told(capsys):
+    assert _parser().parse_args(["simulator"]).market_buy_collar == MARKET_BUY_COLLAR
+    args = _parser().parse_args(["simulator", "--market-buy-collar", "0.025"])
+    assert args.market_buy_collar == Decimal("0.025")
+    for bad in ("0.3", "-0.1", "lots"):
+        with pytest.raises(SystemExit) as usage:
+            _parser().parse_args(["simulator", "--market-buy-collar", bad])
+        assert usage.value.code == 64
+        assert f"{bad!r} is not" in capsys.readouterr().err
 
 
 def test_the_simulators_rate_limit_is_alpacas_unless_told(capsys):

@@ -7,29 +7,12 @@ import logging
 import pytest
 
 from tecl_pipeline.app.doctor import Finding, Verdict, diagnose, exit_verdict
-from tecl_pipeline.config.settings import DataFeed, Mode, Settings
+from tecl_pipeline.config.settings import DataFeed
 from tecl_pipeline.simulator import AccountKind, DataPlan
-from tecl_pipeline_tests.app.cli_helpers import tecl
-from tecl_pipeline_tests.simulator.simulator_fixtures import SIM_KEY, SIM_SECRET, sim_state
+from tecl_pipeline_tests.app.cli_helpers import paper_at, tecl
+from tecl_pipeline_tests.simulator.simulator_fixtures import sim_state
 
 QUIET = logging.CRITICAL + 1
-
-
-@pytest.fixture
-def paper(simulator, tmp_path, monkeypatch):
-    monkeypatch.setenv("ALPACA_API_KEY", SIM_KEY)
-    monkeypatch.setenv("ALPACA_SECRET_KEY", SIM_SECRET)
-
-    def settings(**changes) -> Settings:
-        return Settings(
-            mode=Mode.PAPER,
-            state_uri=(tmp_path / "state").as_uri(),
-            broker_url=simulator.url,
-            data_url=simulator.url,
-            **changes,
-        )
-
-    return settings
 
 
 def by_check(findings: list[Finding]) -> dict[str, Finding]:
@@ -130,29 +113,12 @@ def test_paper_mode_without_keys_is_one_configuration_line_naming_both(tmp_path)
 def test_tecl_doctor_exits_0_when_a_run_would_trade_2_when_it_would_refuse_1_on_error(
     tmp_path, simulator_process
 ):
-    good = tecl(
-        ["doctor"],
-        tmp_path,
-        TECL_MODE="paper",
-        TECL_BROKER_URL=simulator_process,
-        TECL_DATA_URL=simulator_process,
-        ALPACA_API_KEY="sim-key",
-        ALPACA_SECRET_KEY="sim-secret",
-    )
+    good = tecl(["doctor"], tmp_path, **paper_at(simulator_process))
     assert good.returncode == 0, good.stderr
     assert [line.split()[0] for line in good.stdout.splitlines()] == ["ok"] * 7
     assert good.stderr == ""
 
-    bad = tecl(
-        ["doctor"],
-        tmp_path,
-        TECL_MODE="paper",
-        TECL_BROKER_URL=simulator_process,
-        TECL_DATA_URL=simulator_process,
-        TECL_DATA_FEED="sip",
-        ALPACA_API_KEY="sim-key",
-        ALPACA_SECRET_KEY="sim-secret",
-    )
+    bad = tecl(["doctor"], tmp_path, **paper_at(simulator_process, TECL_DATA_FEED="sip"))
     assert bad.returncode == 2
     assert "Traceback" not in bad.stdout + bad.stderr
     assert bad.stderr.strip() == (
@@ -160,13 +126,7 @@ def test_tecl_doctor_exits_0_when_a_run_would_trade_2_when_it_would_refuse_1_on_
     )
 
     broken = tecl(
-        ["doctor"],
-        tmp_path,
-        TECL_MODE="paper",
-        TECL_BROKER_URL=simulator_process,
-        TECL_DATA_URL=simulator_process,
-        ALPACA_API_KEY="sim-key",
-        ALPACA_SECRET_KEY="not-the-secret",
+        ["doctor"], tmp_path, **paper_at(simulator_process, ALPACA_SECRET_KEY="not-the-secret")
     )
     assert broken.returncode == 1
     assert broken.stderr.startswith("tecl doctor: could not check ")

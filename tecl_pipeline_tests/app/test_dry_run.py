@@ -7,39 +7,20 @@ import logging
 import pytest
 
 from tecl_pipeline.app.preview import deployment, preview, report
-from tecl_pipeline.config.settings import DataFeed, Mode, Settings
+from tecl_pipeline.config.settings import DataFeed
 from tecl_pipeline.defs.partitions import CALENDAR
 from tecl_pipeline.simulator import AccountKind, DataPlan
 from tecl_pipeline.trading.errors import DataEntitlementError
 from tecl_pipeline.trading.execution import execute
 from tecl_pipeline.trading.models import OrderSide
-from tecl_pipeline_tests.app.cli_helpers import tecl
+from tecl_pipeline_tests.app.cli_helpers import paper_at, tecl
 from tecl_pipeline_tests.simulator.simulator_fixtures import (
-    SIM_KEY,
-    SIM_SECRET,
     SIM_SESSION,
     hold_bil,
     sim_state,
 )
 
 QUIET = logging.CRITICAL + 1
-
-
-@pytest.fixture
-def paper(simulator, tmp_path, monkeypatch):
-    monkeypatch.setenv("ALPACA_API_KEY", SIM_KEY)
-    monkeypatch.setenv("ALPACA_SECRET_KEY", SIM_SECRET)
-
-    def settings(**changes) -> Settings:
-        return Settings(
-            mode=Mode.PAPER,
-            state_uri=(tmp_path / "state").as_uri(),
-            broker_url=simulator.url,
-            data_url=simulator.url,
-            **changes,
-        )
-
-    return settings
 
 
 def submissions(simulator) -> list:
@@ -144,12 +125,7 @@ def test_a_feed_the_plan_lacks_is_a_refusal_in_one_line(tmp_path, simulator_proc
     done = tecl(
         ["run", "--dry-run", "--session", "2026-11-24"],
         tmp_path,
-        TECL_MODE="paper",
-        TECL_BROKER_URL=simulator_process,
-        TECL_DATA_URL=simulator_process,
-        TECL_DATA_FEED="sip",
-        ALPACA_API_KEY=SIM_KEY,
-        ALPACA_SECRET_KEY=SIM_SECRET,
+        **paper_at(simulator_process, TECL_DATA_FEED="sip"),
     )
 
     assert done.returncode == 2
@@ -163,11 +139,7 @@ def test_refused_keys_are_an_error_in_one_line_without_the_secret(tmp_path, simu
     done = tecl(
         ["run", "--dry-run", "--session", "2026-11-24"],
         tmp_path,
-        TECL_MODE="paper",
-        TECL_BROKER_URL=simulator_process,
-        TECL_DATA_URL=simulator_process,
-        ALPACA_API_KEY=SIM_KEY,
-        ALPACA_SECRET_KEY="not-the-secret",
+        **paper_at(simulator_process, ALPACA_SECRET_KEY="not-the-secret"),
     )
 
     assert done.returncode == 1
@@ -177,9 +149,10 @@ def test_refused_keys_are_an_error_in_one_line_without_the_secret(tmp_path, simu
 
 
 @pytest.mark.parametrize("plan", list(DataPlan), ids=lambda p: p.value)
-@pytest.mark.parametrize("feed", [DataFeed.IEX, DataFeed.SIP], ids=lambda f: f.value)
+@pytest.mark.parametrize("feed", list(DataFeed), ids=lambda f: f.value)
 def test_each_data_plan_and_feed(paper, simulator, plan, feed):
-    """IEX works on every plan; SIP at decision time only on a plan that includes it."""
+    """IEX and delayed SIP work on every plan, real-time SIP at decision time only on a plan
+    that includes it; the report says how the prices were formed and how old they are."""
     simulator.simulator.set_data_plan(plan)
 
     with deployment(paper(data_feed=feed), stderr_level=QUIET) as ready:
@@ -192,4 +165,6 @@ def test_each_data_plan_and_feed(paper, simulator, plan, feed):
                 planned = preview(ready.source, broker, ready.policy, SIM_SESSION)
                 assert planned.orders and not planned.refused
                 assert f"feed {feed.value}" in planned.market_data
+                age = "15.0" if feed is DataFeed.DELAYED_SIP else "0.0"
+                assert f"on {feed.value}, {age} min old" in report(planned)
     assert submissions(simulator) == []

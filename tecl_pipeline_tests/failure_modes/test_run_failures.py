@@ -55,7 +55,7 @@ def test_unexpected_exception_in_a_step_fails_the_run_with_its_cause_in_the_even
     """C1: a bug (not a refusal) raised inside the signal step: the run fails, nothing
     downstream runs and no order is sent, and the run's stored event log holds the
     exception's type and message under the failed step."""
-    monkeypatch.setattr("tecl_pipeline.defs.assets.evaluate_tecl", _raise_bug)
+    monkeypatch.setattr("tecl_pipeline.defs.assets.evaluate_tecl_table", _raise_bug)
     state = tmp_path / "state"
     instance = DagsterInstance.ephemeral()
 
@@ -82,7 +82,7 @@ def test_run_failure_alert_names_the_cause(simulator, tmp_path, monkeypatch, cau
     refusal of the credentials (a security event a person must see as one)."""
     state = tmp_path / "state"
     if cause == "bug in a step":
-        monkeypatch.setattr("tecl_pipeline.defs.assets.evaluate_tecl", _raise_bug)
+        monkeypatch.setattr("tecl_pipeline.defs.assets.evaluate_tecl_table", _raise_bug)
         settings, expected = Settings(state_uri=state.as_uri()), BUG
     elif cause == "broker unreachable":
         nowhere = f"http://127.0.0.1:{_closed_port()}"

@@ -54,6 +54,7 @@ from alpaca.trading.requests import (
 from tecl_pipeline.core.calendar import TradingCalendar
 from tecl_pipeline.marketdata.demo import DemoMarketData
 from tecl_pipeline.simulator import BrokerSimulator, FillMode, SimulatorServer
+from tecl_pipeline_tests.simulator.alpaca_contract import ContractRecorder
 
 SIM_SESSION = date(2026, 11, 24)
 SIM_KEY = "sim-key"
@@ -259,8 +260,13 @@ def simulator(
     engine = BrokerSimulator(
         market_data, sim_calendar, now=now, fills=FillMode.IMMEDIATE if instant else FillMode.ASYNC
     )
-    with SimulatorServer(engine).start() as server:
+    contract = ContractRecorder()
+    with SimulatorServer(engine, observer=contract).start() as server:
         yield server
+    # Every answer the test got, and every request the simulator accepted, is Alpaca's,
+    # unless the test makes the simulator play a server Alpaca is not, on purpose.
+    if request.node.get_closest_marker("off_contract") is None:
+        assert contract.problems == [], "\n".join(dict.fromkeys(contract.problems))
 
 
 CLI_SESSION = "2026-11-24"
@@ -297,19 +303,24 @@ def simulator_process(tmp_path: Path) -> Iterator[str]:
 
 
 def hold_bil(url: str) -> None:
-    """The account holds BIL before the session, so its TECL target needs a sell, then a buy.
-    The buy is read until it has filled, as a person watching it would."""
+    """The account holds BIL before the session, so its TECL target needs a sell, then a buy."""
+    by_hand(url, "BIL", 100, OrderSide.BUY, "manual-bil-1")
+
+
+def by_hand(url: str, symbol: str, qty: int, side: OrderSide, client_order_id: str) -> None:
+    """A market order a person places outside the pipeline, read until it has filled, as a
+    person watching it would."""
     client = trading_client(url)
     client.submit_order(
         MarketOrderRequest(
-            symbol="BIL",
-            qty=100,
-            side=OrderSide.BUY,
+            symbol=symbol,
+            qty=qty,
+            side=side,
             time_in_force=TimeInForce.DAY,
-            client_order_id="manual-bil-1",
+            client_order_id=client_order_id,
         )
     )
     for _ in range(10):
-        if client.get_order_by_client_id("manual-bil-1").status == "filled":
+        if client.get_order_by_client_id(client_order_id).status == "filled":
             return
-    raise AssertionError("the simulator never filled manual-bil-1")
+    raise AssertionError(f"the simulator never filled {client_order_id}")

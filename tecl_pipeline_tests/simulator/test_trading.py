@@ -17,6 +17,7 @@ from alpaca.trading.enums import (
     AssetClass,
     OrderSide,
     OrderStatus,
+    PositionSide,
     QueryOrderStatus,
     TimeInForce,
 )
@@ -376,6 +377,26 @@ def test_a_market_buy_is_checked_at_a_collar_above_the_price_a_limit_buy_at_its_
     assert amount(client.get_account().cash) == Decimal(100000) - (qty * spy).quantize(CENT)
 
 
+def test_the_market_buy_collar_is_configurable_within_alpacas_range(simulator):
+    """Alpaca's collar is 2.5% to 4%; the simulator takes 4% unless told. At 2.5% a market
+    buy of 97% of a cash account's cash is accepted that 4% refuses; a collar outside 0-20%
+    is a 400 that changes nothing."""
+    sim_admin(simulator.url, "/_sim/account", {"kind": "cash"})
+    client = trading_client(simulator.url)
+    qty = int(Decimal("97000") / price(simulator, "SPY"))
+    assert sim_state(simulator.url)["market_buy_collar"] == "0.04"
+    assert refused(order, client, "SPY", qty, "collar-4").status_code == 403
+
+    sim_admin(simulator.url, "/_sim/collar", {"market_buy": "0.025"})
+
+    assert order(client, "SPY", qty, "collar-2.5").status is OrderStatus.FILLED
+    for bad in ("0.5", "-0.01", "lots", True, None):
+        with pytest.raises(HTTPError) as caught:
+            sim_admin(simulator.url, "/_sim/collar", {"market_buy": bad})
+        assert caught.value.code == 400
+    assert sim_state(simulator.url)["market_buy_collar"] == "0.025"
+
+
 def test_a_limit_buy_below_the_price_rests_and_holds_its_limit_value(simulator):
     """A limit the market has not reached does not fill; it holds qty x limit of the buying
     power until cancelled, and then nothing was bought."""
@@ -421,6 +442,71 @@ def test_selling_more_than_held_is_403(simulator):
     assert sold.status is OrderStatus.FILLED
     assert client.get_all_positions() == []
     assert amount(client.get_account().cash) == Decimal("100000")
+
+
+def test_a_margin_account_sells_short_what_it_does_not_hold(simulator):
+    """As Alpaca: on a margin account a sell of a shortable symbol held none long opens a
+    short position (negative quantity, side short), with the proceeds in cash and a negative
+    short market value in the equity."""
+    client = trading_client(simulator.url)
+    uvxy = price(simulator, "UVXY")
+
+    sold = order(client, "UVXY", 10, "short-1", side=OrderSide.SELL)
+
+    assert sold.status is OrderStatus.FILLED
+    position = client.get_open_position("UVXY")
+    assert (position.qty, position.side) == ("-10", PositionSide.SHORT)
+    assert amount(position.market_value) == -(10 * uvxy).quantize(CENT)
+    account = client.get_account()
+    assert amount(account.cash) == Decimal(100000) + (10 * uvxy).quantize(CENT)
+    assert amount(account.short_market_value) == -(10 * uvxy).quantize(CENT)
+    assert amount(account.equity) == Decimal(100000)
+    # Bought back, the position is gone and the cash is where it began.
+    order(client, "UVXY", 10, "cover-1")
+    assert client.get_all_positions() == []
+    assert amount(client.get_account().cash) == Decimal(100000)
+
+
+@pytest.mark.parametrize(
+    ("setup", "qty", "message"),
+    [
+        ("cash", 10, "insufficient qty available for order (requested: 10, available: 0)"),
+        ("not shortable", 10, "insufficient qty available for order (requested: 10, available: 0)"),
+        ("fraction", Decimal("0.5"), "fractional orders cannot be sold short"),
+        ("long", 6, "insufficient qty available for order (requested: 6, available: 5)"),
+    ],
+)
+def test_what_alpaca_will_not_sell_short(simulator, setup, qty, message):
+    """A cash account never shorts; nor does anyone a symbol not shortable, or a fraction;
+    and a sell beyond a long position is refused rather than flipping it short in one order."""
+    client = trading_client(simulator.url)
+    if setup == "cash":
+        sim_admin(simulator.url, "/_sim/account", {"kind": "cash"})
+    elif setup == "not shortable":
+        simulator.simulator.set_asset("UVXY", shortable=False)
+    elif setup == "long":
+        order(client, "UVXY", 5, "long-1")
+
+    error = refused(order, client, "UVXY", qty, "short-x", side=OrderSide.SELL)
+
+    assert (error.status_code, error.message) == (403, message)
+    assert {p.symbol: p.qty for p in client.get_all_positions()} == (
+        {"UVXY": "5"} if setup == "long" else {}
+    )
+
+
+def test_an_opening_short_is_checked_against_buying_power_at_3_percent_above(simulator):
+    sim_admin(simulator.url, "/_sim/account", {"kind": "margin", "cash": "1000"})
+    client = trading_client(simulator.url)
+    uvxy = price(simulator, "UVXY")
+    qty = int(Decimal(2000) / uvxy) + 1  # beyond the 2 x 1,000 of buying power
+
+    error = refused(order, client, "UVXY", qty, "short-big", side=OrderSide.SELL)
+
+    assert (error.status_code, error.message) == (403, "insufficient buying power")
+    body = json.loads(error._error)
+    assert Decimal(body["cost_basis"]) == (qty * uvxy * Decimal("1.03")).quantize(CENT)
+    assert client.get_all_positions() == []
 
 
 def test_open_sells_hold_their_quantity(simulator):

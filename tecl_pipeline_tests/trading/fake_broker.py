@@ -45,6 +45,7 @@ from tecl_pipeline.trading.models import (
     OrderSide,
     OrderStatus,
     Position,
+    Trade,
 )
 
 CENT = Decimal("0.01")
@@ -143,6 +144,8 @@ class FakeBroker:
     fills: Fills = INSTANT
     assets: dict[str, Asset] = field(default_factory=dict)
     """Symbols not listed here are tradable and fractionable."""
+    trade_times: dict[str, datetime] = field(default_factory=dict)
+    """When each symbol's latest trade was; a symbol not listed traded just now."""
     calls: list[Call] = field(default_factory=list)
 
     def __post_init__(self, holdings: Mapping[str, Decimal] | None) -> None:
@@ -240,9 +243,14 @@ class FakeBroker:
         with self._call("get_asset", symbol):
             return self._asset(symbol)
 
-    def latest_trades(self, symbols: tuple[str, ...]) -> dict[str, Decimal]:
+    def latest_trades(self, symbols: tuple[str, ...]) -> dict[str, Trade]:
         with self._call("latest_trades", symbols):
-            return {s: self.prices[s] for s in symbols if s in self.prices}
+            at = self.trade_times.get
+            return {
+                s: Trade(price=self.prices[s], at=at(s, self.now), feed="fake")
+                for s in symbols
+                if s in self.prices
+            }
 
     def submit_order(self, request: OrderRequest) -> Order:
         with self._call("submit_order", request):

@@ -6,11 +6,13 @@ run. The same rules over HTTP against the simulator: test_execution_over_http.py
 
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import cast
 
 import pytest
 
 from tecl_pipeline.core.calendar import EXCHANGE_TZ, TradingCalendar
 from tecl_pipeline.core.errors import SessionReversalError, TradingWindowError
+from tecl_pipeline.trading.broker import Broker
 from tecl_pipeline.trading.errors import OutcomeUnknownError
 from tecl_pipeline.trading.execution import ExecutionPolicy, ExecutionReport, execute, leg_prefix
 from tecl_pipeline.trading.models import Asset, OrderRequest, OrderSide, OrderStatus
@@ -113,14 +115,16 @@ def test_each_leg_is_one_order_under_its_deterministic_client_order_id(calendar)
 
 
 def test_the_broker_clock_is_read_before_every_order(calendar) -> None:
-    """T2/T3: once at the start, then again right before each order is sent."""
+    """T2/T3: once at the start, once to age the latest trades (T1), then again right
+    before each order is sent."""
     broker = broker_at_decision_time(calendar, {"TECL": Decimal(1000)}, cash=Decimal("20000"))
 
     trade(broker, calendar, MIX)
 
     methods = [call.method for call in broker.calls]
     sends = [i for i, m in enumerate(methods) if m == "submit_order"]
-    assert methods.count("get_clock") == 1 + len(sends) == 4
+    assert methods.count("get_clock") == 2 + len(sends) == 5
+    assert methods.index("latest_trades") < methods.index("get_clock", 1)
     for previous, send in zip([0, *sends], sends, strict=False):
         assert "get_clock" in methods[previous + 1 : send]
 
@@ -356,3 +360,52 @@ def test_without_the_window_check_the_session_is_listed_from_the_account_s_first
     windows = [args[1] for args in broker.called("list_orders")]
     assert len(windows) >= 3
     assert set(windows) == {None}
+
+
+class _Timed:
+    """The broker, each call recorded at execution's clock: what a rate limit counts."""
+
+    def __init__(self, broker: FakeBroker, time: FakeTime) -> None:
+        self._broker = broker
+        self._time = time
+        self.at: list[float] = []
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self._broker, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args, **kwargs):
+            self.at.append(self._time.now)
+            return attribute(*args, **kwargs)
+
+        return call
+
+
+def test_following_several_slow_orders_stays_under_alpacas_rate_limit(calendar) -> None:
+    """B1: five sells that never fill are followed for the whole phase (two minutes by the
+    default policy) and then cancelled, and the buy after them too; in no minute does the run
+    ask the broker more than Alpaca's 200 times."""
+    prices = {**PRICES, "SPXL": Decimal("150"), "SQQQ": Decimal("10"), "BSV": Decimal("77")}
+    held = {symbol: Decimal(100) for symbol in prices}
+    broker = FakeBroker(
+        prices=prices,
+        now=calendar.decision_time(SESSION),
+        holdings=held,
+        calendar=calendar,
+        fills=NEVER,
+    )
+    time = FakeTime()
+    timed = _Timed(broker, time)
+    policy = ExecutionPolicy()  # the defaults a run uses
+
+    # The proxy has every Broker method by forwarding them.
+    proxy = cast(Broker, timed)
+    report = execute(proxy, SESSION, ALL_TECL, prices, policy, time.pacing(), calendar=calendar)
+
+    sold = [o.symbol for o in report.sent if o.side is OrderSide.SELL]
+    assert sorted(sold) == ["BIL", "BSV", "SPXL", "SQQQ", "UVXY"]
+    assert time.now >= policy.fill_timeout, "the orders were followed for the whole phase"
+    busiest = max(sum(1 for t in timed.at if start <= t < start + 60) for start in timed.at)
+    print(f"busiest minute: {busiest} calls; {len(timed.at)} in {time.now:.0f} s")
+    assert busiest <= 200

@@ -210,6 +210,7 @@ def test_an_order_replaced_by_someone_else_stops_the_run_and_the_next(client, pr
     assert [s["client_order_id"] for s in submissions(simulator)] == [FIRST_BUY]
 
 
+@pytest.mark.off_contract
 def test_a_status_alpaca_does_not_document_stops_the_run_without_retrying(
     client, prices, simulator
 ):

@@ -3,7 +3,7 @@ each: the plan comes from what the broker holds now, the cash reserve stays unin
 quantities and notionals are exact Decimals at the broker's precision, and an account,
 price or risk problem refuses the plan before any order."""
 
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
@@ -155,3 +155,59 @@ def test_a_symbol_the_broker_will_not_trade_gets_no_order_and_a_reason(calendar)
     assert [o.symbol for o in report.sent] == ["BIL"]
     assert ("UVXY", "asset is not tradable at the broker") in report.skipped
     assert [r.symbol for r in broker.submitted] == ["BIL"]
+
+
+@pytest.mark.parametrize(
+    ("symbol", "minutes_old"),
+    [("TECL", 21), ("BIL", 45), ("SPY", 21)],
+    ids=["a symbol bought", "a symbol held and sold", "a symbol the decision only read"],
+)
+def test_a_decision_price_older_than_the_policy_allows_refuses_orders(
+    calendar, symbol, minutes_old
+) -> None:
+    """T1: the broker's latest trade confirms a decision price only if it is recent by the
+    broker's own clock: a halted symbol or a feed that stopped leaves an old trade, and a
+    price as old as that is no decision price. Refused before any order, naming the symbol,
+    its feed, its age and the limit."""
+    prices = {**PRICES, "SPY": Decimal("600")}
+    broker = broker_at_decision_time(calendar, holdings={"BIL": Decimal(100)}, prices=prices)
+    now = calendar.decision_time(SESSION)
+    broker.trade_times[symbol] = now - timedelta(minutes=minutes_old)
+
+    snapshot = plan_from_broker(
+        broker, ALL_TECL, PRICES, POLICY, session=SESSION, read_prices={"SPY": Decimal("600")}
+    )
+    if symbol in PRICES:
+        # Execution re-plans and refuses on its own; a symbol only read is refused by the
+        # run's blocking pre-trade check, which reads the snapshot's problems.
+        with pytest.raises(MarketDataError, match=f"{symbol}: its latest trade on feed fake is"):
+            execute(
+                broker, SESSION, ALL_TECL, PRICES, POLICY, FakeTime().pacing(), calendar=calendar
+            )
+
+    [problem] = snapshot.price_problems
+    assert problem.startswith(f"{symbol}: its latest trade on feed fake is {minutes_old}.0 min old")
+    assert "more than the 20.0 min a decision price for 2026-11-24 may be" in problem
+    assert snapshot.quoted_at == now
+    assert snapshot.quotes[symbol].at == now - timedelta(minutes=minutes_old)
+    assert broker.submitted == []
+
+
+def test_the_price_age_limit_is_the_policys(calendar) -> None:
+    """A 15-minute-old trade (the delayed SIP feed's) passes the default 20 minutes and is
+    refused under a policy of 10."""
+    broker = broker_at_decision_time(calendar)
+    broker.trade_times["TECL"] = calendar.decision_time(SESSION) - timedelta(minutes=15)
+
+    default = plan_from_broker(broker, ALL_TECL, PRICES, POLICY, session=SESSION)
+    strict = plan_from_broker(
+        broker,
+        ALL_TECL,
+        PRICES,
+        ExecutionPolicy(max_price_age=timedelta(minutes=10)),
+        session=SESSION,
+    )
+
+    assert default.price_problems == ()
+    [problem] = strict.price_problems
+    assert "15.0 min old" in problem and "more than the 10.0 min" in problem

@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any, TypeVar
 
 from alpaca.common.enums import BaseURL, Sort
@@ -55,7 +54,15 @@ from tecl_pipeline.trading.errors import (
     OutcomeUnknownError,
     RetryableBrokerError,
 )
-from tecl_pipeline.trading.models import Account, Asset, Clock, Order, OrderRequest, Position
+from tecl_pipeline.trading.models import (
+    Account,
+    Asset,
+    Clock,
+    Order,
+    OrderRequest,
+    Position,
+    Trade,
+)
 
 log = logging.getLogger(__name__)
 
@@ -172,12 +179,12 @@ class AlpacaBroker(AlpacaService[TradingClient]):
 
         return self._read(endpoint, lambda c: c.get_asset(symbol), parse)
 
-    def latest_trades(self, symbols: tuple[str, ...]) -> dict[str, Decimal]:
-        """The broker's latest trade price per symbol it quotes (GET /v2/stocks/trades/latest),
-        read with the same credentials, timeout and retry policy as the trading calls."""
+    def latest_trades(self, symbols: tuple[str, ...]) -> dict[str, Trade]:
+        """The latest trade per symbol the broker quotes (GET /v2/stocks/trades/latest), read
+        with the same credentials, timeout and retry policy as the trading calls."""
         if self._quotes is None:
             self._quotes = AlpacaMarketData(**self._quotes_args)
-        return self._quotes.quoted_prices(symbols)
+        return self._quotes.latest_trades(symbols)
 
     def close(self) -> None:
         if self._quotes is not None:

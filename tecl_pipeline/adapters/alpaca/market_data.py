@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 import pandas as pd
@@ -39,12 +40,33 @@ from tecl_pipeline.core.calendar import EXCHANGE_TZ
 from tecl_pipeline.core.errors import MarketDataError
 from tecl_pipeline.trading.credentials import CredentialsProvider
 from tecl_pipeline.trading.errors import DataEntitlementError, MalformedResponseError
+from tecl_pipeline.trading.models import Trade
 
 T = TypeVar("T")
 
 BARS_PAGE_LIMIT = 10_000  # Alpaca's maximum data points per page
 MAX_BAR_PAGES = 1_000  # a guard against a server that keeps paging forever
 DEFAULT_HISTORY_START = date(2000, 1, 1)
+
+
+# How the session's daily bar, whose close is the decision price, is formed at decision time
+# on each feed: the bar is still forming, so its close is the feed's latest trade.
+_PRICE_BASIS = MappingProxyType(
+    {
+        AlpacaFeed.IEX: (
+            "the close of the session's daily bar on the IEX feed, still forming at decision "
+            "time: the latest trade on IEX (one exchange's share of volume; every plan)"
+        ),
+        AlpacaFeed.SIP: (
+            "the close of the session's daily bar on the SIP feed, still forming at decision "
+            "time: the latest trade on any US exchange, in real time (a paid plan)"
+        ),
+        AlpacaFeed.DELAYED_SIP: (
+            "the close of the session's daily bar on the delayed SIP feed: the latest trade "
+            "on any US exchange as of 15 minutes before (at a 15:45 decision, about 15:30)"
+        ),
+    }
+)
 
 
 def _utc_now() -> datetime:
@@ -109,6 +131,10 @@ class AlpacaMarketData(AlpacaService[StockHistoricalDataClient]):
         )
 
     @property
+    def price_basis(self) -> str:
+        return _PRICE_BASIS[self._feed]
+
+    @property
     def is_demo(self) -> bool:
         return False
 
@@ -153,37 +179,43 @@ class AlpacaMarketData(AlpacaService[StockHistoricalDataClient]):
 
     def latest_prices(self, symbols: tuple[str, ...]) -> dict[str, Decimal]:
         """The price of each symbol's latest trade: the live price at decision time."""
-        prices = self.quoted_prices(symbols)
+        trades = self.latest_trades(symbols)
         for symbol in symbols:
-            if symbol not in prices:
+            if symbol not in trades:
                 raise MarketDataError(f"{symbol}: Alpaca reported no latest trade")
-        return prices
+        return {symbol: trade.price for symbol, trade in trades.items()}
 
-    def quoted_prices(self, symbols: tuple[str, ...]) -> dict[str, Decimal]:
-        """The latest trade's price of each of `symbols` that Alpaca quotes; a symbol without
-        a trade is left out (Alpaca omits it from the answer)."""
+    def latest_trades(self, symbols: tuple[str, ...]) -> dict[str, Trade]:
+        """The latest trade (price, time, feed) of each of `symbols` that Alpaca quotes on
+        the feed; a symbol without a trade is left out (Alpaca omits it from the answer)."""
         wanted = self._check_symbols(symbols)
         endpoint = "GET /v2/stocks/trades/latest"
         params: dict[str, Any] = {"symbols": ",".join(wanted), "feed": self._feed.value}
 
-        def parse(body: object) -> dict[str, Decimal]:
+        def parse(body: object) -> dict[str, Trade]:
             trades = expect_object(body, endpoint).get("trades")
             if not isinstance(trades, Mapping):
                 raise MalformedResponseError(f"{endpoint}: response lacks a 'trades' object")
-            prices: dict[str, Decimal] = {}
+            latest: dict[str, Trade] = {}
             for symbol in wanted:
                 trade = trades.get(symbol)
                 if trade is None:
                     continue
                 trade = expect_object(trade, endpoint)
-                if "p" not in trade:
-                    raise MalformedResponseError(f"{endpoint}: {symbol} trade lacks its price 'p'")
+                if "p" not in trade or "t" not in trade:
+                    raise MalformedResponseError(
+                        f"{endpoint}: {symbol} trade lacks its price 'p' or time 't'"
+                    )
                 price = _number(trade["p"], f"{symbol} trade price", endpoint)
                 if not math.isfinite(price) or price <= 0:
                     raise MarketDataError(f"{symbol}: latest trade price {price!r} is not positive")
-                # Via str, never the binary float (C3).
-                prices[symbol] = Decimal(str(price))
-            return prices
+                latest[symbol] = Trade(
+                    # Via str, never the binary float (C3).
+                    price=Decimal(str(price)),
+                    at=timestamp_from_alpaca(trade["t"], f"the {symbol} trade's time", endpoint),
+                    feed=self._feed.value,
+                )
+            return latest
 
         return self._read(endpoint, lambda c: c.get("/stocks/trades/latest", params), parse)
 

@@ -114,7 +114,7 @@ def test_no_bars_at_all_is_a_market_data_error_naming_the_symbols(canned):
 def test_the_feed_is_asked_for_on_bars_and_trades(canned):
     """R4: a configured feed (iex, sip) goes on every data request; the description says it."""
     canned.answer("GET", BARS, Canned(bars(SPY=[{"t": STAMP, "c": 101.25}])))
-    canned.answer("GET", TRADES, Canned({"trades": {"SPY": {"p": 101.5}}}))
+    canned.answer("GET", TRADES, Canned({"trades": {"SPY": {"p": 101.5, "t": STAMP}}}))
     data = source(canned.url, feed="iex")
 
     assert data.closes(("SPY",), DAY)["SPY"].tolist() == [101.25]
@@ -128,13 +128,25 @@ def test_the_feed_is_asked_for_on_bars_and_trades(canned):
 @pytest.mark.parametrize(
     ("trade", "error", "match"),
     [
-        ({"x": 1}, MalformedResponseError, "SPY trade lacks its price 'p'"),
-        ({"p": "101"}, MalformedResponseError, "SPY trade price is not a number"),
-        ({"p": 0}, MarketDataError, "SPY: latest trade price 0.0 is not positive"),
-        ({"p": -1.5}, MarketDataError, "is not positive"),
+        ({"t": STAMP}, MalformedResponseError, "SPY trade lacks its price 'p' or time 't'"),
+        ({"p": 101.5}, MalformedResponseError, "SPY trade lacks its price 'p' or time 't'"),
+        ({"p": "101", "t": STAMP}, MalformedResponseError, "SPY trade price is not a number"),
+        ({"p": 0, "t": STAMP}, MarketDataError, "SPY: latest trade price 0.0 is not positive"),
+        ({"p": -1.5, "t": STAMP}, MarketDataError, "is not positive"),
+        (
+            {"p": 101.5, "t": "yesterday"},
+            MalformedResponseError,
+            "the SPY trade's time 'yesterday' is not a timestamp",
+        ),
+        (
+            {"p": 101.5, "t": "2026-11-24T15:45:00"},
+            MalformedResponseError,
+            "is not a timestamp",
+        ),
     ],
 )
 def test_a_bad_latest_trade_is_an_error_never_a_price(canned, trade, error, match):
+    """B3, T1: a trade without its price or an aware time confirms nothing."""
     canned.answer("GET", TRADES, Canned({"trades": {"SPY": trade}}))
     with pytest.raises(error, match=match):
         source(canned.url).latest_prices(("SPY",))
