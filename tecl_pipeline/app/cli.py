@@ -54,7 +54,7 @@ def _fraction(text: str) -> Decimal:
         value = Decimal(text)
     except ArithmeticError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value <= Decimal("0.2"):
+    if not value.is_finite() or not 0 <= value <= Decimal("0.2"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a fraction from 0 to 0.2")
     return value
 
@@ -799,7 +799,8 @@ def _alerter(settings: "Settings", redactor: "Redactor", log_dir: Path | None) -
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command != "run":
+    if args.command != "run" or args.dry_run:
+        # A dry run sends nothing: Ctrl-C stops it where it is, as any read-only command.
         return _main(args, None)
     with _stop_on_signals() as stop:
         return _main(args, stop)
@@ -812,7 +813,7 @@ def _main(args: argparse.Namespace, stop: "StopRequest | None") -> int:
         return _command(args, stop)
     except ConfigError as exc:
         print(f"tecl: configuration error: {exc}", file=sys.stderr)
-        if args.command == "run":
+        if args.command == "run" and not args.dry_run:
             _alert_before_run("config_error", "tecl run: configuration error", str(exc))
     except Exception as exc:
         print(_internal_error(exc), file=sys.stderr)

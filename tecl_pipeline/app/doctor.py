@@ -14,7 +14,7 @@ does not answer) is `ERROR`.
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from types import MappingProxyType
@@ -25,6 +25,7 @@ from tecl_pipeline.core.calendar import EXCHANGE_TZ
 from tecl_pipeline.core.errors import RefusedToTrade, describe
 from tecl_pipeline.core.universe import HOLDINGS, SYMBOLS
 from tecl_pipeline.defs.partitions import CALENDAR
+from tecl_pipeline.defs.resources import StateResource
 from tecl_pipeline.marketdata import MarketDataSource
 from tecl_pipeline.trading.broker import Broker
 from tecl_pipeline.trading.execution import ExecutionPolicy
@@ -159,6 +160,15 @@ def _plan(
     return Finding("plan", Verdict.OK, found)
 
 
+def _journal(state: StateResource, today: date) -> Finding:
+    """Whether the journal a run reads first can be read now. Only read: a run also writes,
+    and refuses if it cannot, but the doctor writes nothing."""
+    journal = state.journal()
+    last = journal.latest_before(today + timedelta(days=1))
+    found = "no record yet" if last is None else f"the last record is session {last.session}"
+    return Finding("journal", Verdict.OK, f"{journal.location}: readable, {found}")
+
+
 def _failed(check: str, exc: Exception) -> Finding:
     """A check that raised: REFUSE for what a run refuses on (a feed the plan lacks),
     ERROR for a check that cannot be made."""
@@ -175,8 +185,8 @@ def _checked(check: str, run: Callable[[], Finding]) -> Finding:
 
 def diagnose(settings: Settings, *, stderr_level: int) -> list[Finding]:
     """Every check against the deployment `settings` describe, in the order a run meets
-    them: market data, then the broker, then the plan. Log records at `stderr_level` and
-    above also go to stderr."""
+    them: market data, the journal, then the broker, then the plan. Log records at
+    `stderr_level` and above also go to stderr."""
     feed = settings.data_feed.value
     where = settings.broker_url or (
         "the embedded demo simulator" if settings.mode.value == "demo" else "Alpaca"
@@ -199,9 +209,10 @@ def diagnose(settings: Settings, *, stderr_level: int) -> list[Finding]:
             )
 
         findings.append(_checked("daily bars", bars))
+        today = datetime.now(EXCHANGE_TZ).date()
+        findings.append(_checked("journal", lambda: _journal(ready.state, today)))
         # The plan is for the session of the latest bars (in paper and live, today's once
         # it has traded); without bars there is no plan to make.
-        today = datetime.now(EXCHANGE_TZ).date()
         session = latest[0] if latest else CALENDAR.session_on_or_before(today)
         try:
             broker = ready.broker.connect(session)

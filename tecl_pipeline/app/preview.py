@@ -4,8 +4,9 @@ the settings describe, with nothing sent, nothing journalled, no Dagster run rec
 alert raised. `tecl run --dry-run` prints it; `tecl doctor` judges it.
 
 Each step calls what the run's asset calls (the same core functions, the same
-`plan_from_broker`, the same pre-trade rules), so a preview and a run cannot disagree about
-a plan made from the same prices and positions.
+`plan_from_broker`, the same pre-trade rules), so a preview and a run make the same plan from
+the same prices and positions. The run then sizes its buys again from the cash the sells
+actually brought, and finishes an earlier run's open orders first; a preview does neither.
 """
 
 from collections.abc import Iterator, Mapping
@@ -19,13 +20,12 @@ from tecl_pipeline.core.calendar import EXCHANGE_TZ
 from tecl_pipeline.core.data_quality import require_trustworthy
 from tecl_pipeline.core.errors import TradingWindowError
 from tecl_pipeline.core.indicators import indicator_table
-from tecl_pipeline.core.portfolio import buy_limit
 from tecl_pipeline.core.strategy import Decision, evaluate_tecl_table
 from tecl_pipeline.core.universe import HOLDINGS, SYMBOLS
 from tecl_pipeline.defs.assets import session_prices
 from tecl_pipeline.defs.partitions import CALENDAR
 from tecl_pipeline.defs.presentation import percent
-from tecl_pipeline.defs.resources import BrokerResource
+from tecl_pipeline.defs.resources import BrokerResource, StateResource
 from tecl_pipeline.marketdata import MarketDataSource
 from tecl_pipeline.trading.broker import Broker
 from tecl_pipeline.trading.execution import (
@@ -33,6 +33,7 @@ from tecl_pipeline.trading.execution import (
     ExecutionPolicy,
     check_trading_window,
     plan_from_broker,
+    sent_limit,
 )
 from tecl_pipeline.trading.reconcile import minutes, pre_trade_problems
 
@@ -98,6 +99,7 @@ def preview(
         policy,
         session=session,
         read_prices=session_prices(closes, SYMBOLS),
+        calendar=CALENDAR,
     )
     plan = snapshot.plan
     orders = tuple(
@@ -106,11 +108,7 @@ def preview(
             symbol=order.symbol,
             qty=order.qty,
             reference_price=order.reference_price,
-            limit_price=(
-                buy_limit(order.reference_price, policy.cash_reserve)
-                if order.side == "buy"
-                else None
-            ),
+            limit_price=sent_limit(order, policy.cash_reserve),
         )
         for order in (*plan.sells, *plan.buys)
     )
@@ -141,23 +139,28 @@ class Deployment:
     source: MarketDataSource
     broker: BrokerResource
     policy: ExecutionPolicy
+    state: StateResource
 
 
 @contextmanager
 def deployment(settings: Settings, *, stderr_level: int) -> Iterator[Deployment]:
     """The resources a run would use, built as a run builds them (`deployment_resources`:
-    keys only through their `EnvVar` or the secrets provider) and released after."""
+    keys only through their `EnvVar` or the secrets provider) and released after. A preview
+    raises no alert: what a run would alert (a secret past its rotation, say) is logged."""
     from dagster import build_resources
 
     from tecl_pipeline.defs.deployments import deployment_resources
 
-    resources = deployment_resources(settings, {"observability": {"stderr_level": stderr_level}})
-    needed = ("market_data_source", "broker", "observability", "alerts", "trading_policy")
+    resources = deployment_resources(
+        settings, {"observability": {"stderr_level": stderr_level}}, alerting=False
+    )
+    needed = ("market_data_source", "broker", "observability", "alerts", "trading_policy", "state")
     with build_resources({name: resources[name] for name in needed}) as ready:
         yield Deployment(
             source=ready.market_data_source.open(CALENDAR),
             broker=ready.broker,
             policy=ready.trading_policy.policy(),
+            state=ready.state,
         )
 
 
@@ -193,7 +196,7 @@ def report(result: Preview) -> str:
     if result.problems:
         lines.append("refused      a run would send no order: " + "; ".join(result.problems))
     if result.timing:
-        lines.append(f"timing       a run started now would not trade yet: {result.timing}")
+        lines.append(f"timing       a run started now would not trade: {result.timing}")
     return "\n".join(lines)
 
 

@@ -270,6 +270,7 @@ def target_allocation(
                 policy,
                 session=session,
                 read_prices=read_prices,
+                calendar=CALENDAR,
             )
             changes, unrecorded = _journal_vs_broker(previous, session, client, snapshot.held)
     for change in changes:

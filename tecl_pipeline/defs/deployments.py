@@ -69,17 +69,25 @@ def alerts_resource(settings: Settings) -> AlertsResource:
 
 
 def deployment_resources(
-    settings: Settings, overrides: Mapping[str, Mapping[str, Any]] | None = None
+    settings: Settings,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    alerting: bool = True,
 ) -> dict[str, object]:
     """The deployment's resources; `overrides` sets fields of the resources in
-    CONFIGURABLE on top."""
+    CONFIGURABLE on top. Without `alerting` (a preview: `tecl doctor`, a dry run) what
+    would be an alert is logged only: no alert file, no webhook."""
     extra = overrides or {}
     unknown = sorted(set(extra) - CONFIGURABLE)
     if unknown:
         raise ValueError(f"resource_config: no configurable resource {', '.join(unknown)}")
     demo = settings.mode is Mode.DEMO
     market_data = market_data_resource(settings)
-    alerts = alerts_resource(settings)
+    alerts = (
+        alerts_resource(settings)
+        if alerting
+        else AlertsResource(redactor=Redactor.for_settings(settings))
+    )
     observability = ObservabilityResource(
         log_dir=str(settings.logs_dir), alerts=alerts, **extra.get("observability", {})
     )

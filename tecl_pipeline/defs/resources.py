@@ -485,7 +485,7 @@ class TradingPolicyResource(CheckedResource):
     max_price_gap: str = "0.05"
     # How old (by the broker's clock) the latest trade confirming a decision price may be:
     # older refuses the session. 20 minutes admits the 15-minute delayed SIP feed.
-    max_price_age_seconds: float = Field(default=1200.0, gt=0)
+    max_price_age_seconds: float = Field(default=1200.0, gt=0, le=86_400, allow_inf_nan=False)
     # How long each phase (sells, then buys) waits for fills before cancelling the rest.
     fill_timeout_seconds: float = 120.0
     poll_interval_seconds: float = 1.0

@@ -80,15 +80,17 @@ class World:
         self.starting_cash = starting_cash
         self.fills = fills
         clock: list[BrokerSimulator] = []
+        self._runs = 0
         self.simulator = BrokerSimulator(
             CsvMarketData(market_dir),
             CALENDAR,
             starting_cash=starting_cash,
             now=CALENDAR.decision_time(first_session),
             # Alpaca's 200 requests a minute per key, the minutes counted on the simulated
-            # clock, which stands at each session's decision time: every session must keep
-            # within one minute's budget, and hundreds of sessions still run in a real minute.
-            wall_clock=lambda: clock[0].now.timestamp(),
+            # clock (which stands at each session's decision time), a new one for each run:
+            # every run must keep within one minute's budget, and hundreds of sessions still
+            # run in a real minute.
+            wall_clock=lambda: clock[0].now.timestamp() + 60 * self._runs,
             fills=fills,
         )
         clock.append(self.simulator)
@@ -174,6 +176,7 @@ class World:
         from tecl_pipeline.defs.run_report import explain_result
 
         job = self._job(market_dir or self.market_dir)
+        self._runs += 1  # the run's own rate-limit minute
         if self._instance is None:
             self._instance = DagsterInstance.ephemeral(tempdir=str(self.work_dir / "dagster"))
         instance = self._instance

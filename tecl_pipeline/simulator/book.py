@@ -555,8 +555,24 @@ class Book:
         return wire.cents(order.remaining * self._check_price(price, order.limit_price))
 
     def _reserved(self) -> Decimal:
-        """What open buy orders still hold of the buying power (`_reservation`)."""
-        return sum((self._reservation(order) for order in self._open("buy")), ZERO)
+        """What open orders still hold of the buying power: open buys (`_reservation`) and,
+        as at Alpaca, open short sales at 3% above the price."""
+        buys = sum((self._reservation(order) for order in self._open("buy")), ZERO)
+        return buys + self._short_sales_reserved()
+
+    def _short_sales_reserved(self) -> Decimal:
+        """The part of each symbol's open sells beyond its long position, at 3% above."""
+        selling: dict[str, Decimal] = {}
+        for order in self._open("sell"):
+            selling[order.symbol] = selling.get(order.symbol, ZERO) + order.remaining
+        reserved = ZERO
+        for symbol, qty in selling.items():
+            held = self.holdings.get(symbol)
+            short = qty - max(ZERO if held is None else held.qty, ZERO)
+            price = self.price_now(symbol)
+            if short > 0 and price is not None:
+                reserved += wire.cents(short * price * (1 + SHORT_SALE_COLLAR))
+        return reserved
 
     def _fill_power(self, order: SimOrder) -> Decimal:
         """What a fill of the buy `order` may cost: the cash (a cash account), or the margin

@@ -183,8 +183,8 @@ def latest_trades(
     feed = _feed(query, "sip" if plan is DataPlan.UNLIMITED else "iex")
     _entitled(plan, feed, now, now)
     session = prices.price_session(now)
-    moment = min(now, calendar.close_time(session))
-    stamp = wire.utc_time(moment - SIP_EMBARGO if feed == "delayed_sip" else moment)
+    seen = now - SIP_EMBARGO if feed == "delayed_sip" else now
+    stamp = wire.utc_time(min(seen, calendar.close_time(session)))
     trades = {}
     for symbol in symbols:
         price = prices.price(symbol, session)

@@ -53,6 +53,8 @@ def market_buy_collar(value: object) -> Decimal:
         collar = Decimal(str(value)) if isinstance(value, str | int | float | Decimal) else None
     except ArithmeticError:
         collar = None
+    if collar is not None and not collar.is_finite():
+        collar = None
     if isinstance(value, bool) or collar is None or not 0 <= collar <= MAX_MARKET_BUY_COLLAR:
         raise ValueError(
             f"the market-buy collar must be a fraction from 0 to {MAX_MARKET_BUY_COLLAR}, "

@@ -309,8 +309,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _observe(self, exchange: Exchange) -> None:
         observer = self.server.observer
-        if observer is not None:
+        if observer is None:
+            return
+        try:
             observer(exchange)
+        except Exception:  # an observer's failure must not become a lost answer
+            _LOG.exception("simulator observer failed on %s", exchange.endpoint)
 
     def _sleep(self, seconds: float) -> None:
         self.server.stopping.wait(seconds)

@@ -313,7 +313,7 @@ def _submit(
         return NotSent(f"order {open_orders[0]} for {planned.symbol} is still open; not sending")
     earlier = [o for o in symbol_orders if o.client_order_id.startswith(prefix)]
     client_order_id = f"{prefix}{len(earlier) + 1}"
-    limit = buy_limit(planned.reference_price, limit_markup) if side is OrderSide.BUY else None
+    limit = sent_limit(planned, limit_markup)
     request = OrderRequest(
         symbol=planned.symbol,
         side=side,
@@ -336,6 +336,12 @@ def _submit(
         )
     except OrderRejectedError as exc:
         return NotSent(f"rejected by the broker: {exc}")
+
+
+def sent_limit(planned: PlannedOrder, markup: Decimal) -> Decimal | None:
+    """The limit an order is sent with: a buy's `markup` (the cash reserve) above its price
+    (`buy_limit`), a sell's none (at market)."""
+    return buy_limit(planned.reference_price, markup) if planned.side == "buy" else None
 
 
 @dataclass(frozen=True)
@@ -375,13 +381,18 @@ def plan_from_broker(
     *,
     session: date,
     read_prices: Mapping[str, Decimal] | None = None,
+    calendar: TradingCalendar | None = None,
 ) -> BrokerSnapshot:
     """Read account, positions and assets, and plan the rebalance within the risk limits.
 
     Compares decision prices with the broker's latest trades (T4, X2): of every symbol the
     plan trades or holds (which the broker must quote), and of those the decision only read
     (`read_prices`) where the broker quotes them; quantities sized on one of two inconsistent
-    prices would trade against a phantom. What disagrees is in `price_problems`.
+    prices would trade against a phantom. The latest trade of every symbol the plan trades
+    or holds must also be recent (T1): no older than `max_price_age` at the broker's clock,
+    or, with `calendar`, at the session's close once that has passed (a plan made after the
+    close, by `tecl doctor`, is judged on the session's last trades). What disagrees is in
+    `price_problems`.
     """
     account = broker.get_account()
     if problem := currency_problem(account):
@@ -405,7 +416,7 @@ def plan_from_broker(
         min_trade_notional=policy.min_trade_notional,
     )
     quotes, quoted_at, price_problems = _price_problems(
-        broker, session, prices, read_prices or {}, positions, plan, policy
+        broker, session, prices, read_prices or {}, positions, plan, policy, calendar
     )
     violations = check_risk(plan, account.equity, policy.risk)
     if violations:
@@ -429,10 +440,13 @@ def _price_problems(
     positions: Mapping[str, Position],
     plan: RebalancePlan,
     policy: ExecutionPolicy,
+    calendar: TradingCalendar | None,
 ) -> tuple[dict[str, Trade], datetime | None, list[str]]:
     """The broker's latest trades of the decided symbols, when they were read by the
-    broker's clock, and what they do not confirm: a price too far from the decision's, or
-    too old to confirm anything."""
+    broker's clock, and what they do not confirm: a price too far from the decision's, or,
+    for a symbol the plan trades or holds, too old to confirm anything. A symbol the decision
+    only read may trade rarely on the feed (a small fund on IEX): its age is shown, and its
+    price still checked, but it refuses nothing."""
     traded = {o.symbol for o in plan.orders} | set(positions)
     decided = {**read_prices, **{s: p for s, p in prices.items() if s in traded}}
     if not decided:
@@ -442,7 +456,9 @@ def _price_problems(
     quoted = {s: p.current_price for s, p in positions.items()}
     quoted.update({symbol: trade.price for symbol, trade in trades.items()})
     problems = price_disagreements(decided, quoted, session, policy.max_price_gap, required=traded)
-    problems += stale_prices(trades, now, policy.max_price_age, session)
+    judged_at = now if calendar is None else min(now, calendar.close_time(session))
+    sized_on = {symbol: trade for symbol, trade in trades.items() if symbol in traded}
+    problems += stale_prices(sized_on, judged_at, policy.max_price_age, session)
     return trades, now, problems
 
 
@@ -569,7 +585,7 @@ def execute(
     seen = OrdersSeen({o.client_order_id: tracker.orders.get(o.id, o) for o in listed})
     stop_if_asked()
 
-    snapshot = plan_from_broker(broker, weights, prices, policy, session=session)
+    snapshot = plan_from_broker(broker, weights, prices, policy, session=session, calendar=calendar)
     snapshot.require_prices_confirmed()
     plan, assets = snapshot.plan, snapshot.assets
     skipped: list[tuple[str, str]] = list(plan.skipped)

@@ -16,12 +16,12 @@ def paper(simulator, tmp_path, monkeypatch) -> Callable[..., Settings]:
     monkeypatch.setenv("ALPACA_SECRET_KEY", SIM_SECRET)
 
     def settings(**changes) -> Settings:
-        return Settings(
-            mode=Mode.PAPER,
-            state_uri=(tmp_path / "state").as_uri(),
-            broker_url=simulator.url,
-            data_url=simulator.url,
-            **changes,
-        )
+        values = {
+            "mode": Mode.PAPER,
+            "state_uri": (tmp_path / "state").as_uri(),
+            "broker_url": simulator.url,
+            "data_url": simulator.url,
+        }
+        return Settings(**{**values, **changes})
 
     return settings

@@ -129,7 +129,7 @@ def test_the_simulators_market_buy_collar_is_alpacas_strict_end_unless_told(caps
     assert _parser().parse_args(["simulator"]).market_buy_collar == MARKET_BUY_COLLAR
     args = _parser().parse_args(["simulator", "--market-buy-collar", "0.025"])
     assert args.market_buy_collar == Decimal("0.025")
-    for bad in ("0.3", "-0.1", "lots"):
+    for bad in ("0.3", "-0.1", "lots", "NaN", "sNaN", "Infinity"):
         with pytest.raises(SystemExit) as usage:
             _parser().parse_args(["simulator", "--market-buy-collar", bad])
         assert usage.value.code == 64

@@ -3,11 +3,13 @@ run named with what to do, judged by the rules a run applies. Paper mode against
 simulator standing in for Alpaca, keys through the environment as a user sets them."""
 
 import logging
+from datetime import datetime
 
 import pytest
 
 from tecl_pipeline.app.doctor import Finding, Verdict, diagnose, exit_verdict
 from tecl_pipeline.config.settings import DataFeed
+from tecl_pipeline.core.calendar import EXCHANGE_TZ
 from tecl_pipeline.simulator import AccountKind, DataPlan
 from tecl_pipeline_tests.app.cli_helpers import paper_at, tecl
 from tecl_pipeline_tests.simulator.simulator_fixtures import sim_state
@@ -25,6 +27,7 @@ def test_a_paper_account_on_the_free_plan_passes_every_check(paper, simulator):
     assert [f.check for f in findings] == [
         "settings",
         "daily bars",
+        "journal",
         "account",
         "broker clock",
         "assets",
@@ -115,7 +118,7 @@ def test_tecl_doctor_exits_0_when_a_run_would_trade_2_when_it_would_refuse_1_on_
 ):
     good = tecl(["doctor"], tmp_path, **paper_at(simulator_process))
     assert good.returncode == 0, good.stderr
-    assert [line.split()[0] for line in good.stdout.splitlines()] == ["ok"] * 7
+    assert [line.split()[0] for line in good.stdout.splitlines()] == ["ok"] * 8
     assert good.stderr == ""
 
     bad = tecl(["doctor"], tmp_path, **paper_at(simulator_process, TECL_DATA_FEED="sip"))
@@ -154,3 +157,31 @@ def test_every_account_kind_and_data_plan(paper, simulator, kind, plan):
     expected = Verdict.REFUSE if plan is DataPlan.BASIC else Verdict.OK
     assert exit_verdict(sip) is expected, [f.line for f in sip]
     assert sim_state(simulator.url)["submissions"] == []
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2026, 11, 24, 18, 0, tzinfo=EXCHANGE_TZ),
+        datetime(2026, 11, 28, 11, 0, tzinfo=EXCHANGE_TZ),
+    ],
+    ids=["the evening after the session", "a Saturday"],
+)
+def test_after_the_close_and_at_the_weekend_a_healthy_setup_passes(paper, simulator, moment):
+    """The doctor is run when a person sets things up, seldom at 15:45: the session's last
+    trades are judged at its close, not at the hours since."""
+    simulator.simulator.set_clock(moment)
+
+    findings = diagnose(paper(), stderr_level=QUIET)
+
+    assert exit_verdict(findings) is Verdict.OK, [f.line for f in findings]
+    assert by_check(findings)["plan"].detail.startswith("session 2026-11-2")
+
+
+def test_a_journal_that_cannot_be_read_is_named(paper, tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the state directory should be")
+
+    journal = by_check(diagnose(paper(state_uri=blocker.as_uri()), stderr_level=QUIET))["journal"]
+
+    assert not journal.ok and "not-a-directory" in journal.detail, journal.line

@@ -3,6 +3,7 @@ at, with nothing sent, nothing journalled, no Dagster run recorded and no alert.
 prints are the orders the run then sends."""
 
 import logging
+from datetime import timedelta
 
 import pytest
 
@@ -87,7 +88,30 @@ def test_a_dry_run_outside_the_window_still_plans_and_says_when_a_run_would_trad
 
     assert planned.orders and not planned.refused
     assert planned.timing is not None and "outside session" in planned.timing
-    assert "timing       a run started now would not trade yet: broker clock" in report(planned)
+    assert "timing       a run started now would not trade: broker clock" in report(planned)
+
+
+def test_a_dry_run_after_the_close_plans_on_the_sessions_last_prices(paper, simulator):
+    simulator.simulator.set_clock(CALENDAR.close_time(SIM_SESSION) + timedelta(hours=3))
+
+    with (
+        deployment(paper(), stderr_level=QUIET) as ready,
+        ready.broker.connect(SIM_SESSION) as broker,
+    ):
+        planned = preview(ready.source, broker, ready.policy, SIM_SESSION)
+
+    assert planned.orders and not planned.refused, planned.problems
+    assert planned.timing is not None and "outside session" in planned.timing
+
+
+def test_a_configuration_error_in_a_dry_run_is_one_line_and_no_alert(tmp_path):
+    done = tecl(["run", "--dry-run"], tmp_path, TECL_MODE="paper")
+
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "tecl: configuration error: ALPACA_API_KEY is not set; ALPACA_SECRET_KEY is not set"
+    )
+    assert list(tmp_path.rglob("alerts.jsonl")) == []
 
 
 def test_demo_dry_run_then_run_sends_exactly_the_listed_orders_and_leaves_no_trace(tmp_path):

@@ -139,6 +139,9 @@ def test_the_data_feed_is_one_setting_for_bars_and_the_brokers_latest_trades(tmp
         ({"cash_reserve": "Infinity"}, "must be a finite number"),
         ({"poll_interval_seconds": 0.0}, "need 0 < poll interval <= timeout"),
         ({"poll_interval_seconds": 5.0, "fill_timeout_seconds": 1.0}, "poll interval <= timeout"),
+        ({"max_price_age_seconds": 0}, "max_price_age_seconds: Input should be greater than 0"),
+        ({"max_price_age_seconds": float("inf")}, "max_price_age_seconds: .* finite number"),
+        ({"max_price_age_seconds": 1e12}, "max_price_age_seconds: .* less than or equal to 86400"),
     ],
 )
 def test_a_trading_policy_that_cannot_be_right_is_refused_naming_the_key(config, match):

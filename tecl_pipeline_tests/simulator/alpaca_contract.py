@@ -431,6 +431,10 @@ ANSWERS: Mapping[str, Callable[[object, str], list[str]]] = {
 def answer_problems(exchange: Exchange) -> list[str]:
     """What in the simulator's answer real Alpaca would not send."""
     where = f"{exchange.endpoint} answer ({exchange.status})"
+    if exchange.status >= 500:
+        # An injected fault is answered before the observer sees anything: an observed 5xx
+        # is the simulator failing, which Alpaca's shape would not excuse.
+        return [f"{where}: the simulator failed: {exchange.body!r}"]
     if exchange.status >= 400:
         data = exchange.endpoint.startswith("GET /v2/stocks/")
         problems = _fields(exchange.body, DATA_ERROR if data else ERROR, where)

@@ -118,6 +118,13 @@ def test_an_answer_real_alpaca_would_not_send_is_named(changes, problem):
     assert any(problem in p for p in problems), problems
 
 
+def test_a_simulator_failure_is_never_an_answer_alpacas_shape_excuses():
+    failed = Exchange("GET /v2/account", {}, None, 500, {"code": 50010000, "message": "boom"})
+    assert answer_problems(failed) == [
+        "GET /v2/account answer (500): the simulator failed: {'code': 50010000, 'message': 'boom'}"
+    ]
+
+
 def test_an_error_answer_needs_code_and_message():
     assert answer_problems(Exchange("GET /v2/account", {}, None, 403, {"error": "no"})) == [
         "GET /v2/account answer (403): lacks 'code'",

@@ -390,7 +390,7 @@ def test_the_market_buy_collar_is_configurable_within_alpacas_range(simulator):
     sim_admin(simulator.url, "/_sim/collar", {"market_buy": "0.025"})
 
     assert order(client, "SPY", qty, "collar-2.5").status is OrderStatus.FILLED
-    for bad in ("0.5", "-0.01", "lots", True, None):
+    for bad in ("0.5", "-0.01", "lots", "NaN", True, None):
         with pytest.raises(HTTPError) as caught:
             sim_admin(simulator.url, "/_sim/collar", {"market_buy": bad})
         assert caught.value.code == 400
@@ -507,6 +507,23 @@ def test_an_opening_short_is_checked_against_buying_power_at_3_percent_above(sim
     body = json.loads(error._error)
     assert Decimal(body["cost_basis"]) == (qty * uvxy * Decimal("1.03")).quantize(CENT)
     assert client.get_all_positions() == []
+
+
+def test_open_short_sales_hold_buying_power_as_open_buys_do(simulator):
+    """As Alpaca: available buying power is reduced by open sell-short orders too, so two
+    short sales cannot both spend it."""
+    sim_admin(simulator.url, "/_sim/account", {"kind": "margin", "cash": "1000"})
+    sim_admin(simulator.url, "/_sim/fills", {"mode": "never"})
+    client = trading_client(simulator.url)
+    uvxy = price(simulator, "UVXY")
+    qty = int(Decimal(1200) / uvxy)  # 1,200 of the 2,000 of buying power, each
+
+    order(client, "UVXY", qty, "short-a", side=OrderSide.SELL)
+    held = (qty * uvxy * Decimal("1.03")).quantize(CENT)
+    assert amount(client.get_account().buying_power) == Decimal(2000) - held
+
+    error = refused(order, client, "UVXY", qty, "short-b", side=OrderSide.SELL)
+    assert (error.status_code, error.message) == (403, "insufficient buying power")
 
 
 def test_open_sells_hold_their_quantity(simulator):

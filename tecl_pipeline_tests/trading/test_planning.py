@@ -159,31 +159,23 @@ def test_a_symbol_the_broker_will_not_trade_gets_no_order_and_a_reason(calendar)
 
 @pytest.mark.parametrize(
     ("symbol", "minutes_old"),
-    [("TECL", 21), ("BIL", 45), ("SPY", 21)],
-    ids=["a symbol bought", "a symbol held and sold", "a symbol the decision only read"],
+    [("TECL", 21), ("BIL", 45)],
+    ids=["a symbol bought", "a symbol held and sold"],
 )
 def test_a_decision_price_older_than_the_policy_allows_refuses_orders(
     calendar, symbol, minutes_old
 ) -> None:
     """T1: the broker's latest trade confirms a decision price only if it is recent by the
     broker's own clock: a halted symbol or a feed that stopped leaves an old trade, and a
-    price as old as that is no decision price. Refused before any order, naming the symbol,
-    its feed, its age and the limit."""
-    prices = {**PRICES, "SPY": Decimal("600")}
-    broker = broker_at_decision_time(calendar, holdings={"BIL": Decimal(100)}, prices=prices)
+    price as old as that is no decision price to size an order on. Refused before any
+    order, naming the symbol, its feed, its age and the limit."""
+    broker = broker_at_decision_time(calendar, holdings={"BIL": Decimal(100)})
     now = calendar.decision_time(SESSION)
     broker.trade_times[symbol] = now - timedelta(minutes=minutes_old)
 
-    snapshot = plan_from_broker(
-        broker, ALL_TECL, PRICES, POLICY, session=SESSION, read_prices={"SPY": Decimal("600")}
-    )
-    if symbol in PRICES:
-        # Execution re-plans and refuses on its own; a symbol only read is refused by the
-        # run's blocking pre-trade check, which reads the snapshot's problems.
-        with pytest.raises(MarketDataError, match=f"{symbol}: its latest trade on feed fake is"):
-            execute(
-                broker, SESSION, ALL_TECL, PRICES, POLICY, FakeTime().pacing(), calendar=calendar
-            )
+    snapshot = plan_from_broker(broker, ALL_TECL, PRICES, POLICY, session=SESSION)
+    with pytest.raises(MarketDataError, match=f"{symbol}: its latest trade on feed fake is"):
+        execute(broker, SESSION, ALL_TECL, PRICES, POLICY, FakeTime().pacing(), calendar=calendar)
 
     [problem] = snapshot.price_problems
     assert problem.startswith(f"{symbol}: its latest trade on feed fake is {minutes_old}.0 min old")
@@ -191,6 +183,40 @@ def test_a_decision_price_older_than_the_policy_allows_refuses_orders(
     assert snapshot.quoted_at == now
     assert snapshot.quotes[symbol].at == now - timedelta(minutes=minutes_old)
     assert broker.submitted == []
+
+
+def test_an_old_trade_of_a_symbol_the_decision_only_read_refuses_nothing(calendar) -> None:
+    """A signal-only symbol may trade rarely on the feed (a small fund on IEX): its age is
+    shown with its trade, its price still checked, but no order is sized on it."""
+    prices = {**PRICES, "KMLM": Decimal("30")}
+    broker = broker_at_decision_time(calendar, prices=prices)
+    now = calendar.decision_time(SESSION)
+    broker.trade_times["KMLM"] = now - timedelta(minutes=90)
+
+    snapshot = plan_from_broker(
+        broker, ALL_TECL, PRICES, POLICY, session=SESSION, read_prices={"KMLM": Decimal("30")}
+    )
+
+    assert snapshot.price_problems == ()
+    assert snapshot.quotes["KMLM"].age(now) == timedelta(minutes=90)
+
+
+def test_after_the_close_prices_are_judged_at_the_close(calendar) -> None:
+    """A plan made after the session's close (`tecl doctor` in the evening) is judged on the
+    session's last trades, not on the hours since: with the calendar, age is measured at
+    the close."""
+    close = calendar.close_time(SESSION)
+    broker = broker_at_decision_time(calendar)
+    broker.set_clock(close + timedelta(hours=5))
+    broker.trade_times["TECL"] = close - timedelta(minutes=1)
+
+    evening = plan_from_broker(broker, ALL_TECL, PRICES, POLICY, session=SESSION, calendar=calendar)
+    broker.trade_times["TECL"] = close - timedelta(minutes=30)
+    stale = plan_from_broker(broker, ALL_TECL, PRICES, POLICY, session=SESSION, calendar=calendar)
+
+    assert evening.price_problems == ()
+    [problem] = stale.price_problems
+    assert "TECL: its latest trade on feed fake is 30.0 min old" in problem
 
 
 def test_the_price_age_limit_is_the_policys(calendar) -> None:
