@@ -657,14 +657,11 @@ def _dry_run(args: argparse.Namespace) -> int:
     from tecl_pipeline.app.preview import deployment, preview, report
     from tecl_pipeline.config.settings import Settings
     from tecl_pipeline.core.errors import RefusedToTrade, describe
-    from tecl_pipeline.observability.logs import Redactor, configure_logging
     from tecl_pipeline.trading.errors import BrokerError
 
     settings = Settings.read()
+    # The deployment's observability resource sets up the logs, as in a run.
     stderr_level = logging.WARNING if args.verbose else QUIET
-    configure_logging(
-        settings.logs_dir, redactor=Redactor.for_settings(settings), stderr_level=stderr_level
-    )
     with _dagster_config_errors(), deployment(settings, stderr_level=stderr_level) as ready:
         try:
             session = args.session or _default_session(settings)

@@ -33,6 +33,7 @@ from tecl_pipeline.trading.reconcile import (
     blocked_problem,
     borrowing_problem,
     currency_problem,
+    traded_at,
 )
 
 
@@ -108,16 +109,8 @@ def _clock(broker: Broker) -> Finding:
         "broker clock",
         Verdict.OK,
         f"{now:%Y-%m-%d %H:%M %Z}, market {state}; next decision "
-        f"{_next_decision(now):%Y-%m-%d %H:%M %Z}",
+        f"{CALENDAR.next_decision_time(now):%Y-%m-%d %H:%M %Z}",
     )
-
-
-def _next_decision(now: datetime) -> datetime:
-    """The first session decision time at or after `now` (by the broker's clock)."""
-    session = CALENDAR.session_on_or_before(now.date())
-    while CALENDAR.decision_time(session) < now:
-        session = CALENDAR.next_session(session)
-    return CALENDAR.decision_time(session)
 
 
 def _assets(broker: Broker) -> Finding:
@@ -141,11 +134,10 @@ def _latest_trades(broker: Broker, feed: str) -> Finding:
     if missing:
         return Finding(check, Verdict.REFUSE, f"none for {', '.join(missing)} on feed {feed}")
     symbol, oldest = min(trades.items(), key=lambda item: item[1].at)
-    at = oldest.at.astimezone(EXCHANGE_TZ)
     return Finding(
         check,
         Verdict.OK,
-        f"every symbol quoted on feed {feed}; the oldest, {symbol}, at {at:%Y-%m-%d %H:%M:%S %Z}",
+        f"every symbol quoted on feed {feed}; the oldest, {symbol}, at {traded_at(oldest)}",
     )
 
 

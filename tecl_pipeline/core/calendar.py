@@ -244,6 +244,14 @@ class TradingCalendar:
         # change, and being right by construction costs nothing.
         return (close.astimezone(UTC) - DECISION_LEAD).astimezone(EXCHANGE_TZ)
 
+    def next_decision_time(self, moment: datetime) -> datetime:
+        """The first session decision time at or after `moment`."""
+        local = exchange_time(moment)
+        session = self.session_on_or_before(local.date())
+        while self.decision_time(session) < local:
+            session = self.next_session(session)
+        return self.decision_time(session)
+
     def session_for(self, moment: datetime) -> date | None:
         """The session whose New York calendar day contains `moment`; None on other days."""
         local = _require_aware(moment, "moment").astimezone(EXCHANGE_TZ)

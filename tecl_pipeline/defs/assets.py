@@ -15,7 +15,6 @@ import pandas as pd
 from dagster import AssetExecutionContext, Failure, MetadataValue, Output, ResourceParam, asset
 
 from tecl_pipeline.common.events import EventSink, Severity
-from tecl_pipeline.core.calendar import EXCHANGE_TZ
 from tecl_pipeline.core.data_quality import require_trustworthy
 from tecl_pipeline.core.errors import RefusedToTrade, TradingStopped, describe
 from tecl_pipeline.core.indicators import indicator_table
@@ -54,6 +53,7 @@ from tecl_pipeline.trading.reconcile import (
     fills_after_record,
     minutes,
     residuals,
+    traded_at,
     unexplained_position_changes,
 )
 
@@ -183,8 +183,7 @@ def market_data(
 def _trade_cells(trade: Trade | None) -> tuple[str, str, str]:
     if trade is None:
         return ("-", "-", "-")
-    at = trade.at.astimezone(EXCHANGE_TZ)
-    return (str(trade.price), f"{at:%Y-%m-%d %H:%M:%S %Z}", trade.feed)
+    return (str(trade.price), traded_at(trade), trade.feed)
 
 
 @asset(group_name=GROUP, partitions_def=session_partitions, kinds={"pandas"})

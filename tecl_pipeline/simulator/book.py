@@ -393,7 +393,7 @@ class Book:
         if existing <= 0 and self.account_kind.can_short and asset.shortable:
             if qty != qty.to_integral_value():
                 raise ApiError(403, FORBIDDEN, "fractional orders cannot be sold short")
-            value = wire.cents(qty * price * (1 + SHORT_SALE_COLLAR))
+            value = _short_sale_value(qty, price)
             power = self._buying_power()
             if value > power:
                 raise _insufficient_buying_power(power, value)
@@ -571,7 +571,7 @@ class Book:
             short = qty - max(ZERO if held is None else held.qty, ZERO)
             price = self.price_now(symbol)
             if short > 0 and price is not None:
-                reserved += wire.cents(short * price * (1 + SHORT_SALE_COLLAR))
+                reserved += _short_sale_value(short, price)
         return reserved
 
     def _fill_power(self, order: SimOrder) -> Decimal:
@@ -612,6 +612,12 @@ class Book:
             lastday_price=self._mark(symbol, self._calendar.previous_session(session), held),
             qty_available=self._qty_available(symbol),
         )
+
+
+def _short_sale_value(qty: Decimal, price: Decimal) -> Decimal:
+    """What a short sale of `qty` holds of the buying power: at 3% above the price, as
+    Alpaca checks an opening short (above the ask)."""
+    return wire.cents(qty * price * (1 + SHORT_SALE_COLLAR))
 
 
 def _insufficient_buying_power(power: Decimal, cost_basis: Decimal) -> ApiError:

@@ -111,14 +111,18 @@ def stale_prices(
     for symbol, trade in sorted(trades.items()):
         age = trade.age(now)
         if age > limit:
-            at = trade.at.astimezone(EXCHANGE_TZ)
             problems.append(
                 f"{symbol}: its latest trade on feed {trade.feed} is {minutes(age)} old "
-                f"({at:%Y-%m-%d %H:%M:%S %Z}), more than the {minutes(limit)} a decision "
+                f"({traded_at(trade)}), more than the {minutes(limit)} a decision "
                 f"price for {session} may be (max_price_age): a halt, a delayed feed or stale "
                 "data"
             )
     return problems
+
+
+def traded_at(trade: Trade) -> str:
+    """When a trade was, as a person reads it: exchange time to the second."""
+    return f"{trade.at.astimezone(EXCHANGE_TZ):%Y-%m-%d %H:%M:%S %Z}"
 
 
 def minutes(span: timedelta) -> str:

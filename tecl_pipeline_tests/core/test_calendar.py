@@ -269,3 +269,34 @@ def test_default_range_starts_2000_and_reaches_about_a_year_ahead() -> None:
     assert default.first_session == date(2000, 1, 3)
     today = datetime.now(EXCHANGE_TZ).date()
     assert default.last_session >= today + timedelta(days=300)
+
+
+@pytest.mark.parametrize(
+    ("moment", "expected"),
+    [
+        # Before the decision on a session day: that session's.
+        (
+            datetime(2026, 11, 24, 9, 0, tzinfo=EXCHANGE_TZ),
+            datetime(2026, 11, 24, 15, 45, tzinfo=EXCHANGE_TZ),
+        ),
+        # At it exactly: the same.
+        (
+            datetime(2026, 11, 24, 15, 45, tzinfo=EXCHANGE_TZ),
+            datetime(2026, 11, 24, 15, 45, tzinfo=EXCHANGE_TZ),
+        ),
+        # After it: the next session's, past Thanksgiving to the early close (12:45).
+        (
+            datetime(2026, 11, 25, 16, 0, tzinfo=EXCHANGE_TZ),
+            datetime(2026, 11, 27, 12, 45, tzinfo=EXCHANGE_TZ),
+        ),
+        # A Saturday, given in UTC: Monday's.
+        (
+            datetime(2026, 11, 28, 15, 0, tzinfo=UTC),
+            datetime(2026, 11, 30, 15, 45, tzinfo=EXCHANGE_TZ),
+        ),
+    ],
+)
+def test_the_next_decision_time_at_or_after_a_moment(
+    cal: TradingCalendar, moment: datetime, expected: datetime
+) -> None:
+    assert cal.next_decision_time(moment) == expected
