@@ -9,7 +9,7 @@ export TECL_STATE_URI ?= file://$(CURDIR)/.tecl/state
 # DAGSTER_HOME with the dagster.yaml and storage `tecl run` would create.
 DAGSTER_HOME_READY := $(BIN)/python -c 'from tecl_pipeline.app.cli import ensure_dagster_home; ensure_dagster_home()'
 
-.PHONY: install run test lint lint-infra browser format dev lock audit bench failure-report failure-docs soak replay clean
+.PHONY: stack stack-down stack-status test-stack faketime install run test lint lint-infra browser format dev lock audit bench failure-report failure-docs soak replay clean
 
 install: $(STAMP)
 
@@ -93,8 +93,9 @@ replay: install
 
 # Speed and memory against their targets (medians over repeated runs; see README
 # "Performance"): prints a table, writes bench/results.json, fails if a target is missed.
+# The stack's benchmarks start a stack of their own: with `make stack` running, stop it first.
 bench: install
-	$(BIN)/python bench/run.py
+	PYTHONPATH=$(CURDIR) $(BIN)/python bench/run.py
 
 # Vulnerability scan of the locked set (C7, S6). Not part of `test`: it needs PyPI's JSON
 # API, which these machines cannot reach. Exit 0 clean, 1 vulnerabilities, 3 the audit could
@@ -114,5 +115,28 @@ failure-report: install
 failure-docs: install
 	$(BIN)/python -m tecl_pipeline_tests.failure_modes.failure_doc
 
-clean:
+# The production stack of deploy/docker/compose.yaml (PostgreSQL, code server, webserver,
+# daemon) as local processes, with the broker simulator unless deploy/docker/.env says
+# otherwise: returns once every service is healthy and prints where each listens. State,
+# database and logs under .stack/ (README "Run it every day"). Installs Debian's
+# postgresql with apt-get if it is missing.
+stack: install
+	$(BIN)/python -m deploy.stack up
+
+stack-status: install
+	$(BIN)/python -m deploy.stack status
+
+stack-down: install
+	$(BIN)/python -m deploy.stack down
+
+# Debian's faketime: the stack's tests run the daemon a minute before a decision time.
+faketime:
+	@command -v faketime >/dev/null || { command -v apt-get >/dev/null && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime >/dev/null; }
+
+# The tests on the running stack (tecl_pipeline_tests/stack/), after `make stack`.
+test-stack: install browser faketime
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -m stack -p no:cacheprovider tecl_pipeline_tests/stack --durations=10
+
+clean: stack-down
+	rm -rf .stack
 	rm -rf $(VENV) .dagster .tecl .pytest_cache .ruff_cache .hypothesis .coverage .coverage.* .import_linter_cache .grimp_cache

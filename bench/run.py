@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stderr
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
@@ -28,6 +28,7 @@ import pandas as pd
 from dagster import DagsterEventType, DagsterInstance, ExecuteInProcessResult, JobDefinition
 from harness import Check, Result, ratio_notes, render_table, seconds, timed, write_results
 from noop_job import job_shape, noop_definitions
+from stack_bench import bench_stack
 
 from tecl_pipeline.app.cli import DAGSTER_YAML
 from tecl_pipeline.config.settings import Settings
@@ -541,6 +542,42 @@ def bench_peak_memory(data: Path) -> list[Result]:
     ]
 
 
+# -- 7: the same on the stack -----------------------------------------------------------------
+
+
+def bench_on_the_stack(data: Path) -> list[Result]:
+    plain = signal_history(load_closes(data))
+    return bench_stack(
+        data,
+        session=load_closes(data).index[-1].date(),
+        start=plain.index[0].date(),
+        end=plain.index[-1].date(),
+    )
+
+
+# Each stack figure and the in-process one it is compared with, when both ran.
+STACK_COUNTERPARTS = {
+    "stack_submit_to_first_order": "first_order_latency",
+    "stack_daily_run": "daily_run",
+    "stack_history_backfill": "history_backfill",
+}
+
+
+def with_stack_ratios(results: list[Result]) -> list[Result]:
+    medians = {r.name: r.median for r in results}
+    return [
+        replace(
+            r,
+            ratio=r.median / medians[STACK_COUNTERPARTS[r.name]],
+            ratio_meaning=f"{r.name} / {STACK_COUNTERPARTS[r.name]} (in process, SQLite "
+            "instance; medians, same run)",
+        )
+        if r.name in STACK_COUNTERPARTS and STACK_COUNTERPARTS[r.name] in medians
+        else r
+        for r in results
+    ]
+
+
 BENCHMARKS: tuple[tuple[str, Callable[[Path], list[Result]]], ...] = (
     ("daily_run", bench_daily_run),
     ("history_backfill", bench_history_backfill),
@@ -548,6 +585,7 @@ BENCHMARKS: tuple[tuple[str, Callable[[Path], list[Result]]], ...] = (
     ("definitions_load", bench_definitions_load),
     ("peak_memory", bench_peak_memory),
     ("scaling", bench_scaling),
+    ("stack", bench_on_the_stack),
 )
 
 
@@ -565,6 +603,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.only is None or name in args.only:
             print(f"running {name} ...", flush=True)
             results += bench(data)
+    results = with_stack_ratios(results)
     wall = time.perf_counter() - began
     write_results(args.output, results, wall_seconds=wall, load_before=load_before)
     print()

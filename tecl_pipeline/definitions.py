@@ -16,7 +16,10 @@ from tecl_pipeline.defs.sensors import ALERT_SENSORS
 
 
 def build_definitions(
-    settings: Settings, *, resource_config: Mapping[str, Mapping[str, Any]] | None = None
+    settings: Settings,
+    *,
+    resource_config: Mapping[str, Mapping[str, Any]] | None = None,
+    shared_outputs: bool = True,
 ) -> Definitions:
     return Definitions(
         assets=[*TRADING_ASSETS, *HISTORY_ASSETS],
@@ -24,7 +27,7 @@ def build_definitions(
         jobs=[daily_trading_job, signal_history_job],
         schedules=[daily_trading_schedule],
         sensors=list(ALERT_SENSORS),
-        resources=deployment_resources(settings, resource_config),
+        resources=deployment_resources(settings, resource_config, shared_outputs=shared_outputs),
     )
 
 

@@ -254,15 +254,50 @@ def open_instance(home: Path) -> Iterator["DagsterInstance"]:
 
     config = home / "dagster.yaml"
     try:
-        instance = DagsterInstance.get()
+        with _root_warnings_held():
+            instance = DagsterInstance.get()
     # CheckError: Dagster's own checks of the file, e.g. YAML that is a list, or a storage
-    # class whose package (dagster_postgres) is not installed.
+    # class whose package is not installed.
     except (DagsterError, CheckError, ImportError, OSError, ValueError, yaml.YAMLError) as exc:
-        # Dagster's and yaml's texts span lines; one line names the file and the problem.
-        text = " ".join(str(exc).split()).removeprefix("Failure condition: ")
-        raise ConfigError(f"DAGSTER_HOME: {config}: {text}") from None
+        raise ConfigError(f"DAGSTER_HOME: {config}: {_one_line(exc)}") from None
+    except Exception as exc:
+        # The storage's database (dagster-postgres) not reachable, after its own retries.
+        if not _is_database_error(exc):
+            raise
+        raise ConfigError(
+            f"DAGSTER_HOME: {config}: the instance's database cannot be reached: {_one_line(exc)}"
+        ) from None
     with instance:
         yield instance
+
+
+def _one_line(exc: BaseException) -> str:
+    """Dagster's and yaml's texts span lines; one line names the problem."""
+    return " ".join(str(exc).split()).removeprefix("Failure condition: ")
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    import sqlalchemy.exc
+
+    return isinstance(exc, sqlalchemy.exc.SQLAlchemyError) or type(exc).__module__.startswith(
+        "dagster_postgres"
+    )
+
+
+@contextmanager
+def _root_warnings_held() -> Iterator[None]:
+    """While the instance opens, a library's warnings to the root logger (dagster-postgres
+    logs each connection retry there, which Python prints to stderr) are dropped: the
+    outcome is what counts, and it is raised, in one line."""
+    import logging
+
+    root = logging.getLogger()
+    held = logging.NullHandler()
+    root.addHandler(held)
+    try:
+        yield
+    finally:
+        root.removeHandler(held)
 
 
 def ensure_dagster_home() -> Path:

@@ -143,12 +143,17 @@ def session_prices(closes: pd.DataFrame, symbols: tuple[str, ...]) -> dict[str, 
 def market_data(
     context: AssetExecutionContext,
     market_data_source: MarketDataResource,
+    state: StateResource,
     observability: ObservabilityResource,
 ) -> Output:
     """Adjusted daily closes of the ten symbols up to and including the session."""
     session = _session(context)
     with _refusals(context, observability):
         CALENDAR.require_session(session)
+        # The state answers before anything is stored in it (A4, A5): with the state in S3
+        # this step's output is the first thing written there (defs/step_outputs.py).
+        # target_allocation asks again before trading: a re-execution may start there.
+        state.journal(on_event=_journal_alerts(context, observability)).preflight()
         source = market_data_source.open(CALENDAR)
         closes = source.closes(SYMBOLS, through=session)
         # Shown beside the decision prices; the broker's own trades confirm them later.

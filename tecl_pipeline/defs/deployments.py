@@ -21,6 +21,7 @@ from tecl_pipeline.defs.resources import (
     StateResource,
     TradingPolicyResource,
 )
+from tecl_pipeline.defs.step_outputs import s3_outputs
 from tecl_pipeline.observability.redaction import Redactor
 from tecl_pipeline.trading.stopping import StopRequest
 
@@ -73,10 +74,13 @@ def deployment_resources(
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
     *,
     alerting: bool = True,
+    shared_outputs: bool = True,
 ) -> dict[str, object]:
     """The deployment's resources; `overrides` sets fields of the resources in
     CONFIGURABLE on top. Without `alerting` (a preview: `tecl doctor`, a dry run) what
-    would be an alert is logged only: no alert file, no webhook."""
+    would be an alert is logged only: no alert file, no webhook. Without `shared_outputs`
+    the steps' outputs stay in the instance's storage whatever the state (the soak and the
+    replay, which clear it after every session)."""
     extra = overrides or {}
     unknown = sorted(set(extra) - CONFIGURABLE)
     if unknown:
@@ -103,7 +107,9 @@ def deployment_resources(
         **(_alpaca_credentials(settings) if real_keys else {}),
         **extra.get("broker", {}),
     )
+    io_manager = s3_outputs(settings.state_uri, settings.aws_region) if shared_outputs else None
     return {
+        **({"io_manager": io_manager} if io_manager is not None else {}),
         # Never set here; `tecl run` passes its own, which its SIGTERM handler sets.
         "stop_request": StopRequest(),
         "market_data_source": market_data,

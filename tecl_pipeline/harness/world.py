@@ -153,8 +153,12 @@ class World:
         if market_dir not in self._jobs:
             from tecl_pipeline.definitions import build_definitions
 
+            # The steps' outputs in the world's instance, cleared after every session; the
+            # soak's faults are for the journal's S3, not for Dagster's storage.
             defs = build_definitions(
-                self.settings_for(market_dir), resource_config=self._resource_config
+                self.settings_for(market_dir),
+                resource_config=self._resource_config,
+                shared_outputs=False,
             )
             self._jobs[market_dir] = defs.resolve_job_def("daily_trading_job")
         return self._jobs[market_dir]

@@ -491,7 +491,7 @@ CANARY_KEY = "PKCANARYKEY0123456789"
         ("DAGSTER_HOME is a file", "DAGSTER_HOME"),
         ("dagster.yaml is not YAML", "dagster.yaml"),
         ("dagster.yaml is a list", "dagster.yaml"),
-        ("dagster.yaml wants dagster_postgres", "dagster.yaml"),
+        ("dagster.yaml's PostgreSQL is unreachable", "database cannot be reached"),
     ],
 )
 def test_configuration_error_before_the_run_is_one_line_and_one_alert(tmp_path, case, named):
@@ -517,7 +517,7 @@ def test_configuration_error_before_the_run_is_one_line_and_one_alert(tmp_path, 
             {
                 "dagster.yaml is not YAML": "run_storage: [\n",
                 "dagster.yaml is a list": "- telemetry\n- enabled\n",
-                "dagster.yaml wants dagster_postgres": (
+                "dagster.yaml's PostgreSQL is unreachable": (
                     "storage:\n  postgres:\n    postgres_url: postgresql://u@127.0.0.1:9/db\n"
                 ),
             }[case]

@@ -37,13 +37,23 @@ def _private_dagster_imports(source: str) -> list[int]:
     return found
 
 
+# The one module allowed, and why: a run launcher's health check (RunLauncher,
+# CheckRunHealthResult, WorkerStatus) and the code server's gRPC client are Dagster's
+# plug-in interface for instances, which it has only in private modules (its own launchers,
+# dagster-aws's ECS launcher among them, import them the same way). Its tests run it
+# against a real code server, so a Dagster upgrade that moves them fails there.
+PLUG_INS = {"tecl_pipeline/instance/run_launcher.py"}
+
+
 def test_no_module_imports_a_private_dagster_module():
     offenders = [
         f"{path.relative_to(PACKAGE.parent)}:{line}"
         for path in sorted(PACKAGE.rglob("*.py"))
+        if str(path.relative_to(PACKAGE.parent)) not in PLUG_INS
         for line in _private_dagster_imports(path.read_text())
     ]
     assert offenders == []
+    assert all((PACKAGE.parent / plug_in).is_file() for plug_in in PLUG_INS)
 
 
 def test_the_scan_sees_every_spelling_of_a_private_import():

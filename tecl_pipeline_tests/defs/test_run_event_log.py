@@ -10,6 +10,7 @@ import yaml
 from dagster import DagsterInstance
 from pydantic import SecretStr
 
+from deploy.instance.render import deployments, render_text
 from tecl_pipeline.app.cli import DAGSTER_YAML, ensure_dagster_home
 from tecl_pipeline.config.settings import Settings
 from tecl_pipeline.definitions import build_definitions
@@ -23,8 +24,8 @@ EARLIER_SESSION = date(2026, 11, 20)
 
 @pytest.mark.parametrize(
     "config",
-    [DAGSTER_YAML, (REPO / "deploy" / "dagster.yaml").read_text()],
-    ids=["local (tecl run, make dev)", "deploy/dagster.yaml"],
+    [DAGSTER_YAML, *(render_text(deployment) for deployment in deployments())],
+    ids=["local (tecl run, make dev)", *(f"deploy/instance {d}" for d in deployments())],
 )
 def test_instance_configs_hand_the_project_loggers_to_dagster(config):
     assert LOGGER_NAME in yaml.safe_load(config)["python_logs"]["managed_python_loggers"]

@@ -18,25 +18,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, ViewportSize, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from tecl_pipeline.defs.assets import GROUP, TRADING_ASSETS
 from tecl_pipeline.defs.checks import TRADING_CHECKS
+from tecl_pipeline_tests.browser import browser_page, requires_chromium
 
 REPO = Path(__file__).resolve().parents[2]
 
-CHROMIUM = Path("/usr/bin/chromium")
-# Without the background-networking switches Chromium dials out, which a closed network refuses.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 LOCATION = "tecl_pipeline"
 # Every trading asset and check as the project defines them, so a new one is expected too.
 ASSETS = tuple(key.to_user_string() for spec in TRADING_ASSETS for key in spec.keys)
@@ -45,11 +34,8 @@ for _checks in TRADING_CHECKS:
     for _key in _checks.check_keys:
         CHECKS.setdefault(_key.asset_key.to_user_string(), []).append(_key.name)
 SESSION = "2026-11-24"
-# Wide enough that the graph draws full asset nodes (names, check summaries), not minimal boxes.
-VIEWPORT: ViewportSize = {"width": 2560, "height": 1100}
 SERVER_START_S = 60
 RUN_S = 300
-UI_MS = 30_000
 
 # A direct launch (one partition) goes to the run launcher at once: no daemon in this test.
 DAGSTER_YAML = """\
@@ -94,13 +80,6 @@ def _launch_params() -> dict[str, object]:
         "runConfigData": {"execution": {"config": {"in_process": {}}}},
         "executionMetadata": {"tags": [{"key": "dagster/partition", "value": SESSION}]},
     }
-
-
-requires_chromium = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason=f"{CHROMIUM} not found: Debian's chromium could not be installed (`make browser`), "
-    "so the browser UI test cannot run",
-)
 
 
 def _free_port() -> int:
@@ -197,19 +176,8 @@ def webserver(tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def page(webserver: str) -> Iterator[Page]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport=VIEWPORT, base_url=webserver)
-            context.set_default_timeout(UI_MS)
-            page = context.new_page()
-            # A fresh DAGSTER_HOME greets with a "Join the Dagster community" dialog, at any time.
-            page.add_locator_handler(
-                page.get_by_role("button", name="Skip", exact=True), lambda skip: skip.click()
-            )
-            yield page
-        finally:
-            browser.close()
+    with browser_page(webserver) as page:
+        yield page
 
 
 def test_the_expected_assets_and_checks_are_read_from_the_definitions() -> None:

@@ -1,4 +1,4 @@
-"""The production Dagster instance file (deploy/dagster.yaml).
+"""The ECS deployment's Dagster instance (deploy/instance/ecs.yaml over shared.yaml).
 
 Checked against the schemas Dagster itself applies when it loads an instance, without
 dagster-postgres installed: the `storage: postgres` block is validated by dagster core's
@@ -11,19 +11,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 # Private, because Dagster has no public validator for an instance file; a Dagster upgrade
 # that moves it fails here loudly, which is what a config check should do.
 from dagster._config import process_config
 from dagster._core.instance.config import dagster_instance_config_schema
 
+from deploy.instance.render import render
+
 REPO = Path(__file__).resolve().parents[2]
-INSTANCE_FILE = REPO / "deploy" / "dagster.yaml"
+INSTANCE_FILES = (
+    REPO / "deploy" / "instance" / "shared.yaml",
+    REPO / "deploy" / "instance" / "ecs.yaml",
+)
 
 # The environment a deployment must provide (documented in the file's header).
 REQUIRED_ENV = {
     "DAGSTER_PG_HOST": "db.internal",
+    "DAGSTER_PG_PORT": "5432",
     "DAGSTER_PG_DB": "dagster",
     "DAGSTER_PG_USERNAME": "dagster",
     "DAGSTER_PG_PASSWORD": "not-a-real-password",
@@ -35,9 +40,7 @@ REQUIRED_ENV = {
 
 @pytest.fixture(scope="module")
 def instance() -> dict[str, Any]:
-    loaded = yaml.safe_load(INSTANCE_FILE.read_text())
-    assert isinstance(loaded, dict)
-    return loaded
+    return render("ecs")
 
 
 @pytest.fixture
@@ -66,7 +69,7 @@ def test_instance_file_is_valid_for_dagster(instance, deployment_env):
 
 
 def test_every_env_var_it_reads_is_documented(instance):
-    header = INSTANCE_FILE.read_text().split("\nstorage:")[0]
+    header = "".join(path.read_text().split("\nstorage:")[0] for path in INSTANCE_FILES)
     used = env_names(instance) | set(instance["run_launcher"]["config"]["env_vars"])
     assert set(REQUIRED_ENV) <= used
     assert [name for name in sorted(used) if name not in header] == []

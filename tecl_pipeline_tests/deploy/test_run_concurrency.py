@@ -1,4 +1,5 @@
-"""The deployment's cross-host second line (C2): deploy/dagster.yaml queues runs of one
+"""The deployment's cross-host second line (C2): every deployment's instance
+(deploy/instance/shared.yaml) queues runs of one
 session partition behind each other across every host sharing the instance. Checked with
 Dagster's own queue logic on an instance built from the file's `concurrency` block."""
 
@@ -10,7 +11,7 @@ from dagster import DagsterRun, instance_for_test
 # Private, as in test_dagster_yaml: Dagster has no public API for the queue's tag limits.
 from dagster._utils.tags import TagConcurrencyLimitsCounter
 
-INSTANCE_FILE = Path(__file__).resolve().parents[2] / "deploy" / "dagster.yaml"
+INSTANCE_FILE = Path(__file__).resolve().parents[2] / "deploy" / "instance" / "shared.yaml"
 
 
 def _run(session: str) -> DagsterRun:

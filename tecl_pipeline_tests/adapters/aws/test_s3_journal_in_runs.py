@@ -64,3 +64,27 @@ def test_s3_journal_across_sessions_and_quarantine(tmp_path, aws_sandbox, s3_buc
     [alert] = [a for a in alerts(tmp_path / "logs") if a["kind"] == "quarantine"]
     assert "2026-11-23" in alert["detail"] and alert["severity"] == "critical"
     assert third.asset_value("post_trade_positions").residuals == {}
+
+
+def test_the_steps_outputs_are_kept_beside_the_journal_for_any_process_to_read(
+    tmp_path, aws_sandbox, s3_bucket, moto_s3
+):
+    """With the state in S3, the steps' outputs are too (dagster-aws's S3 IO manager): a
+    re-execution from failure started by another process, on another container, with an
+    instance of its own, reads the inputs its steps need from there."""
+    settings = Settings(
+        state_uri=f"s3://{s3_bucket}/tecl", local_dir=tmp_path / "local", log_dir=tmp_path / "logs"
+    )
+    session = date(2026, 11, 20)
+
+    result = run(settings, session)
+
+    assert result.success
+    listed = moto_s3.list_objects_v2(Bucket=s3_bucket, Prefix="tecl/dagster-io/")
+    keys = {o["Key"] for o in listed["Contents"]}
+    for asset in ("market_data", "indicators", "signal", "target_allocation", "executed_orders"):
+        assert f"tecl/dagster-io/{asset}/{session.isoformat()}" in keys, keys
+    # Nothing of the run's own instance (an ephemeral one, gone) is needed to read them.
+    fresh = build_definitions(settings)
+    loaded = fresh.load_asset_value("target_allocation", partition_key=session.isoformat())
+    assert loaded == result.asset_value("target_allocation")

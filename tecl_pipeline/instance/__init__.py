@@ -1,0 +1,1 @@
+"""Dagster instance plug-ins the deployments name in their instance files (deploy/instance/)."""
