@@ -186,6 +186,8 @@ def _backfills(stack: BenchStack, start: date, end: date, local_dir: Path) -> li
 def bench_stack(data: Path, session: date, start: date, end: date) -> list[Result]:
     with tempfile.TemporaryDirectory(prefix="tecl-bench-stack-") as name:
         root = Path(name)
+        # PostgreSQL runs as its own user when this runs as root: it must reach its data.
+        root.chmod(0o755)
         try:
             with running_stack(root, data) as stack:
                 first_order, daily = _daily_runs(stack, session)
