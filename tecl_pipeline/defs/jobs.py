@@ -1,6 +1,6 @@
 """Jobs a person or a schedule launches."""
 
-from dagster import AssetSelection, define_asset_job, multiprocess_executor
+from dagster import AssetSelection, define_asset_job
 
 from tecl_pipeline.defs.assets import GROUP
 from tecl_pipeline.defs.failure_alerts import run_failure_alert_hook
@@ -12,8 +12,4 @@ daily_trading_job = define_asset_job(
     "positions. Blocking checks stop it before any order on untrustworthy data.",
     # The failure alert comes from inside the run, so it fires however the run started (C1).
     hooks={run_failure_alert_hook},
-    # A launched run (the schedule, the UI) still runs each step in a process of its own,
-    # forked from one that imported the code location once: a new interpreter per step
-    # spent seconds on imports each, most of the time from submission to the first order.
-    executor_def=multiprocess_executor.configured({"start_method": {"forkserver": {}}}),
 )
