@@ -44,8 +44,6 @@ SUPPORTED_KEYS = frozenset(
         "restart",
     }
 )
-# Keys that only concern a container's life under an engine: read, and nothing to do locally.
-ENGINE_ONLY_KEYS = frozenset({"restart"})
 POSTGRES_IMAGE = re.compile(r"postgres:(\d+)(?:[.-].*)?")
 POSTGRES_DATA = "/var/lib/postgresql/data"
 LOOPBACK = "127.0.0.1"
