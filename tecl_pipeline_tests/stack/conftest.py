@@ -10,11 +10,11 @@ import dataclasses
 import json
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import boto3
 import pytest
@@ -59,6 +59,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if here in Path(str(item.path)).parents:
             item.add_marker(pytest.mark.stack)
     items.sort(key=lambda item: RUN_LAST.index(item.name) if item.name in RUN_LAST else -1)
+
+
+T = TypeVar("T")
+
+
+def wait_for(
+    condition: Callable[[], T | bool | None], timeout: float, what: str, *, every: float = 1.0
+) -> T:
+    """The stack acts in its own time: every test polls for it alike, and names what never came."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            # Truthy: a T, or the True of a predicate (whose caller wants no value).
+            return cast("T", value)
+        if time.monotonic() >= deadline:
+            pytest.fail(f"{what}: not within {timeout:g} s")
+        time.sleep(every)
+
+
+def _graphql(the_plan: Plan) -> DagsterGraphQLClient:
+    return DagsterGraphQLClient("127.0.0.1", port_number=the_plan.service("webserver").ports[3000])
 
 
 @dataclass
@@ -109,10 +131,7 @@ class Stack:
 
     def client(self) -> "Stack":
         """This stack with a GraphQL client of its own (one client per thread)."""
-        port = self.plan.service("webserver").ports[3000]
-        return dataclasses.replace(
-            self, graphql=DagsterGraphQLClient("127.0.0.1", port_number=port)
-        )
+        return dataclasses.replace(self, graphql=_graphql(self.plan))
 
     def submit(self, session: date, **tags: str) -> str:
         return self.graphql.submit_job_execution(
@@ -139,13 +158,11 @@ class Stack:
         return answer["run"]["runId"]
 
     def wait(self, run_id: str, timeout: float = RUN_S) -> DagsterRunStatus:
-        deadline = time.monotonic() + timeout
-        while True:
+        def done() -> DagsterRunStatus | None:
             status = self.graphql.get_run_status(run_id)
-            if status in DONE:
-                return status
-            assert time.monotonic() < deadline, f"run {run_id} still {status} after {timeout} s"
-            time.sleep(1)
+            return status if status in DONE else None
+
+        return wait_for(done, timeout, f"run {run_id} to end")
 
     def journal(self, session: date, *run_ids: str) -> list[SessionRecord]:
         """The session's journal records written by `run_ids`, in the order written, read
@@ -194,7 +211,7 @@ def stack() -> Iterator[Stack]:
             yield Stack(
                 plan=the_plan,
                 local=local,
-                graphql=DagsterGraphQLClient("127.0.0.1", port_number=webserver_port),
+                graphql=_graphql(the_plan),
                 webserver_url=f"http://127.0.0.1:{webserver_port}",
                 simulator_url=simulator.url,
                 instance=instance,
@@ -223,13 +240,14 @@ def session(sessions: Sessions) -> date:
     return sessions.take()
 
 
-def started_pid(instance: DagsterInstance, run_id: str) -> int:
-    """The pid of the run's own process, from the engine event the launcher writes."""
+def started_pid(instance: DagsterInstance, run_id: str) -> int | None:
+    """The pid of the run's own process, from the engine event the launcher writes; None
+    before the run started."""
     for entry in instance.all_logs(run_id):
         message = entry.message or ""
         if "Started process for run" in message and "pid: " in message:
             return int(message.split("pid: ")[1].split(")")[0])
-    raise AssertionError(f"run {run_id}: no 'Started process' event")
+    return None
 
 
 def environment_of(pid: int) -> dict[str, str]:

@@ -20,7 +20,7 @@ from tecl_pipeline.core.calendar import EXCHANGE_TZ
 from tecl_pipeline.defs.partitions import CALENDAR
 from tecl_pipeline.defs.schedules import daily_trading_schedule
 from tecl_pipeline.defs.sensors.missed_session import MissedSessionCursor
-from tecl_pipeline_tests.stack.conftest import REPO, VENV, Stack
+from tecl_pipeline_tests.stack.conftest import REPO, VENV, Stack, wait_for
 
 WORKSPACE = ["-w", "deploy/docker/workspace.yaml"]
 SCHEDULE = daily_trading_schedule.name
@@ -119,16 +119,20 @@ def test_the_daemon_ticks_the_schedule_at_the_decision_time_and_runs_the_session
     )
     try:
         daemon_at(decision - timedelta(minutes=1))
-        run = wait_for_run(stack, SCHEDULED_SESSION, timeout=300)
+        partition = RunsFilter(tags={"dagster/partition": SCHEDULED_SESSION.isoformat()})
+        run = wait_for(
+            lambda: stack.instance.get_runs(partition),
+            300,
+            f"a run the daemon queued for {SCHEDULED_SESSION}",
+            every=2,
+        )[0]
         assert run.tags["dagster/schedule_name"] == SCHEDULE
         assert run.tags["dagster/run_key"] == SCHEDULED_SESSION.isoformat()
         assert stack.wait(run.run_id) == DagsterRunStatus.SUCCESS
         # Later ticks of the schedule: the daemon's loop goes on (two more evaluations at
         # least), and no second run for the session.
         time.sleep(70)
-        runs = stack.instance.get_runs(
-            RunsFilter(tags={"dagster/partition": SCHEDULED_SESSION.isoformat()})
-        )
+        runs = stack.instance.get_runs(partition)
         assert [r.run_id for r in runs] == [run.run_id]
     finally:
         dagster_cli(stack, "schedule", "stop", SCHEDULE)
@@ -154,10 +158,12 @@ def test_the_daemon_alerts_a_session_whose_decision_time_passed_without_a_run(
     # daemon evaluates no sensor for as long: this test runs last but one (conftest).
     daemon_at(datetime.now(UTC) + timedelta(minutes=6))
 
-    deadline = time.monotonic() + 180
-    while not [a for a in stack.alerts() if a["kind"] == "missed_session"]:
-        assert time.monotonic() < deadline, "the daemon raised no missed_session alert"
-        time.sleep(2)
+    wait_for(
+        lambda: any(a["kind"] == "missed_session" for a in stack.alerts()),
+        180,
+        "a missed_session alert from the daemon",
+        every=2,
+    )
     alerts = [a for a in stack.alerts() if a["kind"] == "missed_session"]
     assert [a["session"] for a in alerts] == [missed.isoformat()]
     assert alerts[0]["severity"] == "critical"
@@ -166,13 +172,3 @@ def test_the_daemon_alerts_a_session_whose_decision_time_passed_without_a_run(
 def traded_sessions(stack: Stack) -> set[date]:
     runs = stack.instance.get_runs(RunsFilter(job_name="daily_trading_job"))
     return {date.fromisoformat(r.tags["dagster/partition"]) for r in runs}
-
-
-def wait_for_run(stack: Stack, session: date, timeout: float):
-    deadline = time.monotonic() + timeout
-    while True:
-        runs = stack.instance.get_runs(RunsFilter(tags={"dagster/partition": session.isoformat()}))
-        if runs:
-            return runs[0]
-        assert time.monotonic() < deadline, f"the daemon queued no run for {session}"
-        time.sleep(2)

@@ -3,30 +3,22 @@ run sent an order. Run monitoring (the daemon, through the code server run launc
 it failed, the failure sensor alerts from the daemon, and a re-execution from failure
 through the webserver completes the session without placing any order twice."""
 
-import time
 from collections import Counter
 from datetime import date
 
 from dagster import DagsterEventType, DagsterRunStatus
 
-from tecl_pipeline_tests.stack.conftest import Stack
+from tecl_pipeline_tests.stack.conftest import Stack, wait_for
 
 MONITORING_S = 180
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
-        time.sleep(1)
 
 
 def test_a_run_that_died_with_its_code_server_is_failed_alerted_and_reexecuted(
     stack: Stack, session: date
 ):
+    """A2: on the deployed stack, a run whose code server is killed (SIGKILL, its whole
+    process group) after it sent an order is failed and alerted, and its re-execution from
+    failure completes the session."""
     stack.open_session(session)
     # Orders fill only after 15 reads: the run is mid-way, an order sent and open, when its
     # container goes.

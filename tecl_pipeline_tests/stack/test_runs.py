@@ -3,24 +3,30 @@ dequeued by the daemon, started by the code server in processes of their own, re
 PostgreSQL, trading against the broker simulator and journaling on the stack's volume."""
 
 import threading
-import time
 from collections import Counter
 from datetime import date
 
 from dagster import DagsterRunStatus, RunsFilter
 from dagster_postgres import PostgresRunStorage
 
-from tecl_pipeline_tests.stack.conftest import Stack, environment_of, started_pid
+from tecl_pipeline_tests.stack.conftest import Stack, environment_of, started_pid, wait_for
 
 
 def test_a_run_submitted_through_the_webserver_trades_in_its_own_process_on_postgres(
     stack: Stack, session: date
 ):
     stack.open_session(session)
+    # Orders fill only after 10 reads: the run is still going, in its process, once it has
+    # sent one, and the process can be looked at.
+    stack.sim("fills", {"mode": "delayed", "delay_polls": 10})
     service_pids = {state.pid for state in stack.local.status()}
 
     run_id = stack.submit(session)
-    pid = started_pid_when_running(stack, run_id)
+    wait_for(stack.submissions, 120, f"run {run_id} sending an order")
+    pid = started_pid(stack.instance, run_id)
+    assert pid is not None and _alive(pid)
+    # The run carries the code server's environment: the stack's settings.
+    assert environment_of(pid).get("TECL_STATE_URI") == stack.state_uri
     status = stack.wait(run_id)
 
     assert status == DagsterRunStatus.SUCCESS
@@ -30,7 +36,8 @@ def test_a_run_submitted_through_the_webserver_trades_in_its_own_process_on_post
     assert run is not None and run.tags["dagster/partition"] == session.isoformat()
     # Executed in a process of its own, not in a service's, and gone when it ended.
     assert pid not in service_pids
-    assert _ends(pid), f"the run's process {pid} outlived its run"
+    # A run writes its last status just before its process exits.
+    wait_for(lambda: not _alive(pid), 30, f"the exit of the run's process {pid}", every=0.2)
     # The session traded: every order it sent filled, once, and the journal says so.
     submitted = stack.submissions()
     assert submitted, "the session sent no order"
@@ -78,35 +85,7 @@ def test_two_submissions_of_one_session_run_one_after_the_other_and_trade_once(
     assert {order.client_order_id for order in journal[1].orders} == sent
 
 
-def started_pid_when_running(stack: Stack, run_id: str) -> int:
-    """The run's process id, read while the run is going (its environment too: the run
-    carries the code server's, the stack's settings)."""
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            pid = started_pid(stack.instance, run_id)
-        except AssertionError:
-            assert time.monotonic() < deadline, f"run {run_id} never started"
-            time.sleep(0.5)
-            continue
-        if _alive(pid):
-            env = environment_of(pid)
-            assert env.get("TECL_STATE_URI") == stack.state_uri
-        return pid
-
-
 def _alive(pid: int) -> bool:
     from deploy.stack.local import alive
 
     return alive(pid)
-
-
-def _ends(pid: int, timeout: float = 30) -> bool:
-    """Whether `pid` is gone within `timeout`: a run writes its last status just before
-    its process exits."""
-    deadline = time.monotonic() + timeout
-    while _alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
