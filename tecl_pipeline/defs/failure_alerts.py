@@ -11,15 +11,13 @@ run that died before its steps).
 One alert per failed run: whoever alerts first tags the run (`RUN_ALERTED_TAG`), and a
 tagged run is never alerted again. A step that alerted itself (a refusal, a stop, trading
 failed part way) counts: its alert already names the cause, so the hook only tags the
-run. A blocking check that failed is a refusal too, and the hook's alert says so. Steps
-that fail at the same moment in separate processes (the multiprocess executor) take a lock
-on this machine around check-send-tag, so they cannot both see an untagged run.
+run. A blocking check that failed is a refusal too, and the hook's alert says so. The job's
+steps run one after another in the run's one process (daily_trading_job's executor), so two
+failed steps never check the tag at the same moment.
 """
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import ExitStack, suppress
-from pathlib import Path
 
 from dagster import (
     AssetCheckEvaluation,
@@ -38,12 +36,10 @@ from tecl_pipeline.core.outcomes import Outcome, outcome_of
 from tecl_pipeline.defs.partitions import PARTITION_TAG, session_of
 from tecl_pipeline.defs.run_report import error_cause
 from tecl_pipeline.observability.alerts import Alert
-from tecl_pipeline.state.locks import exclusive
 
 RUN_ALERTED_TAG = "tecl/run_failure_alerted"
 """Set on a run once its failure alert is sent; its value says which route sent it."""
 HOOK_NAME = "run_failure_alert_hook"
-LOCK_NAME = "run-failure-alerts.lock"
 
 
 def step_failure_reason(failure: DagsterEvent, checks: Sequence[AssetCheckEvaluation] = ()) -> str:
@@ -126,22 +122,15 @@ def alert_once(
     send: Callable[[DagsterRun], object],
     *,
     route: str,
-    lock_dir: Path | None = None,
 ) -> bool:
     """Call `send` for the run unless its failure alert went out already; tag it after.
     Returns whether this call sent it."""
-    with ExitStack() as stack:
-        # An unusable lock directory must not silence the alert: at worst two steps
-        # failing at once both alert.
-        if lock_dir is not None:
-            with suppress(OSError):
-                stack.enter_context(exclusive(lock_dir / LOCK_NAME))
-        run = instance.get_run_by_id(run_id)
-        if run is None or run.tags.get(RUN_ALERTED_TAG):
-            return False
-        send(run)
-        instance.add_run_tags(run_id, {RUN_ALERTED_TAG: route})
-        return True
+    run = instance.get_run_by_id(run_id)
+    if run is None or run.tags.get(RUN_ALERTED_TAG):
+        return False
+    send(run)
+    instance.add_run_tags(run_id, {RUN_ALERTED_TAG: route})
+    return True
 
 
 def _hook_fn(context: HookContext, event_list: Sequence[DagsterEvent]) -> HookExecutionResult:
@@ -174,7 +163,6 @@ def _hook_fn(context: HookContext, event_list: Sequence[DagsterEvent]) -> HookEx
         context.run_id,
         send,
         route=route,
-        lock_dir=context.resources.state.lock_dir,
     )
     return HookExecutionResult(hook_name=HOOK_NAME, is_skipped=False)
 
@@ -182,5 +170,5 @@ def _hook_fn(context: HookContext, event_list: Sequence[DagsterEvent]) -> HookEx
 run_failure_alert_hook = HookDefinition(
     name=HOOK_NAME,
     hook_fn=_hook_fn,
-    required_resource_keys={"observability", "state"},
+    required_resource_keys={"observability"},
 )

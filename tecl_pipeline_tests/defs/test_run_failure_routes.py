@@ -1,20 +1,25 @@
 """C1/X9: a failed daily run alerts, once, whatever started it: `tecl run` (in process, no
-daemon), the launchpad (a launched run: its steps in separate processes), the schedule (the
-run its tick requests). Each run here executes for real and the alert is read back from
+daemon), the launchpad (a launched run: a process of its own), the schedule (the run its
+tick requests). Each run here executes for real and the alert is read back from
 the alert file the deployment configures (TECL_ALERT_FILE); no sensor is evaluated."""
 
 import json
+import multiprocessing
 import os
 import socket
 import subprocess
 import sys
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pytest
 from dagster import (
+    DagsterEvent,
     DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
     JobDefinition,
     build_schedule_context,
     execute_job,
@@ -28,15 +33,39 @@ from tecl_pipeline.defs.failure_alerts import RUN_ALERTED_TAG
 from tecl_pipeline.defs.partitions import CALENDAR
 from tecl_pipeline.defs.schedules import daily_trading_schedule
 
+if TYPE_CHECKING:
+    from dagster._core.instance.ref import InstanceRef
+
 DEMO_SESSION = date(2026, 11, 24)
 REAL_LAST_SESSION = date(2026, 7, 31)
 
 
 def daily_trading_job_from_env() -> JobDefinition:
     """The job as a code location loads it from the environment; module level so that a
-    launched run's step processes can rebuild it (`reconstructable`)."""
+    launched run's process can rebuild it (`reconstructable`)."""
     settings = Settings.from_env(os.environ, cwd=Path.cwd())
     return build_definitions(settings).resolve_job_def("daily_trading_job")
+
+
+def _execute(instance_ref: "InstanceRef", tags: dict[str, str]) -> str:
+    with DagsterInstance.from_ref(instance_ref) as instance:
+        return execute_job(
+            reconstructable(daily_trading_job_from_env), instance=instance, tags=tags
+        ).run_id
+
+
+def launched_run(
+    instance: DagsterInstance, tags: dict[str, str]
+) -> tuple[DagsterRun, list[DagsterEvent]]:
+    """A run executed as the code server executes a launched run: in a new process that
+    loads the job from this environment (a process that executed one run keeps that run's
+    job loaded). The run and its events, read back from the instance."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        run_id = pool.apply(_execute, (instance.get_ref(), tags))
+    run = instance.get_run_by_id(run_id)
+    assert run is not None
+    events = [r.dagster_event for r in instance.all_logs(run_id) if r.dagster_event is not None]
+    return run, events
 
 
 def closed_port() -> int:
@@ -65,8 +94,7 @@ def deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def instance(tmp_path: Path):
-    """A persistent instance, like the webserver's and the daemon's: launched runs execute
-    their steps in separate processes (the multiprocess executor)."""
+    """A persistent instance, like the webserver's and the daemon's."""
     home = tmp_path / "dagster-home"
     home.mkdir()
     with instance_for_test(temp_dir=str(home)) as instance:
@@ -100,10 +128,10 @@ def test_cli_run_with_the_broker_down_alerts_naming_the_cause(tmp_path, deployme
 def test_launched_run_alerts_once_when_two_steps_fail_at_once(
     csv_dir, deployment, instance, monkeypatch
 ):
-    """C1: a run launched as the launchpad launches it (reconstructable job, steps in their
-    own processes) whose two blocking data checks both fail: the alert hook runs in both
-    failed steps, and the run alerts once, as a refusal, naming the failed check and its
-    reason."""
+    """C1: a run launched as the launchpad launches it (a reconstructable job in its own
+    process) whose two blocking data checks both fail: the alert hook runs in both failed
+    steps, one after the other in the run's one process, and the run alerts once, as a
+    refusal, naming the failed check and its reason."""
     folder = csv_dir(REAL_LAST_SESSION)
     kmlm = pd.read_csv(folder / "KMLM.csv")
     kmlm.iloc[:-1].to_csv(folder / "KMLM.csv", index=False)  # stale: market_data_fresh
@@ -112,20 +140,18 @@ def test_launched_run_alerts_once_when_two_steps_fail_at_once(
     spy.to_csv(folder / "SPY.csv", index=False)
     monkeypatch.setenv("TECL_DATA_DIR", str(folder))
 
-    result = execute_job(
-        reconstructable(daily_trading_job_from_env),
-        instance=instance,
-        tags={"dagster/partition": REAL_LAST_SESSION.isoformat()},
-    )
+    run, events = launched_run(instance, {"dagster/partition": REAL_LAST_SESSION.isoformat()})
 
-    assert not result.success
-    failed = {e.step_key for e in result.all_events if e.is_step_failure}
+    assert run.status == DagsterRunStatus.FAILURE
+    failed = {e.step_key for e in events if e.is_step_failure}
     assert failed == {"market_data_market_data_fresh", "market_data_market_data_sane"}
-    hooked = [e.step_key for e in result.all_events if e.event_type_value == "HOOK_COMPLETED"]
+    hooked = [e.step_key for e in events if e.event_type_value == "HOOK_COMPLETED"]
     assert sorted(hooked, key=str) == sorted(failed, key=str)
+    # Why the hooks need no lock between them: no step ran in a process of its own.
+    assert len({e.pid for e in events if e.step_key and e.pid is not None}) == 1
     [alert] = run_failure_alerts(deployment)
     assert alert["kind"] == "refused"
-    assert alert["run_id"] == result.run_id
+    assert alert["run_id"] == run.run_id
     assert alert["session"] == REAL_LAST_SESSION.isoformat()
     assert ("market_data_fresh: " in alert["detail"] and "KMLM" in alert["detail"]) or (
         "market_data_sane: " in alert["detail"] and "SPY" in alert["detail"]
@@ -149,21 +175,20 @@ def test_scheduled_run_alerts_when_it_fails(tmp_path, deployment, instance, monk
     )
     [request] = tick.run_requests or []
 
-    result = execute_job(
-        reconstructable(daily_trading_job_from_env),
-        instance=instance,
-        tags={
+    assert request.partition_key is not None
+    run, _ = launched_run(
+        instance,
+        {
             **request.tags,
             "dagster/partition": request.partition_key,
             "dagster/schedule_name": daily_trading_schedule.name,
         },
     )
 
-    assert not result.success
+    assert run.status == DagsterRunStatus.FAILURE
     [alert] = run_failure_alerts(deployment)
     assert alert["kind"] == "refused"
-    assert alert["run_id"] == result.run_id
+    assert alert["run_id"] == run.run_id
     assert alert["session"] == DEMO_SESSION.isoformat()
     assert "no data file" in alert["detail"]
-    run = instance.get_run_by_id(result.run_id)
-    assert run is not None and run.tags[RUN_ALERTED_TAG] == "step"
+    assert run.tags[RUN_ALERTED_TAG] == "step"

@@ -74,10 +74,6 @@ def _launch_params() -> dict[str, object]:
             "repositoryName": "__repository__",
             "jobName": "daily_trading_job",
         },
-        # The steps in the run's own process: this test is about what the UI shows, and a
-        # process per step would start the code location a dozen times over. Launched runs
-        # with a process per step: test_run_failure_routes.py.
-        "runConfigData": {"execution": {"config": {"in_process": {}}}},
         "executionMetadata": {"tags": [{"key": "dagster/partition", "value": SESSION}]},
     }
 

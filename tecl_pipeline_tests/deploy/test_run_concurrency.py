@@ -1,7 +1,7 @@
 """The deployment's cross-host second line (C2): every deployment's instance
 (deploy/instance/shared.yaml) queues runs of one
 session partition behind each other across every host sharing the instance. Checked with
-Dagster's own queue logic on an instance built from the file's `concurrency` block."""
+Dagster's own queue logic on an instance built from the file's `run_queue` block."""
 
 from pathlib import Path
 
@@ -19,8 +19,8 @@ def _run(session: str) -> DagsterRun:
 
 
 def test_queue_starts_one_run_per_session_at_a_time():
-    concurrency = yaml.safe_load(INSTANCE_FILE.read_text())["concurrency"]
-    with instance_for_test(overrides={"concurrency": concurrency}) as instance:
+    run_queue = yaml.safe_load(INSTANCE_FILE.read_text())["run_queue"]
+    with instance_for_test(overrides={"run_queue": run_queue}) as instance:
         queue = instance.get_concurrency_config().run_queue_config
         assert queue is not None
         in_progress = TagConcurrencyLimitsCounter(
