@@ -41,7 +41,10 @@ SUPPORTED_KEYS = frozenset(
         "expose",
         "ports",
         "healthcheck",
+        # The container runtime's, with no process to translate: here a service's output
+        # goes to .stack/logs/ and nothing restarts it.
         "restart",
+        "logging",
     }
 )
 POSTGRES_IMAGE = re.compile(r"postgres:(\d+)(?:[.-].*)?")

@@ -39,8 +39,8 @@ def _private_dagster_imports(source: str) -> list[int]:
 
 # The one module allowed, and why: a run launcher's health check (RunLauncher,
 # CheckRunHealthResult, WorkerStatus) and the code server's gRPC client are Dagster's
-# plug-in interface for instances, which it has only in private modules (its own launchers,
-# dagster-aws's ECS launcher among them, import them the same way). Its tests run it
+# plug-in interface for instances, which it has only in private modules (its own launchers
+# and those of its integration libraries import them the same way). Its tests run it
 # against a real code server, so a Dagster upgrade that moves them fails there.
 PLUG_INS = {"tecl_pipeline/instance/run_launcher.py"}
 

@@ -1,5 +1,5 @@
-"""The infrastructure template: linted (A7), least privilege (S3), encrypted and TLS-only (S5),
-log retention set (A10).
+"""The AWS template: linted (A7), least privilege (S3), encrypted and TLS-only (S5), old
+versions, quarantine, probes and captured logs expired (A10).
 
 The template is read with cfn-lint's own loader, which turns !Ref/!Sub/!GetAtt into their
 long forms. IAM resources are rendered to the ARNs CloudFormation would produce, so a
@@ -30,8 +30,8 @@ PSEUDO = {
     "AWS::URLSuffix": "amazonaws.com",
 }
 
-# The whole grant of the task role. A new permission is a reviewed change to this set.
-TASK_ROLE_ACTIONS = {
+# The pipeline's whole grant. A new permission is a reviewed change to this set.
+POLICY_ACTIONS = {
     "s3:GetObject",
     "s3:PutObject",
     "s3:DeleteObject",
@@ -39,8 +39,6 @@ TASK_ROLE_ACTIONS = {
     "s3:GetBucketLocation",
     "secretsmanager:GetSecretValue",
     "secretsmanager:DescribeSecret",
-    "logs:CreateLogStream",
-    "logs:PutLogEvents",
 }
 
 
@@ -79,8 +77,6 @@ def _ref(name: str, template: dict[str, Any]) -> str:
     kind = resource["Type"]
     if kind == "AWS::SecretsManager::Secret":
         return f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}-AbCdEf"
-    if kind == "AWS::Logs::LogGroup":
-        return f"/log-group-{name}"
     return f"{name.lower()}-physical-id"
 
 
@@ -94,8 +90,6 @@ def _getatt(target: str, attribute: str, template: dict[str, Any]) -> str:
     if kind == ("AWS::Logs::LogGroup", "Arn"):
         # What CloudFormation really returns: every stream of the group.
         return f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{_ref(target, template)}:*"
-    if kind == ("AWS::IAM::Role", "Arn"):
-        return f"arn:aws:iam::{ACCOUNT}:role/{target}"
     raise Unrenderable(f"GetAtt {target}.{attribute} ({resource['Type']})")
 
 
@@ -212,31 +206,62 @@ def test_cfn_lint_passes_without_errors_or_warnings():
 
 def test_no_iam_statement_grants_a_wildcard(template):
     statements = list(policy_statements(template))
-    # The bucket policy (2 denies), the trust policy and the role's 6 grants: the walk
-    # really reaches them, so an empty problem list means something.
+    # The bucket policy's 2 denies, the pipeline policy's 5 grants and the log reader's 2:
+    # the walk really reaches them, so an empty problem list means something.
     assert len(statements) == 9
     assert wildcard_problems(template) == []
 
 
-def test_task_role_grants_exactly_the_listed_actions(template):
-    role = template["Resources"]["DagsterTaskRole"]["Properties"]
-    granted = {
+def managed_policy(template: dict[str, Any], name: str = "PipelineAccessPolicy") -> list[Any]:
+    policy = template["Resources"][name]
+    assert policy["Type"] == "AWS::IAM::ManagedPolicy"
+    return as_list(policy["Properties"]["PolicyDocument"]["Statement"])
+
+
+def granted(statements: list[Any]) -> set[str]:
+    return {
         action
-        for policy in role["Policies"]
-        for statement in as_list(policy["PolicyDocument"]["Statement"])
+        for statement in statements
         if statement["Effect"] == "Allow"
         for action in as_list(statement["Action"])
     }
-    assert granted == TASK_ROLE_ACTIONS
-    assert "ManagedPolicyArns" not in role
 
 
-def test_task_role_is_confined_to_the_state_prefix_and_the_one_secret(template):
-    statements = {
-        s["Sid"]: s
-        for policy in template["Resources"]["DagsterTaskRole"]["Properties"]["Policies"]
-        for s in as_list(policy["PolicyDocument"]["Statement"])
-    }
+def test_pipeline_policy_grants_exactly_the_listed_actions(template):
+    assert granted(managed_policy(template)) == POLICY_ACTIONS
+    # The template grants through its two policies only: no role, user or group with
+    # grants of their own beside them.
+    kinds = {r["Type"] for r in template["Resources"].values()}
+    assert not kinds & {"AWS::IAM::Role", "AWS::IAM::User", "AWS::IAM::Group", "AWS::IAM::Policy"}
+    policies = [
+        n for n, r in template["Resources"].items() if r["Type"] == "AWS::IAM::ManagedPolicy"
+    ]
+    assert sorted(policies) == ["LogReadPolicy", "PipelineAccessPolicy"]
+
+
+def test_the_webservers_policy_reads_the_captured_logs_and_nothing_else(template):
+    """S3: the webserver (on Kubernetes) reads the runs' captured logs; the journal, the
+    outputs and the secret are out of its reach."""
+    statements = managed_policy(template, "LogReadPolicy")
+    assert granted(statements) == {"s3:GetObject", "s3:ListBucket"}
+    prefix = template["Parameters"]["StatePrefix"]["Default"]
+    bucket = f"arn:aws:s3:::{_ref('StateBucket', template)}"
+    by_sid = {s["Sid"]: s for s in statements}
+    [objects] = render(by_sid["ReadCapturedLogs"]["Resource"], template)
+    assert objects == f"{bucket}/{prefix}/logs/*"
+    for key, readable in [
+        ("logs/compute/storage/run/x.out", True),
+        ("journal/sessions/2024-03-04/x-run.json", False),
+        ("dagster-io/market_data/2024-03-04", False),
+    ]:
+        assert arn_matches(objects, f"{bucket}/{prefix}/{key}") is readable, key
+    listing = by_sid["ListCapturedLogs"]
+    assert render(listing["Resource"], template) == [bucket]
+    assert render(listing["Condition"]["StringLike"]["s3:prefix"], template) == [f"{prefix}/logs/*"]
+
+
+def test_pipeline_policy_is_confined_to_the_state_prefix_and_the_one_secret(template):
+    statements = {s["Sid"]: s for s in managed_policy(template)}
     prefix = template["Parameters"]["StatePrefix"]["Default"]
     bucket = f"arn:aws:s3:::{_ref('StateBucket', template)}"
     assert render(statements["StateObjects"]["Resource"], template) == [f"{bucket}/{prefix}/*"]
@@ -266,9 +291,6 @@ def test_task_role_is_confined_to_the_state_prefix_and_the_one_secret(template):
             deletable
         ), key
     assert statements["ReadAlpacaSecret"]["Resource"] == {"Ref": "AlpacaSecret"}
-    trust = template["Resources"]["DagsterTaskRole"]["Properties"]["AssumeRolePolicyDocument"]
-    (assume,) = as_list(trust["Statement"])
-    assert assume["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
 
 
 def arn_matches(pattern: str, arn: str) -> bool:
@@ -287,7 +309,7 @@ def test_parameters_inside_iam_arns_cannot_be_a_wildcard(template):
         for name in re.findall(r"\$\{([^}.!]+)\}", str(as_list(value["Fn::Sub"])[0]))
         if name in template["Parameters"]
     }
-    assert used == {"StatePrefix", "LogStreamPrefix"}
+    assert used == {"StatePrefix"}
     for name in used:
         pattern = template["Parameters"][name]["AllowedPattern"]
         for attempt in ("*", "a*", "a/*", "*a"):
@@ -355,16 +377,6 @@ def test_lifecycle_expires_old_versions_quarantine_logs_and_probes(template):
     }
 
 
-def test_every_log_group_has_a_retention(template):
-    groups = {
-        name: r["Properties"]
-        for name, r in template["Resources"].items()
-        if r["Type"] == "AWS::Logs::LogGroup"
-    }
-    assert groups
-    assert all("RetentionInDays" in properties for properties in groups.values()), groups
-
-
 def test_alpaca_secret_carries_its_rotation_limit(template):
     secret = template["Resources"]["AlpacaSecret"]["Properties"]
     # A value in the template would live on in the stack's history.
@@ -376,25 +388,36 @@ def test_alpaca_secret_carries_its_rotation_limit(template):
 # --- the check catches what it must (negative tests on modified copies) ------------------
 
 LISTING = (
-    "                Action: s3:ListBucket\n                Resource: !GetAtt StateBucket.Arn\n"
+    "          - Sid: ListStatePrefix\n            Effect: Allow\n"
+    "            Action: s3:ListBucket\n            Resource: !GetAtt StateBucket.Arn\n"
 )
-SECRET = "                Resource: !Ref AlpacaSecret\n"
-RUN_GROUP = (
-    '                  - !Sub "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}'
-    ':log-group:${RunLogGroup}:log-stream:${LogStreamPrefix}/*"\n'
-)
+SECRET = "            Resource: !Ref AlpacaSecret\n"
 TLS_DENY = "          - Sid: DenyInsecureTransport\n            Effect: Deny\n"
-EXTRA_POLICY = """
-  Planted:
+
+
+def planted_grant(name: str, action: str, resource: str) -> str:
+    """A managed policy resource granting `action` on `resource`, as template text."""
+    return f"""
+  {name}:
     Type: AWS::IAM::ManagedPolicy
     Properties:
       PolicyDocument:
         Version: "2012-10-17"
         Statement:
           Effect: Allow
-          Action: sqs:SendMessage
-          Resource: "*"
+          Action: {action}
+          Resource: {resource}
 """
+
+
+EXTRA_POLICY = planted_grant("Planted", "sqs:SendMessage", '"*"')
+# A log group, and a grant on it through GetAtt, whose value ends in ":*" (every stream).
+PLANTED_LOG_GROUP = """
+  PlantedGroup:
+    Type: AWS::Logs::LogGroup
+    Properties:
+      RetentionInDays: 7
+""" + planted_grant("PlantedGrant", "logs:PutLogEvents", "!GetAtt PlantedGroup.Arn")
 
 PLANTED = {
     "service wildcard action": ("- s3:PutObject\n", "- s3:*\n"),
@@ -409,8 +432,8 @@ PLANTED = {
         ),
     ),
     "GetAtt LogGroup.Arn (ends in :*)": (
-        RUN_GROUP,
-        "                  - !GetAtt RunLogGroup.Arn\n",
+        "\nOutputs:\n",
+        PLANTED_LOG_GROUP + "\nOutputs:\n",
     ),
     "two wildcards in one arn": (
         '${StateBucket.Arn}/${StatePrefix}/*"',

@@ -244,6 +244,17 @@ def test_every_variable_the_compose_file_reads_is_in_the_env_example():
     assert {name for name in read if f"{name}=" not in example} == set()
 
 
+def test_every_container_keeps_a_bounded_log():
+    """A10: Docker keeps each container's output in a log that is rotated and capped."""
+    for name, service in compose()["services"].items():
+        logging = service.get("logging", {})
+        assert logging.get("driver") == "json-file", name
+        options = logging.get("options", {})
+        size = re.fullmatch(r"(\d+)m", str(options.get("max-size", "")))
+        assert size and int(size.group(1)) <= 100, (name, options)
+        assert 1 <= int(options.get("max-file", 0)) <= 10, (name, options)
+
+
 def test_the_image_installs_the_runtime_lock_only_and_runs_as_a_user():
     text = DOCKERFILE.read_text()
     final = re.split(r"(?m)^FROM ", text)[-1]

@@ -1,12 +1,12 @@
-"""The ECS deployment's Dagster instance (deploy/instance/ecs.yaml over shared.yaml).
+"""The compose deployment's Dagster instance (deploy/instance/compose.yaml over shared.yaml),
+the one the containers and `make stack` load.
 
-Checked against the schemas Dagster itself applies when it loads an instance, without
-dagster-postgres installed: the `storage: postgres` block is validated by dagster core's
-own pg_config schema, the launcher and compute-log blocks by the dagster-aws classes.
+Checked against the schemas Dagster itself applies when it loads an instance: the
+`storage: postgres` block by dagster core's own pg_config schema, the storage and
+compute-log blocks by their classes.
 """
 
 import importlib
-import re
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from deploy.instance.render import render
 REPO = Path(__file__).resolve().parents[2]
 INSTANCE_FILES = (
     REPO / "deploy" / "instance" / "shared.yaml",
-    REPO / "deploy" / "instance" / "ecs.yaml",
+    REPO / "deploy" / "instance" / "compose.yaml",
 )
 
 # The environment a deployment must provide (documented in the file's header).
@@ -32,15 +32,14 @@ REQUIRED_ENV = {
     "DAGSTER_PG_DB": "dagster",
     "DAGSTER_PG_USERNAME": "dagster",
     "DAGSTER_PG_PASSWORD": "not-a-real-password",
-    "TECL_STATE_BUCKET": "tecl-state",
-    "TECL_COMPUTE_LOG_PREFIX": "tecl/logs/compute",
-    "TECL_ECS_RUN_TASK_DEFINITION": "tecl-run",
+    "DAGSTER_STORAGE_DIR": "/var/lib/dagster",
+    "DAGSTER_COMPUTE_LOG_DIR": "/var/lib/dagster/compute_logs",
 }
 
 
 @pytest.fixture(scope="module")
 def instance() -> dict[str, Any]:
-    return render("ecs")
+    return render("compose")
 
 
 @pytest.fixture
@@ -70,42 +69,30 @@ def test_instance_file_is_valid_for_dagster(instance, deployment_env):
 
 def test_every_env_var_it_reads_is_documented(instance):
     header = "".join(path.read_text().split("\nstorage:")[0] for path in INSTANCE_FILES)
-    used = env_names(instance) | set(instance["run_launcher"]["config"]["env_vars"])
+    used = env_names(instance)
     assert set(REQUIRED_ENV) <= used
     assert [name for name in sorted(used) if name not in header] == []
 
 
 def test_postgres_credentials_come_from_the_environment(instance):
     database = instance["storage"]["postgres"]["postgres_db"]
-    for key in ("hostname", "db_name", "username", "password"):
+    for key in ("hostname", "port", "db_name", "username", "password"):
         assert set(database[key]) == {"env"}, key
-    # In transit encryption to the database (S5).
-    assert database["params"]["sslmode"] in {"require", "verify-ca", "verify-full"}
 
 
-def test_compute_logs_go_to_s3_encrypted(instance, deployment_env):
-    block = instance["compute_logs"]
-    manager = configurable_class(block)
-    assert manager.__name__ == "S3ComputeLogManager"
-    result = process_config(manager.config_type(), block["config"])
-    assert result.success and result.value is not None, result.errors
-    assert result.value["bucket"] == REQUIRED_ENV["TECL_STATE_BUCKET"]
-    assert result.value["prefix"] == REQUIRED_ENV["TECL_COMPUTE_LOG_PREFIX"]
-    assert block["config"]["upload_extra_args"]["ServerSideEncryption"] in {"AES256", "aws:kms"}
+def test_captured_logs_and_outputs_are_on_the_shared_volume(instance, deployment_env):
+    """What the webserver shows and what a re-execution reads outlives a replaced
+    container: both are on the volume compose mounts at DAGSTER_STORAGE_DIR."""
+    for block, key in (("compute_logs", "base_dir"), ("local_artifact_storage", "base_dir")):
+        storage = configurable_class(instance[block])
+        result = process_config(storage.config_type(), instance[block]["config"])
+        assert result.success and result.value is not None, result.errors
+        assert result.value[key].startswith(REQUIRED_ENV["DAGSTER_STORAGE_DIR"]), block
 
 
-def test_runs_launch_on_ecs_without_secrets_in_overrides(instance, deployment_env):
-    block = instance["run_launcher"]
-    launcher = configurable_class(block)
-    assert launcher.__name__ == "EcsRunLauncher"
-    result = process_config(launcher.config_type(), block["config"])
-    assert result.success and result.value is not None, result.errors
-    # The tag lookup needs secretsmanager:ListSecrets on "*" (S3): it stays off.
-    assert result.value["secrets_tag"] is None
-    # Run-task overrides are readable in the ECS API: no secret value may travel in them (S2).
-    forwarded = result.value["env_vars"]
-    assert not [v for v in forwarded if re.search(r"PASSWORD|SECRET_KEY|API_KEY|TOKEN", v)]
-    assert all("=" not in v for v in forwarded), "values belong to the daemon's environment"
+def test_runs_start_in_the_code_server(instance):
+    launcher = configurable_class(instance["run_launcher"])
+    assert launcher.__name__ == "CodeServerRunLauncher"
 
 
 def test_runs_have_a_max_runtime_and_are_never_retried_or_resumed(instance):

@@ -97,7 +97,7 @@ def test_state_bucket_in_another_region_refuses_at_preflight(tmp_path, aws_sandb
 def test_access_denied_on_the_journal_refuses_before_trading_naming_action_and_resource(
     tmp_path, s3_bucket, fault_proxy, monkeypatch
 ):
-    """A4: the task role may not write the journal (PutObject AccessDenied): the run
+    """A4: the pipeline's identity may not write the journal (PutObject AccessDenied): the run
     refuses before any order, naming s3:PutObject, the bucket and AccessDenied."""
     through_proxy(monkeypatch, fault_proxy)
     fault_proxy.inject("PutObject", "access_denied")

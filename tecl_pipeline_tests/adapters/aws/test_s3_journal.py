@@ -458,9 +458,9 @@ def test_preflight_passes_and_leaves_no_probe_behind(journal, moto_s3, s3_bucket
     assert keys(moto_s3, s3_bucket) == []
 
 
-def test_preflight_makes_only_calls_the_task_role_grants(journal, fault_proxy, s3_bucket):
+def test_preflight_makes_only_calls_the_pipeline_policy_grants(journal, fault_proxy, s3_bucket):
     """S3: preflight locates the bucket with GetBucketLocation (s3:GetBucketLocation), never
-    HeadBucket (authorised as s3:ListBucket with no s3:prefix, which the template's role
+    HeadBucket (authorised as s3:ListBucket with no s3:prefix, which the template's policy
     refuses), then writes, reads and deletes a probe under <prefix>/preflight/ only."""
     journal.preflight()
     seen = fault_proxy.requests()
