@@ -7,7 +7,7 @@
 Settings come from one env file, as compose's do from deploy/docker/.env: that file when it
 exists, else `.stack/stack.env`, which `up` writes once: paper mode against the broker
 simulator, the state in S3 on a moto server; the stack starts both beside the compose
-services (on 127.0.0.1:58765 and :55000).
+services (on 127.0.0.1:28765 and :25000).
 The shell's environment is not read: the stack is what its env file says.
 Exit status: 0 done (status: everything running and healthy); 1 not.
 """
@@ -24,8 +24,9 @@ from deploy.stack.local import Extra, LocalStack, StackError, iter_urls, stop, w
 STACK_DIR = REPO / ".stack"
 VENV = REPO / ".venv"
 PROJECT_ENV = COMPOSE_FILE.parent / ".env"
-SIMULATOR_PORT = 58765
-S3_PORT = 55000
+# Below the ports the kernel hands out, as the services' (compose.PORT_BASE).
+SIMULATOR_PORT = 28765
+S3_PORT = 25000
 S3_BUCKET = "tecl-stack"
 S3_REGION = "us-east-1"
 

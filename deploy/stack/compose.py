@@ -8,7 +8,8 @@ and health check the container would have, with three kinds of translation and n
   `.stack/volumes/<name>`;
 - network: a value that is exactly a service's name is 127.0.0.1, and one that is exactly
   "0.0.0.0" too (everything listens on loopback); one that is exactly a port a service
-  exposes is that port's loopback counterpart (published ports keep their host port);
+  exposes is that port's loopback counterpart, PORT_BASE + port (published ports keep
+  their host port);
 - images: a service built from deploy/docker/Dockerfile runs its command from `.venv`;
   `postgres:<major>` is Debian's PostgreSQL server of the same major version.
 
@@ -47,6 +48,10 @@ SUPPORTED_KEYS = frozenset(
         "logging",
     }
 )
+# An exposed port P listens on PORT_BASE + P here. Below the kernel's ephemeral ports
+# (32768-60999 by default on Linux): an outgoing connection of any process can hold one of
+# those at the moment the stack starts, and the service would fail to bind it.
+PORT_BASE = 20000
 POSTGRES_IMAGE = re.compile(r"postgres:(\d+)(?:[.-].*)?")
 POSTGRES_DATA = "/var/lib/postgresql/data"
 LOOPBACK = "127.0.0.1"
@@ -282,7 +287,7 @@ def plan(
     compose_file: Path = COMPOSE_FILE,
     dockerfile: Path = DOCKERFILE,
     environ: Mapping[str, str] | None = None,
-    port_base: int = 50000,
+    port_base: int = PORT_BASE,
 ) -> Plan:
     """The local processes for `compose_file`'s services, with `env_file` as the project's
     .env (compose's interpolation values and every service's env_file) and `environ` over

@@ -15,6 +15,7 @@ from dagster._config import process_config
 from dagster._core.instance.config import dagster_instance_config_schema
 
 from deploy.instance.render import OverlayConflict, deployments, lay_over, render
+from deploy.stack.__main__ import S3_PORT, SIMULATOR_PORT
 from deploy.stack.compose import (
     COMPOSE_FILE,
     DOCKERFILE,
@@ -125,13 +126,13 @@ def test_the_code_servers_environment_is_the_containers_translated_for_here(env_
         "ALPACA_API_KEY": "k",
         "ALPACA_SECRET_KEY": "s",
         "DAGSTER_PG_HOST": LOOPBACK,
-        "DAGSTER_PG_PORT": "55432",
+        "DAGSTER_PG_PORT": "25432",
         "DAGSTER_PG_DB": "dagster",
         "DAGSTER_PG_USERNAME": "dagster",
         "DAGSTER_STORAGE_DIR": str(volumes / "dagster-storage"),
         "DAGSTER_COMPUTE_LOG_DIR": str(volumes / "dagster-storage" / "compute_logs"),
         "TECL_CODE_SERVER_HOST": LOOPBACK,
-        "TECL_CODE_SERVER_PORT": "54000",
+        "TECL_CODE_SERVER_PORT": "24000",
         "TECL_MODE": "paper",
         "TECL_STATE_URI": f"file://{volumes / 'tecl-state'}",
         "TECL_LOCAL_DIR": str(volumes / "tecl-local"),
@@ -242,6 +243,15 @@ def test_every_variable_the_compose_file_reads_is_in_the_env_example():
     read = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", COMPOSE_FILE.read_text()))
     example = (REPO / "deploy" / "docker" / "env.example").read_text()
     assert {name for name in read if f"{name}=" not in example} == set()
+
+
+def test_no_port_of_the_stack_is_one_the_kernel_hands_out(env_file, tmp_path):
+    """Every port the stack listens on is below the ephemeral range, where no outgoing
+    connection (of a test, a browser, the stack's own clients) can hold it when a service
+    starts and binds it."""
+    low, _ = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    ports = [p for s in planned(env_file, tmp_path).services for p in s.ports.values()]
+    assert ports and max([*ports, SIMULATOR_PORT, S3_PORT]) < low
 
 
 def test_every_container_keeps_a_bounded_log():
