@@ -5,9 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
-export TECL_STATE_URI ?= file://$(CURDIR)/.tecl/state
-# DAGSTER_HOME with the dagster.yaml and storage `tecl run` would create.
-DAGSTER_HOME_READY := $(BIN)/python -c 'from tecl_pipeline.app.cli import ensure_dagster_home; ensure_dagster_home()'
+# The Dagster instance `tecl run` would use, with its dagster.yaml and storage; printed. The
+# built-in demo market's is the `demo` folder of DAGSTER_HOME (README "Demo, paper and live").
+DAGSTER_HOME_READY := $(BIN)/python -c 'from tecl_pipeline.app.cli import ensure_dagster_home; print(ensure_dagster_home())'
 
 .PHONY: stack stack-down stack-status test-stack faketime install run test lint lint-infra browser format dev lock audit bench failure-report failure-docs soak replay clean
 
@@ -66,8 +66,7 @@ test: lint lint-infra browser
 	@echo "make test: $$(( $$(date +%s) - $(TEST_START) )) s wall"
 
 dev: install
-	$(DAGSTER_HOME_READY)
-	$(BIN)/dg dev
+	DAGSTER_HOME="$$($(DAGSTER_HOME_READY))" $(BIN)/dg dev
 
 # Re-resolve both lock files (needs the package index); `make install` never does this. The
 # dev lock is resolved under the runtime one, so the two agree on every shared version.

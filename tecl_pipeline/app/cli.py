@@ -219,20 +219,25 @@ python_logs:
 
 
 def _dagster_home() -> Path:
-    """DAGSTER_HOME (default ./.dagster), checked: Dagster wants an absolute directory it can
-    write, and says so only as a traceback.
+    """DAGSTER_HOME (default ./.dagster; for the built-in demo market its `demo` folder),
+    checked: Dagster wants an absolute directory it can write, and says so only as a
+    traceback.
 
-    Read and defaulted in the environment here, not in `Settings`: Dagster itself reads the
+    Read and set in the environment here, not in `Settings`: Dagster itself reads the
     variable, in this process and in every process it starts (the one read of the
     environment outside config/)."""
-    from tecl_pipeline.config.settings import ConfigError
+    from tecl_pipeline.config.settings import DEMO_DIR, ConfigError, demo_market
 
-    raw = os.environ.setdefault("DAGSTER_HOME", str(Path.cwd() / ".dagster"))
+    raw = os.environ.get("DAGSTER_HOME") or str(Path.cwd() / ".dagster")
     home = Path(raw)
     if not home.is_absolute():
         raise ConfigError(f"DAGSTER_HOME: {raw!r} is not an absolute path")
     if home.exists() and not home.is_dir():
         raise ConfigError(f"DAGSTER_HOME: {home} is a file, not a directory")
+    # The demo's runs and materializations never mix with those on CSV or real data.
+    if demo_market(os.environ) and home.name != DEMO_DIR:
+        home = home / DEMO_DIR
+    os.environ["DAGSTER_HOME"] = str(home)
     try:
         home.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -498,18 +503,25 @@ def _default_session(settings: "Settings") -> date:
 
 def _backfill(start: date, end: date, home: Path, *, verbose: bool = False) -> int:
     """Historical signals into the history table: yearly partitions, one run (fast path)."""
+    from tecl_pipeline.app.progress import working
     from tecl_pipeline.definitions import defs
     from tecl_pipeline.defs.history import history_partition_keys, run_backfill
 
     with open_instance(home) as instance:
         try:
-            history_partition_keys(start, end, instance)
+            keys = history_partition_keys(start, end, instance)
         except ValueError as exc:  # a range the history cannot hold, said as such
             print(f"tecl backfill: {exc}", file=sys.stderr)
             return EXIT_ERROR
-        summary = run_backfill(
-            start, end, instance=instance, defs=defs, log_level="DEBUG" if verbose else "CRITICAL"
-        )
+        span = f"{start} .. {end}: {len(keys)} yearly partition(s) {keys[0]}..{keys[-1]}"
+        with working(f"backfill {span}, in one run"):
+            summary = run_backfill(
+                start,
+                end,
+                instance=instance,
+                defs=defs,
+                log_level="DEBUG" if verbose else "CRITICAL",
+            )
     print(summary.describe())
     if summary.success:
         return EXIT_OK
@@ -555,6 +567,7 @@ def _simulator(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     import tempfile
 
+    from tecl_pipeline.app.progress import progress
     from tecl_pipeline.config.settings import Settings
     from tecl_pipeline.defs.resources import TradingPolicyResource
     from tecl_pipeline.harness import replay as history
@@ -577,16 +590,18 @@ def _replay(args: argparse.Namespace) -> int:
         print("tecl replay: no trading session in that range", file=sys.stderr)
         return EXIT_ERROR
 
-    def progress(session: date, number: int) -> None:
-        if number % 100 == 0:
-            print(f"  {number}/{len(sessions)} sessions ({session})", file=sys.stderr, flush=True)
-
     reserve = TradingPolicyResource().policy().cash_reserve
     with (
         tempfile.TemporaryDirectory(prefix="tecl-replay-") as work,
         World(Path(work), data_dir.resolve(), first_session=sessions[0]) as world,
+        progress("replay", len(sessions), "sessions") as shown,
     ):
-        summary = history.replay(world, sessions, cash_reserve=reserve, progress=progress)
+        summary = history.replay(
+            world,
+            sessions,
+            cash_reserve=reserve,
+            progress=lambda session, number: shown.advance(number, str(session)),
+        )
     print(summary.describe())
     for problem in summary.mismatches[:20]:
         print(f"  mismatch {problem}")
@@ -613,6 +628,7 @@ def _replay(args: argparse.Namespace) -> int:
 def _soak(args: argparse.Namespace) -> int:
     import tempfile
 
+    from tecl_pipeline.app.progress import progress
     from tecl_pipeline.harness.soak import (
         DevInstallRequired,
         SoakResult,
@@ -628,19 +644,23 @@ def _soak(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     print(f"soak: seed {args.seed} (rerun with --seed {args.seed})", flush=True)
 
-    def progress(number: int, result: SoakResult) -> None:
-        if number % 50 == 0:
-            print(
-                f"  {number}/{args.sessions} sessions, {result.runs} runs, "
-                f"{len(result.violations)} violation(s), rss {result.rss_mb[-1]:.0f} MB",
-                file=sys.stderr,
-                flush=True,
-            )
+    def note(result: SoakResult) -> str:
+        return (
+            f"{result.runs} runs, {len(result.violations)} violation(s), "
+            f"rss {result.rss_mb[-1]:.0f} MB"
+        )
 
     try:
-        with tempfile.TemporaryDirectory(prefix="tecl-soak-") as work:
+        with (
+            tempfile.TemporaryDirectory(prefix="tecl-soak-") as work,
+            progress("soak", args.sessions, "sessions") as shown,
+        ):
             result = run_soak(
-                args.sessions, args.seed, args.fault_rate, Path(work), progress=progress
+                args.sessions,
+                args.seed,
+                args.fault_rate,
+                Path(work),
+                progress=lambda number, result: shown.advance(number, note(result)),
             )
     except ValueError as exc:
         print(f"tecl soak: {exc}", file=sys.stderr)

@@ -74,6 +74,8 @@ SECRET_ENV_NAMES = frozenset(
     }
 )
 SECRET_ENV_SUFFIXES = ("_SECRET", "_SECRET_KEY", "_TOKEN", "_PASSWORD")
+# The folder the built-in demo market keeps its own state in (demo_market).
+DEMO_DIR = "demo"
 # The second switch for live trading: a sentence nobody sets by accident.
 LIVE_CONFIRMATION = "I accept that this trades real money"
 
@@ -109,6 +111,15 @@ def validate_state_uri(value: str) -> str:
     ):
         raise ValueError(f"{value!r} is neither an absolute file:///DIR URI nor s3://BUCKET/PREFIX")
     return value
+
+
+def demo_market(environ: Mapping[str, str]) -> bool:
+    """Whether `environ` runs the built-in demo market: demo mode (the default) without a
+    data folder. Its account, journal, logs and Dagster instance default to `demo` folders
+    of their own, so that no run on CSV or real data ever starts from the demo's positions,
+    nor shows the demo's sessions beside its own."""
+    mode = environ.get(ENV_KEYS["mode"], "").strip() or Mode.DEMO.value
+    return mode == Mode.DEMO.value and not environ.get(ENV_KEYS["data_dir"], "").strip()
 
 
 def live_environment() -> Mapping[str, str]:
@@ -209,8 +220,9 @@ class Settings(BaseModel):
         values: dict[str, object] = {
             field: environ[key] for field, key in ENV_KEYS.items() if environ.get(key, "").strip()
         }
-        values.setdefault("state_uri", (cwd / ".tecl" / "state").resolve().as_uri())
-        values.setdefault("log_dir", str((cwd / ".tecl" / "logs").resolve()))
+        root = cwd / ".tecl" / DEMO_DIR if demo_market(environ) else cwd / ".tecl"
+        values.setdefault("state_uri", (root / "state").resolve().as_uri())
+        values.setdefault("log_dir", str((root / "logs").resolve()))
         region = next((var for var in REGION_VARS if environ.get(var, "").strip()), None)
         if region is not None:
             values["aws_region"] = environ[region].strip()

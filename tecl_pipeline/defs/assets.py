@@ -32,6 +32,7 @@ from tecl_pipeline.defs.resources import (
     StateResource,
     TradingPolicyResource,
 )
+from tecl_pipeline.defs.run_tags import LEAF_TAG, OUTCOME_TAG, RunOutcome, tag_run
 from tecl_pipeline.state.journal.records import SessionRecord
 from tecl_pipeline.state.locks import session_lock
 from tecl_pipeline.trading.broker import Broker
@@ -225,6 +226,7 @@ def signal(
     with _refusals(context, observability):
         decision = evaluate_tecl_table(indicators)
     context.log.info(f"leaf {decision.leaf}: {decision.reason}")
+    tag_run(context.instance, context.run.run_id, {LEAF_TAG: decision.leaf})
     return Output(
         decision,
         metadata={
@@ -518,6 +520,8 @@ def post_trade_positions(
         equity=account.equity,
     )
     path = state.journal(on_event=_journal_alerts(context, observability)).append(record)
+    outcome = RunOutcome.TRADED if executed_orders.sent else RunOutcome.NOTHING_TO_DO
+    tag_run(context.instance, context.run.run_id, {OUTCOME_TAG: outcome.value})
     result = PostTradePositions(
         session=session,
         positions=positions,

@@ -21,6 +21,7 @@ from tecl_pipeline.defs.resources import (
     StateResource,
     TradingPolicyResource,
 )
+from tecl_pipeline.defs.run_tags import DATA_SOURCE_TAG, MODE_TAG
 from tecl_pipeline.defs.step_outputs import s3_outputs
 from tecl_pipeline.observability.redaction import Redactor
 from tecl_pipeline.trading.stopping import StopRequest
@@ -58,6 +59,15 @@ def market_data_resource(settings: Settings) -> MarketDataResource:
     )
 
 
+def run_labels(settings: Settings, market_data: MarketDataResource) -> dict[str, str]:
+    """The tags every run of this deployment starts with: its mode and its market data
+    (Alpaca's with its feed)."""
+    source = market_data.source
+    if source == "alpaca":
+        source = f"alpaca-{market_data.feed}"
+    return {MODE_TAG: settings.mode.value, DATA_SOURCE_TAG: source}
+
+
 def alerts_resource(settings: Settings) -> AlertsResource:
     return AlertsResource(
         log_dir=str(settings.logs_dir),
@@ -93,7 +103,10 @@ def deployment_resources(
         else AlertsResource(redactor=Redactor.for_settings(settings))
     )
     observability = ObservabilityResource(
-        log_dir=str(settings.logs_dir), alerts=alerts, **extra.get("observability", {})
+        log_dir=str(settings.logs_dir),
+        alerts=alerts,
+        run_tags=run_labels(settings, market_data),
+        **extra.get("observability", {}),
     )
     # In demo mode against a separately started simulator, real-looking keys are optional.
     real_keys = not demo or settings.secret_id or settings.has_alpaca_keys

@@ -35,6 +35,7 @@ from tecl_pipeline.common.events import Severity
 from tecl_pipeline.core.outcomes import Outcome, outcome_of
 from tecl_pipeline.defs.partitions import PARTITION_TAG, session_of
 from tecl_pipeline.defs.run_report import error_cause
+from tecl_pipeline.defs.run_tags import RunOutcome, tag_outcome_once
 from tecl_pipeline.observability.alerts import Alert
 
 RUN_ALERTED_TAG = "tecl/run_failure_alerted"
@@ -89,6 +90,24 @@ def refused_by_a_check(events: Iterable[DagsterEvent]) -> bool:
         for e in events
         if e.event_type == DagsterEventType.ASSET_CHECK_EVALUATION
     )
+
+
+def failed_outcome(events: Iterable[DagsterEvent]) -> RunOutcome:
+    """How a run that failed at these events ended: refused (a blocking check or a step's
+    refusal), stopped on request, or an error (trading that failed part way included)."""
+    events = list(events)
+    if refused_by_a_check(events):
+        return RunOutcome.REFUSED
+    outcomes = {
+        outcome_of(e.step_failure_data.user_failure_data.metadata)
+        for e in events
+        if e.is_step_failure and e.step_failure_data.user_failure_data is not None
+    }
+    if Outcome.REFUSED in outcomes:
+        return RunOutcome.REFUSED
+    if Outcome.STOPPED in outcomes:
+        return RunOutcome.STOPPED
+    return RunOutcome.ERROR
 
 
 def run_failure_alert(
@@ -164,6 +183,8 @@ def _hook_fn(context: HookContext, event_list: Sequence[DagsterEvent]) -> HookEx
         send,
         route=route,
     )
+    # After the alert, which nothing may hold up.
+    tag_outcome_once(context.instance, context.run_id, failed_outcome(event_list))
     return HookExecutionResult(hook_name=HOOK_NAME, is_skipped=False)
 
 

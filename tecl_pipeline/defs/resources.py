@@ -26,6 +26,7 @@ from tecl_pipeline.config.settings import (
 from tecl_pipeline.core.calendar import TradingCalendar
 from tecl_pipeline.core.portfolio import RiskLimits
 from tecl_pipeline.defs.partitions import CALENDAR
+from tecl_pipeline.defs.run_tags import tag_run
 from tecl_pipeline.marketdata import MarketDataSource
 from tecl_pipeline.marketdata.csv_source import CsvMarketData
 from tecl_pipeline.marketdata.demo import DEMO_SEED, DemoMarketData
@@ -118,6 +119,9 @@ class ObservabilityResource(ConfigurableResource):
     # Log records at this level and above are also written to stderr as JSON (a container's
     # log stream); `tecl run` raises it, since its stderr is one line for a person.
     stderr_level: int = logging.WARNING
+    # Tags every run using this resource gets when it starts (defs/run_tags.py: the mode
+    # and the market data of the deployment).
+    run_tags: dict[str, str] = Field(default_factory=dict)
 
     _alerter: Any = PrivateAttr(default=None)
     _context: Any = PrivateAttr(default=None)
@@ -132,6 +136,8 @@ class ObservabilityResource(ConfigurableResource):
         # Every line logged while the run uses this resource names the run and its session
         # (D7); steps run after resource set-up in the same context, and teardown undoes it.
         run = context.run
+        if run is not None and self.run_tags and context.instance is not None:
+            tag_run(context.instance, run.run_id, self.run_tags)
         if run is not None:
             self._context = ExitStack()
             self._context.enter_context(

@@ -240,10 +240,11 @@ def format_report(
     after = _asset_value(result, "post_trade_positions")
     lines = [f"session      {session}  (run {result.run_id})"]
     if closes is not None:
-        source = next(
-            str(m.metadata["source"].value)
-            for m in result.asset_materializations_for_node("market_data")
-        )
+        [materialized] = result.asset_materializations_for_node("market_data")
+        if metadata_text(materialized.metadata["demo_data"]) is True:
+            # Synthetic prices and a simulated account, kept apart from real state.
+            lines[0] += "  DEMO"
+        source = str(metadata_text(materialized.metadata["source"]))
         lines.append(f"data         {source}; latest bar {closes.index[-1].date()}")
     if decision is not None:
         lines += [

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from dagster import DagsterInstance
 
 from tecl_pipeline.core.universe import SYMBOLS
+from tecl_pipeline.defs.run_tags import OUTCOME_TAG, RunOutcome
 from tecl_pipeline.simulator.engine import DEMO_API_KEY, DEMO_API_SECRET
 from tecl_pipeline_tests.app.cli_helpers import REAL_LAST_SESSION, tecl_process, user_environ
 from tecl_pipeline_tests.app.cli_helpers import tecl as run_tecl
@@ -187,6 +189,10 @@ def test_sigterm_while_an_order_is_working_stops_cleanly_and_exits_1(
     assert (sell["symbol"], sell["side"]) == ("BIL", "sell")
     [alert] = [a for a in alerts(tmp_path) if a["kind"] == "stopped"]
     assert alert["session"] == SESSION and "tecl-20261124-sell-BIL-1" in alert["detail"]
+    # The UI's Runs page tells a stop from an error (README "In the UI").
+    demo_home = tmp_path / ".dagster" / "demo"
+    stopped = DagsterInstance.from_config(str(demo_home)).get_run_by_id(alert["run_id"])
+    assert stopped is not None and stopped.tags[OUTCOME_TAG] == RunOutcome.STOPPED
 
 
 def test_an_order_in_a_status_alpaca_does_not_document_is_exit_3_in_one_line(
@@ -316,9 +322,12 @@ def test_an_empty_price_cell_is_named_without_numpy_reprs(tmp_path, csv_dir):
         ("/proc/self/fdinfo", "cannot write"),
     ],
 )
-def test_unusable_dagster_home_is_one_line_naming_it(tmp_path, home, named):
+def test_unusable_dagster_home_is_one_line_naming_it(tmp_path, market_dir, home, named):
     (tmp_path / "a-file").write_text("not a directory\n")
-    done = tecl(["run"], tmp_path, DAGSTER_HOME=home.format(tmp=tmp_path))
+    # On real (CSV) data: the home is DAGSTER_HOME itself, not its demo folder.
+    done = tecl(
+        ["run"], tmp_path, DAGSTER_HOME=home.format(tmp=tmp_path), TECL_DATA_DIR=str(market_dir)
+    )
 
     assert done.returncode == 1
     line = one_line(done.stderr)
@@ -326,10 +335,11 @@ def test_unusable_dagster_home_is_one_line_naming_it(tmp_path, home, named):
 
 
 def test_bad_dagster_yaml_is_one_line_naming_the_file(tmp_path):
-    home = tmp_path / "home"
-    home.mkdir()
+    # The demo market's instance is the demo folder of DAGSTER_HOME.
+    home = tmp_path / "home" / "demo"
+    home.mkdir(parents=True)
     (home / "dagster.yaml").write_text("run_storage: [\n")
-    done = tecl(["run"], tmp_path, DAGSTER_HOME=str(home))
+    done = tecl(["run"], tmp_path, DAGSTER_HOME=str(home.parent))
 
     assert done.returncode == 1
     assert str(home / "dagster.yaml") in one_line(done.stderr)

@@ -15,8 +15,19 @@ def load(tmp_path: Path, **env: str) -> Settings:
 def test_defaults_are_demo_with_project_local_state(tmp_path):
     settings = load(tmp_path)
     assert settings.mode is Mode.DEMO
-    assert settings.machine_dir == tmp_path / ".tecl" / "state"
     assert settings.data_dir is None and settings.broker_url is None
+    # The built-in demo market keeps its account, journal and logs apart.
+    assert settings.machine_dir == tmp_path / ".tecl" / "demo" / "state"
+    assert settings.logs_dir == tmp_path / ".tecl" / "demo" / "logs"
+
+
+@pytest.mark.parametrize("mode", ["paper", "demo with CSV files"])
+def test_csv_and_real_data_keep_state_apart_from_the_demo(tmp_path, mode):
+    (tmp_path / "csv").mkdir()
+    env = {"TECL_MODE": "paper"} if mode == "paper" else {"TECL_DATA_DIR": str(tmp_path / "csv")}
+    settings = load(tmp_path, **env)
+    assert settings.machine_dir == tmp_path / ".tecl" / "state"
+    assert settings.logs_dir == tmp_path / ".tecl" / "logs"
 
 
 def test_empty_variables_mean_the_default(tmp_path):

@@ -31,6 +31,7 @@ from tecl_pipeline.config.settings import Settings
 from tecl_pipeline.definitions import build_definitions
 from tecl_pipeline.defs.failure_alerts import RUN_ALERTED_TAG
 from tecl_pipeline.defs.partitions import CALENDAR
+from tecl_pipeline.defs.run_tags import MODE_TAG, OUTCOME_TAG, RunOutcome
 from tecl_pipeline.defs.schedules import daily_trading_schedule
 
 if TYPE_CHECKING:
@@ -121,8 +122,10 @@ def test_cli_run_with_the_broker_down_alerts_naming_the_cause(tmp_path, deployme
     assert alert["session"] == DEMO_SESSION.isoformat() and alert["severity"] == "critical"
     assert "target_allocation: " in alert["detail"]
     assert "no answer from the broker" in alert["detail"]
-    run = DagsterInstance.from_config(str(tmp_path / ".dagster")).get_run_by_id(alert["run_id"])
+    demo_home = tmp_path / ".dagster" / "demo"
+    run = DagsterInstance.from_config(str(demo_home)).get_run_by_id(alert["run_id"])
     assert run is not None and run.tags[RUN_ALERTED_TAG] == "hook"
+    assert (run.tags[OUTCOME_TAG], run.tags[MODE_TAG]) == (RunOutcome.ERROR, "demo")
 
 
 def test_launched_run_alerts_once_when_two_steps_fail_at_once(
@@ -192,3 +195,4 @@ def test_scheduled_run_alerts_when_it_fails(tmp_path, deployment, instance, monk
     assert alert["session"] == DEMO_SESSION.isoformat()
     assert "no data file" in alert["detail"]
     assert run.tags[RUN_ALERTED_TAG] == "step"
+    assert run.tags[OUTCOME_TAG] == RunOutcome.REFUSED

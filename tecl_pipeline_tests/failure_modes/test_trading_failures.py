@@ -285,7 +285,7 @@ def test_two_processes_started_together_for_one_session_trade_once(tmp_path):
             assert "another run is trading session 2026-11-24" in err
         elif "sent this run:" not in out:
             assert "none needed" in out
-    orders = demo_book_orders(tmp_path / ".tecl" / "state")
+    orders = demo_book_orders(tmp_path / ".tecl" / "demo" / "state")
     ids = [o["client_order_id"] for o in orders]
     assert ids and len(ids) == len(set(ids))
 

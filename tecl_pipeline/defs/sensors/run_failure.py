@@ -23,6 +23,7 @@ from tecl_pipeline.defs.failure_alerts import (
 )
 from tecl_pipeline.defs.jobs import daily_trading_job
 from tecl_pipeline.defs.resources import AlertsResource
+from tecl_pipeline.defs.run_tags import RunOutcome, tag_outcome_once
 from tecl_pipeline.observability.alerts import Alert
 
 
@@ -56,6 +57,8 @@ def build_run_failure_alert_sensor(
         run = context.dagster_run
         if run.job_name != daily_trading_job.name:
             return
+        # A run that failed with no step failing (a killed run worker): no step tagged it.
+        tag_outcome_once(context.instance, run.run_id, RunOutcome.ERROR)
         if run.tags.get(RUN_ALERTED_TAG):
             context.log.info("run %s already alerted (%s)", run.run_id, run.tags[RUN_ALERTED_TAG])
             return
