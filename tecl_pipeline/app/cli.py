@@ -205,12 +205,15 @@ def _parser() -> argparse.ArgumentParser:
 
 # Above every level: no log record on stderr (a failing log file still falls back there).
 QUIET = logging.CRITICAL + 1
-# The local instance (`tecl run`, `make dev`): no telemetry from an offline trading machine;
-# the project's loggers feed each run's event log too, so a run's page in the UI shows their
-# lines beside the steps' own. Redaction comes first on those loggers (observability/logs.py),
-# so the event log gets masked text.
+# The local instance (`tecl run`, `make dev`): no telemetry from an offline trading machine,
+# no "Join the Dagster community" dialog over the UI; the project's loggers feed each run's
+# event log too, so a run's page in the UI shows their lines beside the steps' own.
+# Redaction comes first on those loggers (observability/logs.py), so the event log gets
+# masked text.
 DAGSTER_YAML = f"""\
 telemetry:
+  enabled: false
+nux:
   enabled: false
 python_logs:
   managed_python_loggers:

@@ -31,6 +31,20 @@ def test_instance_configs_hand_the_project_loggers_to_dagster(config):
     assert LOGGER_NAME in yaml.safe_load(config)["python_logs"]["managed_python_loggers"]
 
 
+@pytest.mark.parametrize(
+    "config",
+    [DAGSTER_YAML, *(render_text(deployment) for deployment in deployments())],
+    ids=["local (tecl run, make dev)", *(f"deploy/instance {d}" for d in deployments())],
+)
+def test_no_instance_opens_the_community_dialog_over_the_ui(config, tmp_path):
+    """The UI's "Join the Dagster community" dialog, shown in every new browser, is off."""
+    assert yaml.safe_load(config)["nux"] == {"enabled": False}
+    # What that setting does, on an instance Dagster builds from it (SQLite here).
+    (tmp_path / "dagster.yaml").write_text(DAGSTER_YAML)
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert instance.nux_enabled is False
+
+
 def test_project_log_lines_reach_the_run_event_log_masked(state_dir, tmp_path, monkeypatch):
     """A journal record that is not valid JSON, under a name holding a secret: the journal
     quarantines it and says so through its module logger, the alert goes out through the

@@ -44,6 +44,7 @@ SHARED_IN_THE_CHART: dict[tuple[str, ...], tuple[str, ...]] = {
     ("retention", "schedule", "purge_after_days"): ("retention", "schedule", "purgeAfterDays"),
     ("retention", "sensor", "purge_after_days"): ("retention", "sensor", "purgeAfterDays"),
     ("telemetry", "enabled"): ("telemetry", "enabled"),
+    ("nux", "enabled"): ("additionalInstanceConfig", "nux", "enabled"),
 }
 
 
@@ -105,15 +106,16 @@ def test_what_the_chart_needs_to_write_those_settings_is_on(values):
 
 def test_nothing_else_reaches_those_settings(values):
     """The blocks that hold shared settings hold nothing beside them, and the instance
-    settings the chart copies verbatim add only what compose's overlay adds: a retry, a
-    second monitoring block or a queue limit slipped in beside them would go unseen."""
+    settings the chart copies verbatim add only what compose's overlay adds and a shared
+    setting the chart has no key for: a retry, a second monitoring block or a queue limit
+    slipped in beside them would go unseen."""
     mapped = set(SHARED_IN_THE_CHART.values())
     for block in (QUEUE, MONITORING):
         extra = {(*block, key) for key in at(values, block)} - mapped
         # Dagster's own default, which the chart writes whether or not it is given.
         assert extra <= {(*MONITORING, "freeSlotsAfterRunEndSeconds")}, extra
     assert at(values, (*MONITORING, "freeSlotsAfterRunEndSeconds")) == 0
-    assert set(values["additionalInstanceConfig"]) == {"local_artifact_storage"}
+    assert set(values["additionalInstanceConfig"]) == {"local_artifact_storage", "nux"}
     assert "concurrency" not in values, "a second home for the queue's limits"
 
 
