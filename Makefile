@@ -60,13 +60,12 @@ browser:
 TEST_WORKERS ?= 4
 TEST_START := $(shell date +%s)
 test: lint lint-infra browser
-	$(DAGSTER_HOME_READY)
-	$(BIN)/dg check defs
+	home="$$($(DAGSTER_HOME_READY))" && DAGSTER_HOME="$$home" $(BIN)/dg check defs
 	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder --cov=tecl_pipeline --cov-report=term:skip-covered --cov-fail-under=90 --durations=25
 	@echo "make test: $$(( $$(date +%s) - $(TEST_START) )) s wall"
 
 dev: install
-	DAGSTER_HOME="$$($(DAGSTER_HOME_READY))" $(BIN)/dg dev
+	home="$$($(DAGSTER_HOME_READY))" && DAGSTER_HOME="$$home" $(BIN)/dg dev
 
 # Re-resolve both lock files (needs the package index); `make install` never does this. The
 # dev lock is resolved under the runtime one, so the two agree on every shared version.

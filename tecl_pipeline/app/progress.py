@@ -89,9 +89,11 @@ class BarProgress:
     unit: str
 
     def advance(self, done: int, note: str = "") -> None:
-        speed = self.bar.tasks[0].speed
-        rate = "" if speed is None else f"{speed:.2f} {self.unit}/s"
-        self.bar.update(self.task, completed=done, rate=rate, note=note)
+        self.bar.update(self.task, completed=done, note=note)
+        # The speed is rich's estimate over the recent updates, this one included.
+        [task] = [task for task in self.bar.tasks if task.id == self.task]
+        rate = "" if task.speed is None else f"{task.speed:.2f} {self.unit}/s"
+        self.bar.update(self.task, rate=rate)
 
 
 @contextmanager

@@ -32,7 +32,7 @@ from tecl_pipeline.defs.resources import (
     StateResource,
     TradingPolicyResource,
 )
-from tecl_pipeline.defs.run_tags import LEAF_TAG, OUTCOME_TAG, RunOutcome, tag_run
+from tecl_pipeline.defs.run_tags import LEAF_TAG, OUTCOME_TAG, tag_run, trading_outcome
 from tecl_pipeline.state.journal.records import SessionRecord
 from tecl_pipeline.state.locks import session_lock
 from tecl_pipeline.trading.broker import Broker
@@ -520,8 +520,9 @@ def post_trade_positions(
         equity=account.equity,
     )
     path = state.journal(on_event=_journal_alerts(context, observability)).append(record)
-    outcome = RunOutcome.TRADED if executed_orders.sent else RunOutcome.NOTHING_TO_DO
-    tag_run(context.instance, context.run.run_id, {OUTCOME_TAG: outcome.value})
+    tag_run(
+        context.instance, context.run.run_id, {OUTCOME_TAG: trading_outcome(executed_orders).value}
+    )
     result = PostTradePositions(
         session=session,
         positions=positions,

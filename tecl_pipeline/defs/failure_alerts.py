@@ -35,11 +35,9 @@ from tecl_pipeline.common.events import Severity
 from tecl_pipeline.core.outcomes import Outcome, outcome_of
 from tecl_pipeline.defs.partitions import PARTITION_TAG, session_of
 from tecl_pipeline.defs.run_report import error_cause
-from tecl_pipeline.defs.run_tags import RunOutcome, tag_outcome_once
+from tecl_pipeline.defs.run_tags import RUN_ALERTED_TAG, OutcomeLabel, tag_outcome_once
 from tecl_pipeline.observability.alerts import Alert
 
-RUN_ALERTED_TAG = "tecl/run_failure_alerted"
-"""Set on a run once its failure alert is sent; its value says which route sent it."""
 HOOK_NAME = "run_failure_alert_hook"
 
 
@@ -92,22 +90,22 @@ def refused_by_a_check(events: Iterable[DagsterEvent]) -> bool:
     )
 
 
-def failed_outcome(events: Iterable[DagsterEvent]) -> RunOutcome:
+def failed_outcome(events: Iterable[DagsterEvent]) -> OutcomeLabel:
     """How a run that failed at these events ended: refused (a blocking check or a step's
     refusal), stopped on request, or an error (trading that failed part way included)."""
     events = list(events)
     if refused_by_a_check(events):
-        return RunOutcome.REFUSED
+        return OutcomeLabel.REFUSED
     outcomes = {
         outcome_of(e.step_failure_data.user_failure_data.metadata)
         for e in events
         if e.is_step_failure and e.step_failure_data.user_failure_data is not None
     }
     if Outcome.REFUSED in outcomes:
-        return RunOutcome.REFUSED
+        return OutcomeLabel.REFUSED
     if Outcome.STOPPED in outcomes:
-        return RunOutcome.STOPPED
-    return RunOutcome.ERROR
+        return OutcomeLabel.STOPPED
+    return OutcomeLabel.ERROR
 
 
 def run_failure_alert(

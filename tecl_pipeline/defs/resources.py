@@ -26,7 +26,7 @@ from tecl_pipeline.config.settings import (
 from tecl_pipeline.core.calendar import TradingCalendar
 from tecl_pipeline.core.portfolio import RiskLimits
 from tecl_pipeline.defs.partitions import CALENDAR
-from tecl_pipeline.defs.run_tags import tag_run
+from tecl_pipeline.defs.run_tags import OWN_TAGS, tag_run
 from tecl_pipeline.marketdata import MarketDataSource
 from tecl_pipeline.marketdata.csv_source import CsvMarketData
 from tecl_pipeline.marketdata.demo import DEMO_SEED, DemoMarketData
@@ -136,8 +136,12 @@ class ObservabilityResource(ConfigurableResource):
         # Every line logged while the run uses this resource names the run and its session
         # (D7); steps run after resource set-up in the same context, and teardown undoes it.
         run = context.run
-        if run is not None and self.run_tags and context.instance is not None:
-            tag_run(context.instance, run.run_id, self.run_tags)
+        if run is not None and context.instance is not None:
+            # A re-execution starts with its parent's tags: not its parent's outcome, leaf
+            # or sent alert, which would keep its own failure from being alerted.
+            inherited = {tag: "" for tag in OWN_TAGS if run.parent_run_id and run.tags.get(tag)}
+            if self.run_tags or inherited:
+                tag_run(context.instance, run.run_id, {**self.run_tags, **inherited})
         if run is not None:
             self._context = ExitStack()
             self._context.enter_context(

@@ -191,6 +191,8 @@ def replay(
         if not run.ok:
             runs_failed += 1
             mismatches.append(f"{session}: run {run.run_id} did not trade: {run.reason}")
+            if progress is not None:
+                progress(session, number)
             continue
         record = world.record(session)
         prices = session_prices(closes, session)

@@ -17,7 +17,7 @@ import pytest
 from dagster import DagsterInstance
 
 from tecl_pipeline.core.universe import SYMBOLS
-from tecl_pipeline.defs.run_tags import OUTCOME_TAG, RunOutcome
+from tecl_pipeline.defs.run_tags import OUTCOME_TAG, OutcomeLabel
 from tecl_pipeline.simulator.engine import DEMO_API_KEY, DEMO_API_SECRET
 from tecl_pipeline_tests.app.cli_helpers import REAL_LAST_SESSION, tecl_process, user_environ
 from tecl_pipeline_tests.app.cli_helpers import tecl as run_tecl
@@ -192,7 +192,7 @@ def test_sigterm_while_an_order_is_working_stops_cleanly_and_exits_1(
     # The UI's Runs page tells a stop from an error (README "In the UI").
     demo_home = tmp_path / ".dagster" / "demo"
     stopped = DagsterInstance.from_config(str(demo_home)).get_run_by_id(alert["run_id"])
-    assert stopped is not None and stopped.tags[OUTCOME_TAG] == RunOutcome.STOPPED
+    assert stopped is not None and stopped.tags[OUTCOME_TAG] == OutcomeLabel.STOPPED
 
 
 def test_an_order_in_a_status_alpaca_does_not_document_is_exit_3_in_one_line(

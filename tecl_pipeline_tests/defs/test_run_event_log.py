@@ -36,10 +36,13 @@ def test_instance_configs_hand_the_project_loggers_to_dagster(config):
     [DAGSTER_YAML, *(render_text(deployment) for deployment in deployments())],
     ids=["local (tecl run, make dev)", *(f"deploy/instance {d}" for d in deployments())],
 )
-def test_no_instance_opens_the_community_dialog_over_the_ui(config, tmp_path):
+def test_no_instance_opens_the_community_dialog_over_the_ui(config):
     """The UI's "Join the Dagster community" dialog, shown in every new browser, is off."""
     assert yaml.safe_load(config)["nux"] == {"enabled": False}
-    # What that setting does, on an instance Dagster builds from it (SQLite here).
+
+
+def test_dagster_reads_that_setting_as_the_dialog_turned_off(tmp_path):
+    # The local instance (SQLite); the deployments' need their PostgreSQL to be built.
     (tmp_path / "dagster.yaml").write_text(DAGSTER_YAML)
     with DagsterInstance.from_config(str(tmp_path)) as instance:
         assert instance.nux_enabled is False

@@ -21,6 +21,7 @@ from dagster import (
     DagsterRun,
     DagsterRunStatus,
     JobDefinition,
+    ReexecutionOptions,
     build_schedule_context,
     execute_job,
     instance_for_test,
@@ -31,7 +32,7 @@ from tecl_pipeline.config.settings import Settings
 from tecl_pipeline.definitions import build_definitions
 from tecl_pipeline.defs.failure_alerts import RUN_ALERTED_TAG
 from tecl_pipeline.defs.partitions import CALENDAR
-from tecl_pipeline.defs.run_tags import MODE_TAG, OUTCOME_TAG, RunOutcome
+from tecl_pipeline.defs.run_tags import MODE_TAG, OUTCOME_TAG, OutcomeLabel
 from tecl_pipeline.defs.schedules import daily_trading_schedule
 
 if TYPE_CHECKING:
@@ -48,21 +49,26 @@ def daily_trading_job_from_env() -> JobDefinition:
     return build_definitions(settings).resolve_job_def("daily_trading_job")
 
 
-def _execute(instance_ref: "InstanceRef", tags: dict[str, str]) -> str:
+def _execute(instance_ref: "InstanceRef", tags: dict[str, str], parent: str | None) -> str:
     with DagsterInstance.from_ref(instance_ref) as instance:
+        again = None if parent is None else ReexecutionOptions.from_failure(parent, instance)
         return execute_job(
-            reconstructable(daily_trading_job_from_env), instance=instance, tags=tags
+            reconstructable(daily_trading_job_from_env),
+            instance=instance,
+            tags=tags,
+            reexecution_options=again,
         ).run_id
 
 
 def launched_run(
-    instance: DagsterInstance, tags: dict[str, str]
+    instance: DagsterInstance, tags: dict[str, str], *, reexecuting: str | None = None
 ) -> tuple[DagsterRun, list[DagsterEvent]]:
     """A run executed as the code server executes a launched run: in a new process that
     loads the job from this environment (a process that executed one run keeps that run's
-    job loaded). The run and its events, read back from the instance."""
+    job loaded); with `reexecuting`, that run's re-execution from failure. The run and its
+    events, read back from the instance."""
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        run_id = pool.apply(_execute, (instance.get_ref(), tags))
+        run_id = pool.apply(_execute, (instance.get_ref(), tags, reexecuting))
     run = instance.get_run_by_id(run_id)
     assert run is not None
     events = [r.dagster_event for r in instance.all_logs(run_id) if r.dagster_event is not None]
@@ -125,7 +131,7 @@ def test_cli_run_with_the_broker_down_alerts_naming_the_cause(tmp_path, deployme
     demo_home = tmp_path / ".dagster" / "demo"
     run = DagsterInstance.from_config(str(demo_home)).get_run_by_id(alert["run_id"])
     assert run is not None and run.tags[RUN_ALERTED_TAG] == "hook"
-    assert (run.tags[OUTCOME_TAG], run.tags[MODE_TAG]) == (RunOutcome.ERROR, "demo")
+    assert (run.tags[OUTCOME_TAG], run.tags[MODE_TAG]) == (OutcomeLabel.ERROR, "demo")
 
 
 def test_launched_run_alerts_once_when_two_steps_fail_at_once(
@@ -195,4 +201,31 @@ def test_scheduled_run_alerts_when_it_fails(tmp_path, deployment, instance, monk
     assert alert["session"] == DEMO_SESSION.isoformat()
     assert "no data file" in alert["detail"]
     assert run.tags[RUN_ALERTED_TAG] == "step"
-    assert run.tags[OUTCOME_TAG] == RunOutcome.REFUSED
+    assert run.tags[OUTCOME_TAG] == OutcomeLabel.REFUSED
+
+
+def test_a_reexecution_that_fails_alerts_and_is_tagged_on_its_own(
+    tmp_path, csv_dir, deployment, instance, monkeypatch
+):
+    """C1: "Re-execute from failure" starts a run with its parent's tags, the parent's sent
+    alert and outcome among them (the UI copies them). The re-execution still alerts its own
+    failure and is tagged with how it ended, not how its parent did."""
+    empty = tmp_path / "no-market-data"
+    empty.mkdir()
+    monkeypatch.setenv("TECL_DATA_DIR", str(empty))
+    parent, _ = launched_run(instance, {"dagster/partition": REAL_LAST_SESSION.isoformat()})
+    assert parent.tags[OUTCOME_TAG] == OutcomeLabel.REFUSED and parent.tags[RUN_ALERTED_TAG]
+    # The data is there now; the broker is not.
+    monkeypatch.setenv("TECL_DATA_DIR", str(csv_dir(REAL_LAST_SESSION)))
+    monkeypatch.setenv("TECL_BROKER_URL", f"http://127.0.0.1:{closed_port()}")
+
+    child, _ = launched_run(instance, dict(parent.tags), reexecuting=parent.run_id)
+
+    assert child.status == DagsterRunStatus.FAILURE
+    assert child.parent_run_id == parent.run_id
+    assert child.tags[OUTCOME_TAG] == OutcomeLabel.ERROR
+    assert child.tags[RUN_ALERTED_TAG] == "hook"
+    refused, failed = run_failure_alerts(deployment)
+    assert (refused["run_id"], refused["kind"]) == (parent.run_id, "refused")
+    assert (failed["run_id"], failed["kind"]) == (child.run_id, "run_failure")
+    assert "no answer from the broker" in failed["detail"]

@@ -2,18 +2,26 @@
 data, the strategy's leaf and how the run ended (traded, nothing to do, refused, stopped,
 error), whoever started them. Refusals and errors never look alike."""
 
+from decimal import Decimal
+
 import pandas as pd
+import pytest
 from dagster import DagsterInstance, DagsterRun
 
+from tecl_pipeline.core.portfolio import PlannedOrder, RebalancePlan
 from tecl_pipeline.defs.run_tags import (
     DATA_SOURCE_TAG,
     LEAF_TAG,
     MODE_TAG,
     OUTCOME_TAG,
-    RunOutcome,
+    OutcomeLabel,
+    trading_outcome,
 )
 from tecl_pipeline.state.journal.local import LocalJournal
+from tecl_pipeline.trading.execution import ExecutionReport
+from tecl_pipeline.trading.models import Order, OrderStatus
 from tecl_pipeline_tests.app.cli_helpers import REAL_LAST_SESSION, tecl
+from tecl_pipeline_tests.trading.test_models import order
 
 
 def runs(cwd) -> list[DagsterRun]:
@@ -36,8 +44,8 @@ def test_a_session_traded_then_run_again_is_traded_then_nothing_to_do(tmp_path, 
         assert run.tags[MODE_TAG] == "demo"
         assert run.tags[DATA_SOURCE_TAG] == "csv"
         assert run.tags[LEAF_TAG] == record.leaf
-    assert traded.tags[OUTCOME_TAG] == RunOutcome.TRADED
-    assert again.tags[OUTCOME_TAG] == RunOutcome.NOTHING_TO_DO
+    assert traded.tags[OUTCOME_TAG] == OutcomeLabel.TRADED
+    assert again.tags[OUTCOME_TAG] == OutcomeLabel.NOTHING_TO_DO
 
 
 def test_a_refusal_is_tagged_refused_before_any_leaf(tmp_path, csv_dir):
@@ -51,6 +59,37 @@ def test_a_refusal_is_tagged_refused_before_any_leaf(tmp_path, csv_dir):
 
     assert done.returncode == 2, done.stderr
     [run] = runs(tmp_path)
-    assert run.tags[OUTCOME_TAG] == RunOutcome.REFUSED
+    assert run.tags[OUTCOME_TAG] == OutcomeLabel.REFUSED
     assert (run.tags[MODE_TAG], run.tags[DATA_SOURCE_TAG]) == ("demo", "csv")
     assert LEAF_TAG not in run.tags
+
+
+def report(sent: tuple[Order, ...] = (), *, planned: bool = True, skipped=()) -> ExecutionReport:
+    buys = (PlannedOrder("TECL", "buy", Decimal("3"), Decimal("100")),) if planned else ()
+    plan = RebalancePlan(targets={"TECL": Decimal("3")}, sells=(), buys=buys)
+    return ExecutionReport(
+        session=REAL_LAST_SESSION,
+        broker="test",
+        plan=plan,
+        sent=sent,
+        skipped=tuple(skipped),
+        session_orders=sent,
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        (report((order(filled_qty=Decimal("3"), status=OrderStatus.FILLED),)), "traded"),
+        (report((order(filled_qty=Decimal("1"), status=OrderStatus.CANCELED),)), "traded"),
+        (report(planned=False), "nothing_to_do"),
+        (report((order(status=OrderStatus.REJECTED),)), "not_clean"),
+        (report(planned=False, skipped=[("TECL", "not tradable")]), "not_clean"),
+        (report(), "not_clean"),
+    ],
+    ids=["filled", "part filled", "at target", "rejected", "skipped", "not sent"],
+)
+def test_a_run_that_reached_its_positions_says_whether_it_traded(case, expected):
+    """Traded only when an order of the run filled; nothing to do only when none was
+    needed; otherwise the session needed orders and got none (not clean)."""
+    assert trading_outcome(case) == expected

@@ -28,7 +28,7 @@ from tecl_pipeline.defs.assets import RESIDUAL_REPORT
 from tecl_pipeline.defs.failure_alerts import RUN_ALERTED_TAG
 from tecl_pipeline.defs.partitions import session_of
 from tecl_pipeline.defs.resources import AlertsResource
-from tecl_pipeline.defs.run_tags import OUTCOME_TAG, RunOutcome
+from tecl_pipeline.defs.run_tags import OUTCOME_TAG, OutcomeLabel
 from tecl_pipeline.defs.sensors import (
     ALERT_SENSORS,
     missed_session_sensor,
@@ -217,7 +217,7 @@ def test_run_that_died_without_a_step_failure_alerts_once_from_the_sensor(
     assert all("run worker killed" in a.detail for a in sink.sent)
     assert instance.get_run_by_id(first).tags[RUN_ALERTED_TAG] == "sensor"
     # Runs can be told apart in the UI: no step said how these ended, the sensor did.
-    assert instance.get_run_by_id(second).tags[OUTCOME_TAG] == RunOutcome.ERROR
+    assert instance.get_run_by_id(second).tags[OUTCOME_TAG] == OutcomeLabel.ERROR
 
 
 def test_default_run_failure_sensor_uses_the_alert_file(tmp_path, instance):

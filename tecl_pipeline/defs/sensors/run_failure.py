@@ -23,7 +23,7 @@ from tecl_pipeline.defs.failure_alerts import (
 )
 from tecl_pipeline.defs.jobs import daily_trading_job
 from tecl_pipeline.defs.resources import AlertsResource
-from tecl_pipeline.defs.run_tags import RunOutcome, tag_outcome_once
+from tecl_pipeline.defs.run_tags import OutcomeLabel, tag_outcome_once
 from tecl_pipeline.observability.alerts import Alert
 
 
@@ -57,8 +57,6 @@ def build_run_failure_alert_sensor(
         run = context.dagster_run
         if run.job_name != daily_trading_job.name:
             return
-        # A run that failed with no step failing (a killed run worker): no step tagged it.
-        tag_outcome_once(context.instance, run.run_id, RunOutcome.ERROR)
         if run.tags.get(RUN_ALERTED_TAG):
             context.log.info("run %s already alerted (%s)", run.run_id, run.tags[RUN_ALERTED_TAG])
             return
@@ -73,6 +71,9 @@ def build_run_failure_alert_sensor(
             )
 
         alert_once(context.instance, run.run_id, send, route="sensor")
+        # After the alert. A run that failed with no step failing (a killed run worker):
+        # no step tagged how it ended.
+        tag_outcome_once(context.instance, run.run_id, OutcomeLabel.ERROR)
 
     return _sensor
 
