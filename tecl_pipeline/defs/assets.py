@@ -518,6 +518,8 @@ def post_trade_positions(
         positions=positions,
         cash=account.cash,
         equity=account.equity,
+        prices=dict(target_allocation.prices),
+        residuals={r.symbol: r.qty for r in left.open},
     )
     path = state.journal(on_event=_journal_alerts(context, observability)).append(record)
     tag_run(

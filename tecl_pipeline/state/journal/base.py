@@ -70,6 +70,10 @@ class JournalStore(Protocol):
 
     def latest_before(self, session: date) -> SessionRecord | None: ...
 
+    def history(self) -> list[SessionRecord]:
+        """The last record of every session that has one, oldest session first."""
+        ...
+
     def replay_spool(self) -> int:
         """Write the records spooled for this journal; return how many were written."""
         ...
@@ -222,6 +226,10 @@ class JournalBase(ABC):
             if record := self.latest(day):
                 return record
         return None
+
+    def history(self) -> list[SessionRecord]:
+        days = sorted(self._reading(self._session_days))
+        return [record for day in days if (record := self.latest(day)) is not None]
 
     def replay_spool(self) -> int:
         """Push spooled records; each spool file goes only after a verified write (D1).

@@ -12,9 +12,11 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 
+from tecl_pipeline.core.performance import AccountPoint
 from tecl_pipeline.trading.models import Order
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2 added `prices` and `residuals`; records of version 1 still read, without them."""
 # A session record is a few kilobytes; anything far larger is not one of ours, and reading
 # it whole into memory to find that out would be its own failure mode.
 MAX_RECORD_BYTES = 1024 * 1024
@@ -25,7 +27,7 @@ _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 class SessionRecord(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[1, 2] = 2
     session: date
     run_id: str
     written_at: AwareDatetime
@@ -38,6 +40,31 @@ class SessionRecord(BaseModel):
     positions: dict[str, Decimal]
     cash: Decimal
     equity: Decimal
+    prices: dict[str, Decimal] = {}
+    """The session's decision prices, at which `positions` are valued."""
+    residuals: dict[str, Decimal] = {}
+    """target - held, in shares, where the difference was worth a trade and remained."""
+
+
+def account_point(record: SessionRecord) -> AccountPoint:
+    """The record as one point of the account's history (`core.performance`)."""
+    filled: dict[str, tuple[Decimal, Decimal]] = {}
+    for order in record.orders:
+        if order.filled_qty and order.filled_avg_price is not None:
+            qty, notional = filled.get(order.symbol, (Decimal(0), Decimal(0)))
+            filled[order.symbol] = (
+                qty + order.filled_qty,
+                notional + order.filled_qty * order.filled_avg_price,
+            )
+    return AccountPoint(
+        session=record.session,
+        equity=record.equity,
+        cash=record.cash,
+        leaf=record.leaf,
+        positions=record.positions,
+        target_weights=record.weights,
+        fill_prices={s: (n / q).quantize(Decimal("0.0001")) for s, (q, n) in filled.items()},
+    )
 
 
 class InvalidRecord(Exception):

@@ -112,6 +112,7 @@ def test_two_runs_read_each_others_records_across_sessions(journal_at, moto_s3, 
     assert third.latest(D2) == retry
     assert third.latest_before(D3) == retry
     assert third.latest_before(D2) == record_1
+    assert third.history() == [record_1, retry]
     assert keys(moto_s3, s3_bucket, f"{PREFIX}/sessions/") == sorted(
         [
             f"{PREFIX}/sessions/2024-03-04/20240304T210000000000Z-run-a.json",
@@ -437,13 +438,13 @@ def test_an_oversized_object_is_quarantined_without_being_downloaded(
 def test_a_record_from_a_newer_schema_stops_trading_and_is_not_quarantined(
     journal, moto_s3, s3_bucket
 ):
-    """D3: schema_version 2 is not garbage, it is a newer pipeline's record: refuse to
+    """D3: schema_version 3 is not garbage, it is a newer pipeline's record: refuse to
     trade on a view that would skip it, and leave it where it is."""
     key = f"{PREFIX}/sessions/2024-03-04/20240304T220000000000Z-future.json"
     raw = json.loads(encode_record(session_record(D1)))
-    put_raw(moto_s3, s3_bucket, key, json.dumps({**raw, "schema_version": 2}).encode())
+    put_raw(moto_s3, s3_bucket, key, json.dumps({**raw, "schema_version": 3}).encode())
 
-    with pytest.raises(JournalUnavailableError, match="schema_version 2"):
+    with pytest.raises(JournalUnavailableError, match="schema_version 3"):
         journal.latest_before(D2)
     assert journal.quarantined == []
     assert keys(moto_s3, s3_bucket) == [key]

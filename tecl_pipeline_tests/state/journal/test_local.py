@@ -58,6 +58,20 @@ def test_runs_read_each_others_records_across_sessions(root, spool_dir):
     )
 
 
+def test_history_is_the_last_record_of_each_session_oldest_first(journal, root):
+    """What `tecl status` and live_performance read: one record per session (a re-run's
+    later record wins), sessions in date order whatever order they were written in."""
+    assert journal.history() == []
+    later = session_record(D3, "run-c")
+    journal.append(later)
+    first = session_record(D1, "run-a")
+    journal.append(first)
+    retry = session_record(D1, "run-b", written_at=first.written_at + timedelta(minutes=5))
+    journal.append(retry)
+    (root / "sessions" / "not-a-day").mkdir()
+    assert journal.history() == [retry, later]
+
+
 def test_the_legacy_constructor_still_works(root):
     """D5: LocalJournal(root), as the Dagster layer builds it today, reads and writes."""
     journal = LocalJournal(root)
@@ -184,10 +198,27 @@ def test_a_record_from_a_newer_schema_stops_trading(journal, root):
     folder = root / "sessions" / "2024-03-04"
     folder.mkdir(parents=True)
     raw = json.loads(encode_record(session_record(D1)))
-    (folder / "x.json").write_text(json.dumps({**raw, "schema_version": 2}))
+    (folder / "x.json").write_text(json.dumps({**raw, "schema_version": 3}))
     with pytest.raises(JournalUnavailableError, match="newer"):
         journal.latest_before(D2)
     assert (folder / "x.json").exists()
+
+
+def test_a_record_of_the_first_schema_still_reads_without_prices(journal, root):
+    """D5 across an upgrade: a version-1 record (no prices, no residuals) written before is
+    read, not quarantined, and is the previous session of the next run."""
+    folder = root / "sessions" / "2024-03-04"
+    folder.mkdir(parents=True)
+    raw = json.loads(encode_record(session_record(D1)))
+    del raw["prices"], raw["residuals"]
+    (folder / "20240304T210000000000Z-old.json").write_text(
+        json.dumps({**raw, "schema_version": 1})
+    )
+    record = journal.latest_before(D2)
+    assert record is not None and record.schema_version == 1
+    assert record.prices == {} and record.residuals == {}
+    assert record.positions == session_record(D1).positions
+    assert journal.quarantined == []
 
 
 def test_preflight_leaves_no_probe_and_names_an_unusable_root(tmp_path, spool_dir):
