@@ -27,12 +27,14 @@ def open_journal(
     spool_max_files: int = DEFAULT_MAX_FILES,
     spool_max_bytes: int = DEFAULT_MAX_BYTES,
     s3_retry: RetryPolicy | None = None,
+    read_only: bool = False,
 ) -> JournalStore:
     """The journal at `state_uri`: file:///DIR or s3://BUCKET[/PREFIX].
 
     `s3_client` is a boto3 S3 client without retries of its own (`client_config()`); without
     one such a client is made from the environment. `s3_retry` replaces the S3 journal's
-    retry policy.
+    retry policy. `read_only`: nothing is written, spooled or moved (an invalid record is
+    skipped and named in `invalid`), for readers that are not runs.
     No network I/O happens here; call `preflight()` before trading.
     """
     try:
@@ -48,6 +50,7 @@ def open_journal(
             on_event=on_event,
             spool_max_files=spool_max_files,
             spool_max_bytes=spool_max_bytes,
+            read_only=read_only,
         )
     # What validate_state_uri leaves besides file:// is s3://BUCKET[/PREFIX]. Imported here: a
     # local journal never needs botocore (loading the definitions, A1).
@@ -65,4 +68,5 @@ def open_journal(
         spool=spool,
         on_event=on_event,
         retry=s3_retry,
+        read_only=read_only,
     )

@@ -29,9 +29,11 @@ from tecl_pipeline.defs.run_report import (
     EXIT_USAGE,
     RunOutcome,
 )
-from tecl_pipeline.observability.logs import LOGGER_NAME
+from tecl_pipeline.observability.logs import LOGGER_NAME, records_dropped
 
 T = TypeVar("T")
+# How many recorded sessions `tecl status` shows unless told: two weeks of trading.
+STATUS_SESSIONS = 10
 
 if TYPE_CHECKING:
     from dagster import DagsterInstance, DagsterInvalidConfigError, Definitions
@@ -57,6 +59,14 @@ def _fraction(text: str) -> Decimal:
     if not value.is_finite() or not 0 <= value <= Decimal("0.2"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a fraction from 0 to 0.2")
     return value
+
+
+def _session_count(text: str) -> int:
+    # ASCII digits only: str.isdigit() also passes "³", which int() then refuses, and
+    # argparse would name this function instead of the option.
+    if not re.fullmatch(r"[0-9]+", text) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of sessions >= 1")
+    return int(text)
 
 
 def _per_minute(text: str) -> int:
@@ -187,6 +197,31 @@ def _parser() -> argparse.ArgumentParser:
         help="check, before a first run, that the settings reach a broker account and market "
         "data the pipeline can trade with; each check one line saying what to do",
     )
+    status = commands.add_parser(
+        "status",
+        help="the last sessions of the journal (orders, equity, P&L, drawdown, residuals, "
+        "alerts) and the positions as of the last record; reads only",
+        description="The last recorded sessions of the journal a run of this environment "
+        "writes (and records this machine spooled when their journal write failed), the "
+        "calendar's sessions between them that have no record, and the positions as of the "
+        "last record. Reads only: no probe, no spool replay, no quarantine, no alert.",
+        epilog="exit status: 0 shown (or no record yet); 1 the settings, the journal, the "
+        "spool or the alert file cannot be read, one line on stderr; 64 a usage error",
+    )
+    status.add_argument(
+        "--sessions",
+        type=_session_count,
+        default=STATUS_SESSIONS,
+        metavar="N",
+        help=f"how many recorded sessions, the newest last (default {STATUS_SESSIONS})",
+    )
+    status.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON document for scripts: money and quantities as exact decimal strings; "
+        "return, drawdown and weight as decimal strings rounded to 4 places; dates ISO; "
+        "unknown as null",
+    )
     soak = commands.add_parser(
         "soak",
         help="chaos soak: consecutive sessions through the pipeline with seeded faults at "
@@ -262,7 +297,9 @@ def open_instance(home: Path) -> Iterator["DagsterInstance"]:
 
     config = home / "dagster.yaml"
     try:
-        with _root_warnings_held():
+        # dagster-postgres logs each connection retry to the root logger; the outcome is
+        # what counts, and it is raised, in one line.
+        with records_dropped():
             instance = DagsterInstance.get()
     # CheckError: Dagster's own checks of the file, e.g. YAML that is a list, or a storage
     # class whose package is not installed.
@@ -290,22 +327,6 @@ def _is_database_error(exc: BaseException) -> bool:
     return isinstance(exc, sqlalchemy.exc.SQLAlchemyError) or type(exc).__module__.startswith(
         "dagster_postgres"
     )
-
-
-@contextmanager
-def _root_warnings_held() -> Iterator[None]:
-    """While the instance opens, a library's warnings to the root logger (dagster-postgres
-    logs each connection retry there, which Python prints to stderr) are dropped: the
-    outcome is what counts, and it is raised, in one line."""
-    import logging
-
-    root = logging.getLogger()
-    held = logging.NullHandler()
-    root.addHandler(held)
-    try:
-        yield
-    finally:
-        root.removeHandler(held)
 
 
 def ensure_dagster_home() -> Path:
@@ -415,7 +436,7 @@ def run_session(
         session = session or _default_session(settings)
         CALENDAR.require_session(session)
         if not session_partitions.has_partition_key(session.isoformat()):
-            raise RefusedToTrade(f"session {session} is outside the trading partitions")
+            raise RefusedToTrade(_not_a_partition(session))
     except RefusedToTrade as exc:
         # Refused before any run exists: the alert is sent from here (in a run, the run's).
         alerter.send(
@@ -484,6 +505,18 @@ def _alert_outcome(
         severity=Severity.CRITICAL,
     )
     alert_once(instance, outcome.run_id, lambda _run: alerter.send(alert), route="cli")
+
+
+def _not_a_partition(session: date) -> str:
+    from tecl_pipeline.defs.partitions import partition_opens
+
+    opens = partition_opens(session)
+    if opens > datetime.now(opens.tzinfo):
+        return (
+            f"session {session} is not a trading partition yet: it becomes one at "
+            f"{opens:%Y-%m-%d %H:%M %Z} (New York)"
+        )
+    return f"session {session} is outside the trading partitions"
 
 
 def _default_session(settings: "Settings") -> date:
@@ -772,9 +805,32 @@ def _doctor() -> int:
     return EXIT_REFUSED if verdict is Verdict.REFUSE else EXIT_ERROR
 
 
+def _status(args: argparse.Namespace) -> int:
+    """0 with the status (or the line that there is no record yet), 1 when the journal, the
+    spool or the alert file cannot be read: an unreachable dependency, said in one line."""
+    from tecl_pipeline.app.status import StatusError, as_json, read_status, text
+    from tecl_pipeline.config.settings import Settings
+    from tecl_pipeline.core.errors import describe
+
+    def note(message: str) -> None:
+        print(f"tecl status: {' '.join(message.split())}", file=sys.stderr)
+
+    try:
+        status = read_status(Settings.read(), args.sessions, on_note=note)
+    except StatusError as exc:
+        # Not a refusal (2): status trades nothing; it could not read what it shows.
+        print(f"tecl status: {describe(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    print(as_json(status) if args.json else text(status, asked=args.sessions), flush=True)
+    return EXIT_OK
+
+
 def _command(args: argparse.Namespace, stop: "StopRequest | None" = None) -> int:
     if args.command == "doctor":
         return _doctor()
+    if args.command == "status":
+        # Before ensure_dagster_home: status reads the journal, never the Dagster instance.
+        return _status(args)
     if args.command == "soak":
         return _soak(args)
     if args.command == "simulator":
@@ -834,21 +890,30 @@ def _alert_before_run(kind: str, title: str, detail: str) -> None:
     try:
         alerter = _alerter(settings, redactor, log_dir)
     except ConfigError:
-        return
+        try:
+            # The apprise URL may be what is wrong: the other routes still carry the alert.
+            alerter = _alerter(settings, redactor, log_dir, apprise=False)
+        except ConfigError:
+            return
     alerter.send(Alert(kind, title, detail, severity=Severity.CRITICAL))
 
 
-def _alerter(settings: "Settings", redactor: "Redactor", log_dir: Path | None) -> "Alerter":
+def _alerter(
+    settings: "Settings", redactor: "Redactor", log_dir: Path | None, *, apprise: bool = True
+) -> "Alerter":
     """This process's alert path, as a run's would be: the log, the alert file (or
-    <log_dir>/alerts.jsonl) and the webhook of the settings."""
+    <log_dir>/alerts.jsonl), the webhook and (unless `apprise` is False) the apprise URLs
+    of the settings."""
     from tecl_pipeline.observability.alerts import build_alerter
 
     webhook = settings.alert_webhook_url
+    urls = settings.alert_apprise_url if apprise else None
     return build_alerter(
         redactor,
         log_dir=log_dir,
         alert_file=settings.alert_file,
         webhook_url=None if webhook is None else webhook.get_secret_value(),
+        apprise_urls=None if urls is None else urls.get_secret_value(),
     )
 
 

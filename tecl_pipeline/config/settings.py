@@ -55,6 +55,7 @@ ENV_KEYS: Mapping[str, str] = MappingProxyType(
         "local_dir": "TECL_LOCAL_DIR",
         "alert_file": "TECL_ALERT_FILE",
         "alert_webhook_url": "TECL_ALERT_WEBHOOK_URL",
+        "alert_apprise_url": "TECL_APPRISE_URL",
         "alpaca_api_key": "ALPACA_API_KEY",
         "alpaca_secret_key": "ALPACA_SECRET_KEY",
         "secrets_endpoint_url": "TECL_SECRETS_ENDPOINT_URL",
@@ -63,7 +64,8 @@ ENV_KEYS: Mapping[str, str] = MappingProxyType(
 # The region of the Secrets Manager secret: the first of these that is set.
 REGION_VARS = ("AWS_REGION", "AWS_DEFAULT_REGION")
 # Environment variables whose values are secrets wherever they appear. The webhook URL is
-# one: a Slack incoming-webhook URL is a bearer credential for the channel.
+# one: a Slack incoming-webhook URL is a bearer credential for the channel; so are apprise
+# URLs, which carry bot tokens, webhook secrets and mail passwords.
 SECRET_ENV_NAMES = frozenset(
     {
         "ALPACA_API_KEY",
@@ -71,6 +73,7 @@ SECRET_ENV_NAMES = frozenset(
         "AWS_SECRET_ACCESS_KEY",
         "AWS_SESSION_TOKEN",
         "TECL_ALERT_WEBHOOK_URL",
+        "TECL_APPRISE_URL",
     }
 )
 SECRET_ENV_SUFFIXES = ("_SECRET", "_SECRET_KEY", "_TOKEN", "_PASSWORD")
@@ -155,6 +158,9 @@ class Settings(BaseModel):
     # The alert file; without it, <logs_dir>/alerts.jsonl.
     alert_file: Path | None = None
     alert_webhook_url: SecretStr | None = None
+    # Apprise URL(s) of the optional apprise alert sink, https forms only (checked when the
+    # alert resource is built: observability/apprise_sink.py).
+    alert_apprise_url: SecretStr | None = None
     alpaca_api_key: SecretStr | None = None
     alpaca_secret_key: SecretStr | None = None
     aws_region: str | None = None
@@ -208,7 +214,9 @@ class Settings(BaseModel):
     def read_alerting(cls) -> "Settings":
         """Only the alert sinks and the secrets to redact, every other value at its default:
         what a process still needs to report that the rest of its settings are wrong."""
-        alerting = {ENV_KEYS[field] for field in ("alert_file", "alert_webhook_url")}
+        alerting = {
+            ENV_KEYS[field] for field in ("alert_file", "alert_webhook_url", "alert_apprise_url")
+        }
         others = set(ENV_KEYS.values()) - alerting - SECRET_ENV_NAMES
         return cls.from_env(
             {k: v for k, v in os.environ.items() if k not in others}, cwd=Path.cwd()

@@ -78,6 +78,34 @@ class DataProblem:
 
 
 @dataclass(frozen=True)
+class ProblemGroup:
+    """One problem shared by several symbols: a session missing from every file is one
+    finding, not ten lines that differ only in the symbol."""
+
+    symbols: tuple[str, ...]
+    kind: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{', '.join(self.symbols)}: {self.detail}"
+
+
+def group_problems(problems: Iterable[DataProblem]) -> list[ProblemGroup]:
+    """`problems` with identical details merged, in order of first appearance."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for problem in problems:
+        grouped.setdefault((problem.kind, problem.detail), []).append(problem.symbol)
+    return [
+        ProblemGroup(tuple(symbols), kind, detail) for (kind, detail), symbols in grouped.items()
+    ]
+
+
+def describe_problems(problems: Iterable[DataProblem]) -> str:
+    """The problems in one line, each finding once with every symbol it concerns."""
+    return "; ".join(str(group) for group in group_problems(problems))
+
+
+@dataclass(frozen=True)
 class _Calendar:
     """The frame's dates seen through the exchange calendar, computed once per frame."""
 
@@ -280,7 +308,8 @@ def data_problems(
     view = _calendar_view(pd.DatetimeIndex(closes.index), session, calendar, warmup)
     for symbol in symbols:
         if symbol not in closes.columns:
-            problems.append(DataProblem(symbol, "missing", f"missing: no data for {symbol}"))
+            # The symbol is the problem's own field: a detail without it merges across symbols.
+            problems.append(DataProblem(symbol, "missing", "missing: no data"))
             continue
         for detail in _symbol_problems(symbol, closes[symbol], session, warmup, view, reported):
             problems.append(DataProblem(symbol, detail.split(":", 1)[0], detail))
@@ -291,5 +320,5 @@ def require_trustworthy(closes: pd.DataFrame, session: date, calendar: TradingCa
     """Raise MarketDataError naming every symbol and date that is wrong."""
     problems = data_problems(closes, session, calendar)
     if problems:
-        listed = "; ".join(str(p) for p in problems)
+        listed = describe_problems(problems)
         raise MarketDataError(f"market data unfit for session {session}: {listed}")

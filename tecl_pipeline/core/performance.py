@@ -19,17 +19,17 @@ from datetime import date
 from decimal import Decimal
 from typing import Final
 
-import numpy as np
 import pandas as pd
 
 from tecl_pipeline.core.backtest import Figures, figures, simulate, target_weights
+from tecl_pipeline.core.portfolio import invested_share
 from tecl_pipeline.core.universe import HOLDINGS
 
 CENT: Final = Decimal("0.01")
 _WEIGHT_PLACES: Final = Decimal("0.0001")
 WEIGHT_TOLERANCE: Final = Decimal("0.01")
-"""A held weight within one percentage point of the target is the target: whole shares
-and the minimum trade leave that much on purpose."""
+"""A held share of equity within one percentage point of its target is the target: whole
+shares and the minimum trade leave that much on purpose."""
 FILL_PRICE_TOLERANCE: Final = Decimal("0.01")
 """A fill more than 1% from the session's adjusted close is a reason of its own."""
 LIVE: Final = "live"
@@ -51,6 +51,19 @@ class AccountPoint:
 
 
 @dataclass(frozen=True)
+class Basis:
+    """What a session's figures are measured from, carried from each session to the next
+    (each journal record keeps it, so a run reads one record, not the whole journal)."""
+
+    first_session: date
+    first_equity: Decimal
+    """The first recorded equity above zero: an unfunded account's zero is no base."""
+    peak_equity: Decimal
+    previous_session: date
+    previous_equity: Decimal
+
+
+@dataclass(frozen=True)
 class SessionFigures:
     session: date
     equity: Decimal
@@ -63,30 +76,50 @@ class SessionFigures:
     """equity / running peak - 1: 0 at a new high, -0.25 a quarter below it."""
     peak: Decimal
     previous_session: date | None
+    first_session: date
+    first_equity: Decimal
+
+    @property
+    def basis(self) -> Basis:
+        """What the next session's figures are measured from."""
+        return Basis(
+            first_session=self.first_session,
+            first_equity=self.first_equity,
+            peak_equity=self.peak,
+            previous_session=self.session,
+            previous_equity=self.equity,
+        )
+
+
+def figures_after(basis: Basis | None, point: AccountPoint) -> SessionFigures:
+    """The figures of `point`, the session after the one `basis` was carried from (None:
+    the first recorded session)."""
+    if basis is None or (basis.first_equity <= 0 < point.equity):
+        # The first session, or the first funded one after an account recorded at zero.
+        first_session, first_equity = point.session, point.equity
+    else:
+        first_session, first_equity = basis.first_session, basis.first_equity
+    peak = max(basis.peak_equity, point.equity) if basis else point.equity
+    return SessionFigures(
+        session=point.session,
+        equity=point.equity,
+        cash=point.cash,
+        day_pnl=point.equity - basis.previous_equity if basis else Decimal(0),
+        total_pnl=point.equity - first_equity,
+        total_return=_ratio(point.equity - first_equity, first_equity),
+        drawdown=_ratio(point.equity - peak, peak),
+        peak=peak,
+        previous_session=basis.previous_session if basis else None,
+        first_session=first_session,
+        first_equity=first_equity,
+    )
 
 
 def account_figures(points: Sequence[AccountPoint]) -> list[SessionFigures]:
     """The figures of every point, in session order."""
-    ordered = sorted(points, key=lambda p: p.session)
     result: list[SessionFigures] = []
-    peak = Decimal(0)
-    for i, point in enumerate(ordered):
-        start = ordered[0].equity
-        previous = ordered[i - 1] if i else None
-        peak = max(peak, point.equity)
-        result.append(
-            SessionFigures(
-                session=point.session,
-                equity=point.equity,
-                cash=point.cash,
-                day_pnl=point.equity - previous.equity if previous else Decimal(0),
-                total_pnl=point.equity - start,
-                total_return=_ratio(point.equity - start, start),
-                drawdown=_ratio(point.equity - peak, peak),
-                peak=peak,
-                previous_session=previous.session if previous else None,
-            )
-        )
+    for point in sorted(points, key=lambda p: p.session):
+        result.append(figures_after(result[-1].basis if result else None, point))
     return result
 
 
@@ -129,7 +162,8 @@ def position_figures(
 
 
 def _ratio(part: Decimal, whole: Decimal) -> Decimal:
-    return (part / whole).quantize(_WEIGHT_PLACES) if whole else Decimal(0)
+    """part / whole to four places; 0 where there is no positive whole to measure from."""
+    return (part / whole).quantize(_WEIGHT_PLACES) if whole > 0 else Decimal(0)
 
 
 @dataclass(frozen=True)
@@ -146,8 +180,9 @@ class LiveComparison:
     """LIVE and BACKTEST equity in money on every session of the span (live: NaN where no
     record), both from the first record's equity."""
     tracking: pd.DataFrame
-    """Per recorded session: "cumulative" (live / backtest - 1) and "session" (live's
-    return since its previous record minus the backtest's over the same sessions)."""
+    """Per recorded session: "cumulative" (live's return since the start minus the
+    backtest's) and "session" (live's return since its previous record minus the backtest's
+    over the same sessions)."""
     allocation: pd.DataFrame
     """Live weights held per symbol on each recorded session, at the session's closes."""
     figures: dict[str, Figures]
@@ -159,22 +194,28 @@ def compare_with_backtest(
     signals: pd.DataFrame,
     closes: pd.DataFrame,
     *,
+    cash_reserve: Decimal = Decimal(0),
     weight_tolerance: Decimal = WEIGHT_TOLERANCE,
     fill_price_tolerance: Decimal = FILL_PRICE_TOLERANCE,
 ) -> LiveComparison:
     """The journal's points beside the backtest of `signals` (signal_history's shape) over
-    the sessions from the first point to the last, on `closes`.
+    the sessions from the first funded point (equity above zero) to the last, on `closes`.
+    `cash_reserve`: the share of equity trading keeps in cash, so a held position is
+    judged against its weight less the reserve.
 
     Needs two recorded sessions at least (one holding period), and a signal for every
     session of the span (the caller computes them from the same closes).
     """
     ordered = sorted(points, key=lambda p: p.session)
+    # An account recorded at zero (not funded yet) has no return to compare.
+    funded = next((i for i, p in enumerate(ordered) if p.equity > 0), len(ordered))
+    ordered = ordered[funded:]
     if len(ordered) < 2:
-        raise ValueError("a comparison needs two recorded sessions at least")
+        raise ValueError("a comparison needs two recorded sessions with equity at least")
     first, last = pd.Timestamp(ordered[0].session), pd.Timestamp(ordered[-1].session)
     span = signals.sort_index().loc[first:last]
     recorded = pd.DatetimeIndex([pd.Timestamp(p.session) for p in ordered])
-    absent = recorded.difference(span.index)
+    absent = recorded.difference(pd.DatetimeIndex(span.index))
     if len(absent):
         raise ValueError(f"no signal for recorded session(s) {_days(absent)}")
 
@@ -184,7 +225,8 @@ def compare_with_backtest(
     live_money = pd.Series([float(p.equity) for p in ordered], index=recorded)
     equity = pd.DataFrame({LIVE: live_money.reindex(span.index), BACKTEST: backtest_money})
 
-    cumulative = live_money / backtest_money.loc[recorded] - 1.0
+    # Differences of returns from the same start, in points: live +10% against +20% is -10.
+    cumulative = (live_money - backtest_money.loc[recorded]) / start_equity
     live_step = live_money.pct_change()
     backtest_step = backtest_money.loc[recorded].pct_change()
     tracking = pd.DataFrame(
@@ -203,7 +245,12 @@ def compare_with_backtest(
         for day in span.index
         if (
             reasons := _reasons(
-                by_day.get(day), span.loc[day], closes, weight_tolerance, fill_price_tolerance
+                by_day.get(day),
+                span.loc[day],
+                closes,
+                cash_reserve,
+                weight_tolerance,
+                fill_price_tolerance,
             )
         )
     )
@@ -228,18 +275,24 @@ def _held_weights(point: AccountPoint, closes: pd.DataFrame) -> dict[str, float]
     """Weights held at the session's closes (cash is the rest)."""
     if not point.equity:
         return {}
-    row = closes.loc[pd.Timestamp(point.session)]
+    row = _closes_of(closes, point.session)
     return {
-        symbol: float(qty) * float(row[symbol]) / float(point.equity)
+        symbol: float(qty) * row[symbol] / float(point.equity)
         for symbol, qty in point.positions.items()
-        if symbol in row.index and np.isfinite(row[symbol])
+        if symbol in row and math.isfinite(row[symbol])
     }
+
+
+def _closes_of(closes: pd.DataFrame, session: date) -> dict[str, float]:
+    row = closes.loc[pd.Timestamp(session)].astype(float)
+    return {str(symbol): float(value) for symbol, value in row.to_dict().items()}
 
 
 def _reasons(
     point: AccountPoint | None,
     signal: pd.Series,
     closes: pd.DataFrame,
+    cash_reserve: Decimal,
     weight_tolerance: Decimal,
     fill_price_tolerance: Decimal,
 ) -> tuple[str, ...]:
@@ -257,16 +310,17 @@ def _reasons(
         )
     held = _held_weights(point, closes)
     tolerance = float(weight_tolerance)
+    wanted = {s: float(invested_share(Decimal(signal[s]), cash_reserve)) for s in HOLDINGS}
     off = [
-        f"{symbol} held {held.get(symbol, 0.0):.1%}, target {float(signal[symbol]):.1%}"
+        f"{symbol} held {held.get(symbol, 0.0):.1%}, target {wanted[symbol]:.1%}"
         for symbol in HOLDINGS
-        if abs(held.get(symbol, 0.0) - float(signal[symbol])) > tolerance
+        if abs(held.get(symbol, 0.0) - wanted[symbol]) > tolerance
     ]
     if off:
         reasons.append("a residual: " + "; ".join(off))
-    row = closes.loc[pd.Timestamp(point.session)]
+    row = _closes_of(closes, point.session)
     for symbol, price in sorted(point.fill_prices.items()):
-        close = Decimal(str(row[symbol])) if symbol in row.index else None
+        close = Decimal(str(row[symbol])) if symbol in row else None
         if close and abs(price / close - 1) > fill_price_tolerance:
             reasons.append(
                 f"a fill price: {symbol} filled at {price}, adjusted close "

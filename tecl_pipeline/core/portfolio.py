@@ -354,6 +354,12 @@ def target_quantities(
     }
 
 
+def invested_share(weight: Decimal, cash_reserve: Decimal) -> Decimal:
+    """The share of equity a weight is bought to: the reserve stays in cash
+    (`target_quantities`), so a held position is measured against this, not the weight."""
+    return weight * (ONE - cash_reserve)
+
+
 def trade_notional(qty: Decimal, price: Decimal) -> Decimal:
     """|qty| x price, rounded to the cent (half-even): a trade's (or a residual's) value."""
     return _cents(_value(abs(qty), price), ROUND_HALF_EVEN)

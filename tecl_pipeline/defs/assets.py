@@ -5,6 +5,7 @@ Each asset loads its inputs, calls the pure core, and returns the result with th
 a person checks in the UI. Anything that makes trading unsafe stops the chain as a refusal.
 """
 
+import logging
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -19,11 +20,25 @@ from tecl_pipeline.core.data_quality import require_trustworthy
 from tecl_pipeline.core.errors import RefusedToTrade, TradingStopped, describe
 from tecl_pipeline.core.indicators import indicator_table
 from tecl_pipeline.core.outcomes import OUTCOME, Outcome
+from tecl_pipeline.core.performance import (
+    SessionFigures,
+    account_figures,
+    figures_after,
+    position_figures,
+)
 from tecl_pipeline.core.portfolio import round_price, to_decimal
 from tecl_pipeline.core.strategy import Decision, evaluate_tecl_table
 from tecl_pipeline.core.universe import HOLDINGS, SYMBOLS
+from tecl_pipeline.defs.daily_summary import DAILY_SUMMARY, daily_summary
 from tecl_pipeline.defs.partitions import CALENDAR, session_partitions
-from tecl_pipeline.defs.presentation import ORDER_HEADERS, markdown_table, order_rows, percent
+from tecl_pipeline.defs.presentation import (
+    ORDER_HEADERS,
+    markdown_table,
+    money,
+    order_rows,
+    percent,
+    share_price,
+)
 from tecl_pipeline.defs.refusals import refusing_to_trade, tell_checks_session_refused
 from tecl_pipeline.defs.resources import (
     BrokerResource,
@@ -33,7 +48,8 @@ from tecl_pipeline.defs.resources import (
     TradingPolicyResource,
 )
 from tecl_pipeline.defs.run_tags import LEAF_TAG, OUTCOME_TAG, tag_run, trading_outcome
-from tecl_pipeline.state.journal.records import SessionRecord
+from tecl_pipeline.state.journal.base import JournalStore
+from tecl_pipeline.state.journal.records import SessionRecord, account_point, record_basis
 from tecl_pipeline.state.locks import session_lock
 from tecl_pipeline.trading.broker import Broker
 from tecl_pipeline.trading.execution import (
@@ -164,7 +180,7 @@ def market_data(
         (
             s,
             latest[s].date() if latest[s] is not None else "-",
-            f"{closes[s].iloc[-1]:.4f}",
+            share_price(float(closes[s].iloc[-1])),
             *_trade_cells(trades.get(s)),
         )
         for s in closes.columns
@@ -180,7 +196,9 @@ def market_data(
             "first_date": str(closes.index[0].date()) if len(closes) else "-",
             "decision_price": source.price_basis,
             "latest_bars": markdown_table(
-                ("symbol", "latest bar", "close", "latest trade", "traded at", "feed"), rows
+                ("symbol", "latest bar", "close", "latest trade", "traded at", "feed"),
+                rows,
+                empty="no closes: the data source returned no symbol",
             ),
         },
     )
@@ -189,7 +207,7 @@ def market_data(
 def _trade_cells(trade: Trade | None) -> tuple[str, str, str]:
     if trade is None:
         return ("-", "-", "-")
-    return (str(trade.price), traded_at(trade), trade.feed)
+    return (share_price(trade.price), traded_at(trade), trade.feed)
 
 
 @asset(group_name=GROUP, partitions_def=session_partitions, kinds={"pandas"})
@@ -204,7 +222,13 @@ def indicators(
         require_trustworthy(market_data, session, CALENDAR)
         table = indicator_table(market_data[list(SYMBOLS)])
     rows = [
-        (s, f"{r.price:.4f}", f"{r.sma_200:.4f}", f"{r.rsi_10:.2f}", f"{r.rsi_9:.2f}")
+        (
+            s,
+            share_price(float(r.price)),
+            share_price(float(r.sma_200)),
+            f"{r.rsi_10:.2f}",
+            f"{r.rsi_9:.2f}",
+        )
         for s, r in table.iterrows()
     ]
     return Output(
@@ -236,11 +260,13 @@ def signal(
             "allocation": markdown_table(
                 ("symbol", "weight"),
                 [(s, percent(w)) for s, w in decision.allocation.items()],
+                empty="no holding: the decision allocates nothing",
             ),
         },
     )
 
 
+# The reconciliation with the journal is failure mode D4, the corporate action X2.
 @asset(group_name=GROUP, partitions_def=session_partitions, kinds={"python", "alpaca"})
 def target_allocation(
     context: AssetExecutionContext,
@@ -254,8 +280,8 @@ def target_allocation(
     """Weights turned into share quantities at the account's equity, and the planned orders.
 
     Also reconciles the broker's positions with the journal of the last session and the
-    fills since (D4): a difference no order explains is a corporate action (X2), shown here
-    and never traded against, since quantities always come from the broker.
+    fills since: a difference no order explains is a corporate action, shown here and never
+    traded against, since quantities always come from the broker.
     """
     session = _session(context)
     with _refusals(context, observability):
@@ -301,7 +327,7 @@ def target_allocation(
         (
             s,
             percent(signal.allocation.get(s, Decimal(0))),
-            prices[s],
+            share_price(prices[s]),
             plan.targets.get(s, Decimal(0)),
             snapshot.held.get(s, Decimal(0)),
         )
@@ -313,7 +339,11 @@ def target_allocation(
         metadata={
             "equity": float(snapshot.account.equity),
             "cash": float(snapshot.account.cash),
-            "targets": markdown_table(("symbol", "weight", "price", "target qty", "held"), rows),
+            "targets": markdown_table(
+                ("symbol", "weight", "price", "target qty", "held"),
+                rows,
+                empty="no target and nothing held",
+            ),
             "journal": journal.location,
             "previous_record": f"{previous.session} run {previous.run_id}" if previous else "-",
             "spooled_records_replayed": replayed,
@@ -321,14 +351,17 @@ def target_allocation(
             "journal_vs_broker": markdown_table(
                 ("symbol", "journal + fills", "broker", "note"),
                 [(c.symbol, c.expected, c.actual, _no_order_note(unrecorded)) for c in changes],
+                empty="no difference: the broker holds what the journal and fills say",
             ),
             "planned_orders": markdown_table(
                 ("side", "symbol", "qty", "notional"),
-                [(o.side, o.symbol, o.qty, o.notional) for o in plan.orders],
+                [(o.side, o.symbol, o.qty, money(o.notional)) for o in plan.orders],
+                empty="no orders planned: every position is within a minimum trade of its target",
             ),
             "decision_prices": markdown_table(
                 ("symbol", "decision price", "broker's latest trade", "traded at", "feed", "age"),
                 _price_rows(read_prices, snapshot),
+                empty="no decision prices",
             ),
             "max_price_age_minutes": policy.max_price_age.total_seconds() / 60,
         },
@@ -344,9 +377,10 @@ def _price_rows(
     for symbol, price in decided.items():
         trade = snapshot.quotes.get(symbol)
         if trade is None or snapshot.quoted_at is None:
-            rows.append((symbol, price, "-", "-", "-", "-"))
+            rows.append((symbol, share_price(price), "-", "-", "-", "-"))
             continue
-        rows.append((symbol, price, *_trade_cells(trade), minutes(trade.age(snapshot.quoted_at))))
+        age = minutes(trade.age(snapshot.quoted_at))
+        rows.append((symbol, share_price(price), *_trade_cells(trade), age))
     return rows
 
 
@@ -472,11 +506,30 @@ def executed_orders(
         metadata={
             "broker": report.broker,
             "orders_sent": len(report.sent),
-            "orders": markdown_table(ORDER_HEADERS, order_rows(report.sent)),
-            "session_orders": markdown_table(ORDER_HEADERS, order_rows(report.session_orders)),
-            "skipped": markdown_table(("symbol", "reason"), report.skipped),
+            **_order_tables(report),
+            "skipped": markdown_table(
+                ("symbol", "reason"), report.skipped, empty="no skipped orders"
+            ),
         },
     )
+
+
+SAME_ORDERS = "the same orders as `orders`: every order of the session is one this run sent"
+
+
+def _order_tables(report: ExecutionReport) -> dict[str, MetadataValue]:
+    """This run's orders and the session's orders at the broker. Usually they are the same
+    rows, shown once; both tables only when they differ: a re-run that sent nothing, orders
+    an earlier run of the session sent, or the broker reporting an order otherwise."""
+    sent = order_rows(report.sent)
+    at_broker = order_rows(report.session_orders)
+    orders = markdown_table(ORDER_HEADERS, sent, empty="no orders sent by this run")
+    if sent and set(sent) == set(at_broker):
+        return {"orders": orders, "session_orders": MetadataValue.md(SAME_ORDERS)}
+    session_orders = markdown_table(
+        ORDER_HEADERS, at_broker, empty="no orders of this session at the broker"
+    )
+    return {"orders": orders, "session_orders": session_orders}
 
 
 @asset(group_name=GROUP, partitions_def=session_partitions, kinds={"python", "alpaca"})
@@ -491,11 +544,13 @@ def post_trade_positions(
     state: StateResource,
     observability: ObservabilityResource,
 ) -> Output:
-    """Positions at the broker after trading, their distance from the target, journaled.
+    """Positions at the broker after trading, their distance from the target, journaled,
+    and the account's figures since its first session.
 
-    A journal write that fails is spooled on this machine and written by the next run (D1);
-    the step still fails, loudly, so that nobody mistakes an unrecorded session for done.
+    A journal write that fails is spooled on this machine and written by the next run; the
+    step still fails, loudly, so that nobody mistakes an unrecorded session for done.
     """
+    # The spooled write is D1's promise.
     session = _session(context)
     with broker.connect(session) as client:
         account = client.get_account()
@@ -521,9 +576,33 @@ def post_trade_positions(
         prices=dict(target_allocation.prices),
         residuals={r.symbol: r.qty for r in left.open},
     )
-    path = state.journal(on_event=_journal_alerts(context, observability)).append(record)
+    journal = state.journal(on_event=_journal_alerts(context, observability))
+    figures = _figures_of(journal, record, context.log)
+    if figures is not None:
+        # The next session measures its figures from this record alone.
+        record = record.model_copy(
+            update={
+                "first_session": figures.first_session,
+                "first_equity": figures.first_equity,
+                "peak_equity": figures.peak,
+            }
+        )
+    path = journal.append(record)
     tag_run(
         context.instance, context.run.run_id, {OUTCOME_TAG: trading_outcome(executed_orders).value}
+    )
+    # The session in a few lines for a phone, once it is journaled; neither the builder
+    # nor the alert path raises, so the summary never fails the step.
+    summary = daily_summary(
+        signal, executed_orders, target_allocation, left, figures, orders=session_orders
+    )
+    observability.alert(
+        DAILY_SUMMARY,
+        summary.title,
+        summary.detail,
+        session=session,
+        run_id=context.run.run_id,
+        severity=Severity.INFO,
     )
     result = PostTradePositions(
         session=session,
@@ -539,23 +618,38 @@ def post_trade_positions(
         residuals_below_minimum={r.symbol: r.qty for r in left.below_minimum},
     )
     residual_headers = ("symbol", "target - held", "value")
+    held = position_figures(positions, target_allocation.prices, account.equity, signal.allocation)
     return Output(
         result,
         metadata={
+            # Numbers, so that the Plots tab draws each of them by session.
             "equity": float(account.equity),
             "cash": float(account.cash),
+            **_account_metadata(figures),
             "positions": markdown_table(
-                ("symbol", "qty", "target", "price"),
+                ("symbol", "qty", "target qty", "price", "value", "weight", "target weight"),
                 [
-                    (s, q, targets.get(s, Decimal(0)), target_allocation.prices.get(s, "-"))
-                    for s, q in positions.items()
+                    (
+                        p.symbol,
+                        p.qty,
+                        targets.get(p.symbol, Decimal(0)),
+                        share_price(p.price) if p.price is not None else "-",
+                        money(p.value) if p.value is not None else "-",
+                        percent(p.weight) if p.weight is not None else "-",
+                        percent(p.target_weight),
+                    )
+                    for p in held
                 ],
             ),
             "residuals": markdown_table(
-                residual_headers, [(r.symbol, r.qty, r.notional) for r in left.open]
+                residual_headers,
+                [(r.symbol, r.qty, _value(r.notional)) for r in left.open],
+                empty="no residuals: every position is at its target",
             ),
             "residuals_below_minimum": markdown_table(
-                residual_headers, [(r.symbol, r.qty, r.notional) for r in left.below_minimum]
+                residual_headers,
+                [(r.symbol, r.qty, _value(r.notional)) for r in left.below_minimum],
+                empty="none",
             ),
             "residual_count": len(left.open),
             # What the residuals sensor reads (B6): numbers, not the tables above.
@@ -563,6 +657,55 @@ def post_trade_positions(
             "journal_record": MetadataValue.path(str(path)),
         },
     )
+
+
+def _value(notional: Decimal | None) -> str:
+    return money(notional) if notional is not None else "no price"
+
+
+def _account_metadata(figures: SessionFigures | None) -> dict[str, MetadataValue]:
+    if figures is None:
+        return {"account": MetadataValue.md("Figures unavailable: see the run's log.")}
+    return {
+        "day_pnl": MetadataValue.float(float(figures.day_pnl)),
+        "total_pnl": MetadataValue.float(float(figures.total_pnl)),
+        "total_return": MetadataValue.float(float(figures.total_return)),
+        "drawdown": MetadataValue.float(float(figures.drawdown)),
+        "account": markdown_table(
+            ("equity", "cash", "day P&L", "P&L since first session", "return", "drawdown"),
+            [
+                (
+                    money(figures.equity),
+                    money(figures.cash),
+                    money(figures.day_pnl),
+                    money(figures.total_pnl),
+                    percent(figures.total_return),
+                    percent(figures.drawdown),
+                )
+            ],
+        ),
+        "first_session": MetadataValue.text(str(figures.first_session)),
+    }
+
+
+def _figures_of(
+    journal: JournalStore, record: SessionRecord, log: logging.Logger
+) -> SessionFigures | None:
+    """`record`'s account figures, from the previous session's record (its basis); None,
+    said in the log, when the journal cannot give them: the session has traded by now, and
+    its record must be written whatever the figures."""
+    try:
+        previous = journal.latest_before(record.session)
+        basis = record_basis(previous) if previous is not None else None
+        if previous is not None and basis is None:
+            # A record that keeps no basis (version 1): worked out from the whole journal,
+            # once; the record written now carries it on.
+            past = [account_point(r) for r in journal.history() if r.session < record.session]
+            basis = account_figures(past)[-1].basis
+        return figures_after(basis, account_point(record))
+    except Exception as exc:
+        log.warning(f"account figures unavailable: {describe(exc)}")
+        return None
 
 
 TRADING_ASSETS = (

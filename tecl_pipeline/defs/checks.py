@@ -16,7 +16,12 @@ from dagster import (
     asset_check,
 )
 
-from tecl_pipeline.core.data_quality import FRESHNESS_KINDS, data_problems
+from tecl_pipeline.core.data_quality import (
+    FRESHNESS_KINDS,
+    data_problems,
+    describe_problems,
+    group_problems,
+)
 from tecl_pipeline.core.errors import TradingWindowError
 from tecl_pipeline.core.outcomes import CHECKED
 from tecl_pipeline.core.strategy import Decision
@@ -65,37 +70,43 @@ def _evaluate(
         description=(
             f"market data {what} for session {session}"
             if not problems
-            else f"not trading session {session}: " + "; ".join(str(p) for p in problems)
+            else f"not trading session {session}: {describe_problems(problems)}"
         ),
         metadata={
             "session": session.isoformat(),
             "problems": markdown_table(
-                ("symbol", "problem", "detail"), [(p.symbol, p.kind, p.detail) for p in problems]
+                ("symbols", "problem", "detail"),
+                [(", ".join(g.symbols), g.kind, g.detail) for g in group_problems(problems)],
+                empty=f"no problem: market data {what} for session {session}",
             ),
         },
     )
 
 
+# Failure mode T1 (missing or stale data).
 def _market_data_fresh(
     context: AssetCheckExecutionContext, market_data: pd.DataFrame
 ) -> AssetCheckResult:
-    """Every symbol is there, its latest bar is the session, with a full warm-up (T1)."""
+    """Every symbol is there, its latest bar is the session, with a full warm-up."""
     return _evaluate(context, market_data, fresh=True)
 
 
+# Failure modes T1 (bad data), T4 (implausible jumps), X2 (unadjusted corporate actions).
 def _market_data_sane(
     context: AssetCheckExecutionContext, market_data: pd.DataFrame
 ) -> AssetCheckResult:
     """Dates unique and in order, no NaN in the window, positive prices, and no one-day
-    move beyond what the fund can make without a corporate action (T1, T4, X2)."""
+    move beyond what the fund can make without a corporate action."""
     return _evaluate(context, market_data, fresh=False)
 
 
+# Failure modes D4 (desynchronisation), B6 (partial fills), X3 (duplicate triggers),
+# B7 (buying power).
 def _post_trade_reconciled(
     context: AssetCheckExecutionContext, post_trade_positions: PostTradePositions
 ) -> AssetCheckResult:
     """No residual worth a trade by the minimum-trade rule execution used, no order of the
-    session still working, no client order id used twice, no margin loan (D4, B6, X3, B7)."""
+    session still working, no client order id used twice, no margin loan."""
     after = post_trade_positions
     problems = post_trade_problems(
         after.targets,
@@ -149,16 +160,18 @@ def _signal_parity(
     )
 
 
+# Failure modes: account and funding X8, B7; prices T4, X2; trading window T2, T3;
+# journal vs broker D4.
 def _pre_trade_ready(
     context: AssetCheckExecutionContext,
     target_allocation: TargetAllocation,
     broker: BrokerResource,
     trading_policy: TradingPolicyResource,
 ) -> AssetCheckResult:
-    """Blocking before the orders: USD account not blocked, the plan funded (X8, B7),
-    decision prices confirmed by the broker's latest trades (T4, X2), the market open inside
-    the session's window by the broker's clock (T2, T3). Journal-vs-broker
-    differences (D4) only warn: a split is one, and it must not stop the trading day."""
+    """Blocking before the orders: USD account not blocked, the plan funded, decision prices
+    confirmed by the broker's latest trades, the market open inside the session's window by
+    the broker's clock. Journal-vs-broker differences only warn: a split is one, and it must
+    not stop the trading day."""
     session = target_allocation.session
     snapshot = target_allocation.broker_before
     problems = pre_trade_problems(snapshot.account, snapshot.plan) + list(snapshot.price_problems)

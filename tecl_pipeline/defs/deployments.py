@@ -69,13 +69,24 @@ def run_labels(settings: Settings, market_data: MarketDataResource) -> dict[str,
 
 
 def alerts_resource(settings: Settings) -> AlertsResource:
+    """The deployment's alert sinks. Apprise URLs are checked here, as the definitions load
+    (https only, C4, S5): the resource itself only ever sees the EnvVar, resolved when a run
+    starts."""
+    redactor = Redactor.for_settings(settings)
+    apprise = settings.alert_apprise_url
+    if apprise is not None:
+        from tecl_pipeline.observability.apprise_sink import apprise_sinks
+
+        # Raises ConfigError naming TECL_APPRISE_URL, in one line without the URL.
+        apprise_sinks(apprise.get_secret_value(), redactor)
     return AlertsResource(
         log_dir=str(settings.logs_dir),
         alert_file=None if settings.alert_file is None else str(settings.alert_file),
         webhook_url=None
         if settings.alert_webhook_url is None
         else EnvVar(ENV_KEYS["alert_webhook_url"]),
-        redactor=Redactor.for_settings(settings),
+        apprise_url=None if apprise is None else EnvVar(ENV_KEYS["alert_apprise_url"]),
+        redactor=redactor,
     )
 
 

@@ -50,7 +50,7 @@ from tecl_pipeline.core.data_quality import require_sessions_only
 from tecl_pipeline.core.strategy import signal_history
 from tecl_pipeline.core.universe import SYMBOLS
 from tecl_pipeline.defs.partitions import CALENDAR
-from tecl_pipeline.defs.presentation import markdown_table
+from tecl_pipeline.defs.presentation import inline_table, markdown_table
 from tecl_pipeline.defs.resources import MarketDataResource, StateResource
 from tecl_pipeline.defs.run_report import error_cause, is_untrusted_input
 from tecl_pipeline.state.history_store import Provenance, read_signals, replace_range
@@ -119,7 +119,9 @@ def _signal_history_table(
             "first_session": str(rows.index[0].date()) if written else "-",
             "last_session": str(rows.index[-1].date()) if written else "-",
             "rows_per_year": markdown_table(
-                ("year", "sessions"), [(y, int(n)) for y, n in per_year.items()]
+                ("year", "sessions"),
+                [(y, int(n)) for y, n in per_year.items()],
+                empty="no sessions with enough data in this range",
             ),
             "leaf_counts": markdown_table(("leaf", "sessions", "share"), leaf_rows(leaf_counts))
             if written
@@ -190,13 +192,15 @@ def backtest(
     strategy = result.figures[STRATEGY]
     return MaterializeResult(
         metadata={
-            "figures": markdown_table(FIGURE_HEADERS, figure_rows(result)),
+            "figures": inline_table(FIGURE_HEADERS, figure_rows(result)),
             "convention": MetadataValue.md(result.convention),
             # The UI renders a markdown image with a data URI inline; the file is for sharing.
             "plot": MetadataValue.md(f"![backtest equity](data:image/png;base64,{data_uri})"),
             "plot_path": MetadataValue.path(str(png_path)),
             "leaf_counts": markdown_table(
-                ("leaf", "sessions", "share"), leaf_rows(result.leaf_counts)
+                ("leaf", "sessions", "share"),
+                leaf_rows(result.leaf_counts),
+                empty="no decisions in the history",
             ),
             "first_decision": str(strategy.start.date()),
             "last_decision": str(strategy.end.date()),

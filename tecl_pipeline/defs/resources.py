@@ -84,18 +84,23 @@ def _now() -> datetime:
     return datetime.now().astimezone()
 
 
+# Failure modes X9 (alert routing) and S2 (no secret in what it sends). The docstring is
+# the UI's description of the resource: plain sentences, the IDs stay here.
 class AlertsResource(ConfigurableResource):
-    """Where alerts go: the log, the alert file (or <log_dir>/alerts.jsonl) and the webhook
-    (X9). Runs alert through it (via `ObservabilityResource`), and so do the sensors.
+    """Where alerts go: the log, the alert file (or <log_dir>/alerts.jsonl), the webhook and
+    apprise (Telegram, Discord, e-mail, ntfy...). Runs alert through it (via
+    `ObservabilityResource`), and so do the sensors.
 
-    The webhook URL is a credential (whoever holds it can post to the channel), so it
-    arrives as an EnvVar like the broker keys. The redactor knows the deployment's secret
-    values; it is built from the settings, never from config (S2).
+    The webhook URL and the apprise URLs are credentials (whoever holds one can post to the
+    channel), so they arrive as EnvVars like the broker keys. The redactor knows the
+    deployment's secret values; it is built from the settings, never from config.
     """
 
     log_dir: str | None = None
     alert_file: str | None = None
     webhook_url: str | None = None
+    # One or more apprise URLs (TECL_APPRISE_URL), https forms only.
+    apprise_url: str | None = None
     redactor: ResourceDependency[Redactor]
 
     def alerter(self) -> "Alerter":
@@ -108,11 +113,13 @@ class AlertsResource(ConfigurableResource):
             log_dir=None if self.log_dir is None else Path(self.log_dir),
             alert_file=None if self.alert_file is None else Path(self.alert_file),
             webhook_url=self.webhook_url,
+            apprise_urls=self.apprise_url,
         )
 
 
+# Failure modes D7 (structured logs), S2 (redaction), X9 (alert routing).
 class ObservabilityResource(ConfigurableResource):
-    """Structured, redacted JSON logs and the alert path of a run (D7, S2, X9)."""
+    """Structured, redacted JSON logs and the alert path of a run."""
 
     log_dir: str
     alerts: ResourceDependency[AlertsResource]
@@ -272,10 +279,12 @@ class StateResource(CheckedResource):
 
     _s3_client: Any = PrivateAttr(default=None)
 
-    def journal(self, on_event: EventSink | None = None) -> "JournalStore":
+    def journal(
+        self, on_event: EventSink | None = None, *, read_only: bool = False
+    ) -> "JournalStore":
         """The journal store; S3 through a client with timeouts whose retries are the
         journal's, made once per run (a boto3 client loads its service model from disk: ~0.3 s
-        each)."""
+        each). `read_only`: for readers that are not runs (see `open_journal`)."""
         from tecl_pipeline.adapters.journal_store import open_journal
 
         if self._s3_client is None and urlsplit(self.state_uri).scheme == "s3":
@@ -287,6 +296,7 @@ class StateResource(CheckedResource):
             spool_dir=Path(self.local_dir) / "spool",
             s3_client=self._s3_client,
             on_event=on_event,
+            read_only=read_only,
         )
 
     @property
@@ -478,8 +488,9 @@ class BrokerResource(CheckedResource):
         )
 
 
+# Failure mode T9 (risk rules).
 class TradingPolicyResource(CheckedResource):
-    """How targets become orders, and the risk limits checked before any order (T9).
+    """How targets become orders, and the risk limits checked before any order.
 
     Amounts are decimal strings: Dagster config has no Decimal, and floats would round.
     """

@@ -19,7 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-from tecl_pipeline.core.portfolio import round_price, to_decimal
+from tecl_pipeline.core.performance import WEIGHT_TOLERANCE
+from tecl_pipeline.core.portfolio import invested_share, round_price, to_decimal
 from tecl_pipeline.core.strategy import signal_history
 from tecl_pipeline.core.universe import HOLDINGS, SYMBOLS
 from tecl_pipeline.defs.partitions import CALENDAR
@@ -32,9 +33,6 @@ from tecl_pipeline.trading.models import Order, OrderSide
 REPLAY_START = date(2021, 11, 29)
 REPLAY_END = date(2026, 7, 31)
 CENT = Decimal("0.01")
-# After trading, each holding's share of equity is its target weight less the cash reserve,
-# give or take rounding to whole shares at the tick; more than this is a wrong position.
-WEIGHT_TOLERANCE = Decimal("0.01")
 
 
 @dataclass
@@ -161,7 +159,7 @@ def holding_problems(
         return [*problems, f"equity {record.equity}"] if weights else problems
     for symbol, weight in weights.items():
         share = record.positions.get(symbol, Decimal(0)) * prices[symbol] / record.equity
-        if abs(share - weight * (1 - cash_reserve)) > WEIGHT_TOLERANCE:
+        if abs(share - invested_share(weight, cash_reserve)) > WEIGHT_TOLERANCE:
             problems.append(f"{symbol} is {share:.4f} of equity, target {weight}")
     return problems
 

@@ -212,9 +212,14 @@ def _mrkdwn(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def headline(alert: Alert) -> str:
+    """The alert's severity and title on one line: a notification's heading."""
+    return f"{_SEVERITY_MARK[alert.severity]} {alert.title}"
+
+
 def slack_payload(alert: Alert) -> dict[str, object]:
     """Slack incoming-webhook JSON: fallback `text` plus header, detail and context blocks."""
-    header = f"{_SEVERITY_MARK[alert.severity]} {alert.title}"
+    header = headline(alert)
     context = [f"*kind* {_mrkdwn(alert.kind)}", f"*severity* {alert.severity}"]
     if alert.session:
         context.append(f"*session* {alert.session.isoformat()}")
@@ -430,13 +435,19 @@ def build_alerter(
     log_dir: Path | None,
     alert_file: Path | None = None,
     webhook_url: str | None = None,
+    apprise_urls: str | None = None,
     auth_failure_threshold: int = 3,
     auth_failure_window: timedelta = timedelta(minutes=15),
     stream: TextIO | None = None,
 ) -> Alerter:
     """Log sink always; file sink at `alert_file` or <log_dir>/alerts.jsonl; webhook at
-    `webhook_url` if set. A malformed URL raises ConfigError naming TECL_ALERT_WEBHOOK_URL,
-    before anything runs (C4)."""
+    `webhook_url` if set; one apprise sink per URL of `apprise_urls` if set. A malformed
+    URL raises ConfigError naming TECL_ALERT_WEBHOOK_URL, an apprise URL that is not https
+    one naming TECL_APPRISE_URL, before anything runs (C4, S5).
+
+    Every sink gets every alert, INFO ones included (the daily summary, a spooled record
+    written): INFO alerts are a few a session, and a route that left them out would leave
+    a person who reads only that route without the day's summary."""
     sinks: list[AlertSink] = [LogSink(logging.getLogger(f"{LOGGER_NAME}.alerts"))]
     if alert_file is not None:
         sinks.append(FileSink(alert_file))
@@ -455,6 +466,13 @@ def build_alerter(
             raise ConfigError(
                 f"{ENV_KEYS['alert_webhook_url']}: {redactor.redact(str(exc))}"
             ) from None
+    if (apprise_urls or "").strip():
+        # Imported only when configured: the other sinks need nothing but the stdlib.
+        from tecl_pipeline.observability.apprise_sink import apprise_sinks
+
+        # Last: sinks run in turn, and a slow apprise service (up to its own timeout) must
+        # not hold up the local record or the webhook.
+        sinks.extend(apprise_sinks(apprise_urls or "", redactor))
     return Alerter(
         sinks,
         redactor,

@@ -99,6 +99,20 @@ def current_log_context() -> LogContext:
 
 
 @contextmanager
+def records_dropped(logger_name: str = "") -> Iterator[None]:
+    """While the block runs, records of `logger_name` (the root logger by default) that no
+    other handler takes are dropped: without any handler Python prints them raw on stderr,
+    where a command promises one line. What matters is then said by the caller, once."""
+    logger = logging.getLogger(logger_name)
+    held = logging.NullHandler()
+    logger.addHandler(held)
+    try:
+        yield
+    finally:
+        logger.removeHandler(held)
+
+
+@contextmanager
 def log_context(
     *, run_id: str | None = None, session: date | str | None = None, step: str | None = None
 ) -> Iterator[LogContext]:

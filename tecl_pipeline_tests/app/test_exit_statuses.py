@@ -345,6 +345,24 @@ def test_bad_dagster_yaml_is_one_line_naming_the_file(tmp_path):
     assert str(home / "dagster.yaml") in one_line(done.stderr)
 
 
+def test_a_session_that_is_not_a_partition_yet_says_when_it_will_be(tmp_path):
+    """A run for tomorrow's session (or today's before dawn in New York) is refused in one
+    line that says when the session becomes a partition."""
+    from datetime import datetime
+
+    from tecl_pipeline.core.calendar import EXCHANGE_TZ
+    from tecl_pipeline.defs.partitions import CALENDAR, partition_opens
+
+    upcoming = CALENDAR.next_session(datetime.now(EXCHANGE_TZ).date())
+    done = run_tecl(["run", "--session", upcoming.isoformat()], tmp_path)
+
+    assert done.returncode == 2, done.stderr
+    line = one_line(done.stderr + done.stdout)
+    opens = partition_opens(upcoming)
+    assert f"{upcoming} is not a trading partition yet" in line
+    assert f"{opens:%Y-%m-%d %H:%M}" in line
+
+
 def test_backfill_outside_the_history_is_one_line(tmp_path, market_dir):
     done = tecl(
         ["backfill", "--start", "1990-01-01", "--end", "1990-12-31"],

@@ -18,6 +18,7 @@ KINDS = {
     "post_trade_positions": {"python", "alpaca"},
     "signal_history_table": {"pandas", "sqlite"},
     "backtest": {"pandas"},
+    "live_performance": {"pandas"},
 }
 
 

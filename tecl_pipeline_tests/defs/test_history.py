@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from dagster import AssetKey, DagsterInstance, Definitions, MetadataValue
+from dagster import AssetKey, DagsterInstance, Definitions, MetadataValue, TableMetadataValue
 
 from tecl_pipeline.config.settings import Settings
+from tecl_pipeline.core.backtest import FIGURE_HEADERS
 from tecl_pipeline.core.strategy import signal_history
 from tecl_pipeline.core.universe import HOLDINGS
 from tecl_pipeline.definitions import build_definitions
@@ -203,9 +204,14 @@ def test_backtest_asset_after_a_backfill(
     assert result.success
     (event,) = result.get_asset_materialization_events()
     metadata = event.materialization.metadata
-    figures = text(metadata, "figures")
-    assert "| strategy |" in figures
-    assert "| TECL |" in figures and "| SPY |" in figures
+    # A table value: the UI draws it in place at any size, where a markdown value of 1,000
+    # characters or more sits behind "[Show Markdown]" (ui-core MetadataEntry.tsx).
+    figures = metadata["figures"]
+    assert isinstance(figures, TableMetadataValue)
+    assert [column.name for column in figures.schema.columns] == list(FIGURE_HEADERS)
+    rows = {record.data["series"]: record.data for record in figures.records}
+    assert {"strategy", "TECL", "SPY"} <= rows.keys()
+    assert rows["strategy"]["CAGR"] == f"{metadata['cagr'].value:.2%}"
     assert text(metadata, "plot").startswith("![backtest equity](data:image/png;base64,")
     assert Path(text(metadata, "plot_path")) == table.parent / BACKTEST_PNG
     assert (table.parent / BACKTEST_PNG).read_bytes().startswith(b"\x89PNG")

@@ -22,11 +22,13 @@ from dagster import (
     build_sensor_context,
 )
 
+from tecl_pipeline.common.events import Severity
 from tecl_pipeline.config.settings import Settings
 from tecl_pipeline.definitions import build_definitions
 from tecl_pipeline.defs.assets import RESIDUAL_REPORT
 from tecl_pipeline.defs.failure_alerts import RUN_ALERTED_TAG
 from tecl_pipeline.defs.partitions import session_of
+from tecl_pipeline.defs.performance import LIVE_PERFORMANCE_JOB
 from tecl_pipeline.defs.resources import AlertsResource
 from tecl_pipeline.defs.run_tags import OUTCOME_TAG, OutcomeLabel
 from tecl_pipeline.defs.sensors import (
@@ -138,15 +140,16 @@ def report_post_trade(
 def test_sensors_load_in_the_project_definitions(tmp_path):
     project = build_definitions(Settings(state_uri=tmp_path.as_uri()))
     Definitions.validate_loadable(project)
-    assert (
-        {s.name for s in project.sensors or []}
-        == {s.name for s in ALERT_SENSORS}
-        == {
-            "run_failure_alert_sensor",
-            "missed_session_sensor",
-            "residuals_sensor",
-        }
-    )
+    assert {s.name for s in ALERT_SENSORS} == {
+        "run_failure_alert_sensor",
+        "missed_session_sensor",
+        "residuals_sensor",
+    }
+    # Besides the alerts, the one that keeps live_performance up to date.
+    assert {s.name for s in project.sensors or []} == {
+        *(s.name for s in ALERT_SENSORS),
+        "live_performance_sensor",
+    }
 
 
 # -- C1: run failure -------------------------------------------------------------------------
@@ -218,6 +221,26 @@ def test_run_that_died_without_a_step_failure_alerts_once_from_the_sensor(
     assert instance.get_run_by_id(first).tags[RUN_ALERTED_TAG] == "sensor"
     # Runs can be told apart in the UI: no step said how these ended, the sensor did.
     assert instance.get_run_by_id(second).tags[OUTCOME_TAG] == OutcomeLabel.ERROR
+
+
+def test_a_failed_live_performance_run_alerts_once_as_a_warning(tmp_path, instance, sink, alerts):
+    """The page a person reads to see how the account does must not go stale in silence; a
+    warning, as nothing traded; no outcome tag, which belongs to trading runs."""
+    sensor = build_run_failure_alert_sensor()
+    repository = repository_with(sensor, tmp_path / "repo-state")
+    cursor = tick(sensor, alerts, instance, None, repository)
+    job = build_definitions(Settings(state_uri=(tmp_path / "s").as_uri())).resolve_job_def(
+        LIVE_PERFORMANCE_JOB
+    )
+    run = instance.create_run_for_job(job_def=job)
+    instance.report_run_failed(run, "no closes for the journal's sessions")
+    for _ in range(2):
+        cursor = tick(sensor, alerts, instance, cursor, repository)
+
+    [alert] = sink.sent
+    assert (alert.run_id, alert.severity) == (run.run_id, Severity.WARNING)
+    assert alert.title == f"{LIVE_PERFORMANCE_JOB} failed"
+    assert OUTCOME_TAG not in instance.get_run_by_id(run.run_id).tags
 
 
 def test_default_run_failure_sensor_uses_the_alert_file(tmp_path, instance):

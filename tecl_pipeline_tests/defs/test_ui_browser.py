@@ -7,22 +7,24 @@ succeed and saves screenshots under the test's tmp_path.
 
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
+from dagster import AssetKey, DagsterInstance, TableMetadataValue
 from playwright.sync_api import Page, expect
 
+from tecl_pipeline.config.settings import Settings
+from tecl_pipeline.definitions import build_definitions
 from tecl_pipeline.defs.assets import GROUP, TRADING_ASSETS
 from tecl_pipeline.defs.checks import TRADING_CHECKS
-from tecl_pipeline_tests.browser import browser_page, requires_chromium
+from tecl_pipeline.defs.history import run_backfill
+from tecl_pipeline_tests.app.cli_helpers import user_environ
+from tecl_pipeline_tests.browser import browser_page, dagster_webserver, requires_chromium
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,7 +36,6 @@ for _checks in TRADING_CHECKS:
     for _key in _checks.check_keys:
         CHECKS.setdefault(_key.asset_key.to_user_string(), []).append(_key.name)
 SESSION = "2026-11-24"
-SERVER_START_S = 60
 RUN_S = 300
 
 # A direct launch (one partition) goes to the run launcher at once: no daemon in this test.
@@ -78,28 +79,6 @@ def _launch_params() -> dict[str, object]:
     }
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """End the webserver and its code server: its own process group, TERM then KILL."""
-    if process.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def _graphql(base_url: str, query: str, variables: dict[str, object]) -> dict:
     request = urllib.request.Request(
         f"{base_url}/graphql",
@@ -118,56 +97,25 @@ def _session_runs(base_url: str) -> list[dict]:
     return runs["results"]
 
 
-@pytest.fixture
-def webserver(tmp_path: Path) -> Iterator[str]:
-    """`dagster-webserver` for the project's code location (pyproject.toml [tool.dg]) in demo
-    mode, on a free loopback port."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(DAGSTER_YAML)
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("ALPACA_", "TECL_", "DAGSTER_"))
-    }
-    env |= {
-        "DAGSTER_HOME": str(home),
+def _server_env(tmp_path: Path) -> dict[str, str]:
+    """The project's settings the webserver runs with: demo mode, everything under tmp_path."""
+    return {
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
         "TECL_STATE_URI": (tmp_path / "state").as_uri(),
         "TECL_LOCAL_DIR": str(tmp_path / "local"),
         "TECL_LOG_DIR": str(tmp_path / "logs"),
     }
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    log_path = tmp_path / "webserver.log"
-    executable = Path(sys.executable).parent / "dagster-webserver"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(executable), "-h", "127.0.0.1", "-p", str(port)],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"dagster-webserver exited early:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{base_url}/server_info", timeout=2):
-                    break
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"dagster-webserver did not answer in {SERVER_START_S}s:\n"
-                    f"{log_path.read_text()[-3000:]}"
-                )
-            time.sleep(0.5)
+
+
+@pytest.fixture
+def webserver(tmp_path: Path) -> Iterator[str]:
+    """`dagster-webserver` for the project's code location in demo mode."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    env = user_environ(**_server_env(tmp_path))
+    with dagster_webserver(REPO, env, tmp_path / "webserver.log") as base_url:
         yield base_url
-    finally:
-        _stop(process)
 
 
 @pytest.fixture
@@ -245,3 +193,42 @@ def test_asset_graph_and_a_session_materialized_from_the_ui(
     graph_shot = tmp_path / "ui_asset_graph.png"
     page.screenshot(path=graph_shot)
     print(f"screenshots: {graph_shot} {run_shot}")
+
+
+@requires_chromium
+def test_the_backtest_figures_are_on_the_asset_page_without_a_click(
+    page: Page, webserver: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The history backfilled and the backtest materialized on the webserver's instance, with
+    the webserver's settings: every figure of the table is on the backtest's page as it
+    opens and in the run's log, none behind a "[Show ...]" link. (The run's log shows any
+    markdown value behind "[Show Markdown]", the asset page one of 1,000 characters or more;
+    a table value is drawn in place in both.)"""
+    for key in [k for k in os.environ if k.startswith(("ALPACA_", "TECL_", "DAGSTER_"))]:
+        monkeypatch.delenv(key)
+    for key, value in _server_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    defs = build_definitions(Settings.read())
+    with DagsterInstance.get() as instance:
+        backfill = run_backfill(date(2019, 1, 1), date(2026, 12, 31), instance=instance, defs=defs)
+        assert backfill.success, backfill.problem
+        job = defs.resolve_implicit_global_asset_job_def()
+        result = job.execute_in_process(instance=instance, asset_selection=[AssetKey("backtest")])
+    assert result.success
+    [event] = result.get_asset_materialization_events()
+    figures = event.materialization.metadata["figures"]
+    assert isinstance(figures, TableMetadataValue)
+
+    cells = [str(cell) for record in figures.records for cell in record.data.values()]
+    page.goto("/assets/backtest")
+    for cell in cells:
+        expect(page.get_by_text(cell, exact=True).first).to_be_visible()
+    asset_shot = tmp_path / "ui_backtest.png"
+    page.screenshot(path=asset_shot, full_page=True)
+    # The log caps a row's height ("View full message"): the table's first row shows there.
+    page.goto(f"/runs/{result.run_id}?logs=type%3AASSET_MATERIALIZATION")
+    for cell in figures.records[0].data.values():
+        expect(page.get_by_text(str(cell), exact=True).first).to_be_visible()
+    run_shot = tmp_path / "ui_backtest_run.png"
+    page.screenshot(path=run_shot)
+    print(f"screenshots: {asset_shot} {run_shot}")

@@ -154,8 +154,9 @@ class S3Journal(JournalBase):
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        read_only: bool = False,
     ) -> None:
-        super().__init__(spool, on_event)
+        super().__init__(spool, on_event, read_only=read_only)
         self._client = client
         self._retry = retry if retry is not None else DEFAULT_RETRY
         self._sleep = sleep
@@ -296,6 +297,18 @@ class S3Journal(JournalBase):
             for item in page.get("Contents", [])
             if item["Key"].endswith(".json")
         )
+
+    def _all_session_refs(self) -> dict[date, list[tuple[str, int | None]]]:
+        # One paged listing of every record (1,000 keys a page), not one per session.
+        found: dict[date, list[tuple[str, int | None]]] = {}
+        for page in self._pages(self._key("sessions/"), delimiter=None):
+            for item in page.get("Contents", []):
+                ref = self._ref_of(item["Key"])
+                parts = ref.split("/")
+                day = session_of(parts[1]) if len(parts) == 3 else None
+                if day is not None and ref.endswith(".json"):
+                    found.setdefault(day, []).append((ref, int(item["Size"])))
+        return {day: sorted(refs) for day, refs in found.items()}
 
     def _read(self, ref: str) -> bytes:
         data, _ = self._get(self._key(ref))

@@ -124,11 +124,12 @@ def build_missed_session_sensor(
     if start is not None and (start.tzinfo is None or start.utcoffset() is None):
         raise ValueError("start must be timezone-aware")
 
+    # Failure mode A3 (trigger misconfigured or failed).
     @sensor(
         name=name,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=DefaultSensorStatus.RUNNING,
-        description=f"Alerts (A3) when a session's decision time + {grace} passes without "
+        description=f"Alerts when a session's decision time + {grace} passes without "
         "a materialization of post_trade_positions for it; once per session.",
     )
     def _sensor(context: SensorEvaluationContext, alerts: AlertsResource) -> SkipReason:

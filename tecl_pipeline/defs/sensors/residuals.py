@@ -81,11 +81,12 @@ def build_residuals_sensor(
     minimum_interval_seconds: int = 60,
     name: str = "residuals_sensor",
 ) -> SensorDefinition:
+    # Failure mode B6 (partial fills not reconciled).
     @sensor(
         name=name,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=DefaultSensorStatus.RUNNING,
-        description="Alerts (B6) when a post_trade_positions materialization shows unfilled "
+        description="Alerts when a post_trade_positions materialization shows unfilled "
         "residuals; once per materialization.",
     )
     def _sensor(context: SensorEvaluationContext, alerts: AlertsResource) -> SkipReason:

@@ -1,11 +1,15 @@
 """C1: a failed daily run that did not alert from inside (see defs/failure_alerts.py)
-becomes an alert here: a killed run worker, a run that died before its steps.
+becomes an alert here: a killed run worker, a run that died before its steps. A failed
+live_performance run alerts here too, as a warning: nothing traded, but the page a person
+reads to see how the account does is stale until the next run.
 
 Watches every code location, because a run executed in process (`tecl run`) has no origin
 and a sensor limited to its own location skips it; the job is filtered here instead.
 Dagster's run-status sensors keep their own cursor (the last run-failure event handled),
 and the run tag the hook sets keeps the alert to one per run.
 """
+
+from dataclasses import replace
 
 from dagster import (
     DagsterEventType,
@@ -15,6 +19,7 @@ from dagster import (
     run_failure_sensor,
 )
 
+from tecl_pipeline.common.events import Severity
 from tecl_pipeline.defs.failure_alerts import (
     RUN_ALERTED_TAG,
     alert_once,
@@ -22,9 +27,12 @@ from tecl_pipeline.defs.failure_alerts import (
     run_failure_alert,
 )
 from tecl_pipeline.defs.jobs import daily_trading_job
+from tecl_pipeline.defs.performance import LIVE_PERFORMANCE_JOB
 from tecl_pipeline.defs.resources import AlertsResource
 from tecl_pipeline.defs.run_tags import OutcomeLabel, tag_outcome_once
 from tecl_pipeline.observability.alerts import Alert
+
+WATCHED_JOBS = frozenset({daily_trading_job.name, LIVE_PERFORMANCE_JOB})
 
 
 def failure_alert(context: RunFailureSensorContext) -> Alert:
@@ -50,17 +58,22 @@ def build_run_failure_alert_sensor(
         minimum_interval_seconds=minimum_interval_seconds,
         # Alerting is safe to have on from the start, unlike the trading schedule.
         default_status=DefaultSensorStatus.RUNNING,
-        description="Alerts (C1) through the alert sinks when a daily_trading_job run fails "
-        "without having alerted itself (e.g. a killed run); once per run.",
+        # Failure mode C1 (an exception or a killed run worker must reach an alert).
+        description="Alerts through the alert sinks when a daily_trading_job run fails "
+        "without having alerted itself (e.g. a killed run), or a live_performance_job run "
+        "fails; once per run.",
     )
     def _sensor(context: RunFailureSensorContext, alerts: AlertsResource) -> None:
         run = context.dagster_run
-        if run.job_name != daily_trading_job.name:
+        if run.job_name not in WATCHED_JOBS:
             return
         if run.tags.get(RUN_ALERTED_TAG):
             context.log.info("run %s already alerted (%s)", run.run_id, run.tags[RUN_ALERTED_TAG])
             return
+        trading = run.job_name == daily_trading_job.name
         alert = failure_alert(context)
+        if not trading:
+            alert = replace(alert, severity=Severity.WARNING)
 
         def send(_: object) -> None:
             results = alerts.alerter().send(alert)
@@ -71,9 +84,10 @@ def build_run_failure_alert_sensor(
             )
 
         alert_once(context.instance, run.run_id, send, route="sensor")
-        # After the alert. A run that failed with no step failing (a killed run worker):
-        # no step tagged how it ended.
-        tag_outcome_once(context.instance, run.run_id, OutcomeLabel.ERROR)
+        if trading:
+            # After the alert. A run that failed with no step failing (a killed run
+            # worker): no step tagged how it ended.
+            tag_outcome_once(context.instance, run.run_id, OutcomeLabel.ERROR)
 
     return _sensor
 

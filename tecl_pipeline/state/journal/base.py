@@ -54,6 +54,8 @@ class JournalStore(Protocol):
     """Where the journal lives, for people: "file:///…" or "s3://bucket/prefix"."""
     quarantined: list[str]
     """What reads of this instance quarantined (D3), for the alert."""
+    invalid: dict[str, str]
+    """Read-only: the invalid objects reads skipped without moving them, and why."""
 
     def preflight(self) -> None:
         """Raise JournalUnavailableError (naming action, resource, cause) unless the journal
@@ -111,10 +113,16 @@ def utc_stamp() -> str:
 class JournalBase(ABC):
     location: str
 
-    def __init__(self, spool: Spool | None, on_event: EventSink | None) -> None:
+    def __init__(
+        self, spool: Spool | None, on_event: EventSink | None, *, read_only: bool = False
+    ) -> None:
         self._spool = spool
         self._on_event = on_event
+        # A reader that is not a run (`tecl status`) must change nothing: an invalid object
+        # stays where it is, for the next run to quarantine and alert on.
+        self._read_only = read_only
         self.quarantined: list[str] = []
+        self.invalid: dict[str, str] = {}
         self._reported: dict[str, str] = {}
 
     # -- what each back end provides ---------------------------------------------------
@@ -132,6 +140,11 @@ class JournalBase(ABC):
     @abstractmethod
     def _session_refs(self, session: date) -> list[tuple[str, int | None]]:
         """The session's record refs with their sizes (None if unknown), in name order."""
+
+    def _all_session_refs(self) -> dict[date, list[tuple[str, int | None]]]:
+        """Every session's refs, as `_session_refs` gives them; a store that can list them
+        all at once (one paged S3 listing) does better than a listing per session."""
+        return {day: self._session_refs(day) for day in self._session_days()}
 
     @abstractmethod
     def _read(self, ref: str) -> bytes:
@@ -153,6 +166,7 @@ class JournalBase(ABC):
     # -- the shared rules --------------------------------------------------------------
 
     def append(self, record: SessionRecord) -> str:
+        self._writable()
         ref = _ref(record)
         data = encode_record(record)
         try:
@@ -190,34 +204,44 @@ class JournalBase(ABC):
         return self._where(ref)
 
     def records(self, session: date) -> list[SessionRecord]:
-        found = []
-        for ref, size in self._reading(lambda: self._session_refs(session)):
-            if size is not None and size > MAX_RECORD_BYTES:
-                self._set_aside(ref, f"{size} bytes, more than a record can be", session)
-                continue
-            try:
-                data = self._reading(lambda ref=ref: self._read(ref))
-            except RecordMissing:
-                continue
-            try:
-                found.append(decode_record(data, session=session))
-            except InvalidRecord as exc:
-                self._set_aside(ref, str(exc), session)
-            except NewerSchemaRecord as exc:
-                # Not ours to judge: a newer deployment wrote it. Quarantining it would hide
-                # it from that deployment; reading past it would trade on a partial view.
-                raise JournalUnavailableError(
-                    f"journal record {self._where(ref)} has {exc}; upgrade the pipeline "
-                    "before trading on this journal",
-                    action="read",
-                    resource=self._where(ref),
-                    code="UnsupportedSchemaVersion",
-                ) from None
-        return found
+        refs = self._reading(lambda: self._session_refs(session))
+        return [r for ref, size in refs if (r := self._record_at(ref, size, session))]
 
     def latest(self, session: date) -> SessionRecord | None:
-        records = self.records(session)
-        return records[-1] if records else None
+        return self._newest(self._reading(lambda: self._session_refs(session)), session)
+
+    def _newest(self, refs: list[tuple[str, int | None]], session: date) -> SessionRecord | None:
+        """The last valid record of `refs` (name order is write order), reading from the
+        newest back: normally one read, however often the session was run."""
+        for ref, size in reversed(refs):
+            if record := self._record_at(ref, size, session):
+                return record
+        return None
+
+    def _record_at(self, ref: str, size: int | None, session: date) -> SessionRecord | None:
+        """The record at `ref`; None for one that is gone or invalid (set aside, D3)."""
+        if size is not None and size > MAX_RECORD_BYTES:
+            self._set_aside(ref, f"{size} bytes, more than a record can be", session)
+            return None
+        try:
+            data = self._reading(lambda: self._read(ref))
+        except RecordMissing:
+            return None
+        try:
+            return decode_record(data, session=session)
+        except InvalidRecord as exc:
+            self._set_aside(ref, str(exc), session)
+            return None
+        except NewerSchemaRecord as exc:
+            # Not ours to judge: a newer deployment wrote it. Quarantining it would hide
+            # it from that deployment; reading past it would trade on a partial view.
+            raise JournalUnavailableError(
+                f"journal record {self._where(ref)} has {exc}; upgrade the pipeline "
+                "before trading on this journal",
+                action="read",
+                resource=self._where(ref),
+                code="UnsupportedSchemaVersion",
+            ) from None
 
     def latest_before(self, session: date) -> SessionRecord | None:
         """The last record of the most recent earlier session that has one."""
@@ -228,8 +252,8 @@ class JournalBase(ABC):
         return None
 
     def history(self) -> list[SessionRecord]:
-        days = sorted(self._reading(self._session_days))
-        return [record for day in days if (record := self.latest(day)) is not None]
+        refs = self._reading(self._all_session_refs)
+        return [r for day in sorted(refs) if (r := self._newest(refs[day], day)) is not None]
 
     def replay_spool(self) -> int:
         """Push spooled records; each spool file goes only after a verified write (D1).
@@ -240,6 +264,7 @@ class JournalBase(ABC):
         """
         if self._spool is None:
             return 0
+        self._writable()
         written = 0
         for path, entry in self._spool.pending(self.location):
             ref = _ref(entry.record)
@@ -316,9 +341,16 @@ class JournalBase(ABC):
 
     _write_action = "write"
 
+    def _writable(self) -> None:
+        if self._read_only:
+            raise RuntimeError(f"the journal at {self.location} was opened to read only")
+
     def _set_aside(self, ref: str, reason: str, session: date) -> None:
         """Quarantine a bad object; never raises, so reads never crash on one (D3)."""
         where = self._where(ref)
+        if self._read_only:
+            self.invalid[where] = reason
+            return
         try:
             copy, leftover = self._quarantine(ref)
         except RecordMissing:

@@ -41,6 +41,7 @@ class LocalJournal(JournalBase):
         on_event: EventSink | None = None,
         spool_max_files: int = DEFAULT_MAX_FILES,
         spool_max_bytes: int = DEFAULT_MAX_BYTES,
+        read_only: bool = False,
     ) -> None:
         spool = (
             Spool(
@@ -49,7 +50,7 @@ class LocalJournal(JournalBase):
             if spool_dir is not None
             else None
         )
-        super().__init__(spool, on_event)
+        super().__init__(spool, on_event, read_only=read_only)
         self._root = root
         self.location = root.absolute().as_uri()
 

@@ -12,11 +12,11 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 
-from tecl_pipeline.core.performance import AccountPoint
+from tecl_pipeline.core.performance import AccountPoint, Basis
 from tecl_pipeline.trading.models import Order
 
 SCHEMA_VERSION = 2
-"""2 added `prices` and `residuals`; records of version 1 still read, without them."""
+"""2 added `prices`, `residuals` and the figures' basis; version 1 still reads, without."""
 # A session record is a few kilobytes; anything far larger is not one of ours, and reading
 # it whole into memory to find that out would be its own failure mode.
 MAX_RECORD_BYTES = 1024 * 1024
@@ -44,6 +44,11 @@ class SessionRecord(BaseModel):
     """The session's decision prices, at which `positions` are valued."""
     residuals: dict[str, Decimal] = {}
     """target - held, in shares, where the difference was worth a trade and remained."""
+    first_session: date | None = None
+    first_equity: Decimal | None = None
+    peak_equity: Decimal | None = None
+    """What the account's figures are measured from after this session (`Basis`), so the
+    next session reads this record, not the whole journal. None: not known when written."""
 
 
 def account_point(record: SessionRecord) -> AccountPoint:
@@ -67,6 +72,20 @@ def account_point(record: SessionRecord) -> AccountPoint:
     )
 
 
+def record_basis(record: SessionRecord) -> Basis | None:
+    """What the session after `record` measures its figures from; None when the record does
+    not keep it (version 1, or figures that could not be worked out when it was written)."""
+    if record.first_session is None or record.first_equity is None or record.peak_equity is None:
+        return None
+    return Basis(
+        first_session=record.first_session,
+        first_equity=record.first_equity,
+        peak_equity=record.peak_equity,
+        previous_session=record.session,
+        previous_equity=record.equity,
+    )
+
+
 class InvalidRecord(Exception):
     """Stored bytes that are not a valid record of this schema: quarantine them (D3)."""
 
@@ -82,8 +101,15 @@ def record_name(record: SessionRecord) -> str:
     return f"{stamp}-{_UNSAFE_NAME_CHARS.sub('_', record.run_id)}.json"
 
 
+_ADDED_IN_2 = frozenset({"prices", "residuals", "first_session", "first_equity", "peak_equity"})
+
+
 def encode_record(record: SessionRecord) -> bytes:
-    return record.model_dump_json(indent=2).encode()
+    """The record's bytes as the pipeline of its schema version wrote them: a version-1
+    record spooled before an upgrade replays byte for byte, so a host still on version 1
+    reads it (it forbids unknown fields) and a write that had landed is not a conflict."""
+    exclude = set(_ADDED_IN_2) if record.schema_version == 1 else None
+    return record.model_dump_json(indent=2, exclude=exclude).encode()
 
 
 def decode_record(data: bytes, *, session: date) -> SessionRecord:

@@ -21,7 +21,13 @@ from tecl_pipeline.state.errors import (
 )
 from tecl_pipeline.state.journal.base import JournalStore
 from tecl_pipeline.state.journal.local import LocalJournal
-from tecl_pipeline.state.journal.records import encode_record, record_name
+from tecl_pipeline.state.journal.records import (
+    SessionRecord,
+    encode_record,
+    record_basis,
+    record_name,
+)
+from tecl_pipeline.state.journal.spool import Spool
 from tecl_pipeline_tests.adapters.aws.moto_fixtures import session_record
 
 D1 = date(2024, 3, 4)
@@ -210,15 +216,62 @@ def test_a_record_of_the_first_schema_still_reads_without_prices(journal, root):
     folder = root / "sessions" / "2024-03-04"
     folder.mkdir(parents=True)
     raw = json.loads(encode_record(session_record(D1)))
-    del raw["prices"], raw["residuals"]
+    for added in ("prices", "residuals", "first_session", "first_equity", "peak_equity"):
+        del raw[added]
     (folder / "20240304T210000000000Z-old.json").write_text(
         json.dumps({**raw, "schema_version": 1})
     )
     record = journal.latest_before(D2)
     assert record is not None and record.schema_version == 1
     assert record.prices == {} and record.residuals == {}
+    assert record_basis(record) is None
     assert record.positions == session_record(D1).positions
     assert journal.quarantined == []
+
+
+def test_a_first_schema_record_spooled_before_an_upgrade_replays_byte_for_byte(
+    root, spool_dir, journal_events
+):
+    """D1 across an upgrade: a version-1 record spooled by the old pipeline, whose write had
+    in fact landed, replays as the same bytes: no false conflict, and no field a version-1
+    host would reject (it forbids unknown ones, and would quarantine the record)."""
+    old = session_record(D1, "before-upgrade").model_copy(update={"schema_version": 1})
+    landed = encode_record(old)
+    assert set(json.loads(landed)) == set(SessionRecord.model_fields) - {
+        "prices",
+        "residuals",
+        "first_session",
+        "first_equity",
+        "peak_equity",
+    }
+    folder = root / "sessions" / D1.isoformat()
+    folder.mkdir(parents=True)
+    (folder / record_name(old)).write_bytes(landed)
+    Spool(spool_dir).add(root.as_uri(), old, "the answer was lost")
+
+    journal = open_journal(root.as_uri(), spool_dir=spool_dir, on_event=journal_events)
+    assert journal.replay_spool() == 1
+    assert [p.read_bytes() for p in folder.iterdir()] == [landed]
+    assert journal_events.of(EventKind.SPOOL_CONFLICT) == []
+
+
+def test_a_reader_opened_read_only_moves_nothing_and_names_what_it_skipped(root, spool_dir):
+    """`tecl status` reads: an invalid object stays for the next run to quarantine and alert
+    on; writing through such a reader is refused."""
+    writer = open_journal(root.as_uri(), spool_dir=spool_dir)
+    good = session_record(D1)
+    writer.append(good)
+    bad = root / "sessions" / D2.isoformat() / "20240305T210000000000Z-x.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("not a record")
+
+    reader = open_journal(root.as_uri(), spool_dir=spool_dir, read_only=True)
+    assert reader.history() == [good]
+    assert bad.exists() and not (root / "quarantine").exists()
+    assert list(reader.invalid) == [str(bad)] and "not JSON" in reader.invalid[str(bad)]
+    assert reader.quarantined == []
+    with pytest.raises(RuntimeError, match="read only"):
+        reader.append(session_record(D2))
 
 
 def test_preflight_leaves_no_probe_and_names_an_unusable_root(tmp_path, spool_dir):
