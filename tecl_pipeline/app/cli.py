@@ -873,7 +873,7 @@ def _internal_error(exc: Exception) -> str:
 def _alert_before_run(kind: str, title: str, detail: str) -> None:
     """`tecl run` ended before a Dagster run existed, so no run-failure hook or sensor
     will see it: the alert goes from here, through the sinks the environment still allows
-    (a malformed TECL_ALERT_WEBHOOK_URL leaves only the line on stderr)."""
+    (a malformed webhook or apprise URL is left out, the other routes carry the alert)."""
     from tecl_pipeline.common.events import Severity
     from tecl_pipeline.config.settings import ConfigError, Settings
     from tecl_pipeline.observability.alerts import Alert
@@ -887,32 +887,37 @@ def _alert_before_run(kind: str, title: str, detail: str) -> None:
     except ConfigError:
         log_dir = None  # TECL_ALERT_FILE still names a file; the log sink stays quiet
     configure_logging(log_dir, redactor=redactor, stderr_level=QUIET)
-    try:
-        alerter = _alerter(settings, redactor, log_dir)
-    except ConfigError:
+    # A malformed webhook or apprise URL may be what is wrong: the routes that remain (at
+    # least the log and the alert file) still carry the alert.
+    for webhook, apprise in ((True, True), (True, False), (False, True), (False, False)):
         try:
-            # The apprise URL may be what is wrong: the other routes still carry the alert.
-            alerter = _alerter(settings, redactor, log_dir, apprise=False)
+            alerter = _alerter(settings, redactor, log_dir, webhook=webhook, apprise=apprise)
         except ConfigError:
-            return
-    alerter.send(Alert(kind, title, detail, severity=Severity.CRITICAL))
+            continue
+        alerter.send(Alert(kind, title, detail, severity=Severity.CRITICAL))
+        return
 
 
 def _alerter(
-    settings: "Settings", redactor: "Redactor", log_dir: Path | None, *, apprise: bool = True
+    settings: "Settings",
+    redactor: "Redactor",
+    log_dir: Path | None,
+    *,
+    webhook: bool = True,
+    apprise: bool = True,
 ) -> "Alerter":
     """This process's alert path, as a run's would be: the log, the alert file (or
-    <log_dir>/alerts.jsonl), the webhook and (unless `apprise` is False) the apprise URLs
-    of the settings."""
+    <log_dir>/alerts.jsonl), and the webhook and the apprise URLs of the settings unless
+    left out."""
     from tecl_pipeline.observability.alerts import build_alerter
 
-    webhook = settings.alert_webhook_url
+    hook = settings.alert_webhook_url if webhook else None
     urls = settings.alert_apprise_url if apprise else None
     return build_alerter(
         redactor,
         log_dir=log_dir,
         alert_file=settings.alert_file,
-        webhook_url=None if webhook is None else webhook.get_secret_value(),
+        webhook_url=None if hook is None else hook.get_secret_value(),
         apprise_urls=None if urls is None else urls.get_secret_value(),
     )
 

@@ -152,13 +152,31 @@ def _plan(
     return Finding("plan", Verdict.OK, found)
 
 
-def _journal(state: StateResource, today: date) -> Finding:
-    """Whether the journal a run reads first can be read now. Only read: a run also writes,
-    and refuses if it cannot, but the doctor writes nothing."""
-    journal = state.journal()
+def _journal(state: StateResource, today: date) -> list[Finding]:
+    """Whether the journal a run reads first can be read now, and each object in what it
+    read that is not a session record. Only read: a run also writes, and refuses if it
+    cannot, but the doctor writes nothing.
+
+    Opened read-only: read-write, reading would quarantine a bad object itself, silently
+    (the doctor sends no alert), and the next run, finding nothing left to quarantine,
+    would never alert on it either. Read-only, it stays in place and is named here."""
+    journal = state.journal(read_only=True)
     last = journal.latest_before(today + timedelta(days=1))
-    found = "no record yet" if last is None else f"the last record is session {last.session}"
-    return Finding("journal", Verdict.OK, f"{journal.location}: readable, {found}")
+    valid = "valid " if journal.invalid else ""
+    found = "no record yet" if last is None else f"the last {valid}record is session {last.session}"
+    findings = [Finding("journal", Verdict.OK, f"{journal.location}: readable, {found}")]
+    # OK, not REFUSE: a run that meets one quarantines it, alerts and still trades on the
+    # records around it, so the exit status stays a run's; the line says what will happen.
+    findings += [
+        Finding(
+            "journal record",
+            Verdict.OK,
+            f"{where} is not a valid session record ({reason}); left in place: the next run "
+            "will quarantine it and alert",
+        )
+        for where, reason in journal.invalid.items()
+    ]
+    return findings
 
 
 def _failed(check: str, exc: Exception) -> Finding:
@@ -202,7 +220,10 @@ def diagnose(settings: Settings, *, stderr_level: int) -> list[Finding]:
 
         findings.append(_checked("daily bars", bars))
         today = datetime.now(EXCHANGE_TZ).date()
-        findings.append(_checked("journal", lambda: _journal(ready.state, today)))
+        try:
+            findings += _journal(ready.state, today)
+        except Exception as exc:  # a check that cannot be made is the finding, as _checked
+            findings.append(_failed("journal", exc))
         # The plan is for the session of the latest bars (in paper and live, today's once
         # it has traded); without bars there is no plan to make.
         session = latest[0] if latest else CALENDAR.session_on_or_before(today)

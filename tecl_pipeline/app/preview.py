@@ -24,7 +24,7 @@ from tecl_pipeline.core.strategy import Decision, evaluate_tecl_table
 from tecl_pipeline.core.universe import HOLDINGS, SYMBOLS
 from tecl_pipeline.defs.assets import session_prices
 from tecl_pipeline.defs.partitions import CALENDAR
-from tecl_pipeline.defs.presentation import percent
+from tecl_pipeline.defs.presentation import percent, qty
 from tecl_pipeline.defs.resources import BrokerResource, StateResource
 from tecl_pipeline.marketdata import MarketDataSource
 from tecl_pipeline.trading.broker import Broker
@@ -182,8 +182,8 @@ def report(result: Preview) -> str:
         f"cash {account.cash:,.2f} {account.currency}",
     ]
     lines += [
-        f"  {symbol:5} held {_qty(snapshot.held.get(symbol, Decimal(0)))}, target "
-        f"{_qty(snapshot.plan.targets.get(symbol, Decimal(0)))} at {result.prices[symbol]}"
+        f"  {symbol:5} held {qty(snapshot.held.get(symbol, Decimal(0)))}, target "
+        f"{qty(snapshot.plan.targets.get(symbol, Decimal(0)))} at {result.prices[symbol]}"
         for symbol in HOLDINGS
         if symbol in snapshot.plan.targets or symbol in snapshot.held
     ]
@@ -207,7 +207,3 @@ def _oldest(snapshot: BrokerSnapshot) -> str:
     symbol, trade = max(snapshot.quotes.items(), key=lambda item: item[1].age(now))
     age = minutes(trade.age(now))
     return f"; the broker's oldest latest trade: {symbol} on {trade.feed}, {age} old"
-
-
-def _qty(value: Decimal) -> str:
-    return f"{value.normalize():f}"

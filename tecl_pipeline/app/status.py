@@ -13,6 +13,8 @@ next run quarantines it and alerts, D3), and the spool is read file by file, nev
 """
 
 import json
+import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,7 +34,14 @@ from tecl_pipeline.core.performance import (
     account_figures,
     position_figures,
 )
-from tecl_pipeline.defs.presentation import money, percent, share_price
+from tecl_pipeline.defs.presentation import (
+    money,
+    percent,
+    qty,
+    share_price,
+    signed_money,
+    signed_percent,
+)
 from tecl_pipeline.observability.alerts import FileSink, build_alerter
 from tecl_pipeline.observability.logs import LOGGER_NAME, records_dropped
 from tecl_pipeline.observability.redaction import Redactor
@@ -176,7 +185,38 @@ def _journal(settings: Settings, on_event: Callable[[Event], None]) -> Iterator[
 
     state = StateResource(state_uri=settings.state_uri, local_dir=str(settings.machine_dir))
     with build_resources({"state": state}) as ready, records_dropped(LOGGER_NAME):
-        yield ready.state.journal(on_event=on_event, read_only=True)
+        try:
+            journal = ready.state.journal(on_event=on_event, read_only=True)
+        except Exception as exc:
+            problem = _aws_setup_problem(exc)
+            if problem is None:
+                raise
+            raise StatusError(problem) from None
+        yield journal
+
+
+def _aws_setup_problem(exc: Exception) -> str | None:
+    """What is wrong with the AWS settings when making the S3 client failed on them (a
+    profile that is not configured, no region): the person's to fix, so one line naming the
+    setting, not an internal error. None for anything else.
+
+    botocore is looked up, never imported: local state never loads it, and an exception
+    cannot be one of its errors unless it is loaded."""
+    errors = sys.modules.get("botocore.exceptions")
+    if errors is None or not isinstance(exc, errors.BotoCoreError):
+        return None
+    if isinstance(exc, errors.ProfileNotFound):
+        profile = getattr(exc, "kwargs", {}).get("profile", "?")
+        return (
+            f"cannot open the journal: the AWS profile {profile!r} (AWS_PROFILE) is not set "
+            "up in the AWS config or credentials file"
+        )
+    if isinstance(exc, errors.NoRegionError):
+        return (
+            "cannot open the journal: no AWS region is set (AWS_REGION, AWS_DEFAULT_REGION "
+            "or the profile's region)"
+        )
+    return _one_line(f"cannot open the journal: the AWS settings: {exc}")
 
 
 def _unreadable(exc: JournalUnavailableError) -> str:
@@ -209,10 +249,19 @@ def read_spool(directory: Path, location: str) -> tuple[list[SessionRecord], dic
     try:
         if not directory.is_dir():
             return [], {}
-        # Spool's own rule: dot files are temporaries or probes, never entries.
-        paths = sorted(
-            p for p in directory.glob("*.json") if p.is_file() and not p.name.startswith(".")
-        )
+        # os.scandir, not Path.glob: glob (Python 3.11) lists an unreadable folder as empty,
+        # which would show its records as missing instead of saying it cannot be read.
+        with os.scandir(directory) as listing:
+            # Spool's own rule: dot files are temporaries or probes, never entries.
+            paths = sorted(
+                Path(entry.path)
+                for entry in listing
+                if entry.name.endswith(".json")
+                and not entry.name.startswith(".")
+                and entry.is_file()
+            )
+    except FileNotFoundError:
+        return [], {}  # removed since is_dir: as if it never was, as a missing folder
     except OSError as exc:
         raise StatusError(f"cannot read the spool {directory}: {exc.strerror or exc}") from None
     records: list[SessionRecord] = []
@@ -433,9 +482,9 @@ def _session_cells(
         session.isoformat(),
         record.leaf,
         money(figures.equity),
-        _signed_money(figures.day_pnl),
-        _signed_money(figures.total_pnl),
-        _signed_percent(figures.total_return),
+        signed_money(figures.day_pnl),
+        signed_money(figures.total_pnl),
+        signed_percent(figures.total_return),
         percent(figures.drawdown),
     )
 
@@ -454,7 +503,7 @@ def _details(line: SessionLine) -> list[str]:
         details += [_order_text(order) for order in line.record.orders] or ["no order"]
         if line.record.residuals:
             held = ", ".join(
-                f"{symbol} {_signed_qty(qty)}" for symbol, qty in line.record.residuals.items()
+                f"{symbol} {_signed_qty(left)}" for symbol, left in line.record.residuals.items()
             )
             details.append(f"open residuals: {held} (target - held, in shares)")
     details += [f"alert {note.kind}: {note.title}" for note in line.alerts]
@@ -480,7 +529,7 @@ def _sessions_text(count: int) -> str:
 
 def _order_text(order: Order) -> str:
     price = "" if order.filled_avg_price is None else f" @ {share_price(order.filled_avg_price)}"
-    filled = f"{_qty(order.filled_qty)} of {_qty(order.qty)}"
+    filled = f"{qty(order.filled_qty)} of {qty(order.qty)}"
     return f"{order.side.value:4} {order.symbol:5} {filled}{price}  [{order.status.value}]"
 
 
@@ -495,7 +544,7 @@ def _positions_text(
     rows = [
         (
             p.symbol,
-            _qty(p.qty),
+            qty(p.qty),
             UNKNOWN if p.price is None else share_price(p.price),
             UNKNOWN if p.value is None else money(p.value),
             UNKNOWN if p.weight is None else percent(p.weight),
@@ -506,7 +555,10 @@ def _positions_text(
     widths = _widths(headers, rows)
     lines = [head, *(_row(row, widths, names=1) for row in (headers, *rows))]
     if any(p.value is None for p in positions):
-        lines.append("(-: the record keeps no prices, schema version 1, so no value or weight)")
+        # Only a version 1 record keeps no prices by design; a later one can still lack a
+        # symbol's price, so the version is named only when it is the reason.
+        why = ", schema version 1" if latest.schema_version == 1 else ""
+        lines.append(f"(-: no price recorded{why}, so no value or weight)")
     return lines
 
 
@@ -527,20 +579,8 @@ def _row(cells: Sequence[str], widths: Sequence[int], *, names: int) -> str:
     return "  ".join(parts).rstrip()
 
 
-def _qty(value: Decimal) -> str:
-    return f"{value.normalize():f}"
-
-
 def _signed_qty(value: Decimal) -> str:
-    return f"+{_qty(value)}" if value > 0 else _qty(value)
-
-
-def _signed_money(amount: Decimal) -> str:
-    return f"+{money(amount)}" if amount.quantize(Decimal("0.01")) > 0 else money(amount)
-
-
-def _signed_percent(ratio: Decimal) -> str:
-    return f"+{percent(ratio)}" if ratio > 0 else percent(ratio)
+    return f"+{qty(value)}" if value > 0 else qty(value)
 
 
 def _one_line(message: str) -> str:

@@ -12,9 +12,18 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Final
 
+from tecl_pipeline.core.errors import UnknownSessionError
 from tecl_pipeline.core.performance import SessionFigures
 from tecl_pipeline.core.strategy import Decision
-from tecl_pipeline.defs.presentation import money, percent, share_price
+from tecl_pipeline.defs.partitions import CALENDAR
+from tecl_pipeline.defs.presentation import (
+    money,
+    percent,
+    qty,
+    share_price,
+    signed_money,
+    signed_percent,
+)
 from tecl_pipeline.trading.execution import ExecutionReport
 from tecl_pipeline.trading.models import Order
 from tecl_pipeline.trading.reconcile import Residual, Residuals
@@ -53,8 +62,8 @@ def daily_summary(
 ) -> DailySummary:
     """The summary of a session that reached its positions. `orders`: the session's orders
     as the broker reports them after trading (`report.session_orders` when not given);
-    `residuals`: the reconciliation's, whose `open` ones count; `figures`: None when the
-    journal could not give them.
+    `residuals`: the reconciliation's, whose `open` ones count; `figures`: None when they
+    could not be worked out (the step logs why).
 
     Never raises: the session is journaled by the time this runs, and a courtesy message
     must not turn a recorded session into a failed step.
@@ -89,7 +98,7 @@ def _summary(
     look = to_look_at(report, target, residuals, orders)
     verdict = f"{len(look)} to look at" if look else "all clear"
     account = (
-        f"equity {money(figures.equity)}, day {signed_money(figures.day_pnl)}"
+        f"equity {money(figures.equity)}, day {signed_money(figures.day_pnl)}{_since(figures)}"
         if figures
         else "account figures unavailable"
     )
@@ -143,22 +152,6 @@ def order_text(order: Order) -> str:
     return f"{side} {qty(order.filled_qty)} of {qty(order.qty)}{price} [{order.status.value}]"
 
 
-def signed_money(amount: Decimal) -> str:
-    """A P&L: "+$234.56", "-$1,234.50", and "$0.00" for none."""
-    shown = money(amount)
-    return f"+{shown}" if amount.quantize(Decimal("0.01")) > 0 else shown
-
-
-def signed_percent(ratio: Decimal) -> str:
-    shown = percent(ratio)
-    return f"+{shown}" if ratio * 100 >= Decimal("0.005") else shown
-
-
-def qty(amount: Decimal) -> str:
-    """A share quantity without the broker's trailing zeros: "12", "0.5"."""
-    return f"{amount.normalize():f}"
-
-
 def _filled(order: Order) -> bool:
     return order.filled_qty >= order.qty
 
@@ -181,15 +174,32 @@ def _weights(allocation: Mapping[str, Decimal]) -> str:
 
 def _account_line(figures: SessionFigures | None) -> str:
     if figures is None:
-        return "account figures unavailable: the journal could not be read (see the run's log)"
+        # None is any failure while working them out, an unreadable journal only one of
+        # them: the step logs which, so this line points there instead of guessing.
+        return "account figures unavailable (see the run's log)"
     day = signed_money(figures.day_pnl)
-    if figures.previous_session is None:
-        day += " (first session)"
+    day += " (first session)" if figures.previous_session is None else _since(figures)
     return (
         f"equity {money(figures.equity)}, day P&L {day}, total P&L "
         f"{signed_money(figures.total_pnl)} ({signed_percent(figures.total_return)}) "
         f"since {figures.first_session.isoformat()}"
     )
+
+
+def _since(figures: SessionFigures) -> str:
+    """The note " (since 2026-11-19)" when sessions of the exchange calendar without a record lie
+    between the previous record and this one (refused, or not run): the "day" P&L is then
+    the change since that record, not one day's, as `tecl status` notes under the same
+    figure. Empty otherwise, and outside the calendar's range, where nothing is known of
+    the sessions between: no note rather than a summary that fails."""
+    previous = figures.previous_session
+    if previous is None:
+        return ""
+    try:
+        gap = CALENDAR.previous_session(figures.session) != previous
+    except UnknownSessionError:
+        return ""
+    return f" (since {previous.isoformat()})" if gap else ""
 
 
 def _clip(text: str) -> str:

@@ -6,6 +6,8 @@ the session ran (the schedule, the launchpad, `tecl run` on the same instance).
 """
 
 import base64
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Final
@@ -20,6 +22,7 @@ from dagster import (
     MetadataValue,
     RunRequest,
     RunsFilter,
+    SensorDefinition,
     SensorEvaluationContext,
     SkipReason,
     asset,
@@ -52,6 +55,8 @@ from tecl_pipeline.state.journal.records import account_point
 GROUP: Final = "performance"
 LIVE_PNG: Final = "live_performance.png"
 LIVE_PERFORMANCE_JOB: Final = "live_performance_job"
+STUCK_AFTER: Final = timedelta(hours=1)
+"""A live_performance run takes seconds; one unfinished after this long is not waited on."""
 RECENT: Final = 10
 """Sessions shown in the per-session tracking table (the plot and the figures cover all)."""
 
@@ -197,30 +202,50 @@ _UNFINISHED = (
 )
 
 
-@sensor(
-    job=live_performance_job,
-    default_status=DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
-    description="After each session's positions are recorded, update live_performance.",
-)
-def live_performance_sensor(context: SensorEvaluationContext) -> RunRequest | SkipReason:
-    """One run for every new post_trade_positions materialization, or for several at once:
-    the run reads the whole journal. While a run is unfinished nothing is asked and the
-    cursor stays, so a session recorded meanwhile gets the next run (a backfill of many
-    sessions makes a few runs, not one each)."""
-    records = context.instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=post_trade_positions.key), limit=1, ascending=False
-    ).records
-    if not records or str(records[0].storage_id) == context.cursor:
-        return SkipReason("no post_trade_positions materialization since the last update")
-    latest = records[0]
-    unfinished = context.instance.get_runs(
-        RunsFilter(job_name=LIVE_PERFORMANCE_JOB, statuses=list(_UNFINISHED)), limit=1
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def build_live_performance_sensor(
+    *, clock: Callable[[], datetime] = _now, name: str = "live_performance_sensor"
+) -> SensorDefinition:
+    @sensor(
+        name=name,
+        job=live_performance_job,
+        default_status=DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=30,
+        description="After each session's positions are recorded, update live_performance.",
     )
-    if unfinished:
-        return SkipReason(f"live_performance run {unfinished[0].run_id} is not finished yet")
-    context.update_cursor(str(latest.storage_id))
-    return RunRequest(run_key=f"after-{latest.storage_id}")
+    def _sensor(context: SensorEvaluationContext) -> RunRequest | SkipReason:
+        """One run for every new post_trade_positions materialization, or for several at
+        once: the run reads the whole journal. While a run is unfinished nothing is asked
+        and the cursor stays, so a session recorded meanwhile gets the next run (a backfill
+        of many sessions makes a few runs, not one each)."""
+        records = context.instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=post_trade_positions.key), limit=1, ascending=False
+        ).records
+        if not records or str(records[0].storage_id) == context.cursor:
+            return SkipReason("no post_trade_positions materialization since the last update")
+        latest = records[0]
+        # A run still unfinished after STUCK_AFTER is taken as stuck (a killed worker where
+        # no run monitoring marks it failed): waiting on it would stop the updates for good.
+        unfinished = context.instance.get_runs(
+            RunsFilter(
+                job_name=LIVE_PERFORMANCE_JOB,
+                statuses=list(_UNFINISHED),
+                created_after=clock() - STUCK_AFTER,
+            ),
+            limit=1,
+        )
+        if unfinished:
+            return SkipReason(f"live_performance run {unfinished[0].run_id} is not finished yet")
+        context.update_cursor(str(latest.storage_id))
+        return RunRequest(run_key=f"after-{latest.storage_id}")
+
+    return _sensor
+
+
+live_performance_sensor = build_live_performance_sensor()
 
 
 PERFORMANCE_ASSETS: Final = (live_performance,)

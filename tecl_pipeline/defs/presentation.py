@@ -66,6 +66,25 @@ def percent(weight: Decimal) -> str:
     return f"{weight * 100:.2f}%"
 
 
+def signed_money(amount: Decimal) -> str:
+    """A P&L: "+$234.56", "-$1,234.50", and "$0.00" for none or less than half a cent (the
+    sign goes with the figure shown, never "+$0.00")."""
+    shown = money(amount)
+    return f"+{shown}" if amount.quantize(CENT, rounding=ROUND_HALF_EVEN) > 0 else shown
+
+
+def signed_percent(ratio: Decimal) -> str:
+    """A return: "+1.23%", "-4.50%", and "0.00%" for one that rounds to none (the sign goes
+    with the figure shown, as `signed_money`'s)."""
+    shown = percent(ratio)
+    return f"+{shown}" if (ratio * 100).quantize(CENT, rounding=ROUND_HALF_EVEN) > 0 else shown
+
+
+def qty(amount: Decimal) -> str:
+    """A share quantity without the broker's trailing zeros: "12", "0.5", "20.123456789"."""
+    return f"{amount.normalize():f}"
+
+
 def order_rows(orders: Iterable[Order]) -> list[tuple[object, ...]]:
     return [
         (

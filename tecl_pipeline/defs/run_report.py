@@ -8,10 +8,10 @@ its target once it traded (post_trade_reconciled passed, no warning, nothing can
 import re
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tecl_pipeline.core.outcomes import CHECKED, Outcome, metadata_text, outcome_of
+from tecl_pipeline.defs.presentation import qty
 
 if TYPE_CHECKING:
     from dagster import ExecuteInProcessResult
@@ -225,10 +225,6 @@ def explain_result(result: "ExecuteInProcessResult", session: date) -> RunOutcom
     )
 
 
-def _qty(value: Decimal) -> str:
-    return f"{value.normalize():f}"
-
-
 def format_report(
     result: "ExecuteInProcessResult", session: date, attention: list[str] | None = None
 ) -> str:
@@ -257,7 +253,7 @@ def format_report(
         if report.sent:
             lines.append("orders       sent this run:")
             lines += [
-                f"  {o.side.value:4} {o.symbol:5} qty {_qty(o.qty)} filled {_qty(o.filled_qty)}"
+                f"  {o.side.value:4} {o.symbol:5} qty {qty(o.qty)} filled {qty(o.filled_qty)}"
                 f" @ {o.filled_avg_price if o.filled_avg_price is not None else '-'}"
                 f"  [{o.status.value}] {o.client_order_id}"
                 for o in report.sent
@@ -277,10 +273,10 @@ def format_report(
         lines += [f"  skipped {symbol}: {why}" for symbol, why in report.skipped]
     if after is not None:
         lines.append(f"positions    equity {after.equity:,.2f}, cash {after.cash:,.2f}")
-        lines += [f"  {s:5} {_qty(q)}" for s, q in after.positions.items()]
+        lines += [f"  {s:5} {qty(q)}" for s, q in after.positions.items()]
         if after.residuals:
             lines.append(
-                "residuals    " + ", ".join(f"{s} {_qty(r)}" for s, r in after.residuals.items())
+                "residuals    " + ", ".join(f"{s} {qty(r)}" for s, r in after.residuals.items())
             )
         lines.append(f"journal      {after.journal_record}")
     if attention:

@@ -3,7 +3,8 @@ run named with what to do, judged by the rules a run applies. Paper mode against
 simulator standing in for Alpaca, keys through the environment as a user sets them."""
 
 import logging
-from datetime import datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 
 import pytest
 
@@ -11,10 +12,14 @@ from tecl_pipeline.app.doctor import Finding, Verdict, diagnose, exit_verdict
 from tecl_pipeline.config.settings import DataFeed
 from tecl_pipeline.core.calendar import EXCHANGE_TZ
 from tecl_pipeline.simulator import AccountKind, DataPlan
+from tecl_pipeline.state.journal.local import LocalJournal
+from tecl_pipeline.state.journal.records import SessionRecord
 from tecl_pipeline_tests.app.cli_helpers import paper_at, tecl
 from tecl_pipeline_tests.simulator.simulator_fixtures import sim_state
 
 QUIET = logging.CRITICAL + 1
+# Two sessions well before any day the tests run on (the doctor reads up to today).
+EARLIER, LATER = date(2024, 3, 28), date(2024, 4, 1)
 
 
 def by_check(findings: list[Finding]) -> dict[str, Finding]:
@@ -185,3 +190,46 @@ def test_a_journal_that_cannot_be_read_is_named(paper, tmp_path):
     journal = by_check(diagnose(paper(state_uri=blocker.as_uri()), stderr_level=QUIET))["journal"]
 
     assert not journal.ok and "not-a-directory" in journal.detail, journal.line
+
+
+def test_a_record_that_is_not_one_is_named_and_left_for_the_next_run_to_quarantine(paper, tmp_path):
+    """The doctor reads the journal read-only: a bad object stays where it is, named, so the
+    next run still quarantines it and alerts. Moved by the doctor, no alert would ever come
+    (the doctor sends none, and the run would find nothing to move)."""
+    journal = LocalJournal(tmp_path / "state" / "journal")
+    journal.append(
+        SessionRecord(
+            session=EARLIER,
+            run_id="run-earlier",
+            written_at=datetime(2024, 3, 28, 20, 0, tzinfo=UTC),
+            data_source="csv replay",
+            broker="simulator",
+            leaf="B4b",
+            reason="bull",
+            weights={"TECL": Decimal(1)},
+            orders=[],
+            positions={},
+            cash=Decimal(1000),
+            equity=Decimal(1000),
+        )
+    )
+    garbage = tmp_path / "state" / "journal" / "sessions" / str(LATER) / "99999999T999999Z.json"
+    garbage.parent.mkdir(parents=True)
+    garbage.write_text("{")
+
+    findings = diagnose(paper(), stderr_level=QUIET)
+
+    checks = by_check(findings)
+    assert checks["journal"].detail.endswith(
+        f"readable, the last valid record is session {EARLIER}"
+    )
+    assert checks["journal record"].line.startswith(
+        f"ok      journal record: {garbage} is not a valid session record ("
+    )
+    assert checks["journal record"].detail.endswith(
+        "; left in place: the next run will quarantine it and alert"
+    )
+    # A run still trades with the records around it: the exit status is a run's.
+    assert exit_verdict(findings) is Verdict.OK
+    assert garbage.read_text() == "{", "left in place"
+    assert not (tmp_path / "state" / "journal" / "quarantine").exists()

@@ -9,7 +9,9 @@ exit status 1.
 The journal is written through the real stores and the alerts through the real file sink;
 every expected figure is worked out here from the records' own inputs."""
 
+import errno
 import json
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -175,8 +177,6 @@ class Done:
 def place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A working directory and an environment with none of the test run's TECL_, DAGSTER_ or
     ALPACA_ variables, as a person's shell."""
-    import os
-
     for name in list(os.environ):
         if name.startswith(USER_ENV_PREFIXES):
             monkeypatch.delenv(name)
@@ -645,6 +645,7 @@ def test_a_version_1_record_has_no_prices_so_value_and_weight_are_unknown_never_
     done = status()
 
     assert row(done.out, "TECL") == ["TECL", "100", "-", "-", "-", "100.00%"]
+    assert "(-: no price recorded, schema version 1, so no value or weight)" in done.out
     [position] = status("--json").json()["positions"]
     assert position == {
         "symbol": "TECL",
@@ -654,6 +655,18 @@ def test_a_version_1_record_has_no_prices_so_value_and_weight_are_unknown_never_
         "weight": None,
         "target_weight": "1",
     }
+
+
+def test_a_version_2_record_without_a_price_does_not_blame_version_1(status, journal):
+    """Only version 1 keeps no prices by design: a later record lacking one is said so
+    plainly, never put down to a version it is not."""
+    journal.append(record(D1, prices={}))
+
+    out = status().out
+
+    assert row(out, "TECL") == ["TECL", "100", "-", "-", "-", "100.00%"]
+    assert "(-: no price recorded, so no value or weight)" in out
+    assert "version 1" not in out
 
 
 # -- for scripts ------------------------------------------------------------------------------
@@ -818,6 +831,72 @@ def test_a_missing_bucket_is_one_line_exit_1_naming_it(status, place, monkeypatc
     line = done.line()
     assert line.startswith("tecl status: cannot read the journal:")
     assert "no-such-bucket-for-status" in line and "trading" not in line
+
+
+def test_a_spool_folder_that_cannot_be_listed_is_one_line_exit_1_not_an_empty_spool(
+    status, journal, state, monkeypatch
+):
+    """Its records would otherwise show as missing. The listing is made to fail (root, as
+    the tests may run, ignores a folder's permissions); Path.glob would swallow it."""
+    journal.append(record(D1))
+    spool = spool_record(state, journal, record(D2)).parent
+    listing = os.scandir
+
+    def scandir(path: Any = ".") -> Any:
+        if Path(path) == spool:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return listing(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+
+    done = status()
+
+    assert done.status == 1 and done.out == ""
+    assert done.line() == f"tecl status: cannot read the spool {spool}: Permission denied"
+
+
+def test_an_aws_profile_that_does_not_exist_is_one_line_exit_1_not_a_bug(tmp_path):
+    """A setting of the person's, said as one: no "internal error", no traceback, no error
+    file. A separate process, with the profile set as a person's shell sets it."""
+    done = tecl(
+        ["status"],
+        tmp_path,
+        TECL_STATE_URI="s3://tecl-bucket/x",
+        AWS_PROFILE="nope",
+        HOME=str(tmp_path),
+        AWS_CONFIG_FILE=str(tmp_path / "no-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-credentials"),
+    )
+
+    assert done.returncode == 1
+    assert Done(done.returncode, done.stdout, done.stderr).line() == (
+        "tecl status: cannot open the journal: the AWS profile 'nope' (AWS_PROFILE) is not "
+        "set up in the AWS config or credentials file"
+    )
+    assert done.stdout == ""
+    assert list(tmp_path.rglob("tecl-error-*")) == [], "no error file: it is no bug"
+
+
+def test_no_aws_region_is_one_line_exit_1_naming_the_settings(status, place, monkeypatch):
+    """Any botocore setup error from making the S3 client is the AWS settings' to fix."""
+    from botocore.exceptions import NoRegionError
+
+    from tecl_pipeline.defs.resources import StateResource
+
+    def journal(*args: Any, **kwargs: Any) -> Any:
+        raise NoRegionError()
+
+    monkeypatch.setattr(StateResource, "journal", journal)
+    monkeypatch.setenv("TECL_STATE_URI", "s3://tecl-bucket/x")
+    monkeypatch.setenv("TECL_LOCAL_DIR", str(place / "local"))
+
+    done = status()
+
+    assert done.status == 1 and done.out == ""
+    assert done.line() == (
+        "tecl status: cannot open the journal: no AWS region is set (AWS_REGION, "
+        "AWS_DEFAULT_REGION or the profile's region)"
+    )
 
 
 def test_an_unreadable_alert_file_is_one_line_exit_1_naming_it(status, journal, place):

@@ -6,7 +6,7 @@ of the deployment's secrets (X9, S2)."""
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler
@@ -27,10 +27,9 @@ from tecl_pipeline.defs.daily_summary import (
     MAX_ITEMS,
     daily_summary,
     order_text,
-    signed_money,
 )
 from tecl_pipeline.defs.partitions import CALENDAR
-from tecl_pipeline.defs.presentation import money, share_price
+from tecl_pipeline.defs.presentation import money, share_price, signed_money
 from tecl_pipeline.observability.logs import LOGGER_NAME
 from tecl_pipeline.observability.redaction import Redactor
 from tecl_pipeline.state.journal.local import LocalJournal
@@ -268,12 +267,40 @@ def test_a_loss_is_signed_and_a_long_list_stops_after_a_few_lines():
 
 
 def test_without_account_figures_the_rest_of_the_summary_still_comes():
-    """The journal could not give the figures: the summary says so and keeps the rest."""
+    """The figures could not be worked out: the summary says so, points at the run's log
+    for why (an unreadable journal is only one cause) and keeps the rest."""
     summary = daily_summary(_decision(), _report(), _target(), _residuals(), None)
 
     assert summary.title.startswith("session 2026-11-24: leaf B1, account figures unavailable")
-    assert "account figures unavailable: the journal could not be read" in summary.detail
+    assert "account figures unavailable (see the run's log)" in summary.detail.splitlines()
+    assert "journal" not in summary.detail
     assert "orders:" in summary.detail
+
+
+def test_a_day_pnl_across_sessions_without_a_record_says_since_when():
+    """The previous record is Friday's and Monday has none: the "day" P&L is since Friday,
+    in the title and the account line alike."""
+    friday = date(2026, 11, 20)
+
+    summary = daily_summary(
+        _decision(), _report(), _target(), _residuals(), _figures(previous=friday)
+    )
+
+    assert "day +$234.56 (since 2026-11-20)," in summary.title
+    assert summary.detail.splitlines()[2] == (
+        "equity $101,234.56, day P&L +$234.56 (since 2026-11-20), total P&L +$1,234.56 "
+        "(+1.23%) since 2026-11-20"
+    )
+
+
+def test_a_holiday_between_two_records_is_no_gap():
+    """The Friday after Thanksgiving follows Wednesday's session: a day's P&L, no note."""
+    figures = replace(_figures(previous=date(2026, 11, 25)), session=date(2026, 11, 27))
+
+    summary = daily_summary(_decision(), _report(), _target(), _residuals(), figures)
+
+    assert "since 2026-11-25" not in summary.title + summary.detail
+    assert "day P&L +$234.56, total P&L" in summary.detail
 
 
 def test_the_builder_never_raises_into_the_step():

@@ -4,7 +4,7 @@ session by a sensor."""
 
 import base64
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from dagster import (
     Definitions,
     ExecuteInProcessResult,
     RunRequest,
+    SensorDefinition,
     SkipReason,
     build_sensor_context,
 )
@@ -24,7 +25,12 @@ from tecl_pipeline.config.settings import Settings
 from tecl_pipeline.core.performance import account_figures
 from tecl_pipeline.core.performance_charts import INLINE_LIMIT
 from tecl_pipeline.definitions import build_definitions
-from tecl_pipeline.defs.performance import LIVE_PERFORMANCE_JOB, live_performance_sensor
+from tecl_pipeline.defs.performance import (
+    LIVE_PERFORMANCE_JOB,
+    STUCK_AFTER,
+    build_live_performance_sensor,
+    live_performance_sensor,
+)
 from tecl_pipeline.state.journal.local import LocalJournal
 from tecl_pipeline.state.journal.records import account_point, encode_record, record_basis
 
@@ -124,10 +130,15 @@ def test_before_a_second_session_it_says_what_is_missing(account):
     assert "starts with the second" in str(shown["comparison"])
 
 
-def _ask(instance: DagsterInstance, defs: Definitions, cursor: str | None) -> tuple:
+def _ask(
+    instance: DagsterInstance,
+    defs: Definitions,
+    cursor: str | None,
+    sensor: SensorDefinition = live_performance_sensor,
+) -> tuple:
     """One evaluation of the sensor, as the daemon makes it: (its answer, its cursor after)."""
     with build_sensor_context(instance=instance, definitions=defs, cursor=cursor) as context:
-        answer = live_performance_sensor(context)
+        answer = sensor(context)
         return answer, context.cursor
 
 
@@ -156,6 +167,18 @@ def test_a_recorded_session_asks_for_one_update_and_waits_for_an_unfinished_one(
     answer, after = _ask(instance, defs, cursor)
     assert isinstance(answer, RunRequest) and after != cursor
     assert isinstance(_ask(instance, defs, after)[0], SkipReason)
+
+    # A run left unfinished for more than an hour (its worker killed) is not waited on.
+    stuck = instance.create_run_for_job(
+        defs.resolve_job_def(LIVE_PERFORMANCE_JOB), status=DagsterRunStatus.NOT_STARTED
+    )
+    _trade(defs, instance, SESSIONS[3])
+    assert isinstance(_ask(instance, defs, after)[0], SkipReason)
+    later = build_live_performance_sensor(
+        clock=lambda: datetime.now(UTC) + STUCK_AFTER + timedelta(minutes=1)
+    )
+    answer, _ = _ask(instance, defs, after, later)
+    assert isinstance(answer, RunRequest), stuck.run_id
 
 
 def test_figures_come_from_the_previous_record_and_never_stop_a_traded_session(

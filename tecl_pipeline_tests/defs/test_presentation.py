@@ -6,7 +6,15 @@ from decimal import Decimal
 import pytest
 from dagster import TableMetadataValue
 
-from tecl_pipeline.defs.presentation import inline_table, markdown_table, money, share_price
+from tecl_pipeline.defs.presentation import (
+    inline_table,
+    markdown_table,
+    money,
+    qty,
+    share_price,
+    signed_money,
+    signed_percent,
+)
 
 
 @pytest.mark.parametrize(
@@ -95,3 +103,46 @@ def test_an_inline_table_is_a_table_value_with_the_headers_as_columns() -> None:
 def test_no_amount_is_a_dash():
     assert money(Decimal("NaN")) == "-" and share_price(Decimal("NaN")) == "-"
     assert money(Decimal("1.005")) == "$1.00"  # half-even, as the pipeline rounds
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("234.56", "+$234.56"),
+        ("-1234.5", "-$1,234.50"),
+        ("0", "$0.00"),
+        # The sign goes with the figure shown: never "+$0.00" nor "-$0.00".
+        ("0.004", "$0.00"),
+        ("-0.004", "$0.00"),
+        ("0.005", "$0.00"),
+        ("0.006", "+$0.01"),
+    ],
+)
+def test_signed_money_marks_a_gain_the_cents_show(value: str, shown: str) -> None:
+    assert signed_money(Decimal(value)) == shown
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("0.0123", "+1.23%"),
+        ("-0.045", "-4.50%"),
+        ("0", "0.00%"),
+        # A gain too small to show is no gain shown: "0.00%", never "+0.00%".
+        ("0.00001", "0.00%"),
+        ("0.00005", "0.00%"),
+        ("0.00006", "+0.01%"),
+    ],
+)
+def test_signed_percent_marks_a_gain_the_figure_shows(value: str, shown: str) -> None:
+    assert signed_percent(Decimal(value)) == shown
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [("12", "12"), ("1.500000000", "1.5"), ("100", "100"), ("20.123456789", "20.123456789")],
+)
+def test_a_quantity_drops_the_brokers_trailing_zeros_never_shows_an_exponent(
+    value: str, shown: str
+) -> None:
+    assert qty(Decimal(value)) == shown

@@ -172,6 +172,7 @@ class S3Journal(JournalBase):
         """Bucket exists, is in the client's region, is reachable, and a probe object can
         be written (create-only, encrypted), read back and removed; the spool is writable.
         Any failure: JournalUnavailableError naming action, resource and cause."""
+        self._writable()
         self._check_transport()
         check_spool(self._spool_required)
         try:
@@ -218,8 +219,8 @@ class S3Journal(JournalBase):
         if parts.scheme != "https" and not is_loopback(parts.hostname or ""):
             # Signed requests and the journal's contents must not cross a network in clear.
             raise JournalUnavailableError(
-                f"journal preflight failed: S3 endpoint {endpoint} is not https (S5); "
-                "plain http is allowed only to this machine. No orders will be sent",
+                f"S3 endpoint {endpoint} is not https (S5); plain http is allowed only to "
+                "this machine, so nothing was sent to it and no orders will be",
                 action="connect",
                 resource=endpoint,
                 code="InsecureEndpoint",
@@ -291,17 +292,19 @@ class S3Journal(JournalBase):
 
     def _session_refs(self, session: date) -> list[tuple[str, int | None]]:
         pages = self._pages(self._key(f"sessions/{session.isoformat()}/"), delimiter=None)
-        return sorted(
-            (self._ref_of(item["Key"]), int(item["Size"]))
-            for page in pages
-            for item in page.get("Contents", [])
-            if item["Key"].endswith(".json")
-        )
+        return self._records_by_session(pages).get(session, [])
 
     def _all_session_refs(self) -> dict[date, list[tuple[str, int | None]]]:
         # One paged listing of every record (1,000 keys a page), not one per session.
+        return self._records_by_session(self._pages(self._key("sessions/"), delimiter=None))
+
+    def _records_by_session(
+        self, pages: list[dict[str, Any]]
+    ) -> dict[date, list[tuple[str, int | None]]]:
+        """The record refs of listed pages by session, in name order: exactly
+        sessions/<date>/<name>.json, as the local store's folders hold them."""
         found: dict[date, list[tuple[str, int | None]]] = {}
-        for page in self._pages(self._key("sessions/"), delimiter=None):
+        for page in pages:
             for item in page.get("Contents", []):
                 ref = self._ref_of(item["Key"])
                 parts = ref.split("/")
@@ -449,6 +452,10 @@ class S3Journal(JournalBase):
         A create-only PUT may be repeated after its answer was lost: S3 then answers 412,
         and the write is confirmed by reading it back, as after any other `RecordExists`.
         """
+
+        # Every request, not only preflight's: readers that never preflight (tecl status,
+        # live_performance) must not send signed requests in clear either.
+        self._check_transport()
 
         def attempt() -> Any:
             try:

@@ -73,7 +73,9 @@ class JournalStore(Protocol):
     def latest_before(self, session: date) -> SessionRecord | None: ...
 
     def history(self) -> list[SessionRecord]:
-        """The last record of every session that has one, oldest session first."""
+        """The last valid record of every session that has one, oldest session first,
+        read newest first (one read per session): what it does not read, a run reading the
+        session whole still judges."""
         ...
 
     def replay_spool(self) -> int:
@@ -208,11 +210,16 @@ class JournalBase(ABC):
         return [r for ref, size in refs if (r := self._record_at(ref, size, session))]
 
     def latest(self, session: date) -> SessionRecord | None:
-        return self._newest(self._reading(lambda: self._session_refs(session)), session)
+        # Every record of the session, not only the newest: this is what a run trades on,
+        # so a bad object anywhere in it is quarantined and alerted (D3), and a newer
+        # pipeline's record anywhere in it stops the run.
+        records = self.records(session)
+        return records[-1] if records else None
 
     def _newest(self, refs: list[tuple[str, int | None]], session: date) -> SessionRecord | None:
         """The last valid record of `refs` (name order is write order), reading from the
-        newest back: normally one read, however often the session was run."""
+        newest back: normally one read, however often the session was run. For the whole
+        history's readers (figures, status); `latest` is the one runs trade on."""
         for ref, size in reversed(refs):
             if record := self._record_at(ref, size, session):
                 return record

@@ -55,6 +55,7 @@ class LocalJournal(JournalBase):
         self.location = root.absolute().as_uri()
 
     def preflight(self) -> None:
+        self._writable()
         probe = self._root / f".preflight-{uuid.uuid4().hex}"
         try:
             self._root.mkdir(parents=True, exist_ok=True)

@@ -74,13 +74,17 @@ def account_point(record: SessionRecord) -> AccountPoint:
 
 def record_basis(record: SessionRecord) -> Basis | None:
     """What the session after `record` measures its figures from; None when the record does
-    not keep it (version 1, or figures that could not be worked out when it was written)."""
-    if record.first_session is None or record.first_equity is None or record.peak_equity is None:
+    not keep it (version 1, or figures that could not be worked out when it was written), or
+    keeps one that cannot be right (then the figures come from the journal itself)."""
+    first, start, peak = record.first_session, record.first_equity, record.peak_equity
+    if first is None or start is None or peak is None:
+        return None
+    if first > record.session or start < 0 or peak < max(record.equity, start):
         return None
     return Basis(
-        first_session=record.first_session,
-        first_equity=record.first_equity,
-        peak_equity=record.peak_equity,
+        first_session=first,
+        first_equity=start,
+        peak_equity=peak,
         previous_session=record.session,
         previous_equity=record.equity,
     )

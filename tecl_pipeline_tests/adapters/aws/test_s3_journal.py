@@ -566,6 +566,21 @@ def test_preflight_refuses_plain_http_to_a_remote_endpoint(s3_bucket, spool_dir,
     assert caught.value.code == "InsecureEndpoint"
 
 
+def test_readers_that_never_preflight_refuse_plain_http_too(s3_bucket, spool_dir, make_s3_client):
+    """S5 for `tecl status` and live_performance, which read without a preflight: no request
+    goes to a plain-http endpoint on another host."""
+    journal = open_journal(
+        f"s3://{s3_bucket}",
+        spool_dir=spool_dir,
+        s3_client=make_s3_client("http://s3.example.com"),
+        read_only=True,
+    )
+    with pytest.raises(JournalUnavailableError) as caught:
+        journal.history()
+    assert caught.value.code == "InsecureEndpoint"
+    assert "s3.example.com" in str(caught.value) and "not https" in str(caught.value)
+
+
 def test_preflight_refuses_when_the_spool_is_not_writable(journal_at, tmp_path):
     """D1: if a failed write could not be spooled, the run must not trade."""
     blocker = tmp_path / "a-file"

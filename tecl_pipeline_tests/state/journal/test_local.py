@@ -6,6 +6,7 @@ import errno
 import json
 import os
 from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -255,6 +256,33 @@ def test_a_first_schema_record_spooled_before_an_upgrade_replays_byte_for_byte(
     assert journal_events.of(EventKind.SPOOL_CONFLICT) == []
 
 
+def test_what_a_run_trades_on_is_judged_whole_even_behind_a_newer_good_record(
+    journal, root, journal_events
+):
+    """D3: the previous session's record is read with every object of the session, not
+    only the newest: garbage written before a re-run's good record is still quarantined and
+    alerted, and a newer pipeline's record anywhere in it still stops the run."""
+    first = session_record(D1, "run-a")
+    journal.append(first)
+    folder = root / "sessions" / D1.isoformat()
+    garbage = folder / "20240304T210100000000Z-garbage.json"
+    garbage.write_text("not a record")
+    rerun = session_record(D1, "run-b", written_at=first.written_at + timedelta(minutes=5))
+    journal.append(rerun)
+
+    assert journal.latest_before(D2) == rerun
+    assert not garbage.exists() and journal_events.of(EventKind.QUARANTINE)
+
+    raw = json.loads(encode_record(first))
+    (folder / "20240304T210200000000Z-newer.json").write_text(
+        json.dumps({**raw, "run_id": "newer", "schema_version": 3})
+    )
+    late = session_record(D1, "run-c", written_at=first.written_at + timedelta(minutes=9))
+    journal.append(late)
+    with pytest.raises(JournalUnavailableError, match="newer"):
+        journal.latest_before(D2)
+
+
 def test_a_reader_opened_read_only_moves_nothing_and_names_what_it_skipped(root, spool_dir):
     """`tecl status` reads: an invalid object stays for the next run to quarantine and alert
     on; writing through such a reader is refused."""
@@ -272,6 +300,9 @@ def test_a_reader_opened_read_only_moves_nothing_and_names_what_it_skipped(root,
     assert reader.quarantined == []
     with pytest.raises(RuntimeError, match="read only"):
         reader.append(session_record(D2))
+    with pytest.raises(RuntimeError, match="read only"):
+        reader.preflight()  # it writes a probe
+    assert not (root / ".preflight").exists() and not spool_dir.exists()
 
 
 def test_preflight_leaves_no_probe_and_names_an_unusable_root(tmp_path, spool_dir):
@@ -578,3 +609,24 @@ def test_a_journal_without_a_spool_has_nothing_to_replay(root):
     """D1: the legacy LocalJournal(root) has no spool: replay is a no-op, not an error."""
     assert LocalJournal(root).replay_spool() == 0
     assert not os.path.exists(root)
+
+
+@pytest.mark.parametrize(
+    "basis",
+    [
+        {"first_session": D2},  # after the record's own session
+        {"first_equity": Decimal("-5")},
+        {"peak_equity": Decimal("50")},  # below the record's own equity
+    ],
+)
+def test_a_basis_that_cannot_be_right_is_not_used(basis):
+    """The figures then come from the journal itself rather than from a wrong base."""
+    good = session_record(D1).model_copy(
+        update={
+            "first_session": D1,
+            "first_equity": Decimal("10000"),
+            "peak_equity": Decimal("10012.34"),
+        }
+    )
+    assert record_basis(good) is not None
+    assert record_basis(good.model_copy(update=basis)) is None
