@@ -13,7 +13,6 @@ next run quarantines it and alerts, D3), and the spool is read file by file, nev
 """
 
 import json
-import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -48,7 +47,7 @@ from tecl_pipeline.observability.redaction import Redactor
 from tecl_pipeline.state.errors import JournalUnavailableError
 from tecl_pipeline.state.journal.base import JournalStore, StoreFailed
 from tecl_pipeline.state.journal.records import SessionRecord, account_point, record_name
-from tecl_pipeline.state.journal.spool import SpoolEntry
+from tecl_pipeline.state.journal.spool import Spool
 from tecl_pipeline.trading.models import Order
 
 NO_RECORD = "no record (the run refused or did not run)"
@@ -243,41 +242,22 @@ def _folder_exists(location: str) -> bool | None:
 
 def read_spool(directory: Path, location: str) -> tuple[list[SessionRecord], dict[str, str]]:
     """The records spooled in `directory` for the journal at `location` (oldest first), and
-    the files that are not spool entries, with why. Read file by file with the spool's own
-    model: `Spool.pending` would move an unreadable file aside, and status moves nothing.
-    A folder that cannot be listed is a StatusError: its records would show as missing."""
+    the files that are not spool entries, with why. Read with the spool's own reader, which
+    moves nothing (`Spool.pending` would set an unreadable file aside). A folder that
+    cannot be listed is a StatusError: its records would show as missing."""
     try:
-        if not directory.is_dir():
-            return [], {}
-        # os.scandir, not Path.glob: glob (Python 3.11) lists an unreadable folder as empty,
-        # which would show its records as missing instead of saying it cannot be read.
-        with os.scandir(directory) as listing:
-            # Spool's own rule: dot files are temporaries or probes, never entries.
-            paths = sorted(
-                Path(entry.path)
-                for entry in listing
-                if entry.name.endswith(".json")
-                and not entry.name.startswith(".")
-                and entry.is_file()
-            )
-    except FileNotFoundError:
-        return [], {}  # removed since is_dir: as if it never was, as a missing folder
+        found, bad = Spool(directory).entries(location)
     except OSError as exc:
         raise StatusError(f"cannot read the spool {directory}: {exc.strerror or exc}") from None
-    records: list[SessionRecord] = []
-    unreadable: dict[str, str] = {}
-    for path in paths:
-        try:
-            entry = SpoolEntry.model_validate_json(path.read_bytes())
-        except OSError as exc:
-            unreadable[str(path)] = f"spool file cannot be read: {exc.strerror or exc}"
-            continue
-        except ValidationError as exc:
-            unreadable[str(path)] = f"not a spool entry ({exc.error_count()} error(s))"
-            continue
-        if entry.location == location:
-            records.append(entry.record)
-    return records, unreadable
+    unreadable = {
+        str(path): (
+            f"not a spool entry ({problem.error_count()} error(s))"
+            if isinstance(problem, ValidationError)
+            else f"spool file cannot be read: {getattr(problem, 'strerror', None) or problem}"
+        )
+        for path, problem in bad
+    }
+    return [entry.record for _, entry in found], unreadable
 
 
 def alert_files(settings: Settings) -> tuple[Path, ...]:

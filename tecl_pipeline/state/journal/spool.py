@@ -85,27 +85,57 @@ class Spool:
 
     def pending(self, location: str) -> list[tuple[Path, SpoolEntry]]:
         """Entries for `location`, oldest first. Unreadable files are set aside, not lost."""
-        if not self.directory.is_dir():
-            return []
-        found = []
-        for path in self._files():
+        found, unreadable = self._read(location, strict=False)
+        for path, problem in unreadable:
+            self._set_aside(path, problem)
+        return found
+
+    def entries(
+        self, location: str
+    ) -> tuple[list[tuple[Path, SpoolEntry]], list[tuple[Path, Exception]]]:
+        """Entries for `location`, oldest first, and the files that are not entries with
+        why, for a reader that is not a run (`tecl status`): nothing is moved, and a folder
+        that cannot be listed raises OSError rather than reading as empty."""
+        return self._read(location, strict=True)
+
+    def _read(
+        self, location: str, *, strict: bool
+    ) -> tuple[list[tuple[Path, SpoolEntry]], list[tuple[Path, Exception]]]:
+        found: list[tuple[Path, SpoolEntry]] = []
+        unreadable: list[tuple[Path, Exception]] = []
+        for path in self._files(strict=strict):
             try:
                 entry = SpoolEntry.model_validate_json(path.read_bytes())
             except (ValidationError, OSError) as exc:
-                self._set_aside(path, exc)
+                unreadable.append((path, exc))
                 continue
             if entry.location == location:
                 found.append((path, entry))
-        return found
+        return found, unreadable
 
     def remove(self, path: Path) -> None:
         path.unlink(missing_ok=True)
 
-    def _files(self) -> list[Path]:
-        # Dot files are temporary (being written) or probes, never entries.
-        return sorted(
-            p for p in self.directory.glob("*.json") if p.is_file() and not p.name.startswith(".")
-        )
+    def _files(self, *, strict: bool = False) -> list[Path]:
+        """The entry files, oldest first. A missing folder has none; one that cannot be
+        listed has none too unless `strict`, when it raises OSError."""
+        try:
+            with os.scandir(self.directory) as listing:
+                # Dot files are temporary (being written) or probes, never entries.
+                paths = [
+                    Path(item.path)
+                    for item in listing
+                    if item.name.endswith(".json")
+                    and not item.name.startswith(".")
+                    and item.is_file()
+                ]
+        except FileNotFoundError:
+            return []
+        except OSError:
+            if strict:
+                raise
+            return []
+        return sorted(paths)
 
     def _ensure_dir(self) -> None:
         # Private: spooled records carry positions and cash.
